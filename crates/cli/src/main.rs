@@ -1,0 +1,2 @@
+//! The `rivulet` command-line program.
+fn main() {}
