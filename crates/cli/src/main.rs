@@ -1,2 +1,53 @@
 //! The `rivulet` command-line program.
-fn main() {}
+
+mod create;
+mod info;
+mod progress;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// rivulet: a fast, light BitTorrent client.
+#[derive(Debug, Parser)]
+#[command(name = "rivulet", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a .torrent from a file or a folder.
+    Create(create::Args),
+    /// Show what a .torrent file or magnet link holds.
+    Info(info::Args),
+    /// Check data on disk against a .torrent's piece hashes.
+    Verify(verify::Args),
+}
+
+/// What a command reports back to `main`, beyond success.
+pub enum Outcome {
+    /// Everything asked for holds: exit status 0.
+    Success,
+    /// The command ran but the answer is "no" (data incomplete): exit status 1.
+    Incomplete,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Create(args) => create::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Incomplete) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -13,10 +13,12 @@
 //! ```
 #![warn(clippy::indexing_slicing)]
 
+pub mod create;
 pub mod info_hash;
 pub mod layout;
 pub mod magnet;
 pub mod metainfo;
+pub mod piece_io;
 
 pub use info_hash::InfoHash;
 pub use layout::{FileLayout, FileSpan};

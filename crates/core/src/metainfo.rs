@@ -144,6 +144,18 @@ impl Info {
     pub fn num_pieces(&self) -> usize {
         self.pieces.len()
     }
+
+    /// Where each file's data lives when the torrent is saved under `dir`;
+    /// padding files read as zeros.
+    pub fn file_sources(&self, dir: &std::path::Path) -> Vec<crate::piece_io::FileSource> {
+        self.files
+            .iter()
+            .map(|f| match f.padding {
+                true => crate::piece_io::FileSource::Zeros,
+                false => crate::piece_io::FileSource::Disk(dir.join(f.relative_path())),
+            })
+            .collect()
+    }
 }
 
 /// A parsed .torrent file.
@@ -449,15 +461,20 @@ fn parse_files(name: &str, files: &Value<'_>) -> Result<Vec<FileEntry>, Metainfo
                 .last()
                 .is_some_and(|n| n.starts_with("_____padding_file_"));
         // A file may not sit where another file is, nor where a folder must be.
+        // Padding files are exempt: they are never written, and libtorrent names
+        // them `.pad/<length>`, so equal-length ones share a path.
         let mut prefix = Vec::with_capacity(path.len());
         for c in path.iter().take(path.len().saturating_sub(1)) {
+            if padding {
+                break;
+            }
             prefix.push(c.clone());
             if paths.contains(&prefix) {
                 return Err(MetainfoError::DuplicatePath(prefix.join("/")));
             }
             dirs.insert(prefix.clone());
         }
-        if dirs.contains(&path) || !paths.insert(path.clone()) {
+        if !padding && (dirs.contains(&path) || !paths.insert(path.clone())) {
             return Err(MetainfoError::DuplicatePath(path.join("/")));
         }
         out.push(FileEntry {

@@ -370,3 +370,22 @@ proptest::proptest! {
         let _ = Metainfo::from_bytes(&bytes);
     }
 }
+
+#[test]
+fn padding_files_may_share_a_path() {
+    // libtorrent names padding files `.pad/<length>`, so equal sizes repeat.
+    let pad = || file(16379, &[".pad", "16379"]).with("attr", "p".into());
+    let info = multi(
+        vec![
+            file(5, &["a"]),
+            pad(),
+            file(5, &["b"]),
+            pad(),
+            file(5, &["c"]),
+        ],
+        16384,
+        3,
+    );
+    let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+    assert_eq!(m.info.files.iter().filter(|f| f.padding).count(), 2);
+}

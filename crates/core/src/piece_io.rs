@@ -1,0 +1,145 @@
+//! Reading and hashing whole pieces from files on disk, in parallel. Shared by
+//! torrent creation (hash the source data) and verification (check downloaded
+//! data against the torrent's hashes).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use sha1::{Digest, Sha1};
+
+use crate::layout::FileLayout;
+
+/// Where the bytes of one torrent file come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A file on disk.
+    Disk(PathBuf),
+    /// A BEP 47 padding file: all zeros, never stored.
+    Zeros,
+}
+
+/// A failure to read a piece.
+#[derive(Debug, thiserror::Error)]
+pub enum PieceReadError {
+    /// A file that holds part of the piece does not exist or is too short.
+    #[error("{} is missing or too short", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Any other I/O error (permissions, a failing disk, ...).
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Reads piece `piece` into `buf` (resized to the piece's length).
+pub fn read_piece(
+    layout: &FileLayout,
+    files: &[FileSource],
+    piece: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), PieceReadError> {
+    let Some(spans) = layout.piece_spans(piece) else {
+        buf.clear();
+        return Ok(());
+    };
+    // piece_spans succeeded, so piece_len is Some; the length fits in usize
+    // because piece lengths are capped far below the address space.
+    let len = layout.piece_len(piece).unwrap_or(0) as usize;
+    buf.resize(len, 0);
+    let mut at = 0usize;
+    for span in spans {
+        let n = span.len as usize;
+        let Some(dest) = buf.get_mut(at..at + n) else {
+            break;
+        };
+        match files.get(span.file) {
+            Some(FileSource::Disk(path)) => read_span(path, span.offset, dest)?,
+            Some(FileSource::Zeros) | None => dest.fill(0),
+        }
+        at += n;
+    }
+    Ok(())
+}
+
+fn read_span(path: &Path, offset: u64, dest: &mut [u8]) -> Result<(), PieceReadError> {
+    // Opened per span rather than kept open: bounded file descriptors whatever
+    // the number of files, at the cost of one open() per piece and file.
+    let classify = |source: io::Error| match source.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof => PieceReadError::Missing {
+            path: path.to_owned(),
+        },
+        _ => PieceReadError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    };
+    let file = File::open(path).map_err(classify)?;
+    file.read_exact_at(dest, offset).map_err(classify)
+}
+
+/// SHA-1 of every piece, computed on all cores. `progress` is called with the
+/// number of bytes hashed so far, from worker threads.
+pub fn hash_pieces(
+    layout: &FileLayout,
+    files: &[FileSource],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<[u8; 20]>, PieceReadError> {
+    let done = AtomicU64::new(0);
+    (0..layout.num_pieces())
+        .into_par_iter()
+        .map_init(Vec::new, |buf, piece| {
+            read_piece(layout, files, piece, buf)?;
+            let hash: [u8; 20] = Sha1::digest(buf.as_slice()).into();
+            progress(done.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64);
+            Ok(hash)
+        })
+        .collect()
+}
+
+/// The state of one piece found on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceCheck {
+    /// Present and its SHA-1 matches.
+    Good,
+    /// Present but its SHA-1 does not match.
+    Bad,
+    /// At least one of its files is missing or too short.
+    Missing,
+}
+
+/// Checks every piece against `expected` hashes, on all cores. Missing files
+/// mark their pieces [`PieceCheck::Missing`]; other I/O errors abort the check.
+pub fn check_pieces(
+    layout: &FileLayout,
+    files: &[FileSource],
+    expected: &[[u8; 20]],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<PieceCheck>, PieceReadError> {
+    let done = AtomicU64::new(0);
+    expected
+        .par_iter()
+        .enumerate()
+        .map_init(Vec::new, |buf, (piece, want)| {
+            let piece = piece as u64;
+            let result = match read_piece(layout, files, piece, buf) {
+                Ok(()) if Sha1::digest(buf.as_slice()).as_slice() == want => PieceCheck::Good,
+                Ok(()) => PieceCheck::Bad,
+                Err(PieceReadError::Missing { .. }) => PieceCheck::Missing,
+                Err(e) => return Err(e),
+            };
+            let len = layout.piece_len(piece).unwrap_or(0);
+            progress(done.fetch_add(len, Ordering::Relaxed) + len);
+            Ok(result)
+        })
+        .collect()
+}
