@@ -18,9 +18,11 @@ pub mod info_hash;
 pub mod layout;
 pub mod magnet;
 pub mod metainfo;
+pub mod peer_id;
 pub mod piece_io;
 
 pub use info_hash::InfoHash;
 pub use layout::{FileLayout, FileSpan};
 pub use magnet::Magnet;
 pub use metainfo::{FileEntry, Info, Metainfo, MetainfoError};
+pub use peer_id::PeerId;

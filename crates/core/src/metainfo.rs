@@ -20,8 +20,8 @@ pub const MAX_PIECE_LENGTH: u64 = 256 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
     /// The bytes are not valid bencode.
-    #[error("not a valid .torrent: {0}")]
-    Bencode(#[from] bencode::Error),
+    #[error("{0}")]
+    Bencode(bencode::Error),
     /// A required key is absent.
     #[error("missing required key `{0}`")]
     MissingKey(&'static str),
@@ -75,6 +75,14 @@ pub enum MetainfoError {
     /// A v2-only torrent (BEP 52) without the v1 keys.
     #[error("v2-only torrents are not supported (no `pieces` in the info dictionary)")]
     V2Only,
+}
+
+// Written by hand rather than with `#[from]`, which would also make the bencode
+// error the `source` and print its message twice in error chains.
+impl From<bencode::Error> for MetainfoError {
+    fn from(e: bencode::Error) -> Self {
+        MetainfoError::Bencode(e)
+    }
 }
 
 /// A file of the torrent.

@@ -346,7 +346,7 @@ fn truncated_and_garbage_input() {
     let e = Metainfo::from_bytes(b"<html>404</html>").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "not a valid .torrent: invalid bencode at byte 0: found '<', expected a value ('i', 'l', 'd' or a digit)"
+        "invalid bencode at byte 0: found '<', expected a value ('i', 'l', 'd' or a digit)"
     );
 }
 
