@@ -247,6 +247,25 @@ fn duplicate_and_conflicting_paths_refused() {
     assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
     let e = refused(multi(vec![file(5, &["a", "b"]), file(5, &["a"])], 16384, 1));
     assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
+    // "a.txt" sorts between "a" and "a/b" as text; the clash must still be found.
+    let e = refused(multi(
+        vec![
+            file(5, &["a", "b"]),
+            file(5, &["a.txt"]),
+            file(5, &["a"]),
+            file(5, &["a-"]),
+        ],
+        16384,
+        2,
+    ));
+    assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
+    // Names that share a prefix but not a folder are fine.
+    assert!(Metainfo::from_bytes(&torrent(multi(
+        vec![file(5, &["a", "b"]), file(5, &["a.txt"]), file(5, &["ab"])],
+        16384,
+        1
+    )))
+    .is_ok());
 }
 
 #[test]
