@@ -136,9 +136,10 @@ pub fn run(args: Args) -> Result<Outcome> {
     if !args.quiet {
         let secs = elapsed.as_secs_f64().max(1e-9);
         eprintln!(
-            "Created {}: {} files, {}, {} pieces of {}, hashed in {:.2} s ({}/s)",
+            "Created {}: {} file{}, {}, {} pieces of {}, hashed in {:.2} s ({}/s)",
             output.display(),
             source.files.len(),
+            if source.files.len() == 1 { "" } else { "s" },
             HumanBytes(total),
             m.info.num_pieces(),
             HumanBytes(m.info.piece_length),
