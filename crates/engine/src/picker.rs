@@ -1,0 +1,594 @@
+//! The piece picker: which blocks to request from which peer.
+//!
+//! A plain data structure (no I/O, no clock, no locks) so that it can be tested
+//! from a compact description of the swarm and driven by property tests.
+//!
+//! Policy:
+//! - **Finish before starting**: blocks of pieces already in progress come first,
+//!   those closest to completion first, so that pieces complete (and can be
+//!   verified, written and shared) as early as possible.
+//! - **Random start**: until [`RANDOM_START_PIECES`] pieces are complete, new
+//!   pieces are chosen at random, so that a new peer has something to trade soon.
+//! - **Rarest first**: afterwards, the new piece held by the fewest peers, ties
+//!   broken randomly.
+//! - **End-game**: once no piece is left unstarted and the peer can get no free
+//!   block, it may request blocks already requested from others; the first copy
+//!   to arrive wins and the caller cancels the rest.
+//!
+//! Availability is kept in buckets (pieces sorted by how many peers have them,
+//! with the start index of each count), so a `have` message costs O(1): the
+//! piece swaps to the edge of its bucket and the boundary moves. Peers that have
+//! everything are counted apart and never touch the buckets.
+
+// Indexing here is into the picker's own per-piece vectors (all of length
+// `num_pieces`) with indices that are either produced by the picker itself
+// (`order`, `partials`) or checked at the public entry points (`avail.get`,
+// `partial_index`, `have`) before use; piece numbers from peers never index
+// anything unchecked.
+#![allow(clippy::indexing_slicing)]
+
+use rand::Rng;
+
+/// The size of a request: 16 KiB, what every client asks for and serves.
+pub const BLOCK_LEN: u32 = 16 * 1024;
+
+/// New pieces are picked at random until this many are complete.
+pub const RANDOM_START_PIECES: u32 = 4;
+
+/// The engine's handle on a peer connection.
+pub type PeerKey = u32;
+
+/// A block: `len` bytes at `begin` within piece `piece`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Block {
+    /// Piece index.
+    pub piece: u32,
+    /// Offset within the piece.
+    pub begin: u32,
+    /// Length in bytes (16 KiB except at the end of the last piece).
+    pub len: u32,
+}
+
+/// What [`PiecePicker::on_block_received`] made of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A block we needed. `cancel` lists the other peers that were asked for it
+    /// (end-game) and should get a cancel; `piece_complete` means every block of
+    /// the piece is now in and it can be hashed.
+    New {
+        /// Other peers that requested the same block.
+        cancel: Vec<PeerKey>,
+        /// All blocks of the piece have arrived.
+        piece_complete: bool,
+    },
+    /// We already had this block (an end-game duplicate, or a piece already
+    /// complete): drop the data.
+    Duplicate,
+    /// Not a block of any piece we are downloading, or misaligned or of the
+    /// wrong length: the sender is misbehaving.
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BlockState {
+    Free,
+    /// Asked of these peers (more than one only in end-game).
+    Requested(Vec<PeerKey>),
+    /// Arrived from this peer (kept to find who sent bad data).
+    Received(PeerKey),
+}
+
+#[derive(Debug, Clone)]
+struct Partial {
+    piece: u32,
+    blocks: Vec<BlockState>,
+    free: u32,
+    received: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceState {
+    Missing,
+    InProgress,
+    Have,
+}
+
+/// Tracks which pieces we have, which are in progress block by block, and how
+/// many peers have each piece; hands out blocks to request.
+#[derive(Debug, Clone)]
+pub struct PiecePicker {
+    piece_length: u32,
+    total_length: u64,
+    state: Vec<PieceState>,
+    have_count: u32,
+    /// Pieces neither had nor in progress.
+    unstarted: u32,
+    partials: Vec<Partial>,
+    /// Per piece: how many connected peers (other than seeds) have it.
+    avail: Vec<u32>,
+    /// Pieces sorted by `avail`; `pos` is the inverse permutation.
+    order: Vec<u32>,
+    pos: Vec<u32>,
+    /// `bucket_start[a]` is the first index in `order` of a piece with
+    /// availability `a`; the last entry is `order.len()`.
+    bucket_start: Vec<u32>,
+    /// Connected peers that have every piece.
+    seeds: u32,
+    /// Most pieces in progress at once: each holds a piece's worth of memory
+    /// until it is verified, so this bounds the download buffer.
+    max_in_progress: usize,
+}
+
+impl PiecePicker {
+    /// A picker for a torrent of `total_length` bytes in pieces of
+    /// `piece_length`; `have(i)` says which pieces are already complete
+    /// (from resume data). The initial order within equal availability is
+    /// shuffled with `rng`.
+    ///
+    /// # Panics
+    /// If `piece_length` is 0 or the piece count exceeds `u32::MAX`; both are
+    /// ruled out by metainfo validation.
+    pub fn new(
+        piece_length: u32,
+        total_length: u64,
+        have: impl Fn(u32) -> bool,
+        rng: &mut impl Rng,
+    ) -> Self {
+        assert!(piece_length > 0, "piece length checked by metainfo parsing");
+        let n = u32::try_from(total_length.div_ceil(u64::from(piece_length)))
+            .unwrap_or_else(|_| panic!("piece count checked by metainfo parsing"));
+        let state: Vec<PieceState> = (0..n)
+            .map(|i| {
+                if have(i) {
+                    PieceState::Have
+                } else {
+                    PieceState::Missing
+                }
+            })
+            .collect();
+        let have_count = state.iter().filter(|s| **s == PieceState::Have).count() as u32;
+        let mut order: Vec<u32> = (0..n).collect();
+        // Fisher-Yates: the tie-break order between equally rare pieces.
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.gen_range(0..=i));
+        }
+        let mut pos = vec![0u32; n as usize];
+        for (i, p) in order.iter().enumerate() {
+            pos[*p as usize] = i as u32;
+        }
+        PiecePicker {
+            piece_length,
+            total_length,
+            state,
+            have_count,
+            unstarted: n - have_count,
+            partials: Vec::new(),
+            avail: vec![0; n as usize],
+            order,
+            pos,
+            bucket_start: vec![0, n],
+            seeds: 0,
+            max_in_progress: 64,
+        }
+    }
+
+    /// Sets the most pieces that may be in progress at once (at least 1).
+    pub fn set_max_in_progress(&mut self, max: usize) {
+        self.max_in_progress = max.max(1);
+    }
+
+    /// Number of pieces.
+    pub fn num_pieces(&self) -> u32 {
+        self.state.len() as u32
+    }
+
+    /// Whether piece `piece` is complete and verified.
+    pub fn have(&self, piece: u32) -> bool {
+        self.state.get(piece as usize) == Some(&PieceState::Have)
+    }
+
+    /// Number of complete, verified pieces.
+    pub fn have_count(&self) -> u32 {
+        self.have_count
+    }
+
+    /// Whether every piece is complete.
+    pub fn is_complete(&self) -> bool {
+        self.have_count == self.num_pieces()
+    }
+
+    /// Pieces currently in progress.
+    pub fn in_progress(&self) -> impl Iterator<Item = u32> + '_ {
+        self.partials.iter().map(|p| p.piece)
+    }
+
+    /// Length of piece `piece` (the last may be short).
+    pub fn piece_len(&self, piece: u32) -> u32 {
+        let start = u64::from(piece) * u64::from(self.piece_length);
+        let len = self.total_length.saturating_sub(start);
+        len.min(u64::from(self.piece_length)) as u32
+    }
+
+    fn blocks_in(&self, piece: u32) -> u32 {
+        self.piece_len(piece).div_ceil(BLOCK_LEN)
+    }
+
+    fn block_at(&self, piece: u32, index: u32) -> Block {
+        let begin = index * BLOCK_LEN;
+        Block {
+            piece,
+            begin,
+            len: (self.piece_len(piece) - begin).min(BLOCK_LEN),
+        }
+    }
+
+    /// Availability of `piece`: how many connected peers have it.
+    pub fn availability(&self, piece: u32) -> u32 {
+        self.avail.get(piece as usize).copied().unwrap_or(0) + self.seeds
+    }
+
+    // ---- availability ----
+
+    /// A peer that has every piece connected (or sent have-all).
+    pub fn add_seed(&mut self) {
+        self.seeds += 1;
+    }
+
+    /// A peer that had every piece went away.
+    pub fn remove_seed(&mut self) {
+        self.seeds = self.seeds.saturating_sub(1);
+    }
+
+    /// A peer announced `pieces` (from its bitfield). Indices past the end are
+    /// ignored.
+    pub fn add_peer_pieces(&mut self, pieces: impl IntoIterator<Item = u32>) {
+        for p in pieces {
+            self.inc(p);
+        }
+    }
+
+    /// A peer that had `pieces` went away.
+    pub fn remove_peer_pieces(&mut self, pieces: impl IntoIterator<Item = u32>) {
+        for p in pieces {
+            self.dec(p);
+        }
+    }
+
+    /// A peer sent `have` for `piece`.
+    pub fn peer_has(&mut self, piece: u32) {
+        self.inc(piece);
+    }
+
+    fn swap_order(&mut self, i: u32, j: u32) {
+        if i == j {
+            return;
+        }
+        self.order.swap(i as usize, j as usize);
+        let (pi, pj) = (self.order[i as usize], self.order[j as usize]);
+        self.pos[pi as usize] = i;
+        self.pos[pj as usize] = j;
+    }
+
+    fn inc(&mut self, piece: u32) {
+        let Some(&a) = self.avail.get(piece as usize) else {
+            return;
+        };
+        let a = a as usize;
+        if self.bucket_start.len() < a + 3 {
+            // Bucket a+1 does not exist yet: it starts empty at the end.
+            self.bucket_start.push(self.order.len() as u32);
+        }
+        let last = self.bucket_start[a + 1] - 1;
+        self.swap_order(self.pos[piece as usize], last);
+        self.bucket_start[a + 1] -= 1;
+        self.avail[piece as usize] += 1;
+    }
+
+    fn dec(&mut self, piece: u32) {
+        let Some(&a) = self.avail.get(piece as usize) else {
+            return;
+        };
+        if a == 0 {
+            return;
+        }
+        let a = a as usize;
+        let first = self.bucket_start[a];
+        self.swap_order(self.pos[piece as usize], first);
+        self.bucket_start[a] += 1;
+        self.avail[piece as usize] -= 1;
+    }
+
+    // ---- picking ----
+
+    /// Whether the peer has any piece we still lack.
+    pub fn is_interesting(&self, peer_has: impl Fn(u32) -> bool) -> bool {
+        (0..self.num_pieces()).any(|p| self.state[p as usize] != PieceState::Have && peer_has(p))
+    }
+
+    /// Up to `want` blocks to request from peer `peer`, which has the pieces for
+    /// which `peer_has` is true. The blocks are marked requested by `peer`.
+    pub fn pick(
+        &mut self,
+        peer: PeerKey,
+        peer_has: impl Fn(u32) -> bool,
+        want: usize,
+        rng: &mut impl Rng,
+    ) -> Vec<Block> {
+        let mut out = Vec::new();
+        if want == 0 {
+            return out;
+        }
+        // 1. Free blocks of pieces in progress, most advanced first.
+        let mut idx: Vec<usize> = (0..self.partials.len())
+            .filter(|i| self.partials[*i].free > 0 && peer_has(self.partials[*i].piece))
+            .collect();
+        idx.sort_by_key(|i| {
+            let p = &self.partials[*i];
+            std::cmp::Reverse(p.blocks.len() as u32 - p.free)
+        });
+        for i in idx {
+            self.take_free(i, peer, want, &mut out);
+            if out.len() >= want {
+                return out;
+            }
+        }
+        // 2. New pieces.
+        while out.len() < want && self.partials.len() < self.max_in_progress {
+            let Some(piece) = self.choose_new_piece(&peer_has, rng) else {
+                break;
+            };
+            let i = self.start_piece(piece);
+            self.take_free(i, peer, want, &mut out);
+        }
+        // 3. End-game: nothing unstarted, nothing free for this peer.
+        if out.is_empty() && self.unstarted == 0 {
+            self.pick_end_game(peer, &peer_has, want, &mut out);
+        }
+        out
+    }
+
+    fn take_free(&mut self, i: usize, peer: PeerKey, want: usize, out: &mut Vec<Block>) {
+        let piece = self.partials[i].piece;
+        let mut index = 0u32;
+        while out.len() < want && self.partials[i].free > 0 {
+            let Some(state) = self.partials[i].blocks.get_mut(index as usize) else {
+                break;
+            };
+            if *state == BlockState::Free {
+                *state = BlockState::Requested(vec![peer]);
+                self.partials[i].free -= 1;
+                out.push(self.block_at(piece, index));
+            }
+            index += 1;
+        }
+    }
+
+    fn choose_new_piece(&self, peer_has: &impl Fn(u32) -> bool, rng: &mut impl Rng) -> Option<u32> {
+        let eligible = |p: u32| self.state[p as usize] == PieceState::Missing && peer_has(p);
+        if self.have_count < RANDOM_START_PIECES {
+            // Random start: a random eligible piece, scanning on from a random spot.
+            let n = self.num_pieces();
+            if n == 0 {
+                return None;
+            }
+            let start = rng.gen_range(0..n);
+            return (0..n).map(|k| (start + k) % n).find(|p| eligible(*p));
+        }
+        self.order.iter().copied().find(|p| eligible(*p))
+    }
+
+    fn start_piece(&mut self, piece: u32) -> usize {
+        let blocks = self.blocks_in(piece);
+        self.state[piece as usize] = PieceState::InProgress;
+        self.unstarted -= 1;
+        self.partials.push(Partial {
+            piece,
+            blocks: vec![BlockState::Free; blocks as usize],
+            free: blocks,
+            received: 0,
+        });
+        self.partials.len() - 1
+    }
+
+    fn pick_end_game(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &impl Fn(u32) -> bool,
+        want: usize,
+        out: &mut Vec<Block>,
+    ) {
+        // Blocks with the fewest requesters first, so duplicates spread out.
+        let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, p) in self.partials.iter().enumerate() {
+            if !peer_has(p.piece) {
+                continue;
+            }
+            for (b, s) in p.blocks.iter().enumerate() {
+                if let BlockState::Requested(who) = s {
+                    if !who.contains(&peer) {
+                        candidates.push((who.len(), i, b));
+                    }
+                }
+            }
+        }
+        candidates.sort_unstable();
+        for (_, i, b) in candidates.into_iter().take(want) {
+            let piece = self.partials[i].piece;
+            if let Some(BlockState::Requested(who)) = self.partials[i].blocks.get_mut(b) {
+                who.push(peer);
+                out.push(self.block_at(piece, b as u32));
+            }
+        }
+    }
+
+    /// Whether any piece is left unstarted (end-game starts when none is).
+    pub fn in_end_game(&self) -> bool {
+        self.unstarted == 0 && !self.is_complete()
+    }
+
+    // ---- events ----
+
+    fn partial_index(&self, piece: u32) -> Option<usize> {
+        self.partials.iter().position(|p| p.piece == piece)
+    }
+
+    /// A block arrived from `peer`.
+    pub fn on_block_received(&mut self, block: Block, peer: PeerKey) -> Received {
+        if self.have(block.piece) {
+            return Received::Duplicate;
+        }
+        let Some(i) = self.partial_index(block.piece) else {
+            return Received::Invalid;
+        };
+        let index = block.begin / BLOCK_LEN;
+        // Bounds first: `block_at` assumes an index inside the piece.
+        if !block.begin.is_multiple_of(BLOCK_LEN)
+            || index as usize >= self.partials[i].blocks.len()
+            || self.block_at(block.piece, index) != block
+        {
+            return Received::Invalid;
+        }
+        let partial = &mut self.partials[i];
+        let Some(state) = partial.blocks.get_mut(index as usize) else {
+            return Received::Invalid;
+        };
+        let cancel = match std::mem::replace(state, BlockState::Received(peer)) {
+            BlockState::Received(first) => {
+                *state = BlockState::Received(first);
+                return Received::Duplicate;
+            }
+            BlockState::Free => {
+                partial.free -= 1;
+                Vec::new()
+            }
+            BlockState::Requested(mut who) => {
+                who.retain(|p| *p != peer);
+                who
+            }
+        };
+        partial.received += 1;
+        Received::New {
+            cancel,
+            piece_complete: partial.received as usize == partial.blocks.len(),
+        }
+    }
+
+    /// A request to `peer` will not be answered (choke, reject, timeout,
+    /// disconnect): the block goes back to the pool unless others were asked too.
+    pub fn on_request_dropped(&mut self, block: Block, peer: PeerKey) {
+        let Some(i) = self.partial_index(block.piece) else {
+            return;
+        };
+        let partial = &mut self.partials[i];
+        if let Some(state) = partial.blocks.get_mut((block.begin / BLOCK_LEN) as usize) {
+            if let BlockState::Requested(who) = state {
+                who.retain(|p| *p != peer);
+                if who.is_empty() {
+                    *state = BlockState::Free;
+                    partial.free += 1;
+                }
+            }
+        }
+    }
+
+    /// Drops every outstanding request to `peer` (it disconnected or choked us).
+    pub fn on_peer_requests_dropped(&mut self, peer: PeerKey) {
+        for partial in &mut self.partials {
+            for state in &mut partial.blocks {
+                if let BlockState::Requested(who) = state {
+                    who.retain(|p| *p != peer);
+                    if who.is_empty() {
+                        *state = BlockState::Free;
+                        partial.free += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Piece `piece` passed its hash check and was written: it is ours.
+    pub fn on_piece_verified(&mut self, piece: u32) {
+        if let Some(i) = self.partial_index(piece) {
+            self.partials.swap_remove(i);
+            self.state[piece as usize] = PieceState::Have;
+            self.have_count += 1;
+        }
+    }
+
+    /// Piece `piece` failed its hash check: it is fetched again from scratch.
+    /// Returns the peers that sent its blocks, each with how many blocks, so the
+    /// caller can decide whom to distrust.
+    pub fn on_piece_failed(&mut self, piece: u32) -> Vec<(PeerKey, u32)> {
+        let Some(i) = self.partial_index(piece) else {
+            return Vec::new();
+        };
+        let partial = self.partials.swap_remove(i);
+        self.state[piece as usize] = PieceState::Missing;
+        self.unstarted += 1;
+        let mut senders: Vec<(PeerKey, u32)> = Vec::new();
+        for s in partial.blocks {
+            if let BlockState::Received(p) = s {
+                match senders.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, n)) => *n += 1,
+                    None => senders.push((p, 1)),
+                }
+            }
+        }
+        senders
+    }
+
+    /// The peer that sent each block of an in-progress piece (`None` for blocks
+    /// not yet received), for finding the culprit of a hash failure block by block.
+    pub fn block_senders(&self, piece: u32) -> Vec<Option<PeerKey>> {
+        self.partial_index(piece)
+            .map(|i| {
+                self.partials[i]
+                    .blocks
+                    .iter()
+                    .map(|s| match s {
+                        BlockState::Received(p) => Some(*p),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        // Buckets: every piece in bucket a has availability a; pos inverts order.
+        for (a, w) in self.bucket_start.windows(2).enumerate() {
+            for i in w[0]..w[1] {
+                assert_eq!(self.avail[self.order[i as usize] as usize] as usize, a);
+            }
+        }
+        assert_eq!(
+            *self.bucket_start.last().unwrap() as usize,
+            self.order.len()
+        );
+        for (i, p) in self.order.iter().enumerate() {
+            assert_eq!(self.pos[*p as usize] as usize, i);
+        }
+        let missing = self
+            .state
+            .iter()
+            .filter(|s| **s == PieceState::Missing)
+            .count();
+        assert_eq!(missing as u32, self.unstarted);
+        for p in &self.partials {
+            assert_eq!(self.state[p.piece as usize], PieceState::InProgress);
+            let free = p.blocks.iter().filter(|b| **b == BlockState::Free).count();
+            let recv = p
+                .blocks
+                .iter()
+                .filter(|b| matches!(b, BlockState::Received(_)))
+                .count();
+            assert_eq!(free as u32, p.free);
+            assert_eq!(recv as u32, p.received);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "picker_tests.rs"]
+mod tests;
