@@ -1,0 +1,448 @@
+//! Where piece data lives: the [`Storage`] trait, [`FileStorage`] for real
+//! files and [`MemoryStorage`] for tests.
+//!
+//! File storage maps pieces to file spans with [`FileLayout`], writes and reads
+//! with positioned I/O (`pwrite`/`pread`) so that no lock is held around a
+//! transfer, and keeps a bounded number of files open: handles are opened on
+//! demand and the least recently used are closed beyond the limit.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rivulet_core::{FileLayout, Info};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O error on a file (permission denied, disk full, ...).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A piece or block outside the torrent (a bug in the caller, or a peer's
+    /// request that was not checked).
+    #[error("piece {piece} offset {begin} length {len} is outside the torrent")]
+    OutOfRange {
+        /// Piece index.
+        piece: u32,
+        /// Offset within the piece.
+        begin: u32,
+        /// Length.
+        len: usize,
+    },
+}
+
+impl StorageError {
+    /// Whether this is the disk running out of space.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(28))
+    }
+}
+
+/// Reads and writes torrent data by piece. Implementations are shared between
+/// tasks, so every method takes `&self`.
+pub trait Storage: Send + Sync {
+    /// Writes `data` at offset `begin` of piece `piece`.
+    fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError>;
+    /// Fills `buf` from offset `begin` of piece `piece`.
+    fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError>;
+    /// Makes written data durable (before resume data claims it).
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// Default bound on open file handles.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 128;
+
+struct Slot {
+    path: PathBuf,
+    padding: bool,
+    handle: Mutex<Option<Arc<File>>>,
+    last_used: AtomicU64,
+}
+
+/// Torrent data in real files under a folder.
+pub struct FileStorage {
+    layout: FileLayout,
+    slots: Vec<Slot>,
+    open_count: AtomicUsize,
+    clock: AtomicU64,
+    max_open: usize,
+}
+
+impl std::fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("files", &self.slots.len())
+            .field("open", &self.open_count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl FileStorage {
+    /// Storage for `info` under `dir`: creates folders, creates every file
+    /// (zero-length ones too) and sets each to its full length, which is sparse
+    /// on file systems that support it. Padding files are never created.
+    /// Existing files are kept (their data may be resumed); a file longer than
+    /// the torrent says is left alone rather than truncated.
+    pub fn create(info: &Info, dir: &Path, max_open: usize) -> Result<Self, StorageError> {
+        let mut slots = Vec::with_capacity(info.files.len());
+        for f in &info.files {
+            let path = dir.join(f.relative_path());
+            if !f.padding {
+                let io = |source| StorageError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .map_err(io)?;
+                if file.metadata().map_err(io)?.len() < f.length {
+                    file.set_len(f.length).map_err(io)?;
+                }
+            }
+            slots.push(Slot {
+                path,
+                padding: f.padding,
+                handle: Mutex::new(None),
+                last_used: AtomicU64::new(0),
+            });
+        }
+        Ok(FileStorage {
+            layout: info.layout().clone(),
+            slots,
+            open_count: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+            max_open: max_open.max(1),
+        })
+    }
+
+    /// Number of file handles open now.
+    pub fn open_files(&self) -> usize {
+        self.open_count.load(Ordering::Relaxed)
+    }
+
+    fn handle(&self, index: usize) -> Result<Arc<File>, StorageError> {
+        let slot = self.slots.get(index).ok_or(StorageError::OutOfRange {
+            piece: 0,
+            begin: 0,
+            len: 0,
+        })?;
+        slot.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let mut guard = slot.handle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = guard.as_ref() {
+            return Ok(Arc::clone(f));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&slot.path)
+            .map_err(|source| StorageError::Io {
+                path: slot.path.clone(),
+                source,
+            })?;
+        let file = Arc::new(file);
+        *guard = Some(Arc::clone(&file));
+        drop(guard);
+        if self.open_count.fetch_add(1, Ordering::Relaxed) + 1 > self.max_open {
+            self.evict(index);
+        }
+        Ok(file)
+    }
+
+    /// Closes the least recently used handle other than `keep`. A transfer in
+    /// progress on it keeps its own `Arc`, so closing never interrupts I/O.
+    fn evict(&self, keep: usize) {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != keep && s.handle.lock().map(|h| h.is_some()).unwrap_or(false))
+            .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
+            .map(|(i, _)| i);
+        if let Some(slot) = victim.and_then(|i| self.slots.get(i)) {
+            let mut guard = slot.handle.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.take().is_some() {
+                self.open_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn spans(
+        &self,
+        piece: u32,
+        begin: u32,
+        len: usize,
+    ) -> Result<rivulet_core::layout::Spans<'_>, StorageError> {
+        self.layout
+            .block_spans(u64::from(piece), u64::from(begin), len as u64)
+            .ok_or(StorageError::OutOfRange { piece, begin, len })
+    }
+}
+
+impl Storage for FileStorage {
+    fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError> {
+        let mut at = 0usize;
+        for span in self.spans(piece, begin, data.len())? {
+            let n = span.len as usize;
+            let chunk = data.get(at..at + n).unwrap_or_default();
+            at += n;
+            let Some(slot) = self.slots.get(span.file) else {
+                continue;
+            };
+            if slot.padding {
+                continue;
+            }
+            self.handle(span.file)?
+                .write_all_at(chunk, span.offset)
+                .map_err(|source| StorageError::Io {
+                    path: slot.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
+        let mut at = 0usize;
+        for span in self.spans(piece, begin, buf.len())? {
+            let n = span.len as usize;
+            let Some(chunk) = buf.get_mut(at..at + n) else {
+                break;
+            };
+            at += n;
+            let Some(slot) = self.slots.get(span.file) else {
+                continue;
+            };
+            if slot.padding {
+                chunk.fill(0);
+                continue;
+            }
+            self.handle(span.file)?
+                .read_exact_at(chunk, span.offset)
+                .map_err(|source| StorageError::Io {
+                    path: slot.path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        for slot in &self.slots {
+            let handle = slot
+                .handle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(f) = handle {
+                f.sync_data().map_err(|source| StorageError::Io {
+                    path: slot.path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Torrent data in memory, for tests and in-process swarms.
+#[derive(Debug)]
+pub struct MemoryStorage {
+    piece_length: u64,
+    data: Mutex<Vec<u8>>,
+}
+
+impl MemoryStorage {
+    /// Zero-filled storage of `total_length` bytes.
+    pub fn new(piece_length: u64, total_length: usize) -> Self {
+        MemoryStorage {
+            piece_length,
+            data: Mutex::new(vec![0; total_length]),
+        }
+    }
+
+    /// Storage holding `data` (a complete torrent's bytes, for a seeder).
+    pub fn with_data(piece_length: u64, data: Vec<u8>) -> Self {
+        MemoryStorage {
+            piece_length,
+            data: Mutex::new(data),
+        }
+    }
+
+    /// A copy of everything stored.
+    pub fn contents(&self) -> Vec<u8> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn range(
+        &self,
+        piece: u32,
+        begin: u32,
+        len: usize,
+        total: usize,
+    ) -> Result<std::ops::Range<usize>, StorageError> {
+        let start = u64::from(piece) * self.piece_length + u64::from(begin);
+        let end = start + len as u64;
+        let piece_end = (u64::from(piece) + 1) * self.piece_length;
+        if end > total as u64 || end > piece_end {
+            return Err(StorageError::OutOfRange { piece, begin, len });
+        }
+        Ok(start as usize..end as usize)
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError> {
+        let mut store = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let range = self.range(piece, begin, data.len(), store.len())?;
+        if let Some(dest) = store.get_mut(range) {
+            dest.copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
+        let store = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let range = self.range(piece, begin, buf.len(), store.len())?;
+        if let Some(src) = store.get(range) {
+            buf.copy_from_slice(src);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rivulet_bencode::OwnedValue as V;
+    use rivulet_core::Metainfo;
+
+    use super::*;
+
+    /// Files of 10, 0, 20000, 5 (padding), 30 bytes in pieces of 16 KiB.
+    fn info() -> Info {
+        let file = |len: i64, path: &[&str]| {
+            V::dict()
+                .with("length", V::Int(len))
+                .with("path", V::List(path.iter().map(|p| V::str(p)).collect()))
+        };
+        let info = V::dict()
+            .with("name", "t".into())
+            .with("piece length", V::Int(16384))
+            .with("pieces", V::Bytes(vec![0; 40]))
+            .with(
+                "files",
+                V::List(vec![
+                    file(10, &["a"]),
+                    file(0, &["sub", "empty"]),
+                    file(20000, &["sub", "deep", "b"]),
+                    file(5, &[".pad", "5"]).with("attr", "p".into()),
+                    file(30, &["c"]),
+                ]),
+            );
+        Metainfo::from_bytes(&V::dict().with("info", info).to_bytes())
+            .unwrap()
+            .info
+    }
+
+    #[test]
+    fn creates_files_and_round_trips_pieces_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info();
+        let s = FileStorage::create(&info, dir.path(), 2).unwrap();
+        let t = dir.path().join("t");
+        assert_eq!(std::fs::metadata(t.join("sub/empty")).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::metadata(t.join("sub/deep/b")).unwrap().len(),
+            20000
+        );
+        assert!(!t.join(".pad").exists(), "padding files are not written");
+
+        let total = info.total_length() as usize;
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        s.write(0, 0, &data[..16384]).unwrap();
+        s.write(1, 0, &data[16384..]).unwrap();
+        s.flush().unwrap();
+        assert!(s.open_files() <= 2);
+
+        let mut back = vec![0u8; total];
+        s.read(0, 0, &mut back[..16384]).unwrap();
+        s.read(1, 0, &mut back[16384..]).unwrap();
+        // Padding reads as zeros, everything else as written.
+        let pad = 10 + 20000..10 + 20000 + 5;
+        for i in 0..total {
+            let want = if pad.contains(&i) { 0 } else { data[i] };
+            assert_eq!(back[i], want, "byte {i}");
+        }
+        assert_eq!(std::fs::read(t.join("a")).unwrap(), &data[..10]);
+        assert_eq!(std::fs::read(t.join("c")).unwrap(), &data[total - 30..]);
+        // Block reads inside a piece.
+        let mut block = vec![0u8; 100];
+        s.read(0, 5, &mut block).unwrap();
+        assert_eq!(block, &data[5..105]);
+    }
+
+    #[test]
+    fn out_of_range_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStorage::create(&info(), dir.path(), 4).unwrap();
+        let mut buf = vec![0u8; 10];
+        assert!(matches!(
+            s.read(2, 0, &mut buf),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            s.read(1, 16380, &mut buf),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            s.write(u32::MAX, u32::MAX, &buf),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        let m = MemoryStorage::new(16384, 100);
+        assert!(matches!(
+            m.read(0, 95, &mut buf),
+            Err(StorageError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn existing_data_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info();
+        let s = FileStorage::create(&info, dir.path(), 4).unwrap();
+        s.write(0, 0, b"0123456789").unwrap();
+        drop(s);
+        let s = FileStorage::create(&info, dir.path(), 4).unwrap();
+        let mut buf = [0u8; 10];
+        s.read(0, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"0123456789");
+    }
+
+    #[test]
+    fn unwritable_folder_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), b"a file where the folder must go").unwrap();
+        let e = FileStorage::create(&info(), dir.path(), 4).unwrap_err();
+        assert!(e.to_string().contains("t/"), "{e}");
+    }
+}
