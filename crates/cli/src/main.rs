@@ -1,6 +1,7 @@
 //! The `rivulet` command-line program.
 
 mod create;
+mod download;
 mod info;
 mod progress;
 mod verify;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Create a .torrent from a file or a folder.
     Create(create::Args),
+    /// Download a torrent's data from peers.
+    Download(download::Args),
     /// Show what a .torrent file or magnet link holds.
     Info(info::Args),
     /// Check data on disk against a .torrent's piece hashes.
@@ -37,8 +40,14 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, off unless RUST_LOG asks (RUST_LOG=rivulet_engine=debug).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Create(args) => create::run(args),
+        Command::Download(args) => download::run(args),
         Command::Info(args) => info::run(args),
         Command::Verify(args) => verify::run(args),
     };

@@ -19,3 +19,18 @@ pub fn bytes_bar(total: u64, verb: &str, quiet: bool) -> ProgressBar {
     }
     bar
 }
+
+/// The download status line: a bar plus a message with speeds, ETA, peers and
+/// pieces; hidden when stderr is not a terminal.
+pub fn status_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("[{bar:25}] {percent:>3}% {bytes}/{total_bytes} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

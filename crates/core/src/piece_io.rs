@@ -125,12 +125,31 @@ pub fn check_pieces(
     expected: &[[u8; 20]],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<PieceCheck>, PieceReadError> {
+    let all = check_selected_pieces(layout, files, expected, &|_| true, progress)?;
+    Ok(all
+        .into_iter()
+        .map(|c| c.unwrap_or(PieceCheck::Missing))
+        .collect())
+}
+
+/// Like [`check_pieces`], for the pieces where `selected` is true only (the
+/// others are `None`). Used to recheck what resume data cannot vouch for.
+pub fn check_selected_pieces(
+    layout: &FileLayout,
+    files: &[FileSource],
+    expected: &[[u8; 20]],
+    selected: &(dyn Fn(u64) -> bool + Sync),
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Option<PieceCheck>>, PieceReadError> {
     let done = AtomicU64::new(0);
     expected
         .par_iter()
         .enumerate()
         .map_init(Vec::new, |buf, (piece, want)| {
             let piece = piece as u64;
+            if !selected(piece) {
+                return Ok(None);
+            }
             let result = match read_piece(layout, files, piece, buf) {
                 Ok(()) if Sha1::digest(buf.as_slice()).as_slice() == want => PieceCheck::Good,
                 Ok(()) => PieceCheck::Bad,
@@ -139,7 +158,7 @@ pub fn check_pieces(
             };
             let len = layout.piece_len(piece).unwrap_or(0);
             progress(done.fetch_add(len, Ordering::Relaxed) + len);
-            Ok(result)
+            Ok(Some(result))
         })
         .collect()
 }

@@ -6,6 +6,9 @@
 //! the session land with the download issue (issue 3). Dependency direction:
 //! `cli -> engine -> {wire, tracker} -> core -> bencode`.
 
+pub mod download;
+pub mod peer;
 pub mod picker;
 pub mod resume;
 pub mod storage;
+pub mod torrent;

@@ -1,0 +1,177 @@
+//! Downloading one torrent into a folder: storage, the resume check, the
+//! peer driver and periodic resume saves, behind one handle.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivulet_core::piece_io::{check_selected_pieces, PieceCheck};
+use rivulet_core::Metainfo;
+use tokio::sync::mpsc;
+
+use crate::resume::ResumeData;
+use crate::storage::{FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
+use crate::torrent::{self, Outcome, Shared, TorrentConfig};
+
+/// Why a download could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The data folder or its files cannot be created or written.
+    #[error("cannot prepare the download folder: {0}")]
+    Storage(#[from] StorageError),
+    /// Existing data could not be read for checking.
+    #[error("cannot check existing data: {0}")]
+    Check(#[from] rivulet_core::piece_io::PieceReadError),
+    /// An internal task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the startup check found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartReport {
+    /// Pieces vouched for by resume data (not hashed again).
+    pub trusted: usize,
+    /// Pieces hashed because resume data could not vouch for them.
+    pub checked: usize,
+    /// Pieces found complete (trusted or checked).
+    pub have: usize,
+}
+
+/// A running download.
+#[derive(Debug)]
+pub struct Download {
+    /// State shared with the peer tasks (counters, outcome).
+    pub shared: Arc<Shared>,
+    dir: PathBuf,
+    resume_path: PathBuf,
+    peers: mpsc::UnboundedSender<SocketAddr>,
+    peers_rx: Option<mpsc::UnboundedReceiver<SocketAddr>>,
+}
+
+impl Download {
+    /// Prepares a download of `metainfo` into `dir`: checks what is already
+    /// there (trusting resume data where the files are unchanged), then
+    /// creates the files. `progress` sees the bytes checked.
+    pub async fn prepare(
+        metainfo: &Metainfo,
+        dir: &Path,
+        config: TorrentConfig,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(Self, StartReport), DownloadError> {
+        let info = Arc::new(metainfo.info.clone());
+        let info_hash = metainfo.info_hash;
+        let dir = dir.to_owned();
+        let resume_path = torrent::resume_path(&dir, &info_hash);
+        let (have, report, storage) = {
+            let (info, dir, resume_path) = (Arc::clone(&info), dir.clone(), resume_path.clone());
+            tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
+                // A damaged or foreign resume file is not fatal: recheck instead.
+                let resume = ResumeData::load(&resume_path, info_hash, &info)
+                    .ok()
+                    .flatten();
+                let trusted = resume
+                    .map(|r| r.trusted_pieces(&info, &dir))
+                    .unwrap_or_else(|| vec![false; info.num_pieces()]);
+                let files = info.file_sources(&dir);
+                let checks = check_selected_pieces(
+                    info.layout(),
+                    &files,
+                    &info.pieces,
+                    &|p| !trusted.get(p as usize).copied().unwrap_or(false),
+                    &*progress,
+                )?;
+                let have: Vec<bool> = trusted
+                    .iter()
+                    .zip(&checks)
+                    .map(|(t, c)| *t || *c == Some(PieceCheck::Good))
+                    .collect();
+                let report = StartReport {
+                    trusted: trusted.iter().filter(|t| **t).count(),
+                    checked: checks.iter().filter(|c| c.is_some()).count(),
+                    have: have.iter().filter(|h| **h).count(),
+                };
+                let storage = FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?;
+                Ok((have, report, storage))
+            })
+            .await
+            .map_err(|e| DownloadError::Internal(e.to_string()))??
+        };
+        let shared = Shared::new(info, info_hash, config, Arc::new(storage), &have);
+        let (peers, peers_rx) = mpsc::unbounded_channel();
+        Ok((
+            Download {
+                shared,
+                dir,
+                resume_path,
+                peers,
+                peers_rx: Some(peers_rx),
+            },
+            report,
+        ))
+    }
+
+    /// A channel to hand the download peers to connect to.
+    pub fn peer_sender(&self) -> mpsc::UnboundedSender<SocketAddr> {
+        self.peers.clone()
+    }
+
+    /// Runs until every piece is verified and written, or a fatal error, or
+    /// `stop` resolves. Resume data is saved every few seconds while pieces
+    /// arrive, and at the end.
+    pub async fn run(&mut self, stop: impl std::future::Future<Output = ()>) -> Outcome {
+        let Some(peers_rx) = self.peers_rx.take() else {
+            return Outcome::Failed("download already ran".into());
+        };
+        let driver = tokio::spawn(torrent::run(Arc::clone(&self.shared), peers_rx));
+        let mut outcome = self.shared.outcome();
+        let mut save_tick = tokio::time::interval(Duration::from_secs(5));
+        let mut saved_pieces = self.shared.stats.pieces_done.load(Ordering::Relaxed);
+        tokio::pin!(stop);
+        let result = loop {
+            if *outcome.borrow() != Outcome::Running {
+                break outcome.borrow().clone();
+            }
+            tokio::select! {
+                _ = outcome.changed() => {}
+                _ = &mut stop => break Outcome::Running,
+                _ = save_tick.tick() => {
+                    let done = self.shared.stats.pieces_done.load(Ordering::Relaxed);
+                    if done != saved_pieces {
+                        saved_pieces = done;
+                        if let Err(e) = self.save_resume().await {
+                            self.shared.fail(e);
+                        }
+                    }
+                }
+            }
+        };
+        driver.abort();
+        if let Err(e) = self.save_resume().await {
+            return Outcome::Failed(e);
+        }
+        result
+    }
+
+    /// Flushes data to disk, then records which pieces are complete.
+    pub async fn save_resume(&self) -> Result<(), String> {
+        // Snapshot first: every piece in it was written before the flush below.
+        let have = self.shared.have_pieces();
+        let shared = Arc::clone(&self.shared);
+        let (dir, path) = (self.dir.clone(), self.resume_path.clone());
+        tokio::task::spawn_blocking(move || {
+            shared.storage.flush().map_err(|e| e.to_string())?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            ResumeData::capture(shared.info_hash, &shared.info, &dir, have)
+                .save(&path)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}

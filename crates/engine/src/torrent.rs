@@ -1,0 +1,501 @@
+//! One torrent being downloaded: the state its peer connections share, piece
+//! verification, and the task that keeps peers connected.
+//!
+//! Concurrency: the state lives behind one `std::sync::Mutex`, held only for
+//! short bookkeeping (picking blocks, recording a received block), never across
+//! an `.await` or while hashing or doing disk I/O. Hashing and writing a
+//! complete piece run on tokio's blocking pool. Peer tasks talk to each other
+//! only through the state and their command channels (`have`, `cancel`).
+//!
+//! Piece life: picked (buffer allocated) → blocks copied into the buffer →
+//! complete → SHA-1 off the reactor → written → marked had (or, on a hash
+//! failure, dropped and fetched again; its senders lose trust).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rivulet_core::{Info, InfoHash, PeerId};
+use rivulet_wire::Bitfield;
+use sha1::{Digest, Sha1};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::picker::{PeerKey, PiecePicker, BLOCK_LEN};
+use crate::storage::{Storage, StorageError};
+
+/// Settings of a download.
+#[derive(Debug, Clone)]
+pub struct TorrentConfig {
+    /// Most peer connections at once.
+    pub max_peers: usize,
+    /// Our peer id.
+    pub peer_id: PeerId,
+    /// Timeout for a TCP connect.
+    pub connect_timeout: Duration,
+    /// Timeout for the peer's handshake after connecting.
+    pub handshake_timeout: Duration,
+    /// A peer with requests outstanding that sends nothing for this long has
+    /// its requests given to others.
+    pub request_timeout: Duration,
+    /// Most pieces in progress at once (bounds download buffer memory).
+    pub max_pieces_in_progress: usize,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        TorrentConfig {
+            max_peers: 50,
+            peer_id: PeerId::generate(),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(20),
+            max_pieces_in_progress: 16,
+        }
+    }
+}
+
+/// Counters that are cheap to read at any time (for progress displays).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Payload bytes received that we needed.
+    pub downloaded: AtomicU64,
+    /// Payload bytes received that we did not need (duplicates, bad pieces).
+    pub wasted: AtomicU64,
+    /// Payload bytes sent.
+    pub uploaded: AtomicU64,
+    /// Bytes of verified pieces.
+    pub verified_bytes: AtomicU64,
+    /// Verified pieces.
+    pub pieces_done: AtomicU64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: AtomicU64,
+    /// Peers connected (handshake done).
+    pub peers_connected: AtomicUsize,
+    /// Peers known (connected or not).
+    pub peers_known: AtomicUsize,
+    /// Peers banned for sending bad data.
+    pub peers_banned: AtomicUsize,
+}
+
+/// Commands to one peer connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerCommand {
+    /// We completed this piece: tell the peer.
+    Have(u32),
+    /// Another peer delivered this block first: cancel our request.
+    Cancel(crate::picker::Block),
+    /// Close the connection (banned, or the download is over).
+    Disconnect,
+}
+
+pub(crate) struct PeerEntry {
+    pub addr: SocketAddr,
+    pub tx: mpsc::UnboundedSender<PeerCommand>,
+}
+
+/// A piece that failed its hash check: who sent which block, and that block's
+/// SHA-1, so that once a good copy arrives the sender of each differing block
+/// can be named (libtorrent's "smart ban").
+struct FailedPiece {
+    blocks: Vec<(IpAddr, [u8; 20])>,
+}
+
+pub(crate) struct State {
+    pub picker: PiecePicker,
+    pub have: Bitfield,
+    /// Buffers of pieces in progress, allocated when a piece is first picked.
+    pub buffers: HashMap<u32, Vec<u8>>,
+    pub peers: HashMap<PeerKey, PeerEntry>,
+    next_key: PeerKey,
+    pub banned: HashSet<IpAddr>,
+    /// Hash failures each address took part in.
+    strikes: HashMap<IpAddr, u32>,
+    failed: HashMap<u32, Vec<FailedPiece>>,
+    pub rng: StdRng,
+}
+
+/// What a completed download, or a failed one, ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running.
+    Running,
+    /// Every piece verified and written.
+    Complete,
+    /// Stopped on an error that retrying cannot fix (disk full, unwritable file).
+    Failed(String),
+}
+
+/// State shared by the torrent's tasks.
+pub struct Shared {
+    /// The torrent's info dictionary.
+    pub info: Arc<Info>,
+    /// Its info-hash.
+    pub info_hash: InfoHash,
+    /// Settings.
+    pub config: TorrentConfig,
+    /// Where the data goes.
+    pub storage: Arc<dyn Storage>,
+    /// Counters.
+    pub stats: Stats,
+    pub(crate) state: Mutex<State>,
+    outcome: watch::Sender<Outcome>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("info_hash", &self.info_hash)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Shared state for `info`, with `have` the pieces already verified
+    /// (resume data or a recheck).
+    pub fn new(
+        info: Arc<Info>,
+        info_hash: InfoHash,
+        config: TorrentConfig,
+        storage: Arc<dyn Storage>,
+        have: &[bool],
+    ) -> Arc<Self> {
+        let mut rng = StdRng::from_entropy();
+        let piece_length = u32::try_from(info.piece_length).unwrap_or(u32::MAX);
+        let mut picker = PiecePicker::new(
+            piece_length,
+            info.total_length(),
+            |p| have.get(p as usize).copied().unwrap_or(false),
+            &mut rng,
+        );
+        picker.set_max_in_progress(config.max_pieces_in_progress);
+        let mut bits = Bitfield::new(info.num_pieces());
+        for (i, h) in have.iter().enumerate() {
+            if *h {
+                bits.set(i);
+            }
+        }
+        let verified: u64 = (0..info.num_pieces() as u32)
+            .filter(|p| picker.have(*p))
+            .map(|p| u64::from(picker.piece_len(p)))
+            .sum();
+        let complete = picker.is_complete();
+        let stats = Stats::default();
+        stats.verified_bytes.store(verified, Ordering::Relaxed);
+        stats
+            .pieces_done
+            .store(u64::from(picker.have_count()), Ordering::Relaxed);
+        let (outcome, _) = watch::channel(if complete {
+            Outcome::Complete
+        } else {
+            Outcome::Running
+        });
+        Arc::new(Shared {
+            info,
+            info_hash,
+            config,
+            storage,
+            stats,
+            state: Mutex::new(State {
+                picker,
+                have: bits,
+                buffers: HashMap::new(),
+                peers: HashMap::new(),
+                next_key: 0,
+                banned: HashSet::new(),
+                strikes: HashMap::new(),
+                failed: HashMap::new(),
+                rng,
+            }),
+            outcome,
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still the best
+        // information there is, so carry on with it rather than poisoning every task.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How the download stands.
+    pub fn outcome(&self) -> watch::Receiver<Outcome> {
+        self.outcome.subscribe()
+    }
+
+    /// The pieces verified so far.
+    pub fn have_pieces(&self) -> Vec<bool> {
+        let state = self.lock();
+        (0..self.info.num_pieces())
+            .map(|p| state.have.get(p))
+            .collect()
+    }
+
+    /// Whether this address is banned.
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.lock().banned.contains(&ip)
+    }
+
+    pub(crate) fn register(
+        &self,
+        addr: SocketAddr,
+    ) -> (PeerKey, mpsc::UnboundedReceiver<PeerCommand>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut state = self.lock();
+        let key = state.next_key;
+        state.next_key = state.next_key.wrapping_add(1);
+        state.peers.insert(key, PeerEntry { addr, tx });
+        self.stats.peers_connected.fetch_add(1, Ordering::Relaxed);
+        (key, rx)
+    }
+
+    /// Forgets a peer: its requests go back to the pool and its pieces no longer
+    /// count towards availability.
+    pub(crate) fn unregister(&self, key: PeerKey, bits: Option<&Bitfield>, seed: bool) {
+        let mut state = self.lock();
+        if state.peers.remove(&key).is_some() {
+            self.stats.peers_connected.fetch_sub(1, Ordering::Relaxed);
+        }
+        state.picker.on_peer_requests_dropped(key);
+        if seed {
+            state.picker.remove_seed();
+        } else if let Some(bits) = bits {
+            state
+                .picker
+                .remove_peer_pieces(bits.ones().map(|p| p as u32));
+        }
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        self.outcome.send_if_modified(|o| {
+            if *o == Outcome::Running {
+                *o = outcome;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Stops the download with an error.
+    pub fn fail(&self, why: String) {
+        self.finish(Outcome::Failed(why));
+    }
+
+    /// Copies a received block into its piece buffer. Returns the buffer when
+    /// the piece is complete (the caller then verifies it).
+    pub(crate) fn store_block(state: &mut State, piece: u32, begin: u32, data: &[u8]) {
+        let len = state.picker.piece_len(piece) as usize;
+        let buf = state.buffers.entry(piece).or_insert_with(|| vec![0; len]);
+        if let Some(dest) = buf.get_mut(begin as usize..begin as usize + data.len()) {
+            dest.copy_from_slice(data);
+        }
+    }
+
+    /// Hashes a complete piece on the blocking pool, writes it if good, and
+    /// records the result.
+    pub(crate) fn verify_piece(self: &Arc<Self>, piece: u32, buf: Vec<u8>) {
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let expected = shared.info.pieces.get(piece as usize).copied();
+            let storage = Arc::clone(&shared.storage);
+            let result = tokio::task::spawn_blocking(move || {
+                let ok = expected.is_some_and(|e| Sha1::digest(&buf).as_slice() == e);
+                let written = if ok {
+                    storage.write(piece, 0, &buf)
+                } else {
+                    Ok(())
+                };
+                (ok, written, buf)
+            })
+            .await;
+            match result {
+                Ok((true, Ok(()), buf)) => shared.piece_verified(piece, &buf),
+                Ok((true, Err(e), _)) => shared.disk_error(e),
+                Ok((false, _, buf)) => shared.piece_failed(piece, &buf),
+                Err(e) => shared.fail(format!("piece verification task failed: {e}")),
+            }
+        });
+    }
+
+    fn disk_error(&self, e: StorageError) {
+        let why = if e.is_disk_full() {
+            format!("disk full: {e}")
+        } else {
+            format!("cannot write data: {e}")
+        };
+        self.fail(why);
+    }
+
+    fn piece_verified(&self, piece: u32, buf: &[u8]) {
+        let mut state = self.lock();
+        state.picker.on_piece_verified(piece);
+        state.have.set(piece as usize);
+        self.stats.pieces_done.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .verified_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        // Smart ban: compare each block of earlier bad copies with the good one.
+        if let Some(failures) = state.failed.remove(&piece) {
+            let mut culprits = HashSet::new();
+            for failure in failures {
+                for (i, (ip, hash)) in failure.blocks.iter().enumerate() {
+                    let start = i * BLOCK_LEN as usize;
+                    let good = buf.get(start..(start + BLOCK_LEN as usize).min(buf.len()));
+                    if good.is_some_and(|g| Sha1::digest(g).as_slice() != hash) {
+                        culprits.insert(*ip);
+                    }
+                }
+            }
+            for ip in culprits {
+                self.ban(&mut state, ip);
+            }
+        }
+        for entry in state.peers.values() {
+            let _ = entry.tx.send(PeerCommand::Have(piece));
+        }
+        if state.picker.is_complete() {
+            drop(state);
+            self.finish(Outcome::Complete);
+        }
+    }
+
+    fn piece_failed(&self, piece: u32, buf: &[u8]) {
+        self.stats.hash_failures.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .wasted
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.stats
+            .downloaded
+            .fetch_sub(buf.len() as u64, Ordering::Relaxed);
+        let mut state = self.lock();
+        let senders = state.picker.block_senders(piece);
+        state.picker.on_piece_failed(piece);
+        let addr_of = |state: &State, key: PeerKey| state.peers.get(&key).map(|e| e.addr.ip());
+        let blocks: Vec<Option<IpAddr>> = senders
+            .iter()
+            .map(|s| s.and_then(|k| addr_of(&state, k)))
+            .collect();
+        let distinct: HashSet<IpAddr> = blocks.iter().flatten().copied().collect();
+        if distinct.len() == 1 {
+            // One sender for the whole piece: it alone sent bad data.
+            if let Some(ip) = distinct.into_iter().next() {
+                self.ban(&mut state, ip);
+            }
+        } else {
+            // Several senders: remember who sent what, and find out once a good
+            // copy arrives. Repeat offenders are banned meanwhile.
+            let record = FailedPiece {
+                blocks: blocks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, ip)| {
+                        let start = i * BLOCK_LEN as usize;
+                        let block = buf.get(start..(start + BLOCK_LEN as usize).min(buf.len()))?;
+                        Some(((*ip)?, Sha1::digest(block).into()))
+                    })
+                    .collect(),
+            };
+            state.failed.entry(piece).or_default().push(record);
+            for ip in distinct {
+                let strikes = state.strikes.entry(ip).or_default();
+                *strikes += 1;
+                if *strikes >= 3 {
+                    self.ban(&mut state, ip);
+                }
+            }
+        }
+    }
+
+    fn ban(&self, state: &mut State, ip: IpAddr) {
+        if state.banned.insert(ip) {
+            self.stats.peers_banned.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%ip, "banned for sending bad data");
+        }
+        for entry in state.peers.values().filter(|e| e.addr.ip() == ip) {
+            let _ = entry.tx.send(PeerCommand::Disconnect);
+        }
+    }
+}
+
+/// Peers we know of and when to try them again.
+#[derive(Debug, Default)]
+struct Candidate {
+    connected: bool,
+    failures: u32,
+    next_attempt: Option<Instant>,
+}
+
+/// Keeps up to `max_peers` connections open to the known peers, reconnecting
+/// with exponential backoff, until the download ends. New peers arrive on
+/// `new_peers` (from `--peer`, trackers, ...).
+pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<SocketAddr>) {
+    let mut known: HashMap<SocketAddr, Candidate> = HashMap::new();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
+    let mut outcome = shared.outcome();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut peers_open = true;
+    loop {
+        if *outcome.borrow() != Outcome::Running {
+            break;
+        }
+        // Start connections to peers that are due.
+        let now = Instant::now();
+        let mut connected = known.values().filter(|c| c.connected).count();
+        for (addr, c) in known.iter_mut() {
+            if connected >= shared.config.max_peers {
+                break;
+            }
+            if c.connected || c.next_attempt.is_some_and(|t| t > now) || shared.is_banned(addr.ip())
+            {
+                continue;
+            }
+            c.connected = true;
+            connected += 1;
+            tracing::debug!(%addr, "connecting");
+            let (shared, exit_tx, addr) = (Arc::clone(&shared), exit_tx.clone(), *addr);
+            tokio::spawn(async move {
+                let useful = crate::peer::connect_and_run(shared, addr).await;
+                let _ = exit_tx.send((addr, useful));
+            });
+        }
+        shared
+            .stats
+            .peers_known
+            .store(known.len(), Ordering::Relaxed);
+        tokio::select! {
+            _ = outcome.changed() => {}
+            _ = tick.tick() => {}
+            Some((addr, useful)) = exit_rx.recv() => {
+                if let Some(c) = known.get_mut(&addr) {
+                    c.connected = false;
+                    // A session that delivered data resets the backoff.
+                    c.failures = if useful { 0 } else { c.failures + 1 };
+                    let delay = Duration::from_secs(2u64.saturating_pow(c.failures.min(8)).min(300));
+                    c.next_attempt = Some(Instant::now() + delay);
+                }
+            }
+            addr = new_peers.recv(), if peers_open => match addr {
+                Some(addr) => {
+                    known.entry(addr).or_default();
+                }
+                None => peers_open = false,
+            },
+        }
+    }
+    // Tell every connection to close.
+    let state = shared.lock();
+    for entry in state.peers.values() {
+        let _ = entry.tx.send(PeerCommand::Disconnect);
+    }
+}
+
+/// Path of the resume file for a torrent downloading into `dir`.
+pub fn resume_path(dir: &std::path::Path, info_hash: &InfoHash) -> PathBuf {
+    dir.join(".rivulet")
+        .join(format!("{}.resume", info_hash.to_hex()))
+}
