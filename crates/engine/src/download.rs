@@ -72,24 +72,26 @@ impl Download {
                 let resume = ResumeData::load(&resume_path, info_hash, &info)
                     .ok()
                     .flatten();
-                let trusted = resume
-                    .map(|r| r.trusted_pieces(&info, &dir))
-                    .unwrap_or_else(|| vec![false; info.num_pieces()]);
+                // Where resume data vouches for a piece (its files are unchanged
+                // since the record), believe it, complete or not; hash the rest.
+                let known = resume
+                    .map(|r| r.piece_states(&info, &dir))
+                    .unwrap_or_else(|| vec![None; info.num_pieces()]);
                 let files = info.file_sources(&dir);
                 let checks = check_selected_pieces(
                     info.layout(),
                     &files,
                     &info.pieces,
-                    &|p| !trusted.get(p as usize).copied().unwrap_or(false),
+                    &|p| known.get(p as usize).copied().flatten().is_none(),
                     &*progress,
                 )?;
-                let have: Vec<bool> = trusted
+                let have: Vec<bool> = known
                     .iter()
                     .zip(&checks)
-                    .map(|(t, c)| *t || *c == Some(PieceCheck::Good))
+                    .map(|(k, c)| *k == Some(true) || *c == Some(PieceCheck::Good))
                     .collect();
                 let report = StartReport {
-                    trusted: trusted.iter().filter(|t| **t).count(),
+                    trusted: known.iter().filter(|k| **k == Some(true)).count(),
                     checked: checks.iter().filter(|c| c.is_some()).count(),
                     have: have.iter().filter(|h| **h).count(),
                 };
@@ -149,6 +151,8 @@ impl Download {
             }
         };
         driver.abort();
+        // Nothing may write to the files after the resume data records them.
+        self.shared.quiesce().await;
         if let Err(e) = self.save_resume().await {
             return Outcome::Failed(e);
         }

@@ -101,9 +101,11 @@ impl ResumeData {
         }
     }
 
-    /// Which pieces can be trusted as complete without hashing: the bit is set
-    /// and every file the piece touches is unchanged since the record.
-    pub fn trusted_pieces(&self, info: &Info, dir: &Path) -> Vec<bool> {
+    /// What the resume data can vouch for, per piece: `Some(have)` when every
+    /// file the piece touches is unchanged since the record (so the recorded
+    /// state still holds, complete or not), `None` when the piece must be
+    /// hashed to know.
+    pub fn piece_states(&self, info: &Info, dir: &Path) -> Vec<Option<bool>> {
         let layout = info.layout();
         let unchanged: Vec<bool> = info
             .files
@@ -118,11 +120,20 @@ impl ResumeData {
             .collect();
         (0..info.num_pieces())
             .map(|p| {
-                self.have.get(p).copied().unwrap_or(false)
-                    && layout.piece_spans(p as u64).is_some_and(|mut spans| {
-                        spans.all(|s| unchanged.get(s.file).copied().unwrap_or(false))
-                    })
+                let vouched = layout.piece_spans(p as u64).is_some_and(|mut spans| {
+                    spans.all(|s| unchanged.get(s.file).copied().unwrap_or(false))
+                });
+                vouched.then(|| self.have.get(p).copied().unwrap_or(false))
             })
+            .collect()
+    }
+
+    /// Which pieces can be trusted as complete without hashing: the bit is set
+    /// and every file the piece touches is unchanged since the record.
+    pub fn trusted_pieces(&self, info: &Info, dir: &Path) -> Vec<bool> {
+        self.piece_states(info, dir)
+            .into_iter()
+            .map(|s| s == Some(true))
             .collect()
     }
 

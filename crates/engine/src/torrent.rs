@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use rivulet_core::{Info, InfoHash, PeerId};
 use rivulet_wire::Bitfield;
 use sha1::{Digest, Sha1};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::picker::{PeerKey, PiecePicker, BLOCK_LEN};
@@ -145,6 +145,14 @@ pub struct Shared {
     pub stats: Stats,
     pub(crate) state: Mutex<State>,
     outcome: watch::Sender<Outcome>,
+    /// Set when the download is stopping: complete pieces are no longer
+    /// verified or written, so that the final resume data describes files that
+    /// nothing writes to any more.
+    closing: AtomicBool,
+    /// Pieces being hashed and written right now, and a wake-up for whoever
+    /// waits for them to finish.
+    in_flight: AtomicUsize,
+    idle: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -213,7 +221,23 @@ impl Shared {
                 rng,
             }),
             outcome,
+            closing: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
         })
+    }
+
+    /// Stops verifying and writing pieces, and waits for those already being
+    /// written. After this, the files change no more.
+    pub async fn quiesce(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -299,6 +323,13 @@ impl Shared {
     /// Hashes a complete piece on the blocking pool, writes it if good, and
     /// records the result.
     pub(crate) fn verify_piece(self: &Arc<Self>, piece: u32, buf: Vec<u8>) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
+            // Stopping: the piece is dropped (and fetched again next time).
+            self.lock().picker.on_piece_failed(piece);
+            self.piece_done();
+            return;
+        }
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let expected = shared.info.pieces.get(piece as usize).copied();
@@ -319,7 +350,14 @@ impl Shared {
                 Ok((false, _, buf)) => shared.piece_failed(piece, &buf),
                 Err(e) => shared.fail(format!("piece verification task failed: {e}")),
             }
+            shared.piece_done();
         });
+    }
+
+    fn piece_done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     fn disk_error(&self, e: StorageError) {
