@@ -23,8 +23,8 @@ pub struct Args {
     /// Folder to download into (the torrent's file or top folder goes inside).
     #[arg(short, long, value_name = "DIR", default_value = ".")]
     output: PathBuf,
-    /// Port to listen on for incoming peers (not yet used: incoming
-    /// connections come with seeding).
+    /// Port reported to trackers for incoming peers (rivulet does not accept
+    /// incoming connections yet: they come with seeding).
     #[arg(long, value_name = "N", default_value_t = 6881)]
     port: u16,
     /// A peer to connect to; may be repeated.
@@ -62,6 +62,7 @@ async fn download(args: Args, metainfo: Metainfo) -> Result<Exit> {
     let total = metainfo.info.total_length();
     let config = TorrentConfig {
         max_peers: args.max_peers.max(1),
+        listen_port: args.port,
         ..TorrentConfig::default()
     };
     let check_bar = progress::bytes_bar(total, "Checking", args.quiet);
@@ -83,11 +84,9 @@ async fn download(args: Args, metainfo: Metainfo) -> Result<Exit> {
             report.checked
         );
     }
-    if !args.peers.is_empty() || !metainfo.tracker_tiers().is_empty() {
-        let tx = dl.peer_sender();
-        for p in &args.peers {
-            let _ = tx.send(*p);
-        }
+    let tx = dl.peer_sender();
+    for p in &args.peers {
+        let _ = tx.send(*p);
     }
     let already = dl.shared.stats.verified_bytes.load(Ordering::Relaxed);
     let display = (!args.quiet).then(|| spawn_display(Arc::clone(&dl.shared), total));

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use rivulet_core::piece_io::{check_selected_pieces, PieceCheck};
 use rivulet_core::Metainfo;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::announce::{Announcer, STOP_TIMEOUT};
 
 use crate::resume::ResumeData;
 use crate::storage::{FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
@@ -49,6 +51,7 @@ pub struct Download {
     resume_path: PathBuf,
     peers: mpsc::UnboundedSender<SocketAddr>,
     peers_rx: Option<mpsc::UnboundedReceiver<SocketAddr>>,
+    tiers: Vec<Vec<String>>,
 }
 
 impl Download {
@@ -110,6 +113,7 @@ impl Download {
                 resume_path,
                 peers,
                 peers_rx: Some(peers_rx),
+                tiers: metainfo.tracker_tiers(),
             },
             report,
         ))
@@ -128,6 +132,19 @@ impl Download {
             return Outcome::Failed("download already ran".into());
         };
         let driver = tokio::spawn(torrent::run(Arc::clone(&self.shared), peers_rx));
+        let (stop_announcing, announcing_stopped) = watch::channel(false);
+        let announcer = if self.tiers.is_empty() {
+            None
+        } else {
+            match Announcer::new(
+                Arc::clone(&self.shared),
+                self.shared.config.listen_port,
+                self.peers.clone(),
+            ) {
+                Ok(a) => Some(tokio::spawn(a.run(self.tiers.clone(), announcing_stopped))),
+                Err(e) => return Outcome::Failed(e),
+            }
+        };
         let mut outcome = self.shared.outcome();
         let mut save_tick = tokio::time::interval(Duration::from_secs(5));
         let mut saved_pieces = self.shared.stats.pieces_done.load(Ordering::Relaxed);
@@ -153,7 +170,13 @@ impl Download {
         driver.abort();
         // Nothing may write to the files after the resume data records them.
         self.shared.quiesce().await;
-        if let Err(e) = self.save_resume().await {
+        let saved = self.save_resume().await;
+        // Trackers hear `completed`/`stopped`, within a bounded wait.
+        let _ = stop_announcing.send(true);
+        if let Some(a) = announcer {
+            let _ = tokio::time::timeout(STOP_TIMEOUT + Duration::from_secs(1), a).await;
+        }
+        if let Err(e) = saved {
             return Outcome::Failed(e);
         }
         result

@@ -6,6 +6,7 @@
 //! the session land with the download issue (issue 3). Dependency direction:
 //! `cli -> engine -> {wire, tracker} -> core -> bencode`.
 
+pub mod announce;
 pub mod download;
 pub mod peer;
 pub mod picker;

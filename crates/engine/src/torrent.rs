@@ -45,6 +45,8 @@ pub struct TorrentConfig {
     pub request_timeout: Duration,
     /// Most pieces in progress at once (bounds download buffer memory).
     pub max_pieces_in_progress: usize,
+    /// The port we tell trackers we listen on.
+    pub listen_port: u16,
 }
 
 impl Default for TorrentConfig {
@@ -56,6 +58,7 @@ impl Default for TorrentConfig {
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
             max_pieces_in_progress: 16,
+            listen_port: 6881,
         }
     }
 }

@@ -126,4 +126,9 @@ pub enum TrackerError {
         /// The limit in force.
         limit: usize,
     },
+
+    /// The tracker could not be reached or its answer not read (DNS, connect,
+    /// HTTP status, timeout); reported by the I/O drivers, never by the codecs.
+    #[error("{0}")]
+    Transport(String),
 }
