@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Downloads the same torrent from one libtorrent seeder with rivulet, rqbit,
+# aria2 and a libtorrent leecher, alternating, and prints wall time, CPU time
+# and peak RSS (median of the rounds) with ratios to rqbit.
+#
+#   scripts/bench-download.sh [SIZE_MIB] [ROUNDS]      (defaults: 1024 MiB, 3)
+#
+# Everything stays on loopback: opentracker on 127.0.0.1:6969, the seeder on
+# 127.0.0.2; DHT, LSD, UPnP and NAT-PMP are off in every client. Needs
+# opentracker, aria2, python3-libtorrent and time (Debian), and rqbit
+# (`cargo install rqbit --no-default-features --features default-tls`).
+set -euo pipefail
+size_mib=${1:-1024}
+rounds=${2:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+rqbit=${RQBIT:-$(command -v rqbit || echo "$HOME/.cargo/bin/rqbit")}
+for tool in opentracker aria2c /usr/bin/time "$rqbit"; do
+  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+cargo build --release -q -p rivulet --manifest-path "$root/Cargo.toml"
+rivulet="$root/target/release/rivulet"
+
+mkdir -p "$work/seed" "$work/tracker"
+chmod 755 "$work/tracker"
+head -c $((size_mib * 1024 * 1024)) /dev/urandom > "$work/seed/data.bin"
+hash=$("$rivulet" create -q --no-date --piece-length 1M -t http://127.0.0.1:6969/announce \
+  -o "$work/data.torrent" "$work/seed/data.bin")
+echo "$hash" > "$work/tracker/whitelist"
+chmod 644 "$work/tracker/whitelist"
+opentracker -i 127.0.0.1 -p 6969 -P 6969 -w "$work/tracker/whitelist" >/dev/null 2>&1 &
+pids+=($!)
+/usr/bin/python3 "$root/scripts/lt_peer.py" seed "$work/data.torrent" "$work/seed" 127.0.0.2 7000 > "$work/seed.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 600); do grep -q ready "$work/seed.log" && break; sleep 0.1; done
+grep -q ready "$work/seed.log" || { echo "seeder did not start" >&2; cat "$work/seed.log" >&2; exit 1; }
+
+run() { # name, command...: appends "name wall cpu maxrss_kib" after checking the data
+  local name=$1; shift
+  rm -rf "$work/out"; mkdir -p "$work/out"
+  /usr/bin/time -f "$name %e %U %S %M" -o "$work/time.txt" "$@" >"$work/$name.log" 2>&1 \
+    || { echo "$name failed:" >&2; tail -5 "$work/$name.log" >&2; return 1; }
+  cmp -s "$work/out/data.bin" "$work/seed/data.bin" || { echo "$name: data differs" >&2; return 1; }
+  awk '{ print $1, $2, $3 + $4, $5 }' "$work/time.txt" >> "$work/results.txt"
+}
+
+: > "$work/results.txt"
+for r in $(seq "$rounds"); do
+  run rivulet "$rivulet" download -q --port 7101 -o "$work/out" "$work/data.torrent"
+  run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --listen-port 7102 \
+    download --exit-on-finish -o "$work/out" "$work/data.torrent"
+  run aria2 aria2c -q --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+    --enable-peer-exchange=false --seed-time=0 --listen-port=7103 --file-allocation=none \
+    -d "$work/out" "$work/data.torrent"
+  run libtorrent /usr/bin/python3 "$root/scripts/lt_peer.py" leech "$work/data.torrent" "$work/out" 127.0.0.3 7104
+  echo "round $r done" >&2
+done
+
+echo "download: ${size_mib} MiB from one libtorrent seeder over loopback, $(nproc) cores, median of $rounds rounds"
+printf '%-11s %8s %8s %9s %10s %10s\n' client wall_s cpu_s rss_MiB wall/rqbit cpu/rqbit
+awk '
+  { wall[$1] = wall[$1] " " $2; cpu[$1] = cpu[$1] " " $3; rss[$1] = rss[$1] " " $4 }
+  function median(list,   a, n, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return a[int((n + 1) / 2)]
+  }
+  END {
+    bw = median(wall["rqbit"]); bc = median(cpu["rqbit"])
+    split("rivulet rqbit aria2 libtorrent", order, " ")
+    for (k = 1; k <= 4; k++) {
+      t = order[k]; w = median(wall[t]); c = median(cpu[t])
+      printf "%-11s %8.2f %8.2f %9.1f %9.2fx %9.2fx\n", t, w, c, median(rss[t]) / 1024, w / bw, c / bc
+    }
+  }' "$work/results.txt"
