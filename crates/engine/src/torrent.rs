@@ -106,7 +106,8 @@ pub(crate) struct PeerEntry {
 /// SHA-1, so that once a good copy arrives the sender of each differing block
 /// can be named (libtorrent's "smart ban").
 struct FailedPiece {
-    blocks: Vec<(IpAddr, [u8; 20])>,
+    /// (block index, sender, SHA-1 of what it sent).
+    blocks: Vec<(usize, IpAddr, [u8; 20])>,
 }
 
 pub(crate) struct State {
@@ -115,10 +116,11 @@ pub(crate) struct State {
     /// Buffers of pieces in progress, allocated when a piece is first picked.
     pub buffers: HashMap<u32, Vec<u8>>,
     pub peers: HashMap<PeerKey, PeerEntry>,
+    /// Address of every connection made, kept after it closes so that bad
+    /// blocks it left behind can still be blamed on the right peer.
+    pub addrs: HashMap<PeerKey, IpAddr>,
     next_key: PeerKey,
     pub banned: HashSet<IpAddr>,
-    /// Hash failures each address took part in.
-    strikes: HashMap<IpAddr, u32>,
     failed: HashMap<u32, Vec<FailedPiece>>,
     pub rng: StdRng,
 }
@@ -217,9 +219,9 @@ impl Shared {
                 have: bits,
                 buffers: HashMap::new(),
                 peers: HashMap::new(),
+                addrs: HashMap::new(),
                 next_key: 0,
                 banned: HashSet::new(),
-                strikes: HashMap::new(),
                 failed: HashMap::new(),
                 rng,
             }),
@@ -276,6 +278,7 @@ impl Shared {
         let key = state.next_key;
         state.next_key = state.next_key.wrapping_add(1);
         state.peers.insert(key, PeerEntry { addr, tx });
+        state.addrs.insert(key, addr.ip());
         self.stats.peers_connected.fetch_add(1, Ordering::Relaxed);
         (key, rx)
     }
@@ -384,7 +387,7 @@ impl Shared {
         if let Some(failures) = state.failed.remove(&piece) {
             let mut culprits = HashSet::new();
             for failure in failures {
-                for (i, (ip, hash)) in failure.blocks.iter().enumerate() {
+                for (i, ip, hash) in &failure.blocks {
                     let start = i * BLOCK_LEN as usize;
                     let good = buf.get(start..(start + BLOCK_LEN as usize).min(buf.len()));
                     if good.is_some_and(|g| Sha1::digest(g).as_slice() != hash) {
@@ -416,20 +419,21 @@ impl Shared {
         let mut state = self.lock();
         let senders = state.picker.block_senders(piece);
         state.picker.on_piece_failed(piece);
-        let addr_of = |state: &State, key: PeerKey| state.peers.get(&key).map(|e| e.addr.ip());
         let blocks: Vec<Option<IpAddr>> = senders
             .iter()
-            .map(|s| s.and_then(|k| addr_of(&state, k)))
+            .map(|s| s.and_then(|k| state.addrs.get(&k).copied()))
             .collect();
         let distinct: HashSet<IpAddr> = blocks.iter().flatten().copied().collect();
-        if distinct.len() == 1 {
+        let all_known = blocks.iter().all(Option::is_some);
+        if distinct.len() == 1 && all_known {
             // One sender for the whole piece: it alone sent bad data.
             if let Some(ip) = distinct.into_iter().next() {
                 self.ban(&mut state, ip);
             }
         } else {
-            // Several senders: remember who sent what, and find out once a good
-            // copy arrives. Repeat offenders are banned meanwhile.
+            // Several senders: remember who sent what, and name the culprit
+            // once a good copy arrives (block by block). Nobody is punished
+            // on suspicion: an honest peer shares pieces with liars too.
             let record = FailedPiece {
                 blocks: blocks
                     .iter()
@@ -437,18 +441,11 @@ impl Shared {
                     .filter_map(|(i, ip)| {
                         let start = i * BLOCK_LEN as usize;
                         let block = buf.get(start..(start + BLOCK_LEN as usize).min(buf.len()))?;
-                        Some(((*ip)?, Sha1::digest(block).into()))
+                        Some((i, (*ip)?, Sha1::digest(block).into()))
                     })
                     .collect(),
             };
             state.failed.entry(piece).or_default().push(record);
-            for ip in distinct {
-                let strikes = state.strikes.entry(ip).or_default();
-                *strikes += 1;
-                if *strikes >= 3 {
-                    self.ban(&mut state, ip);
-                }
-            }
         }
     }
 
