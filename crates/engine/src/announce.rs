@@ -1,7 +1,7 @@
 //! Announcing to trackers (HTTP and UDP) for one torrent, on top of the sans-IO
 //! `rivulet-tracker` crate.
 //!
-//! Policy ([`AnnouncePolicy::default`], documented in `rivulet-tracker`): every
+//! Policy (`AnnouncePolicy::default()`, documented in `rivulet-tracker`): every
 //! tier is announced to, each through its first working tracker; a tracker that
 //! fails hands over to the next in its tier. Tiers run independently, so one
 //! dead tracker never holds up the others, and UDP trackers get only two
