@@ -447,3 +447,38 @@ fn kill_9_halfway_then_resume() {
         "fetched {sent_again} bytes again, {missing} were missing"
     );
 }
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "interop: needs python3-libtorrent and root for a small tmpfs (CI runs as root)"]
+fn full_disk_stops_with_a_clear_error() {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_dir = tmp.path().join("seed");
+    let data = single_file(&seed_dir, "data.bin", 4_000_000, 8);
+    let (torrent, _) = make_torrent(&data, None, 64 * 1024);
+    let seeder = libtorrent_seeder(&torrent, &seed_dir, LtConfig::new(next_loopback()));
+    // A 1 MiB file system: the sparse file fits, its data does not.
+    let small = tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a tmpfs needs root");
+    let _mount = Mount(small.clone());
+    let out = download(&torrent, &small, &peer_args(&[seeder.addr()]));
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("error: disk full:"), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+}

@@ -19,12 +19,13 @@ pub const TARGET_MAX_PIECES: u64 = 2000;
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The source path could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not also a `source`,
+        /// which would print it twice in error chains).
+        error: std::io::Error,
     },
     /// Walking the folder failed (a symlink loop, a permission error, ...).
     #[error("cannot scan folder: {0}")]
@@ -66,9 +67,9 @@ impl Source {
 /// the folder (symlinks followed, loops refused), sorted by path so that the
 /// same folder always gives the same torrent.
 pub fn scan(path: &Path) -> Result<Source, CreateError> {
-    let io = |source| CreateError::Io {
+    let io = |error| CreateError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let canonical = path.canonicalize().map_err(io)?;
     let meta = std::fs::metadata(&canonical).map_err(io)?;

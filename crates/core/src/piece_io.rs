@@ -32,12 +32,13 @@ pub enum PieceReadError {
         path: PathBuf,
     },
     /// Any other I/O error (permissions, a failing disk, ...).
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (shown in the message, so not also a `source`,
+        /// which would print it twice in error chains).
+        error: io::Error,
     },
 }
 
@@ -80,7 +81,7 @@ fn read_span(path: &Path, offset: u64, dest: &mut [u8]) -> Result<(), PieceReadE
         },
         _ => PieceReadError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         },
     };
     let file = File::open(path).map_err(classify)?;

@@ -22,13 +22,27 @@ use crate::torrent::{self, Outcome, Shared, TorrentConfig};
 pub enum DownloadError {
     /// The data folder or its files cannot be created or written.
     #[error("cannot prepare the download folder: {0}")]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
     /// Existing data could not be read for checking.
     #[error("cannot check existing data: {0}")]
-    Check(#[from] rivulet_core::piece_io::PieceReadError),
+    Check(rivulet_core::piece_io::PieceReadError),
     /// An internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+// By hand rather than `#[from]`, which would also make the inner error the
+// `source` and print it twice in error chains.
+impl From<StorageError> for DownloadError {
+    fn from(e: StorageError) -> Self {
+        DownloadError::Storage(e)
+    }
+}
+
+impl From<rivulet_core::piece_io::PieceReadError> for DownloadError {
+    fn from(e: rivulet_core::piece_io::PieceReadError) -> Self {
+        DownloadError::Check(e)
+    }
 }
 
 /// What the startup check found.
@@ -176,10 +190,13 @@ impl Download {
         if let Some(a) = announcer {
             let _ = tokio::time::timeout(STOP_TIMEOUT + Duration::from_secs(1), a).await;
         }
-        if let Err(e) = saved {
-            return Outcome::Failed(e);
+        match (result, saved) {
+            // The first error is the one to report (a full disk also makes the
+            // resume save fail).
+            (Outcome::Failed(e), _) => Outcome::Failed(e),
+            (_, Err(e)) => Outcome::Failed(e),
+            (result, Ok(())) => result,
         }
-        result
     }
 
     /// Flushes data to disk, then records which pieces are complete.

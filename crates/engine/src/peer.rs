@@ -33,6 +33,9 @@ const MAX_QUEUE: usize = 1000;
 /// the time the peer takes to serve a request.
 const QUEUE_SECONDS: f64 = 2.0;
 
+/// How long a peer we want nothing from keeps its connection.
+const USELESS_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -90,6 +93,10 @@ struct Connection {
     /// Our requests not yet answered, oldest first.
     outstanding: VecDeque<Block>,
     last_data: Instant,
+    /// Request timeouts in a row without any data in between.
+    snubs: u32,
+    /// Since when we have wanted nothing from this peer.
+    useless_since: Option<Instant>,
     /// Bytes of blocks received since `rate_since`, for the pipeline depth.
     rate_bytes: u64,
     rate_since: Instant,
@@ -114,6 +121,8 @@ impl Connection {
             reqq: DEFAULT_REQQ,
             outstanding: VecDeque::new(),
             last_data: Instant::now(),
+            snubs: 0,
+            useless_since: None,
             rate_bytes: 0,
             rate_since: Instant::now(),
             rate: 0.0,
@@ -226,7 +235,7 @@ impl Connection {
                     }
                     Some(PeerCommand::Disconnect) | None => return Ok(()),
                 },
-                _ = tick.tick() => self.on_tick(&mut last_sent),
+                _ = tick.tick() => self.on_tick(&mut last_sent)?,
             }
             self.fill_pipeline();
             if !self.out.is_empty() {
@@ -242,7 +251,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_tick(&mut self, last_sent: &mut Instant) {
+    fn on_tick(&mut self, last_sent: &mut Instant) -> Result<(), PeerError> {
         let now = Instant::now();
         let elapsed = now.duration_since(self.rate_since).as_secs_f64();
         if elapsed >= 1.0 {
@@ -259,13 +268,33 @@ impl Connection {
         if !self.outstanding.is_empty()
             && now.duration_since(self.last_data) > self.shared.config.request_timeout
         {
-            // Snubbed: give its requests to others, ask again later.
+            // Snubbed: give its requests to others, ask again later; a peer
+            // that stalls twice in a row is dropped to free its slot.
             self.drop_requests();
             self.last_data = now;
+            self.snubs += 1;
+            if self.snubs >= 2 {
+                return Err(PeerError::Misbehaving(
+                    "stalled: no data for two request timeouts",
+                ));
+            }
+        }
+        // A peer with nothing we need holds a connection slot for nothing
+        // (rivulet does not serve yet): let it go after a while; the connector
+        // tries it again later, when it may have new pieces.
+        if self.am_interested {
+            self.useless_since = None;
+        } else if let Some(since) = self.useless_since {
+            if now.duration_since(since) > USELESS_TIMEOUT {
+                return Err(PeerError::Refused("nothing to exchange with this peer"));
+            }
+        } else {
+            self.useless_since = Some(now);
         }
         if now.duration_since(*last_sent) > Duration::from_secs(90) {
             Message::KeepAlive.encode(&mut self.out);
         }
+        Ok(())
     }
 
     fn drop_requests(&mut self) {
@@ -402,6 +431,7 @@ impl Connection {
         };
         self.outstanding.remove(i);
         self.last_data = Instant::now();
+        self.snubs = 0;
         self.rate_bytes += u64::from(len);
         let Some(key) = self.key else { return Ok(()) };
         let shared = Arc::clone(&self.shared);

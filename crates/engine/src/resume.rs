@@ -25,12 +25,13 @@ use rivulet_core::{Info, InfoHash};
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     /// The resume file could not be read or written.
-    #[error("resume file {}: {source}", path.display())]
+    #[error("resume file {}: {error}", path.display())]
     Io {
         /// The resume file.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (shown in the message, so not also a `source`,
+        /// which would print it twice in error chains).
+        error: io::Error,
     },
     /// The resume file is damaged or from another torrent; it is ignored and
     /// everything is rechecked.
@@ -220,7 +221,7 @@ impl ResumeData {
     pub fn save(&self, path: &Path) -> Result<(), ResumeError> {
         let io = |source| ResumeError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         let dir = path
             .parent()
@@ -248,7 +249,7 @@ impl ResumeData {
             Err(source) => {
                 return Err(ResumeError::Io {
                     path: path.to_owned(),
-                    source,
+                    error: source,
                 })
             }
         };

@@ -19,12 +19,13 @@ use rivulet_core::{FileLayout, Info};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// An I/O error on a file (permission denied, disk full, ...).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (shown in the message, so not also a `source`,
+        /// which would print it twice in error chains).
+        error: io::Error,
     },
     /// A piece or block outside the torrent (a bug in the caller, or a peer's
     /// request that was not checked).
@@ -42,7 +43,7 @@ pub enum StorageError {
 impl StorageError {
     /// Whether this is the disk running out of space.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StorageError::Io { source, .. } if source.raw_os_error() == Some(28))
+        matches!(self, StorageError::Io { error, .. } if error.raw_os_error() == Some(28))
     }
 }
 
@@ -98,7 +99,7 @@ impl FileStorage {
             if !f.padding {
                 let io = |source| StorageError::Io {
                     path: path.clone(),
-                    source,
+                    error: source,
                 };
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
@@ -154,7 +155,7 @@ impl FileStorage {
             .open(&slot.path)
             .map_err(|source| StorageError::Io {
                 path: slot.path.clone(),
-                source,
+                error: source,
             })?;
         let file = Arc::new(file);
         *guard = Some(Arc::clone(&file));
@@ -212,7 +213,7 @@ impl Storage for FileStorage {
                 .write_all_at(chunk, span.offset)
                 .map_err(|source| StorageError::Io {
                     path: slot.path.clone(),
-                    source,
+                    error: source,
                 })?;
         }
         Ok(())
@@ -237,7 +238,7 @@ impl Storage for FileStorage {
                 .read_exact_at(chunk, span.offset)
                 .map_err(|source| StorageError::Io {
                     path: slot.path.clone(),
-                    source,
+                    error: source,
                 })?;
         }
         Ok(())
@@ -253,7 +254,7 @@ impl Storage for FileStorage {
             if let Some(f) = handle {
                 f.sync_data().map_err(|source| StorageError::Io {
                     path: slot.path.clone(),
-                    source,
+                    error: source,
                 })?;
             }
         }
