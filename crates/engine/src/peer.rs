@@ -93,6 +93,9 @@ struct Connection {
     /// Our requests not yet answered, oldest first.
     outstanding: VecDeque<Block>,
     last_data: Instant,
+    /// The peer already told us what it has (bitfield, have-all, have-none or
+    /// a have): a bitfield after that would count its pieces twice.
+    pieces_known: bool,
     /// Request timeouts in a row without any data in between.
     snubs: u32,
     /// Since when we have wanted nothing from this peer.
@@ -121,6 +124,7 @@ impl Connection {
             reqq: DEFAULT_REQQ,
             outstanding: VecDeque::new(),
             last_data: Instant::now(),
+            pieces_known: false,
             snubs: 0,
             useless_since: None,
             rate_bytes: 0,
@@ -311,6 +315,15 @@ impl Connection {
         if !matches!(msg, Message::Piece { .. }) {
             tracing::trace!(addr = %self.addr, ?msg, "received");
         }
+        if matches!(
+            msg,
+            Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
+        ) {
+            if self.pieces_known {
+                return Err(PeerError::Misbehaving("bitfield after the start of the session"));
+            }
+            self.pieces_known = true;
+        }
         match msg {
             Message::Bitfield(bytes) => {
                 let bits = Bitfield::from_bytes(&bytes, n)?;
@@ -348,6 +361,7 @@ impl Connection {
                 if piece as usize >= n {
                     return Err(PeerError::Misbehaving("have for a piece past the end"));
                 }
+                self.pieces_known = true;
                 if !self.seed && self.bits.set(piece as usize) {
                     let mut state = self.shared.lock();
                     state.picker.peer_has(piece);
