@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A libtorrent peer for benchmarks: seed or leech one torrent on a loopback
-address, with DHT, LSD, UPnP and NAT-PMP off.
+address, with DHT, LSD, UPnP, NAT-PMP and uTP off.
 
   lt_peer.py seed  TORRENT SAVE_PATH IP PORT   # prints "ready" once announced, runs until killed
   lt_peer.py leech TORRENT SAVE_PATH IP PORT   # exits 0 once the download is complete
@@ -16,6 +16,9 @@ settings = {
     'outgoing_interfaces': ip,
     'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
     'allow_multiple_connections_per_ip': True,
+    # TCP only, like the other clients measured: libtorrent would otherwise
+    # prefer uTP between two libtorrent peers, which is far slower on loopback.
+    'enable_outgoing_utp': False, 'enable_incoming_utp': False,
     'alert_mask': lt.alert.category_t.status_notification | lt.alert.category_t.tracker_notification
                   | lt.alert.category_t.error_notification,
 }
