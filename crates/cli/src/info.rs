@@ -5,7 +5,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use indicatif::HumanBytes;
-use rivulet_core::{Magnet, Metainfo};
+use rivulet_core::{InfoHash, Magnet, Metainfo};
+use rivulet_engine::scrape::{ScrapeOptions, ScrapeOutcome, Scraper, TrackerScrape};
 use serde_json::json;
 
 use crate::Outcome;
@@ -19,6 +20,10 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also ask every tracker (all tiers at once, 10 s each at most) for the
+    /// swarm's seeders, leechers and completed downloads.
+    #[arg(long)]
+    scrape: bool,
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
@@ -28,10 +33,22 @@ pub fn run(args: Args) -> Result<Outcome> {
         .is_some_and(|s| s.eq_ignore_ascii_case("magnet:"))
     {
         let magnet: Magnet = args.target.parse().context("invalid magnet link")?;
+        let tiers: Vec<Vec<String>> = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+        let scraped = args
+            .scrape
+            .then(|| scrape_all(&tiers, magnet.info_hash))
+            .transpose()?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&magnet_json(&magnet))?);
+            let mut v = magnet_json(&magnet);
+            if let Some(s) = &scraped {
+                with_scrape(&mut v, s);
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print!("{}", magnet_text(&magnet));
+            if let Some(s) = &scraped {
+                print!("{}", scrape_text(s));
+            }
         }
     } else {
         let path = Path::new(&args.target);
@@ -39,10 +56,21 @@ pub fn run(args: Args) -> Result<Outcome> {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let m = Metainfo::from_bytes(&bytes)
             .with_context(|| format!("{} is not a valid torrent", path.display()))?;
+        let scraped = args
+            .scrape
+            .then(|| scrape_all(&m.tracker_tiers(), m.info_hash))
+            .transpose()?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&torrent_json(&m))?);
+            let mut v = torrent_json(&m);
+            if let Some(s) = &scraped {
+                with_scrape(&mut v, s);
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             print!("{}", torrent_text(&m));
+            if let Some(s) = &scraped {
+                print!("{}", scrape_text(s));
+            }
         }
     }
     Ok(Outcome::Success)
@@ -225,4 +253,79 @@ fn magnet_json(m: &Magnet) -> serde_json::Value {
         "select_only": m.select_only.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "uri": m.to_uri(),
     })
+}
+
+/// Scrapes `info_hash` at every tracker of `tiers`, concurrently; returns
+/// within about [`ScrapeOptions::default`]'s timeout (10 s) whatever the
+/// trackers do.
+fn scrape_all(tiers: &[Vec<String>], info_hash: InfoHash) -> Result<Vec<TrackerScrape>> {
+    if tiers.iter().all(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let scraper = Scraper::new(ScrapeOptions::default())?;
+    let result = runtime.block_on(scraper.scrape_all(tiers, info_hash));
+    // A name lookup still running on the blocking pool must not delay exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(result)
+}
+
+fn scrape_text(results: &[TrackerScrape]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if results.is_empty() {
+        let _ = writeln!(s, "Scrape:      no trackers to ask");
+        return s;
+    }
+    let _ = writeln!(s, "Scrape:");
+    let width = results.iter().map(|r| r.url.len()).max().unwrap_or(0);
+    for r in results {
+        let what = match &r.outcome {
+            ScrapeOutcome::Stats(st) => format!(
+                "seeders {}  leechers {}  completed {}",
+                st.complete, st.incomplete, st.downloaded
+            ),
+            ScrapeOutcome::NotTracked => "does not track this torrent".to_owned(),
+            ScrapeOutcome::Unsupported => {
+                "no scrape support (the announce URL does not end in \"announce\")".to_owned()
+            }
+            ScrapeOutcome::Failed(e) => format!("error: {e}"),
+        };
+        let tier = format!("tier {}", r.tier + 1);
+        let _ = writeln!(s, "  {tier:<8} {:<width$}  {what}", r.url);
+    }
+    s
+}
+
+/// Adds `"scrape": [...]` to the JSON object `v`.
+fn with_scrape(v: &mut serde_json::Value, results: &[TrackerScrape]) {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("scrape".into(), scrape_json(results));
+    }
+}
+
+fn scrape_json(results: &[TrackerScrape]) -> serde_json::Value {
+    results
+        .iter()
+        .map(|r| {
+            let (status, stats, error) = match &r.outcome {
+                ScrapeOutcome::Stats(st) => ("ok", Some(*st), None),
+                ScrapeOutcome::NotTracked => ("not_tracked", None, None),
+                ScrapeOutcome::Unsupported => ("unsupported", None, None),
+                ScrapeOutcome::Failed(e) => ("error", None, Some(e.to_string())),
+            };
+            json!({
+                "tier": r.tier + 1,
+                "url": r.url,
+                "status": status,
+                "seeders": stats.map(|s| s.complete),
+                "leechers": stats.map(|s| s.incomplete),
+                "completed": stats.map(|s| s.downloaded),
+                "error": error,
+            })
+        })
+        .collect()
 }

@@ -1,15 +1,60 @@
 //! Announcing to trackers (HTTP and UDP) for one torrent, on top of the sans-IO
-//! `rivulet-tracker` crate.
+//! `rivulet-tracker` crate; the HTTP and UDP drivers here also serve
+//! [`crate::scrape`].
 //!
-//! Policy (`AnnouncePolicy::default()`, documented in `rivulet-tracker`): every
-//! tier is announced to, each through its first working tracker; a tracker that
-//! fails hands over to the next in its tier. Tiers run independently, so one
-//! dead tracker never holds up the others, and UDP trackers get only two
-//! retransmissions (15 s + 30 s) before the next tracker is tried.
+//! # Policy
 //!
-//! Stats are honest: `downloaded` is verified payload since `started`,
-//! `uploaded` what we served, `left` what is still missing; `completed` is sent
-//! once, when the download finishes; `stopped` on exit within a bounded wait.
+//! * **Tiers** (BEP 12, `AnnouncePolicy::default()` in `rivulet-tracker`):
+//!   every tier is announced to, each through its first working tracker, like
+//!   qBittorrent and uTorrent rather than libtorrent's default. Each tier runs
+//!   in its own task, so a dead tracker in one tier never holds up the others:
+//!   a torrent whose first tier is dead gets its peers from the second tier as
+//!   fast as if the first did not exist. Within a tier, trackers are shuffled
+//!   once, tried one after another, and the one that answered moves to the
+//!   front.
+//! * **Timeouts** ([`AnnounceTimeouts`]): an HTTP announce (name resolution,
+//!   connect, redirects, the whole body) gets 15 s. A UDP request gets BEP
+//!   15's 15 s first timeout but only one retransmission rather than BEP 15's
+//!   eight (over two hours): a silent UDP tracker is given up after 15 s +
+//!   30 s = 45 s and the next tracker of its tier is tried (one that answers
+//!   connects but not announces, after twice that). Resolving its host name
+//!   is bounded by the HTTP timeout. Each announce uses a fresh UDP state
+//!   machine, so connection ids are not kept between announces (they are
+//!   minutes apart anyway).
+//!   ICMP errors ("port unreachable") do not end a UDP announce early: the
+//!   retransmission schedule runs on, as for a silent tracker.
+//! * **Failure and backoff**: a failure is logged as a warning and the next
+//!   tracker of the tier is tried. When every tracker of a tier failed, the
+//!   tier waits 15 s, then 30 s, 60 s, ... up to 30 min, and tries again.
+//!   Failures of all kinds (unreachable, timeout, garbage, `failure reason`)
+//!   are treated alike.
+//! * **What a tracker can make us do** is bounded by `rivulet-tracker`: the
+//!   interval is clamped to 60 s ..= 2 h (`min interval` is respected by never
+//!   announcing more often than `interval`, except for `completed`); at most
+//!   2,000 peers per answer; bodies are read up to 4 MiB (after gzip
+//!   decoding; the reading stops there, whatever the tracker keeps sending);
+//!   at most 5 redirects. An HTTP error status is reported as such, unless its
+//!   body is a bencoded `failure reason`, which is then reported instead.
+//!   Peers given by host name (dictionary peer lists) are not resolved; only
+//!   IP addresses are handed on.
+//! * **Honest stats**: `downloaded` is payload received that we needed since
+//!   `started` (this session), `uploaded` what we served, `left` what is still
+//!   missing. `completed` is sent once per tier, when the download finishes
+//!   (not when it starts complete); an exit racing it does not cancel it, so a
+//!   tracker never counts it twice. `stopped` goes to the tracker of each tier
+//!   that last answered, if that tier's `started` was answered; all final
+//!   announces together get [`STOP_TIMEOUT`] (3 s), after which the tier tasks
+//!   are dropped, so exit is never slow.
+//!
+//! # Testing hooks
+//!
+//! [`Announcer::with_timeouts`] shortens every wait (tests use a few hundred
+//! milliseconds). The UDP state machine's schedule is fixed at BEP 15's
+//! `15 · 2^n` s; a different [`UdpTiming::first_timeout`] is had by running
+//! the state machine on a clock that goes faster or slower than the real one
+//! (it only ever sees the `now` it is given). That also scales its 60 s
+//! connection-id lifetime, which does not matter: each announce uses a fresh
+//! state machine.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -18,7 +63,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use rivulet_tracker::udp::{
-    AddressFamily, UdpClientConfig, UdpOutcome, UdpTrackerClient, UdpTrackerUrl,
+    AddressFamily, RequestId, UdpClientConfig, UdpOutcome, UdpTrackerClient, UdpTrackerUrl,
+    BASE_TIMEOUT,
 };
 use rivulet_tracker::{
     announce_url, parse_announce_response, AnnounceRequest, AnnounceResponse, Event, PeerAddr,
@@ -29,16 +75,65 @@ use tokio::sync::{mpsc, watch};
 
 use crate::torrent::{Outcome, Shared};
 
-/// How long one HTTP announce may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
-/// UDP retransmissions before giving up on a tracker for this round.
-const UDP_RETRIES: u32 = 2;
-/// Wait before retrying a tier whose trackers all failed, doubled each time.
-const RETRY_BASE: Duration = Duration::from_secs(15);
-/// Longest wait between retries of a failing tier.
-const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 /// Longest time `stopped` announces may delay exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Most redirects followed for one HTTP request.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// How much of an HTTP error page is read, looking for a `failure reason`.
+const ERROR_BODY_LEN: usize = 64 * 1024;
+
+/// Retransmission schedule of a UDP tracker request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpTiming {
+    /// Timeout of the first transmission; each retransmission doubles it. BEP
+    /// 15 says 15 s. Clamped to 1 ms ..= 1 h.
+    pub first_timeout: Duration,
+    /// Retransmissions after the first send before giving up (BEP 15 says 8;
+    /// at most 8).
+    pub retries: u32,
+}
+
+impl Default for UdpTiming {
+    /// 15 s, one retransmission: a silent tracker is given up after 45 s.
+    fn default() -> Self {
+        UdpTiming {
+            first_timeout: BASE_TIMEOUT,
+            retries: 1,
+        }
+    }
+}
+
+/// Every wait of the [`Announcer`]; the defaults are the policy described in
+/// the module documentation, tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceTimeouts {
+    /// One HTTP announce, start to end (redirects and body included); also
+    /// bounds resolving a UDP tracker's host name.
+    pub http: Duration,
+    /// UDP retransmissions.
+    pub udp: UdpTiming,
+    /// Wait before retrying a tier whose trackers all failed; doubled after
+    /// each further failed round.
+    pub retry_base: Duration,
+    /// Longest wait between retries of a failing tier.
+    pub retry_max: Duration,
+    /// Longest time the final `completed`/`stopped` announces may take.
+    pub stop: Duration,
+}
+
+impl Default for AnnounceTimeouts {
+    fn default() -> Self {
+        AnnounceTimeouts {
+            http: Duration::from_secs(15),
+            udp: UdpTiming::default(),
+            retry_base: Duration::from_secs(15),
+            retry_max: Duration::from_secs(30 * 60),
+            stop: STOP_TIMEOUT,
+        }
+    }
+}
 
 /// Everything an announce needs that does not change between announces.
 #[derive(Clone)]
@@ -48,40 +143,61 @@ pub struct Announcer {
     port: u16,
     key: u32,
     peers: mpsc::UnboundedSender<SocketAddr>,
+    timeouts: AnnounceTimeouts,
 }
 
 impl std::fmt::Debug for Announcer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Announcer")
             .field("port", &self.port)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
 
+/// The HTTP client for tracker requests: bounded redirects, our user agent,
+/// gzip. Timeouts are applied per request by the callers.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .user_agent(format!("rivulet/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot create HTTP client: {e}"))
+}
+
 impl Announcer {
     /// An announcer for `shared`'s torrent that reports listening on `port` and
-    /// hands the peers it learns to `peers`.
+    /// hands the peers it learns to `peers`, with the default
+    /// [`AnnounceTimeouts`].
     pub fn new(
         shared: Arc<Shared>,
         port: u16,
         peers: mpsc::UnboundedSender<SocketAddr>,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(format!("rivulet/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot create HTTP client: {e}"))?;
         Ok(Announcer {
             shared,
-            http,
+            http: http_client()?,
             port,
             key: rand::thread_rng().gen(),
             peers,
+            timeouts: AnnounceTimeouts::default(),
         })
     }
 
-    fn request(&self, event: Event, tracker_id: Option<String>) -> AnnounceRequest {
+    /// The same announcer with other timeouts (tests use short ones).
+    pub fn with_timeouts(mut self, timeouts: AnnounceTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> &AnnounceTimeouts {
+        &self.timeouts
+    }
+
+    /// The announce that would be sent now with `event`: the torrent's current
+    /// counters.
+    pub fn request(&self, event: Event, tracker_id: Option<String>) -> AnnounceRequest {
         let stats = &self.shared.stats;
         let total = self.shared.info.total_length();
         AnnounceRequest {
@@ -99,7 +215,10 @@ impl Announcer {
         }
     }
 
-    /// One announce to one tracker.
+    /// One announce to one tracker (`http://`, `https://` or `udp://`). Ends
+    /// with an answer or an error within the configured timeouts, whatever
+    /// the tracker does. The peers are not delivered; [`run`](Self::run) does
+    /// that.
     pub async fn announce(
         &self,
         url: &str,
@@ -107,45 +226,22 @@ impl Announcer {
         tracker_id: Option<String>,
     ) -> Result<AnnounceResponse, TrackerError> {
         let req = self.request(event, tracker_id);
-        if url
-            .get(..6)
-            .is_some_and(|s| s.eq_ignore_ascii_case("udp://"))
-        {
-            udp_announce(url, req).await
-        } else {
-            self.http_announce(url, &req).await
-        }
-    }
-
-    async fn http_announce(
-        &self,
-        url: &str,
-        req: &AnnounceRequest,
-    ) -> Result<AnnounceResponse, TrackerError> {
-        let full = announce_url(url, req)?;
-        let io = |e: String| TrackerError::Transport(e);
-        let mut resp = self
-            .http
-            .get(&full)
-            .send()
-            .await
-            .map_err(|e| io(format!("HTTP request failed: {e}")))?;
-        if !resp.status().is_success() {
-            return Err(io(format!("tracker answered HTTP {}", resp.status())));
-        }
-        // Read at most MAX_RESPONSE_LEN: a tracker cannot make us buffer more.
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| io(format!("reading the answer failed: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_LEN {
-                return Err(io("tracker answer too large".into()));
+        if is_udp(url) {
+            let outcome = udp_request(url, self.timeouts.udp, self.timeouts.http, |c, now| {
+                c.start_announce(req, now)
+            })
+            .await?;
+            match outcome {
+                UdpOutcome::Announce(resp) => Ok(resp),
+                UdpOutcome::Scrape(_) => Err(TrackerError::Transport(
+                    "UDP tracker answered a scrape to an announce".into(),
+                )),
             }
-            body.extend_from_slice(&chunk);
+        } else {
+            let full = announce_url(url, &req)?;
+            let body = http_get(&self.http, &full, self.timeouts.http).await?;
+            parse_announce_response(&body)
         }
-        parse_announce_response(&body)
     }
 
     fn deliver(&self, resp: &AnnounceResponse) {
@@ -156,21 +252,23 @@ impl Announcer {
         }
     }
 
-    /// Announces to every tier until the download ends, then sends `stopped`
-    /// (bounded by [`STOP_TIMEOUT`]). `stop` turning true ends it early.
+    /// Announces to every tier until `stop` turns true, then sends `stopped`
+    /// (and `completed`, if the download finished and no tracker heard it
+    /// yet), bounded by [`AnnounceTimeouts::stop`]. Peers learnt go to the
+    /// channel given to [`new`](Self::new).
     pub async fn run(self, tiers: Vec<Vec<String>>, mut stop: watch::Receiver<bool>) {
-        let mut tasks = Vec::new();
+        let stop_timeout = self.timeouts.stop;
+        let mut tasks = tokio::task::JoinSet::new();
         for tier in tiers.into_iter().filter(|t| !t.is_empty()) {
             let me = self.clone();
             let stop = stop.clone();
-            tasks.push(tokio::spawn(async move { me.run_tier(tier, stop).await }));
+            tasks.spawn(async move { me.run_tier(tier, stop).await });
         }
-        let _ = stop.wait_for(|s| *s).await;
-        // Each tier task sends its own `stopped` and returns; wait a bounded time.
-        let _ = tokio::time::timeout(STOP_TIMEOUT, async {
-            for t in tasks {
-                let _ = t.await;
-            }
+        wait_stop(&mut stop).await;
+        // Each tier task sends its own `stopped` and returns; wait a bounded
+        // time, then drop whatever is left (JoinSet aborts on drop).
+        let _ = tokio::time::timeout(stop_timeout, async {
+            while tasks.join_next().await.is_some() {}
         })
         .await;
     }
@@ -202,13 +300,28 @@ impl Announcer {
                 let Some(url) = tier.get(i).cloned() else {
                     break;
                 };
-                let result = tokio::select! {
-                    r = self.announce(&url, event, tracker_id.clone()) => r,
-                    _ = stop.wait_for(|s| *s) => break,
+                let result = {
+                    let announce = self.announce(&url, event, tracker_id.clone());
+                    tokio::pin!(announce);
+                    tokio::select! {
+                        r = &mut announce => Some(r),
+                        _ = wait_stop(&mut stop) => {
+                            // A `completed` already on its way is finished
+                            // (`run` bounds the wait): cancelling it could
+                            // make us send it again, and the tracker count
+                            // the download twice.
+                            if event == Event::Completed {
+                                Some(announce.await)
+                            } else {
+                                None
+                            }
+                        }
+                    }
                 };
                 match result {
-                    Ok(resp) => {
-                        tracing::debug!(%url, peers = resp.peers.len(), interval = ?resp.interval, "announced");
+                    None => break,
+                    Some(Ok(resp)) => {
+                        tracing::debug!(%url, ?event, peers = resp.peers.len(), interval = ?resp.interval, "announced");
                         if let Some(w) = &resp.warning {
                             tracing::warn!(%url, warning = %w, "tracker warning");
                         }
@@ -219,11 +332,8 @@ impl Announcer {
                         answered = Some(resp);
                         break;
                     }
-                    Err(e) => tracing::warn!(%url, error = %e, "announce failed"),
+                    Some(Err(e)) => tracing::warn!(%url, ?event, error = %e, "announce failed"),
                 }
-            }
-            if *stop.borrow() {
-                break;
             }
             let wait = match answered {
                 Some(resp) => {
@@ -238,25 +348,35 @@ impl Announcer {
                     resp.interval
                 }
                 None => {
-                    failures += 1;
-                    (RETRY_BASE * 2u32.saturating_pow(failures.min(10) - 1)).min(RETRY_MAX)
+                    failures = failures.saturating_add(1);
+                    let exp = failures.clamp(1, 16) - 1;
+                    self.timeouts
+                        .retry_base
+                        .saturating_mul(1u32 << exp)
+                        .min(self.timeouts.retry_max)
                 }
             };
+            if is_stopping(&stop) {
+                break;
+            }
             let next = tokio::time::Instant::now() + wait;
             // Sleep until the interval is up, but announce `completed` as soon
             // as the download finishes.
+            let mut outcome_open = true;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => break,
-                    _ = stop.wait_for(|s| *s) => break,
-                    changed = outcome.changed() => {
-                        if changed.is_err() || (started && !completed_sent && *outcome.borrow() == Outcome::Complete) {
+                    _ = wait_stop(&mut stop) => break,
+                    changed = outcome.changed(), if outcome_open => {
+                        if changed.is_err() {
+                            outcome_open = false;
+                        } else if started && !completed_sent && *outcome.borrow() == Outcome::Complete {
                             break;
                         }
                     }
                 }
             }
-            if *stop.borrow() {
+            if is_stopping(&stop) {
                 break;
             }
         }
@@ -269,68 +389,233 @@ impl Announcer {
                         .announce(url, Event::Completed, tracker_id.clone())
                         .await;
                 }
-                let _ = self.announce(url, Event::Stopped, tracker_id).await;
+                match self.announce(url, Event::Stopped, tracker_id).await {
+                    Ok(_) => tracing::debug!(%url, "announced stopped"),
+                    Err(e) => tracing::debug!(%url, error = %e, "stopped announce failed"),
+                }
             }
         }
     }
 }
 
-async fn udp_announce(url: &str, req: AnnounceRequest) -> Result<AnnounceResponse, TrackerError> {
-    let parsed = UdpTrackerUrl::parse(url)?;
-    let io = |e: std::io::Error| TrackerError::Transport(e.to_string());
-    let addr = tokio::net::lookup_host((parsed.host.as_str(), parsed.port))
+/// Returns once `stop` turns true or its sender is gone.
+async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    // The `Ref` is dropped here, so that callers' futures stay `Send`.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Whether the announcer should stop: told so, or whoever could tell it is gone.
+fn is_stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Whether `url` is a `udp://` tracker URL.
+pub(crate) fn is_udp(url: &str) -> bool {
+    url.get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("udp://"))
+}
+
+/// A reqwest error with its causes ("error sending request: ... : Connection
+/// refused"), without the URL (which holds our peer id and is long).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// GETs `url` and returns its body, read up to `MAX_RESPONSE_LEN` bytes, all
+/// within `timeout`. A non-2xx status is an error, unless its body carries a
+/// bencoded `failure reason`, which is returned instead.
+pub(crate) async fn http_get(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, TrackerError> {
+    match tokio::time::timeout(timeout, http_get_unbounded(client, url)).await {
+        Ok(r) => r,
+        Err(_) => Err(TrackerError::Transport(format!(
+            "no answer within {:.1} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+async fn http_get_unbounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, TrackerError> {
+    let transport =
+        |what: &str, e: reqwest::Error| TrackerError::Transport(format!("{what}: {}", describe(e)));
+    let mut resp = client
+        .get(url)
+        .send()
         .await
-        .map_err(io)?
+        .map_err(|e| transport("HTTP request failed", e))?;
+    let status = resp.status();
+    let limit = if status.is_success() {
+        MAX_RESPONSE_LEN
+    } else {
+        ERROR_BODY_LEN
+    };
+    // Never buffer more than `limit`: a tracker cannot make us hold more.
+    let mut body = Vec::new();
+    // Bytes received when the limit was crossed.
+    let mut too_large = None;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) if status.is_success() => return Err(transport("reading the answer failed", e)),
+            Err(_) => break,
+        };
+        if body.len() + chunk.len() > limit {
+            too_large = Some(body.len() + chunk.len());
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        if let Err(e @ TrackerError::Failure { .. }) = parse_announce_response(&body) {
+            return Err(e);
+        }
+        return Err(TrackerError::Transport(format!(
+            "tracker answered HTTP {status}"
+        )));
+    }
+    if let Some(len) = too_large {
+        // `len` is what had arrived when reading stopped; the tracker may
+        // have had more to send.
+        return Err(TrackerError::ResponseTooLarge { len, limit });
+    }
+    Ok(body)
+}
+
+/// Makes the UDP state machine, whose schedule is BEP 15's `15 · 2^n` s, run
+/// on [`UdpTiming::first_timeout`] instead: it is given a clock that goes
+/// `15 s / first_timeout` times as fast as tokio's. With the default timing
+/// the factor is 1 and the clock is tokio's own (which tests may pause).
+struct UdpClock {
+    origin: tokio::time::Instant,
+    virtual_origin: std::time::Instant,
+    factor: f64,
+}
+
+impl UdpClock {
+    fn new(first_timeout: Duration) -> Self {
+        let first = first_timeout.clamp(Duration::from_millis(1), Duration::from_secs(3600));
+        let origin = tokio::time::Instant::now();
+        UdpClock {
+            origin,
+            virtual_origin: origin.into_std(),
+            factor: BASE_TIMEOUT.as_secs_f64() / first.as_secs_f64(),
+        }
+    }
+
+    fn scale(d: Duration, factor: f64) -> Duration {
+        Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+    }
+
+    /// The state machine's `now`.
+    fn now(&self) -> std::time::Instant {
+        let elapsed = Self::scale(self.origin.elapsed(), self.factor);
+        self.virtual_origin
+            .checked_add(elapsed)
+            .unwrap_or(self.virtual_origin)
+    }
+
+    /// The real instant of a state-machine instant.
+    fn real(&self, t: std::time::Instant) -> tokio::time::Instant {
+        let d = Self::scale(
+            t.saturating_duration_since(self.virtual_origin),
+            1.0 / self.factor,
+        );
+        self.origin
+            .checked_add(d)
+            .unwrap_or_else(|| self.origin + Duration::from_secs(86_400))
+    }
+}
+
+/// Resolves a UDP tracker's host (within `dns_timeout`), starts one request
+/// with `start` on a fresh [`UdpTrackerClient`], and drives it to its end:
+/// the answer, the tracker's error, or [`TrackerError::Timeout`] once the
+/// retransmissions of `timing` are spent. Packets from elsewhere, with
+/// unknown transaction ids or that do not decode are ignored.
+pub(crate) async fn udp_request(
+    url: &str,
+    timing: UdpTiming,
+    dns_timeout: Duration,
+    start: impl FnOnce(&mut UdpTrackerClient, std::time::Instant) -> Result<RequestId, TrackerError>,
+) -> Result<UdpOutcome, TrackerError> {
+    let parsed = UdpTrackerUrl::parse(url)?;
+    let io = |what: &str, e: std::io::Error| TrackerError::Transport(format!("{what}: {e}"));
+    let lookup = tokio::net::lookup_host((parsed.host.as_str(), parsed.port));
+    let addr = tokio::time::timeout(dns_timeout, lookup)
+        .await
+        .map_err(|_| TrackerError::Transport(format!("resolving {} timed out", parsed.host)))?
+        .map_err(|e| io(&format!("cannot resolve {}", parsed.host), e))?
         .next()
         .ok_or_else(|| TrackerError::Transport(format!("{} does not resolve", parsed.host)))?;
-    let bind: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0"
-            .parse()
-            .map_err(|_| TrackerError::Transport("bind".into()))?
+    let bind = if addr.is_ipv4() {
+        SocketAddr::from(([0u8; 4], 0))
     } else {
-        "[::]:0"
-            .parse()
-            .map_err(|_| TrackerError::Transport("bind".into()))?
+        SocketAddr::from(([0u16; 8], 0))
     };
-    let socket = UdpSocket::bind(bind).await.map_err(io)?;
-    socket.connect(addr).await.map_err(io)?;
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|e| io("cannot open a UDP socket", e))?;
+    // A connected socket only receives datagrams from the tracker's address.
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| io(&format!("cannot reach {addr}"), e))?;
     let mut config = UdpClientConfig::new(AddressFamily::of(&addr));
-    config.max_retries = UDP_RETRIES;
+    config.max_retries = timing.retries;
     config.announce_options.url_data =
         (!parsed.url_data.is_empty()).then(|| parsed.url_data.clone().into_bytes());
     let mut client = UdpTrackerClient::new(config);
-    let id = client.start_announce(req, std::time::Instant::now())?;
+    let clock = UdpClock::new(timing.first_timeout);
+    let id = start(&mut client, clock.now())?;
     let mut buf = vec![0u8; 65536];
     loop {
-        let now = std::time::Instant::now();
+        let now = clock.now();
         while let Some(packet) = client.poll_transmit(now) {
-            socket.send(&packet).await.map_err(io)?;
+            // A failed send (ICMP error pending, no route) is like a lost
+            // packet: the schedule retransmits it.
+            if let Err(e) = socket.send(&packet).await {
+                tracing::debug!(%url, error = %e, "UDP send failed");
+            }
         }
         while let Some(event) = client.poll_event() {
             if event.id == id {
-                return match event.result? {
-                    UdpOutcome::Announce(resp) => Ok(resp),
-                    UdpOutcome::Scrape(_) => {
-                        Err(TrackerError::Transport("unexpected scrape answer".into()))
-                    }
-                };
+                return event.result;
             }
         }
-        let deadline = client
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
+        let Some(deadline) = client.poll_timeout() else {
+            // Unreachable: a request in flight always has a deadline.
+            return Err(TrackerError::Transport("UDP request lost".into()));
+        };
         tokio::select! {
             r = socket.recv(&mut buf) => {
                 // ICMP "port unreachable" surfaces as an error here: retry
                 // on the schedule rather than failing at once.
                 if let Ok(n) = r {
                     if let Some(bytes) = buf.get(..n) {
-                        client.handle_packet(bytes, std::time::Instant::now());
+                        let outcome = client.handle_packet(bytes, clock.now());
+                        tracing::trace!(%url, ?outcome, "UDP tracker packet");
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => client.handle_timeout(std::time::Instant::now()),
+            _ = tokio::time::sleep_until(clock.real(deadline)) => {
+                // The timer fired, so the deadline has passed, whatever
+                // rounding in the clock conversion says.
+                client.handle_timeout(clock.now().max(deadline));
+            }
         }
     }
 }

@@ -1,15 +1,21 @@
-//! The download and seeding engine: sessions, torrents, peer connections, the
-//! piece picker, the choker and storage.
+//! The download engine: one torrent's peer connections, piece picker,
+//! storage, resume data and tracker announces, on tokio.
 //!
-//! So far it holds the piece picker ([`picker`]), storage ([`storage`]) and resume data
-//! ([`resume`]); peer connections, storage and
-//! the session land with the download issue (issue 3). Dependency direction:
-//! `cli -> engine -> {wire, tracker} -> core -> bencode`.
+//! [`download::Download`] is the entry point: it checks what is on disk
+//! (trusting [`resume`] data where files are unchanged), then runs the
+//! connector ([`torrent`]), the peer tasks ([`peer`]), the tracker tiers
+//! ([`announce`]) and periodic resume saves until every piece is verified and
+//! written. [`picker`] and the codecs below are pure; [`storage`] does
+//! positioned file I/O. [`scrape`] asks trackers for swarm counts. Seeding
+//! (serving, choking, incoming connections) comes next. `STATE.md` beside
+//! this crate describes piece and peer states and the locking rules.
+//! Dependency direction: `cli -> engine -> {wire, tracker} -> core -> bencode`.
 
 pub mod announce;
 pub mod download;
 pub mod peer;
 pub mod picker;
 pub mod resume;
+pub mod scrape;
 pub mod storage;
 pub mod torrent;

@@ -320,7 +320,9 @@ impl Connection {
             Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
         ) {
             if self.pieces_known {
-                return Err(PeerError::Misbehaving("bitfield after the start of the session"));
+                return Err(PeerError::Misbehaving(
+                    "bitfield after the start of the session",
+                ));
             }
             self.pieces_known = true;
         }
