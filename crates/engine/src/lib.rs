@@ -12,6 +12,7 @@
 //! Dependency direction: `cli -> engine -> {wire, tracker} -> core -> bencode`.
 
 pub mod announce;
+pub mod choker;
 pub mod download;
 pub mod peer;
 pub mod picker;
