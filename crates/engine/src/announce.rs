@@ -77,6 +77,10 @@ use crate::torrent::{Outcome, Shared};
 
 /// Longest time `stopped` announces may delay exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most host names resolved from one announce answer.
+const MAX_HOST_LOOKUPS: usize = 50;
+/// How long resolving one peer host name may take.
+const HOST_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most redirects followed for one HTTP request.
 pub const MAX_REDIRECTS: usize = 5;
@@ -245,9 +249,30 @@ impl Announcer {
     }
 
     fn deliver(&self, resp: &AnnounceResponse) {
+        let mut lookups = 0;
         for p in &resp.peers {
-            if let PeerAddr::Ip(addr) = p.addr {
-                let _ = self.peers.send(addr);
+            match &p.addr {
+                PeerAddr::Ip(addr) => {
+                    let _ = self.peers.send(*addr);
+                }
+                // Dictionary peer lists may name hosts: resolve a bounded
+                // number of them in the background, each with a timeout, so a
+                // tracker cannot make us wait on (or flood) DNS.
+                PeerAddr::Host { name, port } if lookups < MAX_HOST_LOOKUPS => {
+                    lookups += 1;
+                    let (name, port, peers) = (name.clone(), *port, self.peers.clone());
+                    tokio::spawn(async move {
+                        let lookup = tokio::net::lookup_host((name.as_str(), port));
+                        if let Ok(Ok(mut addrs)) =
+                            tokio::time::timeout(HOST_LOOKUP_TIMEOUT, lookup).await
+                        {
+                            if let Some(addr) = addrs.next() {
+                                let _ = peers.send(addr);
+                            }
+                        }
+                    });
+                }
+                PeerAddr::Host { .. } => {}
             }
         }
     }

@@ -1334,3 +1334,32 @@ async fn scrape_counts_every_request() {
     assert_eq!(results.len(), 5);
     assert_eq!(counter.load(Ordering::SeqCst), 5);
 }
+
+#[tokio::test]
+async fn http_peers_given_by_host_name_are_resolved() {
+    let body =
+        b"d8:intervali1800e5:peersld2:ip9:localhost4:porti7777eed2:ip9:127.0.0.94:porti7778eeee";
+    let t = FakeHttp::always(ok(body)).await;
+    let mut s = setup();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(
+        s.announcer
+            .clone()
+            .run(vec![vec![t.announce_url()]], stop_rx),
+    );
+    let mut got = vec![
+        within(PROMPT, s.peers.recv()).await.unwrap(),
+        within(PROMPT, s.peers.recv()).await.unwrap(),
+    ];
+    got.sort();
+    assert!(
+        got.contains(&SocketAddr::from(([127, 0, 0, 9], 7778))),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|a| a.port() == 7777 && a.ip().is_loopback()),
+        "localhost not resolved: {got:?}"
+    );
+    stop_tx.send(true).unwrap();
+    within(PROMPT, run).await.unwrap();
+}
