@@ -182,6 +182,8 @@ impl Download {
             }
         };
         driver.abort();
+        // The connector may have been stopped before it told the peers.
+        self.shared.disconnect_all();
         // Nothing may write to the files after the resume data records them.
         self.shared.quiesce().await;
         let saved = self.save_resume().await;

@@ -1,7 +1,7 @@
 //! One peer connection: handshake, then a loop that reads messages, keeps the
 //! request pipeline full and forwards commands from the torrent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +33,8 @@ const MAX_QUEUE: usize = 1000;
 /// the time the peer takes to serve a request.
 const QUEUE_SECONDS: f64 = 2.0;
 
+/// How long a block a peer rejected is not asked of it again.
+const REJECT_AVOID: Duration = Duration::from_secs(1);
 /// How long a peer we want nothing from keeps its connection.
 const USELESS_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -98,6 +100,9 @@ struct Connection {
     pieces_known: bool,
     /// Request timeouts in a row without any data in between.
     snubs: u32,
+    /// Blocks this peer rejected or let time out, not to be asked of it again
+    /// before the given instant: other peers get the chance to take them.
+    avoid: HashMap<Block, Instant>,
     /// Since when we have wanted nothing from this peer.
     useless_since: Option<Instant>,
     /// Bytes of blocks received since `rate_since`, for the pipeline depth.
@@ -126,6 +131,7 @@ impl Connection {
             last_data: Instant::now(),
             pieces_known: false,
             snubs: 0,
+            avoid: HashMap::new(),
             useless_since: None,
             rate_bytes: 0,
             rate_since: Instant::now(),
@@ -272,8 +278,14 @@ impl Connection {
         if !self.outstanding.is_empty()
             && now.duration_since(self.last_data) > self.shared.config.request_timeout
         {
-            // Snubbed: give its requests to others, ask again later; a peer
-            // that stalls twice in a row is dropped to free its slot.
+            // Snubbed: give its requests to others, ask again later (one
+            // request at a time); a peer that stalls twice in a row is dropped
+            // to free its slot.
+            let until = now + self.shared.config.request_timeout;
+            let timed_out: Vec<Block> = self.outstanding.iter().copied().collect();
+            for b in timed_out {
+                self.avoid_block(b, until);
+            }
             self.drop_requests();
             self.last_data = now;
             self.snubs += 1;
@@ -298,7 +310,17 @@ impl Connection {
         if now.duration_since(*last_sent) > Duration::from_secs(90) {
             Message::KeepAlive.encode(&mut self.out);
         }
+        self.avoid.retain(|_, until| *until > now);
         Ok(())
+    }
+
+    /// Remembers not to ask this peer for `b` until `until` (bounded: the set
+    /// is cleared rather than grown past a few pipelines' worth).
+    fn avoid_block(&mut self, b: Block, until: Instant) {
+        if self.avoid.len() >= 4 * MAX_QUEUE {
+            self.avoid.clear();
+        }
+        self.avoid.insert(b, until);
     }
 
     fn drop_requests(&mut self) {
@@ -398,6 +420,7 @@ impl Connection {
                 };
                 if let Some(i) = self.outstanding.iter().position(|x| *x == b) {
                     self.outstanding.remove(i);
+                    self.avoid_block(b, Instant::now() + REJECT_AVOID);
                     if let Some(key) = self.key {
                         self.shared.lock().picker.on_request_dropped(b, key);
                     }
@@ -511,6 +534,10 @@ impl Connection {
     }
 
     fn queue_target(&self) -> usize {
+        if self.snubs > 0 {
+            // On probation after a timeout: one request at a time.
+            return 1;
+        }
         let cap = self.reqq.min(MAX_QUEUE);
         if self.rate == 0.0 {
             return INITIAL_QUEUE.min(cap);
@@ -534,14 +561,28 @@ impl Connection {
         let state = &mut *state;
         let bits = &self.bits;
         let seed = self.seed;
-        let picked = state
-            .picker
-            .pick(key, |p| seed || bits.get(p as usize), want, &mut state.rng);
+        // Ask for extra blocks to make up for any this peer should not get
+        // (recently rejected or timed out); those go straight back.
+        let extra = self.avoid.len().min(MAX_QUEUE);
+        let picked = state.picker.pick(
+            key,
+            |p| seed || bits.get(p as usize),
+            want + extra,
+            &mut state.rng,
+        );
         if picked.is_empty() && self.outstanding.is_empty() && state.picker.is_complete() {
             self.am_interested = false;
             Message::NotInterested.encode(&mut self.out);
         }
+        let now = Instant::now();
+        let mut sent = 0;
         for b in picked {
+            if sent >= want || self.avoid.get(&b).is_some_and(|until| *until > now) {
+                // Back to the pool for another peer to take.
+                state.picker.on_request_dropped(b, key);
+                continue;
+            }
+            sent += 1;
             Message::Request(request(b)).encode(&mut self.out);
             self.outstanding.push_back(b);
         }

@@ -311,6 +311,14 @@ impl Shared {
         });
     }
 
+    /// Asks every peer connection to close.
+    pub fn disconnect_all(&self) {
+        let state = self.lock();
+        for entry in state.peers.values() {
+            let _ = entry.tx.send(PeerCommand::Disconnect);
+        }
+    }
+
     /// Stops the download with an error.
     pub fn fail(&self, why: String) {
         self.finish(Outcome::Failed(why));
