@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+// The program checks are the harness's: they fail the test with the Debian
+// package to install.
+use support::{require_libtorrent, require_program};
+
+mod support;
 
 /// The python that has `python3-libtorrent` (not a pyenv one on PATH).
 const PYTHON: &str = "/usr/bin/python3";
@@ -41,47 +46,20 @@ fn helper_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_helper.py")
 }
 
-/// Fails the test, saying what to install, unless `program args` runs and
-/// exits 0.
-fn require(program: &str, args: &[&str], package: &str) {
-    let hint = format!(
-        "this interop test needs `{program}` (Debian package `{package}`; .ci/run installs it)"
-    );
-    match Command::new(program).args(args).output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "{hint}, but `{program} {}` failed ({}):\n{}{}",
-            args.join(" "),
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("{hint}, but it cannot be run: {e}"),
-    }
-}
-
-fn require_libtorrent() {
-    require(
-        PYTHON,
-        &["-c", "import libtorrent as lt; print(lt.__version__)"],
-        "python3-libtorrent",
-    );
-}
-
 fn require_aria2() {
-    require("aria2c", &["--version"], "aria2");
+    require_program("aria2c", "aria2");
 }
 
 fn require_transmission() {
-    require("transmission-show", &["--version"], "transmission-cli");
+    require_program("transmission-show", "transmission-cli");
 }
 
 fn require_transmission_create() {
-    require("transmission-create", &["--version"], "transmission-cli");
+    require_program("transmission-create", "transmission-cli");
 }
 
 fn require_mktorrent() {
-    require("mktorrent", &["-h"], "mktorrent");
+    require_program("mktorrent", "mktorrent");
 }
 
 fn describe(cmd: &Command) -> String {

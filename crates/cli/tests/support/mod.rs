@@ -85,7 +85,9 @@ pub fn require_program(program: &str, debian_package: &str) {
         .unwrap_or(program);
     let args: &[&str] = match base {
         "python3" => &["-c", "import libtorrent as lt; print(lt.__version__)"],
-        "aria2c" | "transmission-remote" | "mktorrent" | "transmission-create" => &["--version"],
+        "aria2c" | "transmission-remote" | "transmission-create" => &["--version"],
+        // `mktorrent --version` exits 1; `-h` exits 0.
+        "mktorrent" => &["-h"],
         "transmission-daemon" => &["-V"],
         "opentracker" => &["-h"],
         _ => &[],
