@@ -68,7 +68,8 @@
 //!   its extension bits.
 //! * [`Message`], [`piece_header`]: the messages and their encoding;
 //!   [`MessageDecoder`] with [`Limits`]: the streaming decoder.
-//! * [`Bitfield`]: which pieces a peer has.
+//! * [`Bitfield`]: which pieces a peer has; [`allowed_fast_set`]: the pieces
+//!   a choked peer may still request (BEP 6).
 //! * [`ExtendedHandshake`] (BEP 10), [`MetadataMessage`] (BEP 9),
 //!   [`PexMessage`] (BEP 11): payloads of [`Message::Extended`].
 #![warn(clippy::indexing_slicing)]
@@ -77,6 +78,7 @@ mod bitfield;
 mod decoder;
 mod error;
 mod extended;
+pub mod fast;
 mod handshake;
 pub mod message;
 mod metadata;
@@ -92,6 +94,7 @@ pub use extended::{
     ExtendedHandshake, MAX_CLIENT_NAME_LEN, MAX_EXTENSIONS, MAX_METADATA_SIZE, MAX_REQQ,
     UT_METADATA, UT_PEX,
 };
+pub use fast::allowed_fast_set;
 pub use handshake::{
     decode_peer_id, Handshake, HandshakePrefix, Reserved, HANDSHAKE_LEN, HANDSHAKE_PREFIX_LEN,
     PROTOCOL,
