@@ -1,6 +1,7 @@
-//! `rivulet download`: fetch a torrent's data from peers.
+//! `rivulet download` and `rivulet seed`: one torrent's session, fetching what
+//! is missing from peers and serving what we have.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,28 +10,33 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::{HumanBytes, HumanDuration};
 use rivulet_core::Metainfo;
-use rivulet_engine::download::Download;
+use rivulet_engine::download::{Download, SeedPolicy};
+use rivulet_engine::listener::Listener;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 
 use crate::progress;
 use crate::Outcome as Exit;
 
-/// Arguments of `rivulet download`.
+/// What `download` and `seed` share: the torrent, the folder, the network.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct Common {
     /// The .torrent file.
     torrent: PathBuf,
-    /// Folder to download into (the torrent's file or top folder goes inside).
+    /// Folder of the data (the torrent's file or top folder goes inside).
     #[arg(short, long, value_name = "DIR", default_value = ".")]
     output: PathBuf,
-    /// Port reported to trackers for incoming peers (rivulet does not accept
-    /// incoming connections yet: they come with seeding).
+    /// Port to listen on for peers (the next free one is used, and reported,
+    /// when it is taken).
     #[arg(long, value_name = "N", default_value_t = 6881)]
     port: u16,
+    /// Local address to listen on and to connect and announce from (default:
+    /// listen on every IPv4 and IPv6 address).
+    #[arg(long, value_name = "IP")]
+    bind: Option<IpAddr>,
     /// A peer to connect to; may be repeated.
     #[arg(long = "peer", value_name = "IP:PORT")]
     peers: Vec<SocketAddr>,
-    /// Most peer connections at once.
+    /// Most peer connections at once (ours and theirs).
     #[arg(long, value_name = "N", default_value_t = 50)]
     max_peers: usize,
     /// No progress display and no summary.
@@ -38,12 +44,62 @@ pub struct Args {
     quiet: bool,
 }
 
+/// Arguments of `rivulet download`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Keep seeding once the download is complete, until interrupted (or a
+    /// limit below).
+    #[arg(long)]
+    seed: bool,
+    /// Seed until we uploaded this many times the torrent's size (implies --seed).
+    #[arg(long, value_name = "R")]
+    seed_ratio: Option<f64>,
+    /// Seed for this long after completion, e.g. 90s, 30m, 2h (implies --seed).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    seed_time: Option<Duration>,
+}
+
+/// Arguments of `rivulet seed`.
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Which command runs the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Download,
+    Seed,
+}
+
 pub fn run(args: Args) -> Result<Exit> {
+    if args
+        .seed_ratio
+        .is_some_and(|r| !(r.is_finite() && r >= 0.0))
+    {
+        bail!("--seed-ratio must be a number of at least 0");
+    }
+    let policy = SeedPolicy {
+        seed: args.seed || args.seed_ratio.is_some() || args.seed_time.is_some(),
+        ratio: args.seed_ratio,
+        time: args.seed_time,
+    };
+    start(args.common, policy, Mode::Download)
+}
+
+pub fn run_seed(args: SeedArgs) -> Result<Exit> {
+    start(args.common, SeedPolicy::FOREVER, Mode::Seed)
+}
+
+fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
     let bytes = std::fs::read(&args.torrent)
         .with_context(|| format!("cannot read {}", args.torrent.display()))?;
     let metainfo = Metainfo::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid torrent", args.torrent.display()))?;
-    if args.peers.is_empty() && metainfo.tracker_tiers().is_empty() {
+    if mode == Mode::Download && args.peers.is_empty() && metainfo.tracker_tiers().is_empty() {
         bail!(
             "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"
         );
@@ -54,15 +110,40 @@ pub fn run(args: Args) -> Result<Exit> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(download(args, metainfo))
+    runtime.block_on(session(args, metainfo, policy, mode))
 }
 
-async fn download(args: Args, metainfo: Metainfo) -> Result<Exit> {
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
     let started = Instant::now();
     let total = metainfo.info.total_length();
+    let listener = Listener::bind(args.bind, args.port)?;
+    if args.port != 0 && listener.port() != args.port {
+        eprintln!(
+            "port {} is in use: listening on port {} instead",
+            args.port,
+            listener.port()
+        );
+    }
     let config = TorrentConfig {
         max_peers: args.max_peers.max(1),
-        listen_port: args.port,
+        listen_port: listener.port(),
+        bind: args.bind,
         ..TorrentConfig::default()
     };
     let check_bar = progress::bytes_bar(total, "Checking", args.quiet);
@@ -75,54 +156,72 @@ async fn download(args: Args, metainfo: Metainfo) -> Result<Exit> {
     )
     .await?;
     check_bar.finish_and_clear();
-    if !args.quiet && report.have > 0 {
-        eprintln!(
-            "resuming: {} of {} pieces already complete ({} vouched for by resume data, {} checked)",
-            report.have,
-            metainfo.info.num_pieces(),
-            report.trusted,
-            report.checked
-        );
+    let pieces = metainfo.info.num_pieces();
+    if !args.quiet {
+        if mode == Mode::Seed && report.have < pieces {
+            eprintln!(
+                "data incomplete: {} of {pieces} pieces present in {}; fetching the rest, then seeding",
+                report.have,
+                args.output.display()
+            );
+        } else if mode == Mode::Download && report.have > 0 {
+            eprintln!(
+                "resuming: {} of {pieces} pieces already complete ({} vouched for by resume data, {} checked)",
+                report.have, report.trusted, report.checked
+            );
+        }
+        for addr in listener.local_addrs() {
+            eprintln!("listening on {addr}");
+        }
     }
+    listener.add(&dl.shared);
     let tx = dl.peer_sender();
     for p in &args.peers {
         let _ = tx.send(*p);
     }
     let already = dl.shared.stats.verified_bytes.load(Ordering::Relaxed);
     let display = (!args.quiet).then(|| spawn_display(Arc::clone(&dl.shared), total));
-    let outcome = dl
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    let outcome = dl.run(interrupted(), policy).await;
+    drop(listener);
     if let Some((handle, bar)) = display {
         handle.abort();
         bar.finish_and_clear();
     }
     let stats = &dl.shared.stats;
     let fetched = stats.verified_bytes.load(Ordering::Relaxed) - already;
+    let uploaded = stats.uploaded.load(Ordering::Relaxed);
+    let ratio = uploaded as f64 / total.max(1) as f64;
     match outcome {
         Outcome::Complete => {
             if !args.quiet {
-                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                if fetched > 0 {
+                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    eprintln!(
+                        "done: {} ({}) in {}, {} fetched at {}/s average, {} hash failures, {} peers banned",
+                        metainfo.info.name,
+                        HumanBytes(total),
+                        HumanDuration(started.elapsed()),
+                        HumanBytes(fetched),
+                        HumanBytes((fetched as f64 / secs) as u64),
+                        stats.hash_failures.load(Ordering::Relaxed),
+                        stats.peers_banned.load(Ordering::Relaxed),
+                    );
+                }
                 eprintln!(
-                    "done: {} ({}) in {}, {} fetched at {}/s average, {} hash failures, {} peers banned",
-                    metainfo.info.name,
-                    HumanBytes(total),
+                    "uploaded {} to {} peers (ratio {ratio:.2}) in {}",
+                    HumanBytes(uploaded),
+                    stats.peers_served_total.load(Ordering::Relaxed),
                     HumanDuration(started.elapsed()),
-                    HumanBytes(fetched),
-                    HumanBytes((fetched as f64 / secs) as u64),
-                    stats.hash_failures.load(Ordering::Relaxed),
-                    stats.peers_banned.load(Ordering::Relaxed),
                 );
             }
             Ok(Exit::Success)
         }
         Outcome::Running => {
             eprintln!(
-                "stopped at {} of {}; run the same command again to resume",
+                "stopped at {} of {}, uploaded {}; run the same command again to resume",
                 HumanBytes(stats.verified_bytes.load(Ordering::Relaxed)),
-                HumanBytes(total)
+                HumanBytes(total),
+                HumanBytes(uploaded),
             );
             Ok(Exit::Incomplete)
         }
@@ -130,7 +229,8 @@ async fn download(args: Args, metainfo: Metainfo) -> Result<Exit> {
     }
 }
 
-/// A live status line: percent, bytes, speeds, ETA, peers, pieces.
+/// A live status line: percent, bytes, speeds, ETA, peers, pieces; once
+/// complete: upload speed, ratio and the peers being served.
 fn spawn_display(
     shared: Arc<Shared>,
     total: u64,
@@ -157,18 +257,26 @@ fn spawn_display(
             let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
             let d = down.saturating_sub(last.1) as f64 / dt;
             let u = up.saturating_sub(last.2) as f64 / dt;
-            down_rate = if down_rate == 0.0 {
-                d
-            } else {
-                0.7 * down_rate + 0.3 * d
-            };
-            up_rate = if up_rate == 0.0 {
-                u
-            } else {
-                0.7 * up_rate + 0.3 * u
-            };
+            down_rate = 0.7 * down_rate + 0.3 * d;
+            up_rate = 0.7 * up_rate + 0.3 * u;
             last = (now, down, up);
             let done = stats.verified_bytes.load(Ordering::Relaxed);
+            let peers = format!(
+                "peers {}/{}",
+                stats.peers_connected.load(Ordering::Relaxed),
+                stats.peers_known.load(Ordering::Relaxed)
+            );
+            let serving = stats.peers_serving.load(Ordering::Relaxed);
+            let ratio = up as f64 / total.max(1) as f64;
+            b.set_position(done);
+            if done >= total {
+                b.set_message(format!(
+                    "seeding: up {}/s, uploaded {} (ratio {ratio:.2}), serving {serving}, {peers}",
+                    HumanBytes(up_rate as u64),
+                    HumanBytes(up),
+                ));
+                continue;
+            }
             let eta = if down_rate > 1.0 {
                 HumanDuration(Duration::from_secs_f64(
                     total.saturating_sub(done) as f64 / down_rate,
@@ -177,13 +285,10 @@ fn spawn_display(
             } else {
                 "-".into()
             };
-            b.set_position(done);
             b.set_message(format!(
-                "down {}/s up {}/s ETA {eta} peers {}/{} pieces {}/{pieces}",
+                "down {}/s up {}/s ratio {ratio:.2} ETA {eta} {peers} serving {serving} pieces {}/{pieces}",
                 HumanBytes(down_rate as u64),
                 HumanBytes(up_rate as u64),
-                stats.peers_connected.load(Ordering::Relaxed),
-                stats.peers_known.load(Ordering::Relaxed),
                 stats.pieces_done.load(Ordering::Relaxed),
             ));
         }

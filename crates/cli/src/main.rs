@@ -26,6 +26,8 @@ enum Command {
     Download(download::Args),
     /// Show what a .torrent file or magnet link holds.
     Info(info::Args),
+    /// Check a torrent's data and serve it to peers until interrupted.
+    Seed(download::SeedArgs),
     /// Check data on disk against a .torrent's piece hashes.
     Verify(verify::Args),
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Create(args) => create::run(args),
         Command::Download(args) => download::run(args),
         Command::Info(args) => info::run(args),
+        Command::Seed(args) => download::run_seed(args),
         Command::Verify(args) => verify::run(args),
     };
     match result {

@@ -56,7 +56,7 @@
 //! connection-id lifetime, which does not matter: each announce uses a fresh
 //! state machine.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,8 +161,9 @@ impl std::fmt::Debug for Announcer {
 
 /// The HTTP client for tracker requests: bounded redirects, our user agent,
 /// gzip. Timeouts are applied per request by the callers.
-pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .local_address(bind)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .user_agent(format!("rivulet/{}", env!("CARGO_PKG_VERSION")))
         .build()
@@ -179,8 +180,8 @@ impl Announcer {
         peers: mpsc::UnboundedSender<SocketAddr>,
     ) -> Result<Self, String> {
         Ok(Announcer {
+            http: http_client(shared.config.bind)?,
             shared,
-            http: http_client()?,
             port,
             key: rand::thread_rng().gen(),
             peers,
@@ -231,9 +232,13 @@ impl Announcer {
     ) -> Result<AnnounceResponse, TrackerError> {
         let req = self.request(event, tracker_id);
         if is_udp(url) {
-            let outcome = udp_request(url, self.timeouts.udp, self.timeouts.http, |c, now| {
-                c.start_announce(req, now)
-            })
+            let outcome = udp_request(
+                url,
+                self.shared.config.bind,
+                self.timeouts.udp,
+                self.timeouts.http,
+                |c, now| c.start_announce(req, now),
+            )
             .await?;
             match outcome {
                 UdpOutcome::Announce(resp) => Ok(resp),
@@ -573,6 +578,7 @@ impl UdpClock {
 /// unknown transaction ids or that do not decode are ignored.
 pub(crate) async fn udp_request(
     url: &str,
+    bind: Option<IpAddr>,
     timing: UdpTiming,
     dns_timeout: Duration,
     start: impl FnOnce(&mut UdpTrackerClient, std::time::Instant) -> Result<RequestId, TrackerError>,
@@ -586,10 +592,11 @@ pub(crate) async fn udp_request(
         .map_err(|e| io(&format!("cannot resolve {}", parsed.host), e))?
         .next()
         .ok_or_else(|| TrackerError::Transport(format!("{} does not resolve", parsed.host)))?;
-    let bind = if addr.is_ipv4() {
-        SocketAddr::from(([0u8; 4], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
+    let bind = match bind {
+        // The family must match the tracker's, or the socket cannot reach it.
+        Some(ip) if ip.is_ipv4() == addr.is_ipv4() => SocketAddr::new(ip, 0),
+        _ if addr.is_ipv4() => SocketAddr::from(([0u8; 4], 0)),
+        _ => SocketAddr::from(([0u16; 8], 0)),
     };
     let socket = UdpSocket::bind(bind)
         .await

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rivulet_core::piece_io::{check_selected_pieces, PieceCheck};
 use rivulet_core::Metainfo;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::announce::{Announcer, STOP_TIMEOUT};
 
@@ -54,6 +55,42 @@ pub struct StartReport {
     pub checked: usize,
     /// Pieces found complete (trusted or checked).
     pub have: usize,
+}
+
+/// What to do once the download is complete.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SeedPolicy {
+    /// Keep serving peers after completion (until stopped, or a limit below).
+    pub seed: bool,
+    /// Stop seeding once we uploaded this many times the torrent's size.
+    pub ratio: Option<f64>,
+    /// Stop seeding after this long.
+    pub time: Option<Duration>,
+}
+
+impl SeedPolicy {
+    /// Stop when complete.
+    pub const NONE: SeedPolicy = SeedPolicy {
+        seed: false,
+        ratio: None,
+        time: None,
+    };
+    /// Seed until stopped.
+    pub const FOREVER: SeedPolicy = SeedPolicy {
+        seed: true,
+        ratio: None,
+        time: None,
+    };
+
+    /// Whether seeding should end, having uploaded `uploaded` bytes of a
+    /// torrent of `total` bytes and seeded for `seeded`.
+    pub fn reached(&self, uploaded: u64, total: u64, seeded: Duration) -> bool {
+        let ratio = self
+            .ratio
+            .is_some_and(|r| uploaded as f64 >= r * total.max(1) as f64);
+        let time = self.time.is_some_and(|t| seeded >= t);
+        ratio || time
+    }
 }
 
 /// A running download.
@@ -138,10 +175,17 @@ impl Download {
         self.peers.clone()
     }
 
-    /// Runs until every piece is verified and written, or a fatal error, or
-    /// `stop` resolves. Resume data is saved every few seconds while pieces
-    /// arrive, and at the end.
-    pub async fn run(&mut self, stop: impl std::future::Future<Output = ()>) -> Outcome {
+    /// Runs until every piece is verified and written (and then, as `seed`
+    /// says, keeps serving peers), or a fatal error, or `stop` resolves.
+    /// Resume data is saved every few seconds while pieces arrive, and at the
+    /// end. Returns [`Outcome::Complete`] when the data is complete at the end
+    /// (stopped while seeding included), [`Outcome::Running`] when stopped
+    /// before.
+    pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+        seed: SeedPolicy,
+    ) -> Outcome {
         let Some(peers_rx) = self.peers_rx.take() else {
             return Outcome::Failed("download already ran".into());
         };
@@ -160,19 +204,34 @@ impl Download {
             }
         };
         let mut outcome = self.shared.outcome();
-        let mut save_tick = tokio::time::interval(Duration::from_secs(5));
+        // Once a second: the seeding limits; every 5 s: resume data, when
+        // pieces were added.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_save = Instant::now();
         let mut saved_pieces = self.shared.stats.pieces_done.load(Ordering::Relaxed);
+        let mut seeding_since: Option<Instant> = None;
         tokio::pin!(stop);
         let result = loop {
-            if *outcome.borrow() != Outcome::Running {
-                break outcome.borrow().clone();
+            let now = outcome.borrow().clone();
+            match now {
+                Outcome::Failed(_) => break now,
+                Outcome::Complete if !seed.seed => break now,
+                Outcome::Complete => {
+                    let since = *seeding_since.get_or_insert_with(Instant::now);
+                    let uploaded = self.shared.stats.uploaded.load(Ordering::Relaxed);
+                    if seed.reached(uploaded, self.shared.info.total_length(), since.elapsed()) {
+                        break now;
+                    }
+                }
+                Outcome::Running => {}
             }
             tokio::select! {
                 _ = outcome.changed() => {}
-                _ = &mut stop => break Outcome::Running,
-                _ = save_tick.tick() => {
+                _ = &mut stop => break outcome.borrow().clone(),
+                _ = tick.tick() => {
                     let done = self.shared.stats.pieces_done.load(Ordering::Relaxed);
-                    if done != saved_pieces {
+                    if done != saved_pieces && last_save.elapsed() >= Duration::from_secs(5) {
+                        last_save = Instant::now();
                         saved_pieces = done;
                         if let Err(e) = self.save_resume().await {
                             self.shared.fail(e);
@@ -181,8 +240,9 @@ impl Download {
                 }
             }
         };
+        // No new peers, then close the ones we have.
+        self.shared.shut_down();
         driver.abort();
-        // The connector may have been stopped before it told the peers.
         self.shared.disconnect_all();
         // Nothing may write to the files after the resume data records them.
         self.shared.quiesce().await;

@@ -12,8 +12,10 @@
 //! Dependency direction: `cli -> engine -> {wire, tracker} -> core -> bencode`.
 
 pub mod announce;
+pub mod cache;
 pub mod choker;
 pub mod download;
+pub mod listener;
 pub mod peer;
 pub mod picker;
 pub mod resume;

@@ -1,5 +1,14 @@
 //! One peer connection: handshake, then a loop that reads messages, keeps the
-//! request pipeline full and forwards commands from the torrent.
+//! request pipeline full, serves the peer's requests and forwards commands
+//! from the torrent.
+//!
+//! The loop never blocks on a write: outgoing messages collect in a buffer
+//! that a `select!` branch drains as the socket accepts them, so reading goes
+//! on while a slow peer takes its data (two peers sending to each other at
+//! full speed cannot deadlock), and serving stops adding blocks while the
+//! buffer is above [`OUT_HIGH_WATER`]. Blocks to serve come from the torrent's
+//! read cache, or from one positioned read of their 256 KiB chunk on the
+//! blocking pool (one read in flight per connection).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -7,18 +16,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use rivulet_wire::{
-    Bitfield, BlockRequest, ExtendedHandshake, Handshake, Limits, Message, MessageDecoder, Reserved,
+    piece_header, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Limits, Message,
+    MessageDecoder, Reserved,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
+use crate::cache::{ChunkKey, ReadCache, CHUNK_LEN};
 use crate::picker::{Block, PeerKey, Received};
-use crate::torrent::{PeerCommand, Shared};
+use crate::storage::StorageError;
+use crate::torrent::{PeerCommand, PeerCounters, RegisterRefusal, Shared};
 
 /// Requests kept in flight at first, before the peer's rate is known.
 const INITIAL_QUEUE: usize = 32;
@@ -35,8 +48,28 @@ const QUEUE_SECONDS: f64 = 2.0;
 
 /// How long a block a peer rejected is not asked of it again.
 const REJECT_AVOID: Duration = Duration::from_secs(1);
-/// How long a peer we want nothing from keeps its connection.
+/// How long a peer keeps its connection when neither side wants anything
+/// from the other.
 const USELESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Requests from the peer we queue (advertised as `reqq`, as libtorrent does).
+pub const SERVE_QUEUE: usize = 500;
+/// Requests beyond the queue, or that we cannot honour (pieces we lack, while
+/// the peer is choked), tolerated before the peer is dropped as a flooder.
+/// Generous: a peer that we just choked may have a full queue's worth in
+/// flight, legitimately.
+const FLOOD_LIMIT: usize = 2 * SERVE_QUEUE;
+/// Largest block we serve. BEP 3: "All current implementations use 2^14
+/// (16 kiB), and close connections which request an amount greater than
+/// that."
+const MAX_REQUEST_LEN: u32 = 16 * 1024;
+/// Blocks are added to the outgoing buffer while it holds less than this.
+const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// A peer that takes none of our data for this long is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(60);
+/// Allowed-fast pieces (BEP 6) offered to a peer that has fewer pieces than
+/// this.
+const ALLOWED_FAST: usize = 10;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -58,10 +91,28 @@ pub enum PeerError {
     Misbehaving(&'static str),
 }
 
-/// Connects to `addr` and runs the connection until it ends. Returns whether
-/// the peer gave us any data (so the caller can reset its reconnect backoff).
+/// Connects to `addr` (from the configured local address, if any) and runs the
+/// connection until it ends. Returns whether data moved either way (so the
+/// caller can reset its reconnect backoff).
 pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bool {
-    let stream = match timeout(shared.config.connect_timeout, TcpStream::connect(addr)).await {
+    let connect = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = shared.config.bind {
+            if ip.is_ipv4() != addr.is_ipv4() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "bound to an address of the other family",
+                ));
+            }
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        socket.connect(addr).await
+    };
+    let stream = match timeout(shared.config.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "connect failed");
@@ -73,18 +124,45 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bo
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(shared, addr);
-    match conn.run(stream).await {
+    let mut conn = Connection::new(shared, addr, false);
+    match conn.run(stream, BytesMut::with_capacity(64 * 1024)).await {
         Ok(()) => tracing::debug!(%addr, "peer closed"),
         Err(e) => tracing::debug!(%addr, error = %e, "peer dropped"),
     }
     conn.useful
 }
 
+/// Runs a connection the peer opened, once the listener has read the start of
+/// its handshake (in `rbuf`, not consumed) and found the torrent.
+pub(crate) async fn accept_and_run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    rbuf: BytesMut,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(shared, addr, true);
+    match conn.run(stream, rbuf).await {
+        Ok(()) => tracing::debug!(%addr, "incoming peer closed"),
+        Err(e) => tracing::debug!(%addr, error = %e, "incoming peer dropped"),
+    }
+}
+
+/// A finished read of piece data for the peer.
+struct ReadDone {
+    /// The chunk read (cached), or `None` for a request that straddles two
+    /// chunks, read on its own.
+    chunk: Option<ChunkKey>,
+    block: Block,
+    data: Result<Bytes, StorageError>,
+}
+
 struct Connection {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    incoming: bool,
     key: Option<PeerKey>,
+    counters: Arc<PeerCounters>,
     bits: Bitfield,
     seed: bool,
     fast: bool,
@@ -103,23 +181,38 @@ struct Connection {
     /// Blocks this peer rejected or let time out, not to be asked of it again
     /// before the given instant: other peers get the chance to take them.
     avoid: HashMap<Block, Instant>,
-    /// Since when we have wanted nothing from this peer.
+    /// Since when neither side has wanted anything from the other.
     useless_since: Option<Instant>,
     /// Bytes of blocks received since `rate_since`, for the pipeline depth.
     rate_bytes: u64,
     rate_since: Instant,
     rate: f64,
     useful: bool,
+    // Serving.
+    am_choking: bool,
+    peer_interested: bool,
+    /// The peer's requests we will serve, oldest first.
+    to_serve: VecDeque<Block>,
+    /// Pieces this peer may ask for while choked (BEP 6), that we have.
+    allowed_fast: Vec<u32>,
+    /// Requests we could not take (queue full, piece missing, choked).
+    unwanted_requests: usize,
+    served_any: bool,
+    /// Outgoing bytes not yet taken by the socket.
     out: BytesMut,
+    /// When the socket last took some of `out`.
+    last_write: Instant,
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, addr: SocketAddr) -> Self {
+    fn new(shared: Arc<Shared>, addr: SocketAddr, incoming: bool) -> Self {
         let n = shared.info.num_pieces();
         Connection {
             shared,
             addr,
+            incoming,
             key: None,
+            counters: Arc::new(PeerCounters::default()),
             bits: Bitfield::new(n),
             seed: false,
             fast: false,
@@ -137,16 +230,23 @@ impl Connection {
             rate_since: Instant::now(),
             rate: 0.0,
             useful: false,
-            out: BytesMut::with_capacity(4096),
+            am_choking: true,
+            peer_interested: false,
+            to_serve: VecDeque::new(),
+            allowed_fast: Vec::new(),
+            unwanted_requests: 0,
+            served_any: false,
+            out: BytesMut::with_capacity(64 * 1024),
+            last_write: Instant::now(),
         }
     }
 
-    async fn run(&mut self, mut stream: TcpStream) -> Result<(), PeerError> {
+    /// Exchanges handshakes (ours first when we connected; after reading the
+    /// start of theirs when they did), then runs the session.
+    async fn run(&mut self, mut stream: TcpStream, mut rbuf: BytesMut) -> Result<(), PeerError> {
         let shared = Arc::clone(&self.shared);
-        // Handshake.
         let ours = Handshake::new(shared.info_hash, shared.config.peer_id);
         stream.write_all(&ours.to_bytes()).await?;
-        let mut rbuf = BytesMut::with_capacity(64 * 1024);
         let theirs = timeout(shared.config.handshake_timeout, async {
             loop {
                 if let Some(h) = Handshake::decode(&mut rbuf)? {
@@ -168,9 +268,19 @@ impl Connection {
         self.fast = theirs.reserved.contains(Reserved::FAST);
         self.extended = theirs.reserved.contains(Reserved::EXTENSION_PROTOCOL);
 
-        tracing::debug!(addr = %self.addr, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast = self.fast, "handshake done");
-        let (key, mut commands) = shared.register(self.addr);
+        tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast = self.fast, "handshake done");
+        let (key, mut commands, counters) = shared
+            .register(self.addr, theirs.peer_id, self.incoming)
+            .map_err(|why| {
+                PeerError::Refused(match why {
+                    RegisterRefusal::Duplicate => "already connected to this peer",
+                    RegisterRefusal::Banned => "banned",
+                    RegisterRefusal::Full => "too many connections",
+                    RegisterRefusal::Closing => "shutting down",
+                })
+            })?;
         self.key = Some(key);
+        self.counters = counters;
         let result = self.session(stream, rbuf, &mut commands).await;
         shared.unregister(key, Some(&self.bits), self.seed);
         result
@@ -191,7 +301,7 @@ impl Connection {
         if self.extended {
             let hs = ExtendedHandshake {
                 v: Some(format!("rivulet {}", env!("CARGO_PKG_VERSION"))),
-                reqq: Some(500),
+                reqq: Some(SERVE_QUEUE as u32),
                 ..ExtendedHandshake::default()
             };
             hs.to_message().encode(&mut self.out);
@@ -207,18 +317,18 @@ impl Connection {
                 Message::bitfield(&state.have).encode(&mut self.out);
             }
         }
-        self.flush(&mut writer).await?;
 
         // The peer's first messages may have arrived with its handshake.
         while let Some(msg) = decoder.decode(&mut rbuf)? {
             self.handle(msg)?;
         }
-        self.fill_pipeline();
-        self.flush(&mut writer).await?;
-
+        let mut read: Option<JoinHandle<ReadDone>> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_sent = Instant::now();
+        self.last_write = Instant::now();
         loop {
+            self.fill_pipeline();
+            self.serve(&mut read);
             tokio::select! {
                 read = reader.read_buf(&mut rbuf) => {
                     if read? == 0 {
@@ -232,10 +342,28 @@ impl Connection {
                         rbuf.reserve(64 * 1024);
                     }
                 }
+                written = writer.write(&self.out), if !self.out.is_empty() => {
+                    let n = written?;
+                    if n == 0 {
+                        return Err(PeerError::Refused("connection closed while sending"));
+                    }
+                    self.out.advance(n);
+                    last_sent = Instant::now();
+                    self.last_write = last_sent;
+                }
+                done = async { match read.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
+                    read = None;
+                    let done = done.map_err(|_| PeerError::Refused("read task failed"))?;
+                    self.on_read(done)?;
+                }
                 cmd = commands.recv() => match cmd {
                     Some(PeerCommand::Have(piece)) => {
                         Message::Have { piece }.encode(&mut self.out);
                         self.update_interest_after_have();
+                        if self.seed && self.we_are_complete() {
+                            // Two seeds have nothing to say to each other.
+                            return Ok(());
+                        }
                     }
                     Some(PeerCommand::Cancel(b)) => {
                         if let Some(i) = self.outstanding.iter().position(|x| *x == b) {
@@ -243,22 +371,17 @@ impl Connection {
                             Message::Cancel(request(b)).encode(&mut self.out);
                         }
                     }
+                    Some(PeerCommand::Choke) => self.choke(),
+                    Some(PeerCommand::Unchoke) => self.unchoke(),
                     Some(PeerCommand::Disconnect) | None => return Ok(()),
                 },
                 _ = tick.tick() => self.on_tick(&mut last_sent)?,
             }
-            self.fill_pipeline();
-            if !self.out.is_empty() {
-                last_sent = Instant::now();
-                self.flush(&mut writer).await?;
-            }
         }
     }
 
-    async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> Result<(), PeerError> {
-        writer.write_all(&self.out).await?;
-        self.out.clear();
-        Ok(())
+    fn we_are_complete(&self) -> bool {
+        self.shared.lock().picker.is_complete()
     }
 
     fn on_tick(&mut self, last_sent: &mut Instant) -> Result<(), PeerError> {
@@ -274,6 +397,9 @@ impl Connection {
             };
             self.rate_bytes = 0;
             self.rate_since = now;
+        }
+        if !self.out.is_empty() && now.duration_since(self.last_write) > WRITE_STALL {
+            return Err(PeerError::Misbehaving("takes none of the data we send"));
         }
         if !self.outstanding.is_empty()
             && now.duration_since(self.last_data) > self.shared.config.request_timeout
@@ -295,10 +421,10 @@ impl Connection {
                 ));
             }
         }
-        // A peer with nothing we need holds a connection slot for nothing
-        // (rivulet does not serve yet): let it go after a while; the connector
-        // tries it again later, when it may have new pieces.
-        if self.am_interested {
+        // A peer with which nothing is exchanged holds a connection slot for
+        // nothing: let it go after a while; the connector tries it again
+        // later, when one side may have new pieces.
+        if self.am_interested || self.peer_interested {
             self.useless_since = None;
         } else if let Some(since) = self.useless_since {
             if now.duration_since(since) > USELESS_TIMEOUT {
@@ -307,11 +433,237 @@ impl Connection {
         } else {
             self.useless_since = Some(now);
         }
-        if now.duration_since(*last_sent) > Duration::from_secs(90) {
+        if now.duration_since(*last_sent) > Duration::from_secs(90) && self.out.is_empty() {
             Message::KeepAlive.encode(&mut self.out);
         }
         self.avoid.retain(|_, until| *until > now);
         Ok(())
+    }
+
+    // ----- serving -----
+
+    /// A request from the peer: checked, then queued, rejected or dropped.
+    fn on_request(&mut self, r: BlockRequest) -> Result<(), PeerError> {
+        let n = self.shared.info.num_pieces() as u32;
+        if r.piece >= n {
+            return Err(PeerError::Misbehaving("request for a piece past the end"));
+        }
+        let piece_len = self.piece_len(r.piece);
+        if r.length == 0
+            || r.length > MAX_REQUEST_LEN
+            || u64::from(r.offset) + u64::from(r.length) > u64::from(piece_len)
+        {
+            return Err(PeerError::Misbehaving(
+                "request for a block outside its piece",
+            ));
+        }
+        let b = Block {
+            piece: r.piece,
+            begin: r.offset,
+            len: r.length,
+        };
+        let have = self.shared.lock().have.get(r.piece as usize);
+        let allowed = !self.am_choking || self.allowed_fast.contains(&r.piece);
+        if !have || !allowed || self.to_serve.len() >= SERVE_QUEUE {
+            self.unwanted_requests += 1;
+            if self.unwanted_requests > FLOOD_LIMIT {
+                return Err(PeerError::Misbehaving(
+                    "request flood: far more requests than we can take",
+                ));
+            }
+            if self.fast {
+                Message::RejectRequest(r).encode(&mut self.out);
+            }
+            return Ok(());
+        }
+        if !self.to_serve.contains(&b) {
+            self.to_serve.push_back(b);
+        }
+        Ok(())
+    }
+
+    fn on_cancel(&mut self, r: BlockRequest) {
+        let b = Block {
+            piece: r.piece,
+            begin: r.offset,
+            len: r.length,
+        };
+        if let Some(i) = self.to_serve.iter().position(|x| *x == b) {
+            self.to_serve.remove(i);
+            // BEP 6: with the fast extension every request gets an answer,
+            // the block or a reject, even a cancelled one.
+            if self.fast {
+                Message::RejectRequest(r).encode(&mut self.out);
+            }
+        }
+    }
+
+    fn piece_len(&self, piece: u32) -> u32 {
+        let info = &self.shared.info;
+        let start = u64::from(piece) * info.piece_length;
+        let len = info
+            .total_length()
+            .saturating_sub(start)
+            .min(info.piece_length);
+        u32::try_from(len).unwrap_or(u32::MAX)
+    }
+
+    fn choke(&mut self) {
+        if self.am_choking {
+            return;
+        }
+        self.am_choking = true;
+        Message::Choke.encode(&mut self.out);
+        // Requests are void after a choke (BEP 3); with the fast extension
+        // each one is rejected explicitly, except those for allowed-fast pieces.
+        let allowed = &self.allowed_fast;
+        let (keep, drop): (VecDeque<Block>, VecDeque<Block>) = self
+            .to_serve
+            .drain(..)
+            .partition(|b| allowed.contains(&b.piece));
+        if self.fast {
+            self.to_serve = keep;
+            for b in drop {
+                Message::RejectRequest(request(b)).encode(&mut self.out);
+            }
+        }
+    }
+
+    fn unchoke(&mut self) {
+        if !self.am_choking {
+            return;
+        }
+        self.am_choking = false;
+        self.unwanted_requests = 0;
+        Message::Unchoke.encode(&mut self.out);
+    }
+
+    /// Moves queued requests into the outgoing buffer, from the cache, until
+    /// the buffer is full enough or a block has to be read from disk (then one
+    /// read is started; [`Connection::on_read`] continues).
+    fn serve(&mut self, read: &mut Option<JoinHandle<ReadDone>>) {
+        if read.is_some() {
+            return;
+        }
+        while self.out.len() < OUT_HIGH_WATER {
+            let Some(&b) = self.to_serve.front() else {
+                return;
+            };
+            let cached = self
+                .shared
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(b.piece, b.begin, b.len);
+            match cached {
+                Some(data) => {
+                    self.to_serve.pop_front();
+                    self.send_block(b, &data);
+                }
+                None => {
+                    *read = Some(self.start_read(b));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn start_read(&self, b: Block) -> JoinHandle<ReadDone> {
+        let (key, _) = ReadCache::locate(b.piece, b.begin);
+        let chunk_begin = key.1 * CHUNK_LEN;
+        let chunk_len = CHUNK_LEN.min(self.piece_len(b.piece).saturating_sub(chunk_begin));
+        // A block-aligned request always lies in one chunk; an odd one that
+        // straddles two is read on its own.
+        let (chunk, begin, len) = if b.begin + b.len <= chunk_begin + chunk_len {
+            (Some(key), chunk_begin, chunk_len)
+        } else {
+            (None, b.begin, b.len)
+        };
+        let storage = Arc::clone(&self.shared.storage);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len as usize];
+            let data = storage
+                .read(b.piece, begin, &mut buf)
+                .map(|()| Bytes::from(buf));
+            ReadDone {
+                chunk,
+                block: b,
+                data,
+            }
+        })
+    }
+
+    fn on_read(&mut self, done: ReadDone) -> Result<(), PeerError> {
+        let data = match done.data {
+            Ok(d) => d,
+            Err(e) => {
+                // The data we announced is gone or unreadable: nothing served
+                // from this torrent can be trusted to work any more.
+                self.shared
+                    .fail(format!("cannot read data to serve peers: {e}"));
+                return Err(PeerError::Refused("cannot read our own data"));
+            }
+        };
+        match done.chunk {
+            Some(key) => self
+                .shared
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, data),
+            None => {
+                if let Some(i) = self.to_serve.iter().position(|x| *x == done.block) {
+                    self.to_serve.remove(i);
+                    self.send_block(done.block, &data);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_block(&mut self, b: Block, data: &[u8]) {
+        // Choked since it was queued (and not allowed fast): it was rejected
+        // or dropped then.
+        self.out
+            .extend_from_slice(&piece_header(b.piece, b.begin, b.len));
+        self.out.extend_from_slice(data);
+        let len = u64::from(b.len);
+        self.shared.stats.uploaded.fetch_add(len, Ordering::Relaxed);
+        self.counters.up.fetch_add(len, Ordering::Relaxed);
+        self.useful = true;
+        if !self.served_any {
+            self.served_any = true;
+            self.shared
+                .stats
+                .peers_served_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// BEP 6: once we know the peer has few pieces, tell it which of ours it
+    /// may fetch while choked, so that a new peer has something to trade
+    /// before it earns a slot.
+    fn offer_allowed_fast(&mut self, peer_pieces: usize) {
+        if !self.fast || peer_pieces >= ALLOWED_FAST || !self.allowed_fast.is_empty() {
+            return;
+        }
+        let n = self.shared.info.num_pieces() as u32;
+        let set = rivulet_wire::allowed_fast_set(
+            self.addr.ip(),
+            self.shared.info_hash.as_bytes(),
+            n,
+            ALLOWED_FAST,
+        );
+        let state = self.shared.lock();
+        let offered: Vec<u32> = set
+            .into_iter()
+            .filter(|p| state.have.get(*p as usize))
+            .collect();
+        drop(state);
+        for piece in &offered {
+            Message::AllowedFast { piece: *piece }.encode(&mut self.out);
+        }
+        self.allowed_fast = offered;
     }
 
     /// Remembers not to ask this peer for `b` until `until` (bounded: the set
@@ -363,7 +715,12 @@ impl Connection {
                 } else {
                     state.picker.is_interesting(|p| bits.get(p as usize))
                 };
+                let both_seeds = self.seed && state.picker.is_complete();
                 drop(state);
+                if both_seeds {
+                    return Err(PeerError::Refused("both sides are seeds"));
+                }
+                self.offer_allowed_fast(bits.count_ones());
                 self.bits = bits;
                 if interesting {
                     self.set_interested(true);
@@ -376,11 +733,12 @@ impl Connection {
                 state.picker.add_seed();
                 let interesting = !state.picker.is_complete();
                 drop(state);
-                if interesting {
-                    self.set_interested(true);
+                if !interesting {
+                    return Err(PeerError::Refused("both sides are seeds"));
                 }
+                self.set_interested(true);
             }
-            Message::HaveNone => {}
+            Message::HaveNone => self.offer_allowed_fast(0),
             Message::Have { piece } => {
                 if piece as usize >= n {
                     return Err(PeerError::Misbehaving("have for a piece past the end"));
@@ -426,11 +784,28 @@ impl Connection {
                     }
                 }
             }
-            Message::Request(r) => {
-                // Serving comes with seeding; until then every peer stays choked
-                // and, with the fast extension, is told so.
-                if self.fast {
-                    Message::RejectRequest(r).encode(&mut self.out);
+            Message::Request(r) => self.on_request(r)?,
+            Message::Cancel(r) => self.on_cancel(r),
+            Message::Interested => {
+                if !self.peer_interested {
+                    self.peer_interested = true;
+                    self.counters.interested.store(true, Ordering::Relaxed);
+                    if let Some(key) = self.key {
+                        if self.shared.on_peer_interested(key) {
+                            self.unchoke();
+                        }
+                    }
+                }
+            }
+            Message::NotInterested => {
+                if self.peer_interested {
+                    self.peer_interested = false;
+                    self.counters.interested.store(false, Ordering::Relaxed);
+                    if let Some(key) = self.key {
+                        if self.shared.on_peer_not_interested(key) {
+                            self.choke();
+                        }
+                    }
                 }
             }
             Message::Extended { id: 0, payload } => {
@@ -441,9 +816,6 @@ impl Connection {
                 }
             }
             Message::KeepAlive
-            | Message::Interested
-            | Message::NotInterested
-            | Message::Cancel(_)
             | Message::Port(_)
             | Message::SuggestPiece { .. }
             | Message::AllowedFast { .. }
@@ -484,6 +856,9 @@ impl Connection {
                 shared
                     .stats
                     .downloaded
+                    .fetch_add(u64::from(len), Ordering::Relaxed);
+                self.counters
+                    .down
                     .fetch_add(u64::from(len), Ordering::Relaxed);
                 Shared::store_block(&mut state, piece, offset, data);
                 for other in cancel {

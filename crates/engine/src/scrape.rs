@@ -105,7 +105,7 @@ impl Scraper {
     /// A scraper with these options.
     pub fn new(options: ScrapeOptions) -> Result<Self, TrackerError> {
         Ok(Scraper {
-            http: http_client().map_err(TrackerError::Transport)?,
+            http: http_client(None).map_err(TrackerError::Transport)?,
             options,
         })
     }
@@ -123,7 +123,7 @@ impl Scraper {
         }
         let timeout = self.options.timeout;
         if is_udp(announce_url) {
-            let request = udp_request(announce_url, self.options.udp, timeout, |c, now| {
+            let request = udp_request(announce_url, None, self.options.udp, timeout, |c, now| {
                 c.start_scrape(info_hashes, now)
             });
             let outcome = tokio::time::timeout(timeout, request)

@@ -26,6 +26,8 @@ use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
+use crate::cache::ReadCache;
+use crate::choker::{self, Choker};
 use crate::picker::{PeerKey, PiecePicker, BLOCK_LEN};
 use crate::storage::{Storage, StorageError};
 
@@ -47,6 +49,13 @@ pub struct TorrentConfig {
     pub max_pieces_in_progress: usize,
     /// The port we tell trackers we listen on.
     pub listen_port: u16,
+    /// The local address for outgoing connections and tracker requests (and
+    /// the one the listener binds to); `None`: any.
+    pub bind: Option<IpAddr>,
+    /// Regular upload slots (plus one optimistic unchoke).
+    pub upload_slots: usize,
+    /// Bytes of piece data kept in the read cache for serving.
+    pub read_cache_bytes: usize,
 }
 
 impl Default for TorrentConfig {
@@ -59,6 +68,9 @@ impl Default for TorrentConfig {
             request_timeout: Duration::from_secs(20),
             max_pieces_in_progress: 16,
             listen_port: 6881,
+            bind: None,
+            upload_slots: crate::choker::DEFAULT_SLOTS,
+            read_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -84,6 +96,12 @@ pub struct Stats {
     pub peers_known: AtomicUsize,
     /// Peers banned for sending bad data.
     pub peers_banned: AtomicUsize,
+    /// Peers connected to us (their connection, through the listener).
+    pub peers_incoming: AtomicUsize,
+    /// Peers unchoked and interested: the ones we are serving now.
+    pub peers_serving: AtomicUsize,
+    /// Connections that received at least one block from us.
+    pub peers_served_total: AtomicUsize,
 }
 
 /// Commands to one peer connection.
@@ -95,11 +113,46 @@ pub(crate) enum PeerCommand {
     Cancel(crate::picker::Block),
     /// Close the connection (banned, or the download is over).
     Disconnect,
+    /// The choker took this peer's upload slot.
+    Choke,
+    /// The choker gave this peer an upload slot.
+    Unchoke,
+}
+
+/// What a peer connection publishes for the choker, without taking the lock.
+#[derive(Debug, Default)]
+pub(crate) struct PeerCounters {
+    /// Payload bytes received from the peer (blocks we needed).
+    pub down: AtomicU64,
+    /// Payload bytes sent to the peer.
+    pub up: AtomicU64,
+    /// The peer is interested in what we have.
+    pub interested: AtomicBool,
 }
 
 pub(crate) struct PeerEntry {
     pub addr: SocketAddr,
+    pub peer_id: PeerId,
+    pub incoming: bool,
     pub tx: mpsc::UnboundedSender<PeerCommand>,
+    pub counters: Arc<PeerCounters>,
+    pub connected_at: Instant,
+    /// `counters` at the last rechoke, for the rates over the interval.
+    last_down: u64,
+    last_up: u64,
+}
+
+/// Why a handshaken connection was not taken on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegisterRefusal {
+    /// Already connected to this peer id.
+    Duplicate,
+    /// The peer's address is banned.
+    Banned,
+    /// No room for another incoming connection.
+    Full,
+    /// The torrent is shutting down.
+    Closing,
 }
 
 /// A piece that failed its hash check: who sent which block, and that block's
@@ -123,6 +176,10 @@ pub(crate) struct State {
     pub banned: HashSet<IpAddr>,
     failed: HashMap<u32, Vec<FailedPiece>>,
     pub rng: StdRng,
+    choker: Choker,
+    /// Peers we unchoked (regular and optimistic slots).
+    pub unchoked: HashSet<PeerKey>,
+    last_rechoke: Instant,
 }
 
 /// What a completed download, or a failed one, ended with.
@@ -158,6 +215,11 @@ pub struct Shared {
     /// waits for them to finish.
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Chunks of pieces recently read for peers.
+    pub(crate) cache: Mutex<ReadCache>,
+    /// Set when the torrent is shutting down: the connector and the listener
+    /// stop taking peers.
+    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -211,7 +273,6 @@ impl Shared {
         Arc::new(Shared {
             info,
             info_hash,
-            config,
             storage,
             stats,
             state: Mutex::new(State {
@@ -224,11 +285,17 @@ impl Shared {
                 banned: HashSet::new(),
                 failed: HashMap::new(),
                 rng,
+                choker: Choker::new(config.upload_slots),
+                unchoked: HashSet::new(),
+                last_rechoke: Instant::now(),
             }),
+            cache: Mutex::new(ReadCache::new(config.read_cache_bytes)),
+            config,
             outcome,
             closing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            shutdown: watch::channel(false).0,
         })
     }
 
@@ -269,27 +336,72 @@ impl Shared {
         self.lock().banned.contains(&ip)
     }
 
+    /// Takes on a handshaken connection: it gets a key and a command channel,
+    /// unless it duplicates a connection we have, its address is banned, or
+    /// (for an incoming one) the torrent has no room.
     pub(crate) fn register(
         &self,
         addr: SocketAddr,
-    ) -> (PeerKey, mpsc::UnboundedReceiver<PeerCommand>) {
+        peer_id: PeerId,
+        incoming: bool,
+    ) -> Result<
+        (
+            PeerKey,
+            mpsc::UnboundedReceiver<PeerCommand>,
+            Arc<PeerCounters>,
+        ),
+        RegisterRefusal,
+    > {
+        if self.is_shutting_down() {
+            return Err(RegisterRefusal::Closing);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let mut state = self.lock();
+        if state.banned.contains(&addr.ip()) {
+            return Err(RegisterRefusal::Banned);
+        }
+        if state.peers.values().any(|p| p.peer_id == peer_id) {
+            return Err(RegisterRefusal::Duplicate);
+        }
+        if incoming && state.peers.len() >= self.config.max_peers {
+            return Err(RegisterRefusal::Full);
+        }
         let key = state.next_key;
         state.next_key = state.next_key.wrapping_add(1);
-        state.peers.insert(key, PeerEntry { addr, tx });
+        let counters = Arc::new(PeerCounters::default());
+        state.peers.insert(
+            key,
+            PeerEntry {
+                addr,
+                peer_id,
+                incoming,
+                tx,
+                counters: Arc::clone(&counters),
+                connected_at: Instant::now(),
+                last_down: 0,
+                last_up: 0,
+            },
+        );
         state.addrs.insert(key, addr.ip());
         self.stats.peers_connected.fetch_add(1, Ordering::Relaxed);
-        (key, rx)
+        if incoming {
+            self.stats.peers_incoming.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((key, rx, counters))
     }
 
-    /// Forgets a peer: its requests go back to the pool and its pieces no longer
-    /// count towards availability.
+    /// Forgets a peer: its requests go back to the pool, its pieces no longer
+    /// count towards availability, and its upload slot is free.
     pub(crate) fn unregister(&self, key: PeerKey, bits: Option<&Bitfield>, seed: bool) {
         let mut state = self.lock();
-        if state.peers.remove(&key).is_some() {
+        if let Some(entry) = state.peers.remove(&key) {
             self.stats.peers_connected.fetch_sub(1, Ordering::Relaxed);
+            if entry.incoming {
+                self.stats.peers_incoming.fetch_sub(1, Ordering::Relaxed);
+            }
         }
+        state.unchoked.remove(&key);
+        self.count_serving(&state);
         state.picker.on_peer_requests_dropped(key);
         if seed {
             state.picker.remove_seed();
@@ -298,6 +410,119 @@ impl Shared {
                 .picker
                 .remove_peer_pieces(bits.ones().map(|p| p as u32));
         }
+    }
+
+    fn count_serving(&self, state: &State) {
+        let serving = state
+            .unchoked
+            .iter()
+            .filter_map(|k| state.peers.get(k))
+            .filter(|e| e.counters.interested.load(Ordering::Relaxed))
+            .count();
+        self.stats.peers_serving.store(serving, Ordering::Relaxed);
+    }
+
+    /// A peer said it is interested: if a regular upload slot is free, it gets
+    /// it now rather than at the next rechoke (up to 10 s away). Returns
+    /// whether the peer is unchoked.
+    pub(crate) fn on_peer_interested(&self, key: PeerKey) -> bool {
+        let mut state = self.lock();
+        let unchoked = if state.unchoked.contains(&key) {
+            true
+        } else if state.unchoked.len() < self.config.upload_slots {
+            state.unchoked.insert(key);
+            true
+        } else {
+            false
+        };
+        self.count_serving(&state);
+        unchoked
+    }
+
+    /// A peer lost interest: its slot goes to someone who wants it. Returns
+    /// whether it was unchoked (and must now be choked).
+    pub(crate) fn on_peer_not_interested(&self, key: PeerKey) -> bool {
+        let mut state = self.lock();
+        let was = state.unchoked.remove(&key);
+        self.count_serving(&state);
+        was
+    }
+
+    /// Re-evaluates who gets the upload slots (BEP 3 choking): the best rates
+    /// over the last interval (the rate a peer gives us while we download, the
+    /// rate we reach to it while we seed) plus one optimistic unchoke, and
+    /// tells the peers whose status changes.
+    pub fn rechoke(&self) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let now = Instant::now();
+        let elapsed = now
+            .duration_since(state.last_rechoke)
+            .as_secs_f64()
+            .max(0.001);
+        state.last_rechoke = now;
+        let seeding = state.picker.is_complete();
+        let candidates: Vec<choker::Candidate> = state
+            .peers
+            .iter_mut()
+            .map(|(key, e)| {
+                let down = e.counters.down.load(Ordering::Relaxed);
+                let up = e.counters.up.load(Ordering::Relaxed);
+                let bytes = if seeding {
+                    up.saturating_sub(e.last_up)
+                } else {
+                    down.saturating_sub(e.last_down)
+                };
+                e.last_down = down;
+                e.last_up = up;
+                choker::Candidate {
+                    key: *key,
+                    interested: e.counters.interested.load(Ordering::Relaxed),
+                    rate: bytes as f64 / elapsed,
+                    new: now.duration_since(e.connected_at) < Duration::from_secs(60),
+                }
+            })
+            .collect();
+        let unchoke: HashSet<PeerKey> = state
+            .choker
+            .rechoke(&candidates, &mut state.rng)
+            .into_iter()
+            .collect();
+        for key in state.unchoked.difference(&unchoke) {
+            if let Some(e) = state.peers.get(key) {
+                let _ = e.tx.send(PeerCommand::Choke);
+            }
+        }
+        for key in unchoke.difference(&state.unchoked) {
+            if let Some(e) = state.peers.get(key) {
+                let _ = e.tx.send(PeerCommand::Unchoke);
+            }
+        }
+        state.unchoked = unchoke;
+        self.count_serving(state);
+    }
+
+    /// Asks the connector and the listener to stop taking peers.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether [`Shared::shut_down`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Our own listening address as trackers would report it, when bound to
+    /// one address (so that we do not connect to ourselves).
+    fn own_addr(&self) -> Option<SocketAddr> {
+        self.config
+            .bind
+            .map(|ip| SocketAddr::new(ip, self.config.listen_port))
+    }
+
+    /// Whether every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.lock().picker.is_complete()
     }
 
     fn finish(&self, outcome: Outcome) {
@@ -319,9 +544,16 @@ impl Shared {
         }
     }
 
-    /// Stops the download with an error.
+    /// Stops the download, or the seeding after it, with an error.
     pub fn fail(&self, why: String) {
-        self.finish(Outcome::Failed(why));
+        self.outcome.send_if_modified(|o| {
+            if matches!(o, Outcome::Failed(_)) {
+                false
+            } else {
+                *o = Outcome::Failed(why);
+                true
+            }
+        });
     }
 
     /// Copies a received block into its piece buffer. Returns the buffer when
@@ -476,22 +708,29 @@ struct Candidate {
     next_attempt: Option<Instant>,
 }
 
-/// Keeps up to `max_peers` connections open to the known peers, reconnecting
-/// with exponential backoff, until the download ends. New peers arrive on
-/// `new_peers` (from `--peer`, trackers, ...).
+/// Keeps up to `max_peers` connections open to the known peers (counting
+/// those that connected to us), reconnecting with exponential backoff, and
+/// rechokes every [`choker::RECHOKE_INTERVAL`], until the torrent shuts down
+/// or fails. New peers arrive on `new_peers` (from `--peer`, trackers, ...).
 pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<SocketAddr>) {
     let mut known: HashMap<SocketAddr, Candidate> = HashMap::new();
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
     let mut outcome = shared.outcome();
+    let mut shutdown = shared.shutdown.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut rechoke = tokio::time::interval_at(
+        Instant::now() + choker::RECHOKE_INTERVAL,
+        choker::RECHOKE_INTERVAL,
+    );
     let mut peers_open = true;
     loop {
-        if *outcome.borrow() != Outcome::Running {
+        if matches!(*outcome.borrow(), Outcome::Failed(_)) || *shutdown.borrow() {
             break;
         }
         // Start connections to peers that are due.
         let now = Instant::now();
-        let mut connected = known.values().filter(|c| c.connected).count();
+        let incoming = shared.stats.peers_incoming.load(Ordering::Relaxed);
+        let mut connected = known.values().filter(|c| c.connected).count() + incoming;
         for (addr, c) in known.iter_mut() {
             if connected >= shared.config.max_peers {
                 break;
@@ -515,11 +754,13 @@ pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<Soc
             .store(known.len(), Ordering::Relaxed);
         tokio::select! {
             _ = outcome.changed() => {}
+            _ = shutdown.changed() => {}
             _ = tick.tick() => {}
+            _ = rechoke.tick() => shared.rechoke(),
             Some((addr, useful)) = exit_rx.recv() => {
                 if let Some(c) = known.get_mut(&addr) {
                     c.connected = false;
-                    // A session that delivered data resets the backoff.
+                    // A session that exchanged data resets the backoff.
                     c.failures = if useful { 0 } else { c.failures + 1 };
                     let delay = Duration::from_secs(2u64.saturating_pow(c.failures.min(8)).min(300));
                     c.next_attempt = Some(Instant::now() + delay);
@@ -527,17 +768,16 @@ pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<Soc
             }
             addr = new_peers.recv(), if peers_open => match addr {
                 Some(addr) => {
-                    known.entry(addr).or_default();
+                    if Some(addr) != shared.own_addr() {
+                        known.entry(addr).or_default();
+                    }
                 }
                 None => peers_open = false,
             },
         }
     }
     // Tell every connection to close.
-    let state = shared.lock();
-    for entry in state.peers.values() {
-        let _ = entry.tx.send(PeerCommand::Disconnect);
-    }
+    shared.disconnect_all();
 }
 
 /// Path of the resume file for a torrent downloading into `dir`.

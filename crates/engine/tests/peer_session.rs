@@ -28,7 +28,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use rivulet_bencode::OwnedValue;
 use rivulet_core::{InfoHash, Metainfo, PeerId};
-use rivulet_engine::download::{Download, StartReport};
+use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 use rivulet_wire::{Bitfield, BlockRequest, Handshake, Message, MessageDecoder, Reserved};
 use sha1::{Digest, Sha1};
@@ -635,11 +635,14 @@ impl Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let outcome = dl
-                .run(async {
-                    if stopped.await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                })
+                .run(
+                    async {
+                        if stopped.await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    },
+                    SeedPolicy::NONE,
+                )
                 .await;
             (dl, outcome)
         });
@@ -1429,7 +1432,12 @@ async fn resumes_after_stop() {
             })
             .await;
     };
-    let outcome = within(DOWNLOAD, "the stopped download", dl.run(stop)).await;
+    let outcome = within(
+        DOWNLOAD,
+        "the stopped download",
+        dl.run(stop, SeedPolicy::NONE),
+    )
+    .await;
     assert_eq!(outcome, Outcome::Running);
     let had = dl.shared.have_pieces();
     let had_count = had.iter().filter(|h| **h).count();
@@ -1489,7 +1497,12 @@ async fn stop_closes_peer_connections() {
     let stop = async move {
         let _ = log.wait_for(|l| served(l).len() >= 6).await;
     };
-    let outcome = within(DOWNLOAD, "the stopped download", dl.run(stop)).await;
+    let outcome = within(
+        DOWNLOAD,
+        "the stopped download",
+        dl.run(stop, SeedPolicy::NONE),
+    )
+    .await;
     assert_eq!(outcome, Outcome::Running);
     seeder
         .wait("rivulet hangs up after the stop", |l| eof(l, 0))

@@ -1,0 +1,166 @@
+//! The read cache for seeding: recently read chunks of pieces we have.
+//!
+//! Peers ask for 16 KiB blocks, usually a piece's blocks in order, and often
+//! several peers want the same rare piece. Reading a 256 KiB chunk with one
+//! positioned read and keeping it lets the next fifteen requests (from this
+//! peer or another) be answered without touching the disk or the blocking
+//! pool. Chunks are immutable once read (a piece we have never changes), so
+//! they are shared as [`Bytes`] and evicted least recently used first, within
+//! a byte budget.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+/// Bytes read at once: 16 blocks. A multiple of the block size, so a
+/// block-aligned request never straddles two chunks.
+pub const CHUNK_LEN: u32 = 256 * 1024;
+
+/// Which chunk: piece index and chunk number within the piece.
+pub type ChunkKey = (u32, u32);
+
+/// A least-recently-used cache of piece chunks, bounded in bytes.
+#[derive(Debug)]
+pub struct ReadCache {
+    capacity: usize,
+    used: usize,
+    clock: u64,
+    chunks: HashMap<ChunkKey, (Bytes, u64)>,
+    hits: u64,
+    misses: u64,
+}
+
+impl ReadCache {
+    /// An empty cache holding at most `capacity` bytes (at least one chunk is
+    /// always kept, whatever the capacity).
+    pub fn new(capacity: usize) -> Self {
+        ReadCache {
+            capacity,
+            used: 0,
+            clock: 0,
+            chunks: HashMap::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// The chunk holding `begin` within its piece, and where `begin` falls in it.
+    pub fn locate(piece: u32, begin: u32) -> (ChunkKey, u32) {
+        ((piece, begin / CHUNK_LEN), begin % CHUNK_LEN)
+    }
+
+    /// The bytes `begin..begin + len` of `piece`, if the chunk holding them is
+    /// cached and covers them.
+    pub fn get(&mut self, piece: u32, begin: u32, len: u32) -> Option<Bytes> {
+        let (key, offset) = Self::locate(piece, begin);
+        self.clock += 1;
+        let clock = self.clock;
+        let found = self.chunks.get_mut(&key).and_then(|(data, used)| {
+            let end = offset as usize + len as usize;
+            (end <= data.len()).then(|| {
+                *used = clock;
+                data.slice(offset as usize..end)
+            })
+        });
+        if found.is_some() {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        found
+    }
+
+    /// Adds a chunk, evicting the least recently used ones beyond capacity.
+    pub fn insert(&mut self, key: ChunkKey, data: Bytes) {
+        self.clock += 1;
+        let len = data.len();
+        if let Some((old, _)) = self.chunks.insert(key, (data, self.clock)) {
+            self.used -= old.len();
+        }
+        self.used += len;
+        while self.used > self.capacity && self.chunks.len() > 1 {
+            let Some(oldest) = self
+                .chunks
+                .iter()
+                .filter(|(k, _)| **k != key)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some((old, _)) = self.chunks.remove(&oldest) {
+                self.used -= old.len();
+            }
+        }
+    }
+
+    /// Bytes held.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Lookups answered from the cache, and lookups that were not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(fill: u8, len: usize) -> Bytes {
+        Bytes::from(vec![fill; len])
+    }
+
+    #[test]
+    fn blocks_are_slices_of_their_chunk() {
+        let mut c = ReadCache::new(1 << 20);
+        let mut data = vec![0u8; CHUNK_LEN as usize];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i / 16384) as u8;
+        }
+        c.insert((3, 1), Bytes::from(data));
+        // Block 2 of chunk 1 of piece 3.
+        let b = c.get(3, CHUNK_LEN + 2 * 16384, 16384).unwrap();
+        assert!(b.iter().all(|x| *x == 2));
+        assert!(c.get(3, 0, 16384).is_none(), "chunk 0 was never read");
+        assert!(c.get(4, CHUNK_LEN, 16384).is_none(), "other piece");
+        assert_eq!(c.hits_and_misses(), (1, 2));
+    }
+
+    #[test]
+    fn short_last_chunk_does_not_answer_past_its_end() {
+        let mut c = ReadCache::new(1 << 20);
+        c.insert((0, 0), chunk(1, 20000));
+        assert!(c.get(0, 16384, 3616).is_some());
+        assert!(c.get(0, 16384, 16384).is_none());
+    }
+
+    #[test]
+    fn evicts_least_recently_used_within_capacity() {
+        let len = CHUNK_LEN as usize;
+        let mut c = ReadCache::new(3 * len);
+        c.insert((0, 0), chunk(0, len));
+        c.insert((1, 0), chunk(1, len));
+        c.insert((2, 0), chunk(2, len));
+        // Touch piece 0 so that piece 1 is the oldest.
+        assert!(c.get(0, 0, 16384).is_some());
+        c.insert((3, 0), chunk(3, len));
+        assert_eq!(c.used(), 3 * len);
+        assert!(c.get(1, 0, 16384).is_none());
+        assert!(c.get(0, 0, 16384).is_some());
+        assert!(c.get(3, 0, 16384).is_some());
+    }
+
+    #[test]
+    fn keeps_one_chunk_even_when_over_capacity() {
+        let mut c = ReadCache::new(10);
+        c.insert((0, 0), chunk(7, 100));
+        assert!(c.get(0, 0, 100).is_some());
+        c.insert((1, 0), chunk(8, 100));
+        assert!(c.get(0, 0, 100).is_none());
+        assert!(c.get(1, 0, 100).is_some());
+        assert_eq!(c.used(), 100);
+    }
+}

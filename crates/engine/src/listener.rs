@@ -1,0 +1,276 @@
+//! Incoming connections: a listening socket per address family on one port;
+//! the start of each handshake names the torrent the peer wants.
+//!
+//! Everything a stranger can make us hold is bounded: at most
+//! [`MAX_PENDING_HANDSHAKES`] connections may be waiting to send their
+//! handshake (more are closed at once), each for at most
+//! [`HANDSHAKE_TIMEOUT`]; once the torrent is known, its `max_peers` bounds the
+//! connections it takes on.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rivulet_core::InfoHash;
+use rivulet_wire::HandshakePrefix;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::torrent::Shared;
+
+/// Connections that may be waiting for their handshake at once.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// How long an incoming connection has to send the start of its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ports tried after the one asked for, when it is taken.
+pub const PORT_TRIES: u16 = 10;
+
+/// Why we cannot listen.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The port asked for and the next ones are all taken.
+    #[error("port {first} is in use, and so are the next {} ports; choose another with --port", PORT_TRIES - 1)]
+    PortsInUse {
+        /// The port asked for.
+        first: u16,
+    },
+    /// The address cannot be listened on (not ours, no permission, ...).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+}
+
+type Torrents = Arc<Mutex<HashMap<InfoHash, Weak<Shared>>>>;
+
+/// Accepts peers for the torrents added to it, until dropped.
+#[derive(Debug)]
+pub struct Listener {
+    addrs: Vec<SocketAddr>,
+    torrents: Torrents,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Listens on `port` (the next free one if it is taken, up to
+    /// [`PORT_TRIES`] in all; port 0: any free port) at `ip`, or when `ip` is
+    /// `None` at every IPv4 address and, if the system has IPv6, every IPv6
+    /// address. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenError::PortsInUse`] when no port is free,
+    /// [`ListenError::Bind`] for anything else.
+    pub fn bind(ip: Option<IpAddr>, port: u16) -> Result<Self, ListenError> {
+        let ips: Vec<IpAddr> = match ip {
+            Some(ip) => vec![ip],
+            None => vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ],
+        };
+        let tries = if port == 0 {
+            PORT_TRIES
+        } else {
+            PORT_TRIES.min(u16::MAX - port + 1)
+        };
+        for i in 0..tries {
+            let want = if port == 0 { 0 } else { port + i };
+            match bind_all(&ips, want, ip.is_none()) {
+                Ok(sockets) => return Listener::start(sockets),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => {
+                    return Err(ListenError::Bind {
+                        addr: SocketAddr::new(
+                            ips.first()
+                                .copied()
+                                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                            want,
+                        ),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Err(ListenError::PortsInUse { first: port })
+    }
+
+    fn start(sockets: Vec<std::net::TcpListener>) -> Result<Self, ListenError> {
+        let torrents: Torrents = Arc::default();
+        let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for std_listener in sockets {
+            let addr = std_listener.local_addr().map_err(|e| ListenError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source: e,
+            })?;
+            let listener = TcpListener::from_std(std_listener)
+                .map_err(|e| ListenError::Bind { addr, source: e })?;
+            addrs.push(addr);
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&torrents),
+                Arc::clone(&pending),
+            )));
+        }
+        Ok(Listener {
+            addrs,
+            torrents,
+            tasks,
+        })
+    }
+
+    /// The port listened on.
+    pub fn port(&self) -> u16 {
+        self.addrs.first().map_or(0, SocketAddr::port)
+    }
+
+    /// The addresses listened on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Routes peers that ask for `shared`'s torrent to it (for as long as it
+    /// exists).
+    pub fn add(&self, shared: &Arc<Shared>) {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(shared.info_hash, Arc::downgrade(shared));
+    }
+
+    /// Stops routing peers to a torrent.
+    pub fn remove(&self, info_hash: &InfoHash) {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(info_hash);
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Binds `port` at every address in `ips` (the same port for all: the first
+/// binding fixes it when `port` is 0). With `optional_v6`, an IPv6 socket the
+/// system cannot make (no IPv6) is left out rather than an error.
+fn bind_all(
+    ips: &[IpAddr],
+    port: u16,
+    optional_v6: bool,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut out: Vec<std::net::TcpListener> = Vec::new();
+    let mut port = port;
+    for ip in ips {
+        match bind_one(SocketAddr::new(*ip, port)) {
+            Ok(l) => {
+                if port == 0 {
+                    port = l.local_addr()?.port();
+                }
+                out.push(l);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(e),
+            Err(e) if optional_v6 && ip.is_ipv6() && !out.is_empty() => {
+                tracing::debug!(error = %e, "no IPv6 listener");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // One socket per family, so that [::] does not also take IPv4 (and
+        // collide with the IPv4 socket on the same port).
+        socket.set_only_v6(true)?;
+    }
+    // A restart must not wait for the last run's connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+async fn accept_loop(listener: TcpListener, torrents: Torrents, pending: Arc<Semaphore>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                // Over the bound: closed at once, costing us nothing more.
+                let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+                    tracing::debug!(%addr, "too many pending handshakes: closed");
+                    continue;
+                };
+                tokio::spawn(incoming(stream, addr, Arc::clone(&torrents), permit));
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: give the system a moment
+                // rather than spinning on the same error.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn incoming(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    torrents: Torrents,
+    permit: OwnedSemaphorePermit,
+) {
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let prefix = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        loop {
+            if let Some(p) = HandshakePrefix::parse(&rbuf)? {
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(p);
+            }
+            if stream.read_buf(&mut rbuf).await? == 0 {
+                return Err("closed before its handshake".into());
+            }
+        }
+    })
+    .await;
+    let prefix = match prefix {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "bad incoming handshake");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "incoming handshake timed out");
+            return;
+        }
+    };
+    let shared = torrents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&prefix.info_hash)
+        .and_then(Weak::upgrade);
+    let Some(shared) = shared else {
+        tracing::debug!(%addr, info_hash = %prefix.info_hash.to_hex(), "incoming peer for a torrent we do not have");
+        return;
+    };
+    if shared.is_shutting_down() || shared.is_banned(addr.ip()) {
+        return;
+    }
+    drop(permit);
+    crate::peer::accept_and_run(shared, stream, addr, rbuf).await;
+}
