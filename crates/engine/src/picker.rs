@@ -537,6 +537,19 @@ impl PiecePicker {
         senders
     }
 
+    /// Every peer that sent a block of a piece still in progress (not yet
+    /// verified or failed).
+    pub fn all_senders(&self) -> std::collections::HashSet<PeerKey> {
+        self.partials
+            .iter()
+            .flat_map(|p| p.blocks.iter())
+            .filter_map(|s| match s {
+                BlockState::Received(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The peer that sent each block of an in-progress piece (`None` for blocks
     /// not yet received), for finding the culprit of a hash failure block by block.
     pub fn block_senders(&self, piece: u32) -> Vec<Option<PeerKey>> {

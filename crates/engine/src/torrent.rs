@@ -402,6 +402,7 @@ impl Shared {
         }
         state.unchoked.remove(&key);
         self.count_serving(&state);
+        Self::prune_addrs(&mut state);
         state.picker.on_peer_requests_dropped(key);
         if seed {
             state.picker.remove_seed();
@@ -410,6 +411,20 @@ impl Shared {
                 .picker
                 .remove_peer_pieces(bits.ones().map(|p| p as u32));
         }
+    }
+
+    /// Forgets the addresses of closed connections that no block in progress
+    /// came from (nothing left to blame them for), so that a long session
+    /// does not keep one entry per connection it ever had.
+    fn prune_addrs(state: &mut State) {
+        if state.addrs.len() <= state.peers.len() {
+            return;
+        }
+        let senders = state.picker.all_senders();
+        let peers = &state.peers;
+        state
+            .addrs
+            .retain(|k, _| peers.contains_key(k) || senders.contains(k));
     }
 
     fn count_serving(&self, state: &State) {
@@ -642,6 +657,7 @@ impl Shared {
         for entry in state.peers.values() {
             let _ = entry.tx.send(PeerCommand::Have(piece));
         }
+        Self::prune_addrs(&mut state);
         if state.picker.is_complete() {
             drop(state);
             self.finish(Outcome::Complete);
@@ -687,6 +703,7 @@ impl Shared {
             };
             state.failed.entry(piece).or_default().push(record);
         }
+        Self::prune_addrs(&mut state);
     }
 
     fn ban(&self, state: &mut State, ip: IpAddr) {
