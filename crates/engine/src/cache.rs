@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Bytes read at once: 16 blocks. A multiple of the block size, so a
 /// block-aligned request never straddles two chunks.
@@ -28,7 +28,13 @@ pub struct ReadCache {
     chunks: HashMap<ChunkKey, (Bytes, u64)>,
     hits: u64,
     misses: u64,
+    /// Buffers of evicted chunks nobody else held, for the next reads: reusing
+    /// them saves zeroing a fresh buffer for every read.
+    spare: Vec<BytesMut>,
 }
+
+/// Spare buffers kept.
+const SPARE_BUFFERS: usize = 8;
 
 impl ReadCache {
     /// An empty cache holding at most `capacity` bytes (at least one chunk is
@@ -41,6 +47,7 @@ impl ReadCache {
             chunks: HashMap::new(),
             hits: 0,
             misses: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -90,6 +97,30 @@ impl ReadCache {
             };
             if let Some((old, _)) = self.chunks.remove(&oldest) {
                 self.used -= old.len();
+                self.recycle(old);
+            }
+        }
+    }
+
+    /// A buffer of exactly `len` bytes to read a chunk into: a recycled one
+    /// if there is one big enough (its old contents are overwritten by the
+    /// read), else a new zeroed one.
+    pub fn buffer(&mut self, len: usize) -> BytesMut {
+        match self.spare.iter().position(|b| b.len() >= len) {
+            Some(i) => {
+                let mut b = self.spare.swap_remove(i);
+                b.truncate(len);
+                b
+            }
+            None => BytesMut::zeroed(len),
+        }
+    }
+
+    fn recycle(&mut self, chunk: Bytes) {
+        if self.spare.len() < SPARE_BUFFERS {
+            // Only when no peer still holds a slice of it.
+            if let Ok(buf) = chunk.try_into_mut() {
+                self.spare.push(buf);
             }
         }
     }
@@ -151,6 +182,23 @@ mod tests {
         assert!(c.get(1, 0, 16384).is_none());
         assert!(c.get(0, 0, 16384).is_some());
         assert!(c.get(3, 0, 16384).is_some());
+    }
+
+    #[test]
+    fn evicted_buffers_are_reused_unless_still_shared() {
+        let len = CHUNK_LEN as usize;
+        let mut c = ReadCache::new(len);
+        c.insert((0, 0), chunk(1, len));
+        let held = c.get(0, 0, 16384).unwrap();
+        c.insert((1, 0), chunk(2, len));
+        // Chunk 0 was evicted while a slice of it is held: not recycled.
+        assert_eq!(c.buffer(len).iter().filter(|b| **b != 0).count(), 0);
+        drop(held);
+        c.insert((2, 0), chunk(3, len));
+        // Chunk 1 was evicted unshared: its buffer comes back, cut to size.
+        let b = c.buffer(1000);
+        assert_eq!(b.len(), 1000);
+        assert!(b.iter().all(|x| *x == 2));
     }
 
     #[test]

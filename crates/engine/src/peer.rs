@@ -148,6 +148,27 @@ pub(crate) async fn accept_and_run(
     }
 }
 
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 128;
+
+/// Writes what the socket takes of `segments` then `tail`, in one vectored
+/// write. Cancel-safe: a write that has not completed wrote nothing.
+async fn write_some(
+    writer: &mut OwnedWriteHalf,
+    segments: &VecDeque<Bytes>,
+    tail: &BytesMut,
+) -> std::io::Result<usize> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = segments
+        .iter()
+        .take(MAX_IOV)
+        .map(|s| std::io::IoSlice::new(s))
+        .collect();
+    if slices.len() < MAX_IOV && !tail.is_empty() {
+        slices.push(std::io::IoSlice::new(tail));
+    }
+    writer.write_vectored(&slices).await
+}
+
 /// A finished read of piece data for the peer.
 struct ReadDone {
     /// The chunk read (cached), or `None` for a request that straddles two
@@ -198,7 +219,12 @@ struct Connection {
     /// Requests we could not take (queue full, piece missing, choked).
     unwanted_requests: usize,
     served_any: bool,
-    /// Outgoing bytes not yet taken by the socket.
+    /// Outgoing bytes not yet taken by the socket: `segments` first (blocks
+    /// shared with the read cache, and the messages encoded before each), then
+    /// `out` (messages encoded since). Blocks are never copied: the socket
+    /// gets them by vectored writes.
+    segments: VecDeque<Bytes>,
+    segment_bytes: usize,
     out: BytesMut,
     /// When the socket last took some of `out`.
     last_write: Instant,
@@ -236,6 +262,8 @@ impl Connection {
             allowed_fast: Vec::new(),
             unwanted_requests: 0,
             served_any: false,
+            segments: VecDeque::new(),
+            segment_bytes: 0,
             out: BytesMut::with_capacity(64 * 1024),
             last_write: Instant::now(),
         }
@@ -342,12 +370,12 @@ impl Connection {
                         rbuf.reserve(64 * 1024);
                     }
                 }
-                written = writer.write(&self.out), if !self.out.is_empty() => {
+                written = write_some(&mut writer, &self.segments, &self.out), if self.unsent() > 0 => {
                     let n = written?;
                     if n == 0 {
                         return Err(PeerError::Refused("connection closed while sending"));
                     }
-                    self.out.advance(n);
+                    self.consume(n);
                     last_sent = Instant::now();
                     self.last_write = last_sent;
                 }
@@ -398,7 +426,7 @@ impl Connection {
             self.rate_bytes = 0;
             self.rate_since = now;
         }
-        if !self.out.is_empty() && now.duration_since(self.last_write) > WRITE_STALL {
+        if self.unsent() > 0 && now.duration_since(self.last_write) > WRITE_STALL {
             return Err(PeerError::Misbehaving("takes none of the data we send"));
         }
         if !self.outstanding.is_empty()
@@ -433,7 +461,7 @@ impl Connection {
         } else {
             self.useless_since = Some(now);
         }
-        if now.duration_since(*last_sent) > Duration::from_secs(90) && self.out.is_empty() {
+        if now.duration_since(*last_sent) > Duration::from_secs(90) && self.unsent() == 0 {
             Message::KeepAlive.encode(&mut self.out);
         }
         self.avoid.retain(|_, until| *until > now);
@@ -476,9 +504,9 @@ impl Connection {
             }
             return Ok(());
         }
-        if !self.to_serve.contains(&b) {
-            self.to_serve.push_back(b);
-        }
+        // A duplicate is served twice: cheaper than searching the queue for
+        // every request, and bounded by the queue like any other request.
+        self.to_serve.push_back(b);
         Ok(())
     }
 
@@ -545,7 +573,7 @@ impl Connection {
         if read.is_some() {
             return;
         }
-        while self.out.len() < OUT_HIGH_WATER {
+        while self.unsent() < OUT_HIGH_WATER {
             let Some(&b) = self.to_serve.front() else {
                 return;
             };
@@ -580,11 +608,16 @@ impl Connection {
             (None, b.begin, b.len)
         };
         let storage = Arc::clone(&self.shared.storage);
+        let mut buf = self
+            .shared
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .buffer(len as usize);
         tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; len as usize];
             let data = storage
                 .read(b.piece, begin, &mut buf)
-                .map(|()| Bytes::from(buf));
+                .map(|()| buf.freeze());
             ReadDone {
                 chunk,
                 block: b,
@@ -621,12 +654,35 @@ impl Connection {
         Ok(())
     }
 
-    fn send_block(&mut self, b: Block, data: &[u8]) {
-        // Choked since it was queued (and not allowed fast): it was rejected
-        // or dropped then.
+    /// Bytes waiting for the socket.
+    fn unsent(&self) -> usize {
+        self.segment_bytes + self.out.len()
+    }
+
+    /// Drops the first `n` bytes waiting for the socket (it took them).
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.segments.front_mut() else {
+                self.out.advance(n.min(self.out.len()));
+                return;
+            };
+            let take = n.min(front.len());
+            front.advance(take);
+            self.segment_bytes -= take;
+            n -= take;
+            if front.is_empty() {
+                self.segments.pop_front();
+            }
+        }
+    }
+
+    fn send_block(&mut self, b: Block, data: &Bytes) {
         self.out
             .extend_from_slice(&piece_header(b.piece, b.begin, b.len));
-        self.out.extend_from_slice(data);
+        let head = self.out.split().freeze();
+        self.segment_bytes += head.len() + data.len();
+        self.segments.push_back(head);
+        self.segments.push_back(data.clone());
         let len = u64::from(b.len);
         self.shared.stats.uploaded.fetch_add(len, Ordering::Relaxed);
         self.counters.up.fetch_add(len, Ordering::Relaxed);
