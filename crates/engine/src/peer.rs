@@ -216,6 +216,8 @@ struct Connection {
     to_serve: VecDeque<Block>,
     /// Pieces this peer may ask for while choked (BEP 6), that we have.
     allowed_fast: Vec<u32>,
+    /// Pieces the peer lets us ask for while it chokes us.
+    peer_allowed_fast: Vec<u32>,
     /// Requests we could not take (queue full, piece missing, choked).
     unwanted_requests: usize,
     served_any: bool,
@@ -260,6 +262,7 @@ impl Connection {
             peer_interested: false,
             to_serve: VecDeque::new(),
             allowed_fast: Vec::new(),
+            peer_allowed_fast: Vec::new(),
             unwanted_requests: 0,
             served_any: false,
             segments: VecDeque::new(),
@@ -841,6 +844,15 @@ impl Connection {
                 }
             }
             Message::Request(r) => self.on_request(r)?,
+            Message::AllowedFast { piece } => {
+                // Bounded: a peer may not grow this past a handful.
+                if (piece as usize) < n
+                    && self.peer_allowed_fast.len() < 4 * ALLOWED_FAST
+                    && !self.peer_allowed_fast.contains(&piece)
+                {
+                    self.peer_allowed_fast.push(piece);
+                }
+            }
             Message::Cancel(r) => self.on_cancel(r),
             Message::Interested => {
                 if !self.peer_interested {
@@ -874,7 +886,6 @@ impl Connection {
             Message::KeepAlive
             | Message::Port(_)
             | Message::SuggestPiece { .. }
-            | Message::AllowedFast { .. }
             | Message::Extended { .. }
             | Message::Unknown { .. } => {}
         }
@@ -978,7 +989,10 @@ impl Connection {
     }
 
     fn fill_pipeline(&mut self) {
-        if self.peer_choking || !self.am_interested {
+        // While choked, only the pieces the peer allows fast (BEP 6) may be
+        // asked for.
+        let choked_fast = self.peer_choking && !self.peer_allowed_fast.is_empty();
+        if (self.peer_choking && !choked_fast) || !self.am_interested {
             return;
         }
         let target = self.queue_target();
@@ -992,12 +1006,13 @@ impl Connection {
         let state = &mut *state;
         let bits = &self.bits;
         let seed = self.seed;
+        let allowed = &self.peer_allowed_fast;
         // Ask for extra blocks to make up for any this peer should not get
         // (recently rejected or timed out); those go straight back.
         let extra = self.avoid.len().min(MAX_QUEUE);
         let picked = state.picker.pick(
             key,
-            |p| seed || bits.get(p as usize),
+            |p| (seed || bits.get(p as usize)) && (!choked_fast || allowed.contains(&p)),
             want + extra,
             &mut state.rng,
         );
