@@ -207,8 +207,13 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                         stats.peers_banned.load(Ordering::Relaxed),
                     );
                 }
+                let seeded = if policy.seed {
+                    format!("seeded {}: ", metainfo.info.name)
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "uploaded {} to {} peers (ratio {ratio:.2}) in {}",
+                    "{seeded}uploaded {} to {} peers (ratio {ratio:.2}) in {}",
                     HumanBytes(uploaded),
                     stats.peers_served_total.load(Ordering::Relaxed),
                     HumanDuration(started.elapsed()),

@@ -41,7 +41,7 @@ pub enum ListenError {
         first: u16,
     },
     /// The address cannot be listened on (not ours, no permission, ...).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
