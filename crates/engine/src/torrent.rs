@@ -360,8 +360,26 @@ impl Shared {
         if state.banned.contains(&addr.ip()) {
             return Err(RegisterRefusal::Banned);
         }
-        if state.peers.values().any(|p| p.peer_id == peer_id) {
-            return Err(RegisterRefusal::Duplicate);
+        // Two peers that connect to each other at once end up with two
+        // connections. Both sides must keep the same one, or each drops the
+        // one the other kept: the one opened by the lower peer id survives
+        // (as in libtorrent). A second connection in the same direction is
+        // refused; the first may still be working.
+        if let Some((&old_key, old)) = state.peers.iter().find(|(_, p)| p.peer_id == peer_id) {
+            let ours = self.config.peer_id.as_bytes();
+            let theirs = peer_id.as_bytes();
+            let new_preferred = if incoming {
+                theirs < ours
+            } else {
+                ours < theirs
+            };
+            if old.incoming == incoming || !new_preferred {
+                return Err(RegisterRefusal::Duplicate);
+            }
+            tracing::debug!(addr = %old.addr, "crossing connections: closing ours in favour of the one the lower peer id opened");
+            let _ = old.tx.send(PeerCommand::Disconnect);
+            // Its slot is free now, whatever its task does before it exits.
+            state.unchoked.remove(&old_key);
         }
         if incoming && state.peers.len() >= self.config.max_peers {
             return Err(RegisterRefusal::Full);

@@ -7,7 +7,8 @@
 //! temporary folder, and asserts on the outcome, the files, the `Stats`
 //! counters and what each fake peer received from rivulet: every fake peer
 //! logs the handshake, every message, what it served and when rivulet closed
-//! the connection.
+//! the connection. The fixture is in `common/mod.rs`, shared with
+//! `serving.rs`.
 //!
 //! No sleep is used as synchronisation: tests wait on the events themselves
 //! (a fake peer's log, the download's outcome), under timeouts that only fail
@@ -24,156 +25,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
-use rivulet_bencode::OwnedValue;
-use rivulet_core::{InfoHash, Metainfo, PeerId};
+use rivulet_core::{InfoHash, PeerId};
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
-use rivulet_wire::{Bitfield, BlockRequest, Handshake, Message, MessageDecoder, Reserved};
-use sha1::{Digest, Sha1};
+use rivulet_wire::{BlockRequest, Handshake, Message, MessageDecoder, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Bytes per piece.
-const PIECE_LEN: u32 = 32 * 1024;
-/// Bytes per request.
-const BLOCK: u32 = 16 * 1024;
-/// Pieces in the torrent.
-const PIECES: usize = 20;
-/// 19 full pieces and a last one of 20,000 bytes: one full block and one of
-/// 3,616 bytes.
-const TOTAL: usize = (PIECES - 1) * PIECE_LEN as usize + 20_000;
+mod common;
+use common::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
+
 /// Time a test may wait for something that should happen at once.
 const PROMPT: Duration = Duration::from_secs(5);
 /// Time a whole download may take.
 const DOWNLOAD: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// The torrent
-
-/// A torrent built in memory, with its data.
-struct Fixture {
-    metainfo: Metainfo,
-    data: Vec<u8>,
-}
-
-impl Fixture {
-    /// A single-file torrent of deterministic data drawn from `seed`.
-    fn single(seed: u64) -> Arc<Fixture> {
-        Fixture::build(seed, &[])
-    }
-
-    /// A torrent of `TOTAL` bytes of data drawn from `seed`, in one file
-    /// `data.bin` when `files` is empty, else in these files (path, length)
-    /// under a `multi` folder.
-    fn build(seed: u64, files: &[(&[&str], usize)]) -> Arc<Fixture> {
-        let mut data = vec![0u8; TOTAL];
-        StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-        let pieces: Vec<u8> = data
-            .chunks(PIECE_LEN as usize)
-            .flat_map(|p| Sha1::digest(p).to_vec())
-            .collect();
-        let mut info = OwnedValue::dict()
-            .with("piece length", OwnedValue::Int(i64::from(PIECE_LEN)))
-            .with("pieces", OwnedValue::Bytes(pieces));
-        if files.is_empty() {
-            info = info
-                .with("name", OwnedValue::str("data.bin"))
-                .with("length", OwnedValue::Int(TOTAL as i64));
-        } else {
-            assert_eq!(files.iter().map(|f| f.1).sum::<usize>(), TOTAL);
-            let list = files
-                .iter()
-                .map(|(path, len)| {
-                    OwnedValue::dict()
-                        .with("length", OwnedValue::Int(*len as i64))
-                        .with(
-                            "path",
-                            OwnedValue::List(path.iter().map(|c| OwnedValue::str(c)).collect()),
-                        )
-                })
-                .collect();
-            info = info
-                .with("name", OwnedValue::str("multi"))
-                .with("files", OwnedValue::List(list));
-        }
-        let torrent = OwnedValue::dict().with("info", info).to_bytes();
-        let metainfo = Metainfo::from_bytes(&torrent).unwrap();
-        assert_eq!(metainfo.info.num_pieces(), PIECES);
-        Arc::new(Fixture { metainfo, data })
-    }
-
-    fn info_hash(&self) -> InfoHash {
-        self.metainfo.info_hash
-    }
-
-    fn piece_len(&self, piece: u32) -> u32 {
-        let start = piece as usize * PIECE_LEN as usize;
-        (TOTAL - start).min(PIECE_LEN as usize) as u32
-    }
-
-    /// Every block of the torrent, as rivulet should request them.
-    fn all_blocks(&self) -> Vec<BlockRequest> {
-        (0..PIECES as u32).flat_map(|p| self.blocks_of(p)).collect()
-    }
-
-    fn blocks_of(&self, piece: u32) -> Vec<BlockRequest> {
-        let len = self.piece_len(piece);
-        (0..len.div_ceil(BLOCK))
-            .map(|i| BlockRequest {
-                piece,
-                offset: i * BLOCK,
-                length: (len - i * BLOCK).min(BLOCK),
-            })
-            .collect()
-    }
-
-    /// The data of a request, if it is exactly one of the torrent's blocks:
-    /// 16 KiB at a multiple of 16 KiB inside a piece, or the short last
-    /// block of a piece.
-    fn block(&self, r: &BlockRequest) -> Option<&[u8]> {
-        if r.piece as usize >= PIECES || !self.blocks_of(r.piece).contains(r) {
-            return None;
-        }
-        let start = r.piece as usize * PIECE_LEN as usize + r.offset as usize;
-        Some(&self.data[start..start + r.length as usize])
-    }
-
-    /// What the download left in `dir`, every file in torrent order.
-    fn read_back(&self, dir: &Path) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in &self.metainfo.info.files {
-            out.extend(std::fs::read(dir.join(f.relative_path())).unwrap());
-        }
-        out
-    }
-
-    /// Asserts the files in `dir` hold exactly the torrent's data.
-    fn assert_files(&self, dir: &Path) {
-        let got = self.read_back(dir);
-        assert_eq!(got.len(), self.data.len(), "downloaded size");
-        if let Some(i) = got.iter().zip(&self.data).position(|(a, b)| a != b) {
-            panic!("downloaded data differs at byte {i}");
-        }
-    }
-}
-
-fn all() -> Vec<bool> {
-    vec![true; PIECES]
-}
-
-fn bitfield(have: &[bool]) -> Message {
-    let mut bits = Bitfield::new(have.len());
-    for (i, h) in have.iter().enumerate() {
-        if *h {
-            bits.set(i);
-        }
-    }
-    Message::bitfield(&bits)
-}
 
 // ---------------------------------------------------------------------------
 // Fake peers
@@ -672,12 +539,6 @@ impl Running {
 
 fn stat(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
-}
-
-async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {limit:?}"))
 }
 
 // ---------------------------------------------------------------------------
