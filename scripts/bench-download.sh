@@ -52,7 +52,7 @@ run() { # name, command...: appends "name wall cpu maxrss_kib" after checking th
 : > "$work/results.txt"
 for r in $(seq "$rounds"); do
   run rivulet "$rivulet" download -q --port 7101 -o "$work/out" "$work/data.torrent"
-  run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --listen-port 7102 \
+  run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --disable-lsd --listen-port 7102 \
     download --exit-on-finish -o "$work/out" "$work/data.torrent"
   run aria2 aria2c -q --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
     --enable-peer-exchange=false --seed-time=0 --listen-port=7103 --file-allocation=none \

@@ -2,8 +2,15 @@
 """A libtorrent peer for benchmarks: seed or leech one torrent on a loopback
 address, with DHT, LSD, UPnP, NAT-PMP and uTP off.
 
-  lt_peer.py seed  TORRENT SAVE_PATH IP PORT   # prints "ready" once announced, runs until killed
-  lt_peer.py leech TORRENT SAVE_PATH IP PORT   # exits 0 once the download is complete
+  lt_peer.py seed  TORRENT SAVE_PATH IP PORT          # prints "ready" once seeding (and announced,
+                                                      # if the torrent has trackers); runs until killed
+  lt_peer.py leech TORRENT SAVE_PATH IP PORT [PEER]   # exits 0 once the download is complete
+
+With PEER (IP:PORT) the leecher connects to that peer directly (no tracker
+needed) and, when done, prints one line
+  "done connect_to_done S add_to_done S payload BYTES"
+where connect_to_done runs from its first outgoing connection to the peer
+until all pieces are downloaded and checked.
 """
 import sys
 import time
@@ -11,6 +18,10 @@ import time
 import libtorrent as lt
 
 mode, torrent, save, ip, port = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+peer = None
+if len(sys.argv) > 6:
+    peer_ip, peer_port = sys.argv[6].rsplit(':', 1)
+    peer = (peer_ip, int(peer_port))
 settings = {
     'listen_interfaces': f'{ip}:{port}',
     'outgoing_interfaces': ip,
@@ -20,22 +31,37 @@ settings = {
     # prefer uTP between two libtorrent peers, which is far slower on loopback.
     'enable_outgoing_utp': False, 'enable_incoming_utp': False,
     'alert_mask': lt.alert.category_t.status_notification | lt.alert.category_t.tracker_notification
-                  | lt.alert.category_t.error_notification,
+                  | lt.alert.category_t.error_notification | lt.alert.category_t.connect_notification,
 }
 s = lt.session(settings)
-h = s.add_torrent({'ti': lt.torrent_info(torrent), 'save_path': save})
+info = lt.torrent_info(torrent)
+params = {'ti': info, 'save_path': save}
+if peer:
+    params['peers'] = [peer]
+added = time.monotonic()
+h = s.add_torrent(params)
 deadline = time.time() + 600
-announced = False
+announced = not list(info.trackers())  # nothing to announce to: ready once seeding
+connected = None
+finished = False
 while time.time() < deadline:
     for a in s.pop_alerts():
         if isinstance(a, lt.tracker_reply_alert):
             announced = True
+        elif isinstance(a, lt.peer_connect_alert) and connected is None:
+            connected = time.monotonic()
+        elif isinstance(a, lt.torrent_finished_alert):
+            finished = True
     st = h.status()
     if mode == 'seed' and st.is_seeding and announced:
         print('ready', flush=True)
         while True:
             time.sleep(3600)
-    if mode == 'leech' and st.is_seeding:
+    if mode == 'leech' and (finished or st.is_seeding):
+        if peer:
+            now = time.monotonic()
+            print(f'done connect_to_done {now - (connected or added):.3f} add_to_done {now - added:.3f}'
+                  f' payload {st.total_payload_download}', flush=True)
         sys.exit(0)
     s.wait_for_alert(100)
 sys.exit(1)
