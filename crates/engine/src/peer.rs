@@ -125,10 +125,8 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bo
     };
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(shared, addr, false);
-    match conn.run(stream, BytesMut::with_capacity(64 * 1024)).await {
-        Ok(()) => tracing::debug!(%addr, "peer closed"),
-        Err(e) => tracing::debug!(%addr, error = %e, "peer dropped"),
-    }
+    let result = conn.run(stream, BytesMut::with_capacity(64 * 1024)).await;
+    conn.log_end(&result);
     conn.useful
 }
 
@@ -142,10 +140,8 @@ pub(crate) async fn accept_and_run(
 ) {
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(shared, addr, true);
-    match conn.run(stream, rbuf).await {
-        Ok(()) => tracing::debug!(%addr, "incoming peer closed"),
-        Err(e) => tracing::debug!(%addr, error = %e, "incoming peer dropped"),
-    }
+    let result = conn.run(stream, rbuf).await;
+    conn.log_end(&result);
 }
 
 /// Most buffers handed to one vectored write.
@@ -407,6 +403,20 @@ impl Connection {
                     Some(PeerCommand::Disconnect) | None => return Ok(()),
                 },
                 _ = tick.tick() => self.on_tick(&mut last_sent)?,
+            }
+        }
+    }
+
+    /// One line per connection that ends, with what it moved each way.
+    fn log_end(&self, result: &Result<(), PeerError>) {
+        let up = self.counters.up.load(Ordering::Relaxed);
+        let down = self.counters.down.load(Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                tracing::debug!(addr = %self.addr, incoming = self.incoming, up, down, "peer closed")
+            }
+            Err(e) => {
+                tracing::debug!(addr = %self.addr, incoming = self.incoming, up, down, error = %e, "peer dropped")
             }
         }
     }
