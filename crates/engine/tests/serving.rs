@@ -1199,3 +1199,49 @@ async fn crossing_connections_between_two_rivulets_keep_one() {
         fx.assert_files(dir.path());
     }
 }
+
+/// Without a bind address the listener takes IPv4 and IPv6 on one port, and
+/// a peer reaches the torrent over either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_on_every_address_serves_ipv4_and_ipv6() {
+    let fx = Fixture::single(31);
+    let node = Node::seeder(&fx, |_| {}).await;
+    let all = Listener::bind(None, 0).unwrap();
+    all.add(&node.shared);
+    let port = all.port();
+    assert!(all.local_addrs().iter().all(|a| a.port() == port));
+    assert!(all.local_addrs().iter().any(SocketAddr::is_ipv4));
+    let v6 = all.local_addrs().iter().any(SocketAddr::is_ipv6);
+    let mut targets = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+    if v6 {
+        targets.push(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
+    } else {
+        eprintln!("no IPv6 on this machine: only IPv4 checked");
+    }
+    for (i, to) in targets.into_iter().enumerate() {
+        let mut stream = TcpStream::connect(to).await.unwrap();
+        let ours = Handshake {
+            reserved: modern(),
+            info_hash: fx.info_hash(),
+            peer_id: fresh_peer_id(Ipv4Addr::new(127, 1, 0, i as u8)),
+        };
+        stream.write_all(&ours.to_bytes()).await.unwrap();
+        let mut rbuf = BytesMut::new();
+        let hello = within(PROMPT, "rivulet's handshake", async {
+            loop {
+                if let Some(h) = Handshake::decode(&mut rbuf).unwrap() {
+                    return h;
+                }
+                assert_ne!(
+                    stream.read_buf(&mut rbuf).await.unwrap(),
+                    0,
+                    "closed by {to}"
+                );
+            }
+        })
+        .await;
+        assert_eq!(hello.info_hash, fx.info_hash(), "over {to}");
+    }
+    drop(all);
+    node.stop().await;
+}
