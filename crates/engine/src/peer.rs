@@ -59,6 +59,8 @@ pub const SERVE_QUEUE: usize = 500;
 /// Generous: a peer that we just choked may have a full queue's worth in
 /// flight, legitimately.
 const FLOOD_LIMIT: usize = 2 * SERVE_QUEUE;
+/// Requests we could not take that are forgiven each second.
+const UNWANTED_FORGIVEN_PER_SECOND: usize = 50;
 /// Largest block we serve. BEP 3: "All current implementations use 2^14
 /// (16 kiB), and close connections which request an amount greater than
 /// that."
@@ -478,6 +480,12 @@ impl Connection {
             Message::KeepAlive.encode(&mut self.out);
         }
         self.avoid.retain(|_, until| *until > now);
+        // A flood is a burst: requests we could not take are forgiven at a
+        // steady pace, so that an honest peer's occasional race with a choke
+        // never adds up to a disconnect over a long session.
+        self.unwanted_requests = self
+            .unwanted_requests
+            .saturating_sub(UNWANTED_FORGIVEN_PER_SECOND);
         Ok(())
     }
 
