@@ -18,10 +18,16 @@ mod support;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use support::data::{compare_trees, first_difference, list_files, multi_file_layout};
+use support::data::{
+    assert_same_tree_except_empty_files, compare_trees, first_difference, list_files,
+    multi_file_layout,
+};
+use support::raw_peer;
+use support::rivulet::{listening_lines, parse_human_bytes, uploaded_text};
 use support::{
     assert_same_tree, loopback, make_torrent, make_torrent_with, multi_file_tree, single_file,
-    Aria2, LtConfig, LtPeer, OpenTracker, TorrentOptions, TransmissionDaemon,
+    Aria2, Aria2Config, LtConfig, LtPeer, Netns, OpenTracker, RawPeer, TorrentOptions,
+    TransmissionDaemon,
 };
 
 /// The data helpers need no program: they run in every `cargo test`.
@@ -77,6 +83,37 @@ fn data_trees_are_deterministic_and_differences_are_reported() {
     let f1 = single_file(dir.path(), "one.bin", 100_000, 1);
     let f2 = single_file(&dir.path().join("x"), "one.bin", 100_000, 1);
     assert_same_tree(&f1, &f2);
+}
+
+/// The parsers for rivulet's output need no program either.
+#[test]
+fn rivulet_output_parsers() {
+    assert_eq!(parse_human_bytes("0 B"), Some(0));
+    assert_eq!(parse_human_bytes("64.0 MiB"), Some(64 << 20));
+    assert_eq!(parse_human_bytes("1.50 GiB"), Some(3 << 29));
+    assert_eq!(parse_human_bytes("12.5 KiB"), Some(12_800));
+    assert_eq!(parse_human_bytes("3 MB"), Some(3_000_000));
+    assert_eq!(parse_human_bytes("lots"), None);
+    let out = "listening on 127.0.0.5:6881\nlistening on [::]:6881\n\
+               done: x (1 MiB) in 1s, 1 MiB fetched at 1 MiB/s average, 0 hash failures, \
+               0 peers banned, uploaded 2.50 MiB\n";
+    assert_eq!(
+        listening_lines(out),
+        vec![
+            "127.0.0.5:6881".parse().unwrap(),
+            "[::]:6881".parse().unwrap()
+        ]
+    );
+    assert_eq!(uploaded_text(out).as_deref(), Some("2.50 MiB"));
+    assert_eq!(
+        uploaded_text("stopped: uploaded 0 B.").as_deref(),
+        Some("0 B")
+    );
+    assert_eq!(
+        uploaded_text("uploaded 1.0 MiB (ratio 0.5)").as_deref(),
+        Some("1.0 MiB")
+    );
+    assert_eq!(uploaded_text("nothing here"), None);
 }
 
 /// opentracker + libtorrent seeder (127.0.0.2) + aria2 leecher (127.0.0.3),
@@ -257,4 +294,163 @@ fn aria2_seeds_to_libtorrent() {
     let s = seeder.status().expect("aria2 still seeding");
     assert_ne!(s["uploadLength"], "0", "{s}");
     eprintln!("aria2 → libtorrent: {:?}", started.elapsed());
+}
+
+/// An aria2 leecher (127.0.0.11) of a torrent without trackers downloads
+/// from a libtorrent seeder (127.0.0.12) that connects to it: aria2 cannot
+/// be told of a peer, so this is how a seeder given `--peer` reaches it.
+#[test]
+#[ignore = "interop: needs python3-libtorrent, aria2, transmission-daemon, opentracker (installed by .ci/run)"]
+fn aria2_leeches_from_a_seeder_that_connects_to_it() {
+    let started = Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let seed_dir = work.path().join("seed");
+    let leech_dir = work.path().join("leech");
+    fs::create_dir_all(&leech_dir).unwrap();
+    let content = multi_file_tree(&seed_dir, "to aria2", 6, 300_000);
+    let (torrent, _) = make_torrent(&content, None, 16 * 1024);
+
+    let mut leecher = Aria2::leecher(&torrent, &leech_dir, loopback(11));
+    let mut seeder = LtPeer::start(
+        &torrent,
+        &seed_dir,
+        LtConfig::new(loopback(12)).connect(leecher.addr()),
+    );
+    seeder.wait_seeding(Duration::from_secs(20));
+    leecher.wait_success(Duration::from_secs(60));
+    assert_same_tree(&content, &leech_dir.join("to aria2"));
+    eprintln!("libtorrent → aria2 (outgoing): {:?}", started.elapsed());
+}
+
+/// In a network namespace of its own (see `support::netns`), a Transmission
+/// leecher downloads a multi-file torrent from a libtorrent seeder that it
+/// finds through opentracker: the harness that Transmission-as-leecher
+/// tests rely on, independent of rivulet. The namespace is gone afterwards.
+#[test]
+#[ignore = "interop: needs root (network namespace), python3-libtorrent, transmission-daemon, opentracker (installed by .ci/run)"]
+fn transmission_leeches_from_libtorrent_in_a_netns() {
+    let started = Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let seed_dir = work.path().join("seed");
+    let leech_dir = work.path().join("leech");
+    fs::create_dir_all(&leech_dir).unwrap();
+    let ns = Netns::create();
+    let ns_name = ns.name().to_owned();
+    {
+        let mut tracker = OpenTracker::start_in(&ns, ns.next_ip(), 0);
+        let content = multi_file_tree(&seed_dir, "to transmission", 7, 400_000);
+        let (torrent, hash) = make_torrent(&content, Some(&tracker.http_announce_url()), 32 * 1024);
+        tracker.whitelist(&hash);
+
+        let seeder_ip = ns.next_ip();
+        let mut seeder = LtPeer::start(&torrent, &seed_dir, LtConfig::new(seeder_ip).netns(&ns));
+        seeder.wait_seeding(Duration::from_secs(20));
+        seeder.wait_announced(Duration::from_secs(15));
+        tracker.wait_for_seeders(&hash, 1, Duration::from_secs(10));
+
+        let mut leecher = TransmissionDaemon::start_in(&ns, ns.next_ip(), &leech_dir);
+        assert_eq!(leecher.add_torrent(&torrent), hash);
+        let t = leecher.wait_complete(&hash, Duration::from_secs(90));
+        assert_eq!(t.total_size, seeder.status().total_wanted);
+        // Transmission 3.00 does not create the tree's zero-length file.
+        assert!(!leech_dir.join("to transmission/empty.txt").exists());
+        assert_same_tree_except_empty_files(&content, &leech_dir.join("to transmission"));
+        assert!(
+            seeder.status().total_payload_upload >= t.total_size,
+            "{:#?}",
+            seeder.status()
+        );
+    }
+    drop(ns);
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&ns_name),
+        "namespace {ns_name} left behind"
+    );
+    eprintln!(
+        "libtorrent → transmission in a netns: {:?}",
+        started.elapsed()
+    );
+}
+
+/// Three leechers of different clients (libtorrent, aria2, Transmission)
+/// download at once from one libtorrent seeder, all in one network
+/// namespace and found through opentracker: the swarm that rivulet's
+/// "one seeder, four leechers" test uses, with libtorrent as the seeder.
+#[test]
+#[ignore = "interop: needs root (network namespace), python3-libtorrent, aria2, transmission-daemon, opentracker (installed by .ci/run)"]
+fn three_clients_leech_at_once_in_a_netns() {
+    let started = Instant::now();
+    let work = tempfile::tempdir().unwrap();
+    let seed_dir = work.path().join("seed");
+    let ns = Netns::create();
+    let mut tracker = OpenTracker::start_in(&ns, ns.next_ip(), 0);
+    let content = single_file(&seed_dir, "swarm.bin", 6_000_000 + 7, 8);
+    // HTTP: aria2 speaks UDP to trackers only with DHT on.
+    let (torrent, hash) = make_torrent(&content, Some(&tracker.http_announce_url()), 64 * 1024);
+    tracker.whitelist(&hash);
+    let mut seeder = LtPeer::start(&torrent, &seed_dir, LtConfig::new(ns.next_ip()).netns(&ns));
+    seeder.wait_seeding(Duration::from_secs(20));
+    seeder.wait_announced(Duration::from_secs(15));
+    tracker.wait_for_seeders(&hash, 1, Duration::from_secs(10));
+
+    let dirs: Vec<_> = ["lt", "aria2", "tr"]
+        .iter()
+        .map(|d| {
+            let p = work.path().join(d);
+            fs::create_dir_all(&p).unwrap();
+            p
+        })
+        .collect();
+    let mut lt = LtPeer::start(&torrent, &dirs[0], LtConfig::new(ns.next_ip()).netns(&ns));
+    let mut aria = Aria2::start(
+        &torrent,
+        &dirs[1],
+        Aria2Config::leecher(ns.next_ip()).netns(&ns),
+    );
+    let mut tr = TransmissionDaemon::start_in(&ns, ns.next_ip(), &dirs[2]);
+    tr.add_torrent(&torrent);
+
+    lt.wait_seeding(Duration::from_secs(90));
+    aria.wait_success(Duration::from_secs(90));
+    tr.wait_complete(&hash, Duration::from_secs(90));
+    for d in &dirs {
+        assert_same_tree(&content, &d.join("swarm.bin"));
+    }
+    eprintln!("libtorrent → 3 clients in a netns: {:?}", started.elapsed());
+}
+
+/// The raw peer handshakes with a libtorrent seeder (127.0.0.13), is
+/// unchoked, gets the block it asks for, and sees the connection close when
+/// libtorrent goes away.
+#[test]
+#[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
+fn raw_peer_talks_to_libtorrent() {
+    let work = tempfile::tempdir().unwrap();
+    let seed_dir = work.path().join("seed");
+    let content = single_file(&seed_dir, "raw.bin", 300_000, 9);
+    let (torrent, hash) = make_torrent(&content, None, 32 * 1024);
+    let seeder = LtPeer::seeder(&torrent, &seed_dir, loopback(13));
+    let ih: [u8; 20] = support::hex_to_bytes(&hash).try_into().unwrap();
+    let mut peer = RawPeer::connect(loopback(14), seeder.addr(), ih);
+    let st = peer.wait_for("its bitfield", Duration::from_secs(10), |s| {
+        s.has_piece(0) && s.extended_handshake.is_some()
+    });
+    assert!(
+        st.reserved[7] & 0x04 != 0,
+        "libtorrent has the fast extension"
+    );
+    peer.interested();
+    peer.wait_unchoked(Duration::from_secs(20));
+    peer.send(&raw_peer::request(1, 16 * 1024, 16 * 1024))
+        .unwrap();
+    let st = peer.wait_for("the block", Duration::from_secs(10), |s| s.pieces == 1);
+    assert_eq!(st.blocks, vec![(1, 16 * 1024, 16 * 1024)]);
+    let since = Instant::now();
+    drop(seeder);
+    let (after, _) = peer.wait_closed(since, Duration::from_secs(10));
+    eprintln!("raw peer saw the close after {after:?}");
 }

@@ -409,6 +409,21 @@ impl Connection {
         }
     }
 
+    /// Takes the peer's pieces out of the availability counts.
+    fn forget_pieces(&mut self) {
+        let mut state = self.shared.lock();
+        if self.seed {
+            state.picker.remove_seed();
+        } else {
+            state
+                .picker
+                .remove_peer_pieces(self.bits.ones().map(|p| p as u32));
+        }
+        drop(state);
+        self.seed = false;
+        self.bits = Bitfield::new(self.shared.info.num_pieces());
+    }
+
     /// One line per connection that ends, with what it moved each way.
     fn log_end(&self, result: &Result<(), PeerError>) {
         let up = self.counters.up.load(Ordering::Relaxed);
@@ -771,9 +786,11 @@ impl Connection {
             Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
         ) {
             if self.pieces_known {
-                return Err(PeerError::Misbehaving(
-                    "bitfield after the start of the session",
-                ));
+                // BEP 3 puts the bitfield first only, but some clients send
+                // one again later (aria2 1.36 does, after have-none and
+                // haves): it replaces what we knew, so that nothing counts
+                // twice towards availability.
+                self.forget_pieces();
             }
             self.pieces_known = true;
         }

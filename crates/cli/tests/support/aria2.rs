@@ -6,15 +6,20 @@
 //! says), so that tests can see it seeding with [`Aria2::status`]. A leecher
 //! has it off by default: with RPC on, aria2 does not exit when its
 //! downloads are done.
+//!
+//! With DHT off (always, here), aria2 cannot announce to UDP trackers ("udp
+//! is not supported yet"): give its torrents HTTP trackers.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::http;
+use super::netns::Netns;
 use super::{free_port, is_listening, poll_until, require_program, Proc};
 
 const RPC_SECRET: &str = "rivulet-test";
@@ -38,6 +43,9 @@ pub struct Aria2Config {
     pub rpc: bool,
     /// More arguments, put before the torrent.
     pub extra_args: Vec<String>,
+    /// Run inside this network namespace (`ip` is then one of its
+    /// addresses; RPC is reached through a relay); default: the host's.
+    pub netns: Option<Arc<Netns>>,
 }
 
 impl Aria2Config {
@@ -51,7 +59,14 @@ impl Aria2Config {
             max_download: 0,
             rpc: false,
             extra_args: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// Runs inside `netns` (`ip` must be one of its addresses).
+    pub fn netns(mut self, netns: &Arc<Netns>) -> Aria2Config {
+        self.netns = Some(Arc::clone(netns));
+        self
     }
 
     /// A seeder on `ip`, any port, no limits.
@@ -79,6 +94,8 @@ pub struct Aria2 {
     proc: Proc,
     addr: SocketAddr,
     rpc: Option<SocketAddr>,
+    // Keeps the namespace (if any) until the process is gone.
+    netns: Option<Arc<Netns>>,
 }
 
 impl Aria2 {
@@ -100,12 +117,16 @@ impl Aria2 {
     /// (and its RPC interface answers, if on) or, for a leecher, has exited.
     pub fn start(torrent: &Path, dir: &Path, cfg: Aria2Config) -> Aria2 {
         require_program("aria2c", "aria2");
-        let port = if cfg.port == 0 {
-            free_port(cfg.ip)
-        } else {
-            cfg.port
+        let netns = cfg.netns.clone();
+        let port = match (cfg.port, &netns) {
+            (0, Some(ns)) => ns.next_port(),
+            (0, None) => free_port(cfg.ip),
+            (p, _) => p,
         };
-        let mut cmd = Command::new("aria2c");
+        let mut cmd = match &netns {
+            Some(ns) => ns.command("aria2c"),
+            None => Command::new("aria2c"),
+        };
         cmd.args([
             "--no-conf=true",
             "--enable-dht=false",
@@ -135,11 +156,18 @@ impl Aria2 {
             cmd.arg("--seed-time=0");
         }
         let rpc = cfg.rpc.then(|| {
-            let rpc_port = free_port(Ipv4Addr::LOCALHOST);
+            let rpc_port = match &netns {
+                Some(ns) => ns.next_port(),
+                None => free_port(Ipv4Addr::LOCALHOST),
+            };
             cmd.args(["--enable-rpc=true", "--rpc-listen-all=false"])
                 .arg(format!("--rpc-secret={RPC_SECRET}"))
                 .arg(format!("--rpc-listen-port={rpc_port}"));
-            SocketAddr::from((Ipv4Addr::LOCALHOST, rpc_port))
+            let rpc = SocketAddr::from((Ipv4Addr::LOCALHOST, rpc_port));
+            match &netns {
+                Some(ns) => ns.forward(rpc),
+                None => rpc,
+            }
         });
         cmd.args(&cfg.extra_args).arg("-d").arg(dir).arg(torrent);
         let role = if cfg.seed { "seeder" } else { "leecher" };
@@ -154,14 +182,29 @@ impl Aria2 {
                 } else if proc.try_wait().is_some() {
                     return Ok(()); // a leecher may finish very fast
                 }
-                if is_listening(addr) && rpc.is_none_or(is_listening) {
+                let up = match &netns {
+                    // Through the relay, an RPC call that answers tells.
+                    Some(ns) => {
+                        ns.is_listening(addr)
+                            && rpc.is_none_or(|r| {
+                                http::get(r, "/jsonrpc").is_ok_and(|a| a.status > 0)
+                            })
+                    }
+                    None => is_listening(addr) && rpc.is_none_or(is_listening),
+                };
+                if up {
                     Ok(())
                 } else {
                     Err(proc.output())
                 }
             },
         );
-        Aria2 { proc, addr, rpc }
+        Aria2 {
+            proc,
+            addr,
+            rpc,
+            netns,
+        }
     }
 
     /// Its peer address.

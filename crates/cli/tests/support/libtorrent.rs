@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::netns::Netns;
 use super::{collect, interop_dir, poll_until, require_libtorrent, PYTHON};
 
 /// How long a command may take to answer.
@@ -36,6 +37,9 @@ pub struct LtConfig {
     pub utp: bool,
     /// Trust the data on disk without checking it.
     pub seed_mode: bool,
+    /// Run inside this network namespace (`ip` is then one of its
+    /// addresses); default: the host's.
+    pub netns: Option<Arc<Netns>>,
 }
 
 impl LtConfig {
@@ -49,7 +53,14 @@ impl LtConfig {
             connect: Vec::new(),
             utp: false,
             seed_mode: false,
+            netns: None,
         }
+    }
+
+    /// Runs inside `netns` (`ip` must be one of its addresses).
+    pub fn netns(mut self, netns: &Arc<Netns>) -> LtConfig {
+        self.netns = Some(Arc::clone(netns));
+        self
     }
 
     /// Listen on `port`.
@@ -167,6 +178,8 @@ pub struct LtPeer {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    // Keeps the namespace (if any) until the process is gone.
+    netns: Option<Arc<Netns>>,
 }
 
 impl LtPeer {
@@ -198,7 +211,10 @@ impl LtPeer {
             "connect": cfg.connect.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "seed_mode": cfg.seed_mode,
         });
-        let mut cmd = Command::new(PYTHON);
+        let mut cmd = match &cfg.netns {
+            Some(ns) => ns.command(PYTHON),
+            None => Command::new(PYTHON),
+        };
         cmd.arg(interop_dir().join("lt_peer.py"))
             .arg("peer")
             .arg(config.to_string())
@@ -228,6 +244,7 @@ impl LtPeer {
             stdin,
             lines,
             stderr,
+            netns: cfg.netns.clone(),
         };
         let ready = peer.read_answer(Duration::from_secs(30));
         assert_eq!(

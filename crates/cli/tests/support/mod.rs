@@ -11,7 +11,13 @@
 //! - [`tracker`]: [`OpenTracker`], plus HTTP scrape/announce helpers.
 //! - [`libtorrent`]: [`LtPeer`], a libtorrent session in a python process.
 //! - [`aria2`]: [`Aria2`], an `aria2c` leecher or seeder.
-//! - [`transmission`]: [`TransmissionDaemon`], a Transmission seeder.
+//! - [`transmission`]: [`TransmissionDaemon`], a Transmission seeder, or a
+//!   leecher inside a network namespace.
+//! - [`netns`]: [`Netns`], a network namespace of the test's own, for
+//!   Transmission as a leecher (it refuses peers on 127.0.0.0/8).
+//! - [`rivulet`]: [`RivuletCmd`] / [`Rivulet`], `rivulet seed` and
+//!   `rivulet download` runs driven by the test.
+//! - [`raw_peer`]: [`RawPeer`], a hand-driven peer that misbehaves on purpose.
 //!
 //! Use it from a test file with `mod support;`. A missing program fails the
 //! test with the Debian package to install ([`require_program`]); nothing is
@@ -27,6 +33,9 @@
 pub mod aria2;
 pub mod data;
 pub mod libtorrent;
+pub mod netns;
+pub mod raw_peer;
+pub mod rivulet;
 pub mod torrent;
 pub mod tracker;
 pub mod transmission;
@@ -38,6 +47,12 @@ pub use aria2::{Aria2, Aria2Config, Aria2Exit};
 pub use data::{assert_same_tree, compare_trees, multi_file_tree, single_file};
 #[allow(unused_imports)]
 pub use libtorrent::{LtConfig, LtPeer, LtStatus};
+#[allow(unused_imports)]
+pub use netns::Netns;
+#[allow(unused_imports)]
+pub use raw_peer::{RawPeer, RawState};
+#[allow(unused_imports)]
+pub use rivulet::{Rivulet, RivuletCmd, RivuletExit};
 #[allow(unused_imports)]
 pub use torrent::{make_torrent, make_torrent_with, MadeTorrent, TorrentOptions};
 #[allow(unused_imports)]

@@ -14,10 +14,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bencode::{self, Value};
 use super::http::{self, percent_encode};
+use super::netns::Netns;
 use super::{free_port, hex_to_bytes, is_listening, poll_until, require_program, Proc};
 
 const WHITELIST: &str = "whitelist.txt";
@@ -41,9 +43,13 @@ pub struct OpenTracker {
     proc: Proc,
     ip: Ipv4Addr,
     port: u16,
+    /// Where the test sends its HTTP requests: `ip:port`, or a relay to it
+    /// when the tracker runs in a network namespace.
+    control: SocketAddr,
     whitelist: PathBuf,
     // Dropped after `proc` (fields drop in order): the folder outlives it.
     dir: tempfile::TempDir,
+    netns: Option<Arc<Netns>>,
 }
 
 impl OpenTracker {
@@ -51,6 +57,18 @@ impl OpenTracker {
     /// port, retrying with another if something else takes it first.
     /// Returns once it answers HTTP announces.
     pub fn start(ip: Ipv4Addr, port: u16) -> OpenTracker {
+        OpenTracker::start_with(ip, port, None)
+    }
+
+    /// Starts opentracker inside `netns` on `ip:port` (an address of the
+    /// namespace; port 0 picks one). The test reaches it through a relay
+    /// ([`OpenTracker::control_addr`]); peers inside use
+    /// [`OpenTracker::http_announce_url`] as usual.
+    pub fn start_in(netns: &Arc<Netns>, ip: Ipv4Addr, port: u16) -> OpenTracker {
+        OpenTracker::start_with(ip, port, Some(Arc::clone(netns)))
+    }
+
+    fn start_with(ip: Ipv4Addr, port: u16, netns: Option<Arc<Netns>>) -> OpenTracker {
         require_program("opentracker", "opentracker");
         let dir = tempfile::Builder::new()
             .prefix("rivulet-opentracker-")
@@ -66,8 +84,15 @@ impl OpenTracker {
         let attempts = if port == 0 { 5 } else { 1 };
         let mut failures = Vec::new();
         for _ in 0..attempts {
-            let p = if port == 0 { free_port(ip) } else { port };
-            let mut cmd = Command::new("/usr/bin/opentracker");
+            let p = match (port, &netns) {
+                (0, Some(ns)) => ns.next_port(),
+                (0, None) => free_port(ip),
+                _ => port,
+            };
+            let mut cmd = match &netns {
+                Some(ns) => ns.command("/usr/bin/opentracker"),
+                None => Command::new("/usr/bin/opentracker"),
+            };
             cmd.current_dir(dir.path())
                 .arg("-i")
                 .arg(ip.to_string())
@@ -81,12 +106,18 @@ impl OpenTracker {
                 .arg(WHITELIST);
             let mut proc = Proc::spawn(&format!("opentracker@{ip}:{p}"), &mut cmd);
             let addr = SocketAddr::from((ip, p));
+            let control = match &netns {
+                Some(ns) => ns.forward(addr),
+                None => addr,
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             let ready = loop {
                 if proc.try_wait().is_some() {
                     break false;
                 }
-                if is_listening(addr) && answers_as_opentracker(addr) {
+                // Through a relay, a refused connection shows as an HTTP
+                // error: the probe announce alone tells.
+                if (netns.is_some() || is_listening(addr)) && answers_as_opentracker(control) {
                     break true;
                 }
                 if Instant::now() > deadline {
@@ -99,8 +130,10 @@ impl OpenTracker {
                     proc,
                     ip,
                     port: p,
+                    control,
                     whitelist,
                     dir,
+                    netns,
                 };
             }
             proc.kill();
@@ -118,6 +151,12 @@ impl OpenTracker {
     /// Its port (TCP and UDP).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where the test reaches its HTTP side: [`OpenTracker::addr`], or a
+    /// relay on the host's 127.0.0.1 if it runs in a network namespace.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control
     }
 
     /// `http://IP:PORT/announce`.
@@ -155,7 +194,7 @@ impl OpenTracker {
         drop(f);
         self.proc.assert_running();
         self.proc.signal("HUP");
-        let addr = self.addr();
+        let addr = self.control;
         let mut resent = Instant::now();
         poll_until(
             &format!("opentracker to accept {hash} after SIGHUP"),
@@ -184,7 +223,7 @@ impl OpenTracker {
     /// Scrapes `info_hash_hex` over HTTP; `None` if the tracker has no
     /// entry for it (it has one, maybe of zeros, once anyone announced).
     pub fn scrape(&self, info_hash_hex: &str) -> Option<ScrapeCounts> {
-        scrape_http(self.addr(), info_hash_hex).unwrap_or_else(|e| panic!("scrape: {e}"))
+        scrape_http(self.control, info_hash_hex).unwrap_or_else(|e| panic!("scrape: {e}"))
     }
 
     /// Waits until a scrape of `info_hash_hex` shows `seeders` seeders, and

@@ -6,17 +6,23 @@
 //! ([`TransmissionDaemon::peer_addr`]), or find it through a tracker.
 //! It also unchokes a new peer only at its next rechoke, up to about 10 s
 //! after the peer connects.
+//!
+//! As a leecher it runs in a network namespace ([`TransmissionDaemon::start_in`]),
+//! where the seeder and tracker have addresses outside 127.0.0.0/8; its RPC
+//! port is then reached through the namespace's relay.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http;
+use super::netns::Netns;
 use super::{free_port, is_listening, poll_until, require_program, Proc};
 
 /// Transmission's torrent status codes (RPC `status`).
@@ -80,6 +86,11 @@ impl TrTorrent {
         self.status == status::SEED && self.have_valid == self.total_size && self.error == 0
     }
 
+    /// Every byte downloaded and verified (a leecher that is done).
+    pub fn is_complete(&self) -> bool {
+        self.left_until_done == 0 && self.have_valid == self.total_size && self.error == 0
+    }
+
     /// Whether a tracker has answered an announce.
     pub fn announced(&self) -> bool {
         self.tracker_stats
@@ -89,30 +100,52 @@ impl TrTorrent {
 }
 
 /// A running `transmission-daemon` with its own config folder, bound to one
-/// 127.0.0.x address (peers) and 127.0.0.1 (RPC). Killed on drop.
+/// address (peers) and 127.0.0.1 (RPC). Killed on drop.
 pub struct TransmissionDaemon {
     proc: Proc,
     ip: Ipv4Addr,
     peer_port: u16,
     rpc_port: u16,
+    /// Where the test reaches the RPC: 127.0.0.1:rpc_port, or a relay to it
+    /// when the daemon runs in a network namespace.
+    rpc_addr: SocketAddr,
     download_dir: PathBuf,
     session_id: String,
     // Dropped after `proc`.
     conf: tempfile::TempDir,
+    netns: Option<Arc<Netns>>,
 }
 
 impl TransmissionDaemon {
     /// Starts transmission-daemon with peers on `ip` (a free port) and data
     /// in `download_dir`; returns once both its RPC and peer ports answer.
     pub fn start(ip: Ipv4Addr, download_dir: &Path) -> TransmissionDaemon {
+        TransmissionDaemon::start_with(ip, download_dir, None)
+    }
+
+    /// Starts transmission-daemon inside `netns`, with peers on `ip` (an
+    /// address of the namespace) and its RPC on the namespace's 127.0.0.1,
+    /// reached through a relay. There it can leech: its seeders are not on
+    /// 127.0.0.0/8, which it refuses to connect to.
+    pub fn start_in(netns: &Arc<Netns>, ip: Ipv4Addr, download_dir: &Path) -> TransmissionDaemon {
+        TransmissionDaemon::start_with(ip, download_dir, Some(Arc::clone(netns)))
+    }
+
+    fn start_with(
+        ip: Ipv4Addr,
+        download_dir: &Path,
+        netns: Option<Arc<Netns>>,
+    ) -> TransmissionDaemon {
         require_program("transmission-daemon", "transmission-daemon");
         require_program("transmission-remote", "transmission-cli");
         let conf = tempfile::Builder::new()
             .prefix("rivulet-transmission-")
             .tempdir()
             .unwrap();
-        let peer_port = free_port(ip);
-        let rpc_port = free_port(Ipv4Addr::LOCALHOST);
+        let (peer_port, rpc_port) = match &netns {
+            Some(ns) => (ns.next_port(), ns.next_port()),
+            None => (free_port(ip), free_port(Ipv4Addr::LOCALHOST)),
+        };
         let settings = json!({
             "bind-address-ipv4": ip.to_string(),
             "bind-address-ipv6": "::1",
@@ -151,7 +184,10 @@ impl TransmissionDaemon {
             serde_json::to_string_pretty(&settings).unwrap(),
         )
         .unwrap();
-        let mut cmd = Command::new("transmission-daemon");
+        let mut cmd = match &netns {
+            Some(ns) => ns.command("transmission-daemon"),
+            None => Command::new("transmission-daemon"),
+        };
         cmd.arg("-f")
             .arg("-g")
             .arg(conf.path())
@@ -171,12 +207,25 @@ impl TransmissionDaemon {
         let mut proc = Proc::spawn(&format!("transmission-daemon@{ip}:{peer_port}"), &mut cmd);
         let rpc = SocketAddr::from((Ipv4Addr::LOCALHOST, rpc_port));
         let peer = SocketAddr::from((ip, peer_port));
+        let rpc_addr = match &netns {
+            Some(ns) => ns.forward(rpc),
+            None => rpc,
+        };
         poll_until(
             &format!("{} to listen", proc.name()),
             Duration::from_secs(15),
             || {
                 proc.assert_running();
-                if is_listening(rpc) && is_listening(peer) {
+                let up = match &netns {
+                    // Any HTTP answer (409 asks for a session id) through
+                    // the relay means the RPC port is up.
+                    Some(ns) => {
+                        http::get(rpc_addr, "/transmission/rpc").is_ok_and(|r| r.status > 0)
+                            && ns.is_listening(peer)
+                    }
+                    None => is_listening(rpc) && is_listening(peer),
+                };
+                if up {
                     Ok(())
                 } else {
                     Err(proc.output())
@@ -188,9 +237,11 @@ impl TransmissionDaemon {
             ip,
             peer_port,
             rpc_port,
+            rpc_addr,
             download_dir: download_dir.to_path_buf(),
             session_id: String::new(),
             conf,
+            netns,
         }
     }
 
@@ -209,11 +260,17 @@ impl TransmissionDaemon {
         &mut self.proc
     }
 
-    /// Runs `transmission-remote 127.0.0.1:RPCPORT ARGS...` and returns its
-    /// stdout; fails the test if it fails.
+    /// Where the test reaches its RPC (127.0.0.1:RPCPORT, or the relay to it
+    /// when it runs in a network namespace).
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+
+    /// Runs `transmission-remote RPCADDR ARGS...` and returns its stdout;
+    /// fails the test if it fails.
     pub fn remote(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("transmission-remote");
-        cmd.arg(format!("127.0.0.1:{}", self.rpc_port)).args(args);
+        cmd.arg(self.rpc_addr.to_string()).args(args);
         let o = cmd.output().expect("run transmission-remote");
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
         assert!(
@@ -245,7 +302,7 @@ impl TransmissionDaemon {
     /// handshake; returns the answer's `arguments`.
     pub fn rpc(&mut self, method: &str, arguments: Value) -> Value {
         let body = json!({"method": method, "arguments": arguments}).to_string();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.rpc_port));
+        let addr = self.rpc_addr;
         for _ in 0..3 {
             let r = http::request(
                 addr,
@@ -354,6 +411,25 @@ impl TransmissionDaemon {
             timeout,
             TrTorrent::announced,
         )
+    }
+
+    /// Limits its overall download and upload speeds (KB/s, as Transmission
+    /// counts them: 1000 bytes; `None`: no limit).
+    pub fn set_speed_limits(&mut self, down_kbps: Option<u64>, up_kbps: Option<u64>) {
+        self.rpc(
+            "session-set",
+            json!({
+                "speed-limit-down": down_kbps.unwrap_or(0),
+                "speed-limit-down-enabled": down_kbps.is_some(),
+                "speed-limit-up": up_kbps.unwrap_or(0),
+                "speed-limit-up-enabled": up_kbps.is_some(),
+            }),
+        );
+    }
+
+    /// Waits until the torrent has downloaded and verified every byte.
+    pub fn wait_complete(&mut self, info_hash_hex: &str, timeout: Duration) -> TrTorrent {
+        self.wait_until(info_hash_hex, "complete", timeout, TrTorrent::is_complete)
     }
 
     /// Adds `torrent`, whose data is in the download folder, and waits
