@@ -281,3 +281,43 @@ impl Download {
         .map_err(|e| e.to_string())?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_policy_limits() {
+        let min = Duration::from_secs(60);
+        assert!(!SeedPolicy::FOREVER.reached(u64::MAX, 1, Duration::MAX));
+        let ratio = SeedPolicy {
+            seed: true,
+            ratio: Some(1.5),
+            time: None,
+        };
+        assert!(!ratio.reached(149, 100, min));
+        assert!(ratio.reached(150, 100, Duration::ZERO));
+        // A ratio of 0 is met at once; an empty torrent does not divide by 0.
+        let zero = SeedPolicy {
+            ratio: Some(0.0),
+            ..ratio
+        };
+        assert!(zero.reached(0, 0, Duration::ZERO));
+        let time = SeedPolicy {
+            seed: true,
+            ratio: None,
+            time: Some(min),
+        };
+        assert!(!time.reached(u64::MAX, 1, min - Duration::from_millis(1)));
+        assert!(time.reached(0, 1, min));
+        // Either limit ends seeding.
+        let both = SeedPolicy {
+            seed: true,
+            ratio: Some(2.0),
+            time: Some(min),
+        };
+        assert!(both.reached(200, 100, Duration::ZERO));
+        assert!(both.reached(0, 100, min));
+        assert!(!both.reached(199, 100, Duration::from_secs(59)));
+    }
+}
