@@ -266,11 +266,11 @@ fn spawn_display(
             up_rate = 0.7 * up_rate + 0.3 * u;
             last = (now, down, up);
             let done = stats.verified_bytes.load(Ordering::Relaxed);
-            let peers = format!(
-                "peers {}/{}",
-                stats.peers_connected.load(Ordering::Relaxed),
-                stats.peers_known.load(Ordering::Relaxed)
-            );
+            // Connected of known; peers that connected to us count as known.
+            let connected = stats.peers_connected.load(Ordering::Relaxed);
+            let known = stats.peers_known.load(Ordering::Relaxed)
+                + stats.peers_incoming.load(Ordering::Relaxed);
+            let peers = format!("peers {connected}/{}", known.max(connected));
             let serving = stats.peers_serving.load(Ordering::Relaxed);
             let ratio = up as f64 / total.max(1) as f64;
             b.set_position(done);
