@@ -6,7 +6,7 @@
 //! that a `select!` branch drains as the socket accepts them, so reading goes
 //! on while a slow peer takes its data (two peers sending to each other at
 //! full speed cannot deadlock), and serving stops adding blocks while the
-//! buffer is above [`OUT_HIGH_WATER`]. Blocks to serve come from the torrent's
+//! buffer is above 1 MiB. Blocks to serve come from the torrent's
 //! read cache, or from one positioned read of their 256 KiB chunk on the
 //! blocking pool (one read in flight per connection).
 
