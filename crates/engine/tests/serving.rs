@@ -1245,3 +1245,120 @@ async fn listener_on_every_address_serves_ipv4_and_ipv6() {
     drop(all);
     node.stop().await;
 }
+
+/// A message of any kind with fields anywhere near (and beyond) the valid
+/// ranges of a torrent of `pieces` pieces.
+fn random_message(rng: &mut rand::rngs::StdRng, pieces: u32) -> Message {
+    use rand::Rng;
+    let piece = match rng.gen_range(0..10) {
+        0 => u32::MAX,
+        1 => pieces + rng.gen_range(0..3),
+        _ => rng.gen_range(0..pieces),
+    };
+    let offset = match rng.gen_range(0..6) {
+        0 => rng.gen(),
+        1 => rng.gen_range(0..4 * CHUNK_LEN),
+        _ => rng.gen_range(0..16u32) * BLOCK,
+    };
+    let length = *[0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 1 << 20, u32::MAX]
+        .get(rng.gen_range(0..7))
+        .unwrap();
+    let r = BlockRequest {
+        piece,
+        offset,
+        length,
+    };
+    fn bytes(rng: &mut rand::rngs::StdRng, max: usize) -> bytes::Bytes {
+        let len = rng.gen_range(0..max);
+        (0..len)
+            .map(|_| rng.gen::<u8>())
+            .collect::<Vec<u8>>()
+            .into()
+    }
+    match rng.gen_range(0..19) {
+        0 => Message::KeepAlive,
+        1 => Message::Choke,
+        2 => Message::Unchoke,
+        3 => Message::Interested,
+        4 => Message::NotInterested,
+        5 => Message::Have { piece },
+        6 => Message::Bitfield(bytes(rng, 2 * pieces as usize / 8 + 2)),
+        7 | 8 | 9 => Message::Request(r),
+        10 => Message::Piece {
+            piece,
+            offset,
+            data: bytes(rng, 2 * BLOCK as usize),
+        },
+        11 => Message::Cancel(r),
+        12 => Message::Port(0),
+        13 => Message::HaveAll,
+        14 => Message::HaveNone,
+        15 => Message::SuggestPiece { piece },
+        16 => Message::RejectRequest(r),
+        17 => Message::AllowedFast { piece },
+        _ => Message::Extended {
+            id: rng.gen_range(0..4),
+            payload: bytes(rng, 300),
+        },
+    }
+}
+
+/// Peers that send random well-framed messages (every kind, fields in and
+/// out of range), or random bytes after a good handshake, never bring the
+/// seeder down: each is served, ignored or disconnected, and afterwards the
+/// seeder still has its data and serves an honest leecher every block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_peers_never_bring_the_seeder_down() {
+    use rand::{Rng, SeedableRng};
+    // A panic in a peer task would only end that task: count the panics on
+    // tokio's threads ("tokio-rt-worker", "tokio-runtime-worker" in older
+    // versions). Checked by injecting one into the peer loop.
+    static TASK_PANICS: AtomicUsize = AtomicUsize::new(0);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("tokio-r"))
+        {
+            TASK_PANICS.fetch_add(1, Ordering::SeqCst);
+        }
+        default_hook(info);
+    }));
+    let fx = big(41);
+    let seeder = Node::seeder(&fx, |_| {}).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let pieces = fx.num_pieces() as u32;
+    for round in 0..80 {
+        let l = Leecher::connect(&seeder, modern(), &fx).await;
+        let (mut writer, reader) = l.split();
+        let garbage = if round % 5 == 4 {
+            let n = rng.gen_range(1..5000);
+            (0..n).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>()
+        } else {
+            let msgs: Vec<Message> = (0..rng.gen_range(1..300))
+                .map(|_| random_message(&mut rng, pieces))
+                .collect();
+            encode(msgs).to_vec()
+        };
+        // Errors ignored: rivulet may hang up before reading it all.
+        let _ = writer.write_all(&garbage).await;
+        // Our end of the stream: rivulet hangs up once it has read it all.
+        let _ = writer.shutdown().await;
+        within(PROMPT, "rivulet hangs up on a finished peer", reader)
+            .await
+            .unwrap();
+        assert_eq!(seeder.outcome(), Outcome::Complete, "after round {round}");
+    }
+    let mut honest = Leecher::connect(&seeder, modern(), &fx).await;
+    honest.unchoked().await;
+    let blocks = fx.all_blocks();
+    let bytes = within(
+        DOWNLOAD,
+        "an honest leecher",
+        honest.fetch(&fx, &blocks, 64),
+    )
+    .await;
+    assert_eq!(bytes, fx.metainfo.info.total_length());
+    assert_eq!(seeder.stop().await, Outcome::Complete);
+    assert_eq!(TASK_PANICS.load(Ordering::SeqCst), 0, "tasks panicked");
+}
