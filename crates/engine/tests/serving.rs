@@ -1283,7 +1283,7 @@ fn random_message(rng: &mut rand::rngs::StdRng, pieces: u32) -> Message {
         4 => Message::NotInterested,
         5 => Message::Have { piece },
         6 => Message::Bitfield(bytes(rng, 2 * pieces as usize / 8 + 2)),
-        7 | 8 | 9 => Message::Request(r),
+        7..=9 => Message::Request(r),
         10 => Message::Piece {
             piece,
             offset,
