@@ -158,7 +158,12 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     check_bar.finish_and_clear();
     let pieces = metainfo.info.num_pieces();
     if !args.quiet {
-        if mode == Mode::Seed && report.have < pieces {
+        if mode == Mode::Seed && report.have == pieces {
+            eprintln!(
+                "data complete: {pieces} pieces ({} vouched for by resume data, {} hashed)",
+                report.trusted, report.checked
+            );
+        } else if mode == Mode::Seed && report.have < pieces {
             eprintln!(
                 "data incomplete: {} of {pieces} pieces present in {}; fetching the rest, then seeding",
                 report.have,
