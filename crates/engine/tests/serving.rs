@@ -28,7 +28,7 @@ use bytes::BytesMut;
 use rivulet_core::{InfoHash, PeerId};
 use rivulet_engine::cache::CHUNK_LEN;
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
-use rivulet_engine::listener::Listener;
+use rivulet_engine::listener::{Listener, MAX_PENDING_HANDSHAKES};
 use rivulet_engine::peer::SERVE_QUEUE;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 use rivulet_wire::{
@@ -1361,4 +1361,77 @@ async fn random_peers_never_bring_the_seeder_down() {
     assert_eq!(bytes, fx.metainfo.info.total_length());
     assert_eq!(seeder.stop().await, Outcome::Complete);
     assert_eq!(TASK_PANICS.load(Ordering::SeqCst), 0, "tasks panicked");
+}
+
+/// At most `MAX_PENDING_HANDSHAKES` connections may be waiting to send their
+/// handshake: one more is closed at once (long before the handshake
+/// timeout), and the slot is free again when a silent one leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_bounds_pending_handshakes() {
+    let fx = Fixture::single(51);
+    let node = Node::seeder(&fx, |_| {}).await;
+    let ip = next_ip();
+    let mut silent = Vec::new();
+    for _ in 0..MAX_PENDING_HANDSHAKES {
+        silent.push(tcp_from(ip, node.addr).await);
+    }
+    // Accepted in order: the listener took the first ones before this one.
+    let mut extra = tcp_from(ip, node.addr).await;
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+        .await
+        .expect("the connection over the bound is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(silent);
+    within(PROMPT, "a handshake once the silent peers left", async {
+        loop {
+            let peer_ip = next_ip();
+            if Leecher::connect_as(
+                &node,
+                peer_ip,
+                fresh_peer_id(peer_ip),
+                modern(),
+                fx.info_hash(),
+            )
+            .await
+            .is_some()
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    node.stop().await;
+}
+
+/// A torrent takes at most `max_peers` connections: one more gets rivulet's
+/// handshake and is then closed without a session; once a peer leaves, a
+/// newcomer is taken on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_connections_are_bounded_by_max_peers() {
+    let fx = Fixture::single(52);
+    let node = Node::seeder(&fx, |c| c.max_peers = 2).await;
+    let is_have_all = |m: &Message| *m == Message::HaveAll;
+    let mut a = Leecher::connect(&node, modern(), &fx).await;
+    a.expect("a session for the first peer", is_have_all).await;
+    let mut b = Leecher::connect(&node, modern(), &fx).await;
+    b.expect("a session for the second peer", is_have_all).await;
+    let mut c = Leecher::connect(&node, modern(), &fx).await;
+    let got = c.closed("the third peer is closed").await;
+    assert!(!got.iter().any(is_have_all), "{:?}", tail(&got));
+    assert_eq!(count(&node.shared.stats.peers_connected), 2);
+    drop(a);
+    within(PROMPT, "a session once a peer left", async {
+        loop {
+            let mut d = Leecher::connect(&node, modern(), &fx).await;
+            while let Some(m) = d.recv().await {
+                if is_have_all(&m) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    drop(b);
+    node.stop().await;
 }
