@@ -1435,3 +1435,38 @@ async fn incoming_connections_are_bounded_by_max_peers() {
     drop(b);
     node.stop().await;
 }
+
+/// The rechoke (every 10 s) runs on its own: with one regular upload slot,
+/// the first interested leecher takes it at once, and the second is
+/// unchoked by the rechoke as the optimistic unchoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
+    let fx = Fixture::single(53);
+    let node = Node::seeder(&fx, |c| c.upload_slots = 1).await;
+    let mut first = Leecher::connect(&node, modern(), &fx).await;
+    first.unchoked().await;
+    let mut second = Leecher::connect(&node, modern(), &fx).await;
+    second.send(Message::Interested).await;
+    let started = Instant::now();
+    // Longer than `expect`'s own limit: the first rechoke is up to 10 s away.
+    let unchoked = tokio::time::timeout(rivulet_engine::choker::RECHOKE_INTERVAL + PROMPT, async {
+        while let Some(m) = second.recv().await {
+            if m == Message::Unchoke {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        unchoked,
+        Ok(true),
+        "the second leecher is unchoked at the first rechoke; got {:?}",
+        tail(&second.got)
+    );
+    eprintln!("second leecher unchoked after {:?}", started.elapsed());
+    assert_eq!(count(&node.shared.stats.peers_serving), 2);
+    // The first one kept its slot (nothing else wanted it).
+    assert!(!first.got.iter().any(|m| *m == Message::Choke));
+    node.stop().await;
+}
