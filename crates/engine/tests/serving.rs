@@ -1467,6 +1467,6 @@ async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     eprintln!("second leecher unchoked after {:?}", started.elapsed());
     assert_eq!(count(&node.shared.stats.peers_serving), 2);
     // The first one kept its slot (nothing else wanted it).
-    assert!(!first.got.iter().any(|m| *m == Message::Choke));
+    assert!(!first.got.contains(&Message::Choke));
     node.stop().await;
 }
