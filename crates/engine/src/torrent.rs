@@ -70,7 +70,7 @@ impl Default for TorrentConfig {
             listen_port: 6881,
             bind: None,
             upload_slots: crate::choker::DEFAULT_SLOTS,
-            read_cache_bytes: 16 * 1024 * 1024,
+            read_cache_bytes: 8 * 1024 * 1024,
         }
     }
 }
