@@ -11,6 +11,7 @@ use rivulet_core::piece_io::{check_selected_pieces, PieceCheck};
 use rivulet_core::Metainfo;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::announce::{Announcer, STOP_TIMEOUT};
 
@@ -189,7 +190,9 @@ impl Download {
         let Some(peers_rx) = self.peers_rx.take() else {
             return Outcome::Failed("download already ran".into());
         };
-        let driver = tokio::spawn(torrent::run(Arc::clone(&self.shared), peers_rx));
+        let span = self.shared.span.clone();
+        let driver =
+            tokio::spawn(torrent::run(Arc::clone(&self.shared), peers_rx).instrument(span.clone()));
         let (stop_announcing, announcing_stopped) = watch::channel(false);
         let announcer = if self.tiers.is_empty() {
             None
@@ -199,7 +202,10 @@ impl Download {
                 self.shared.config.listen_port,
                 self.peers.clone(),
             ) {
-                Ok(a) => Some(tokio::spawn(a.run(self.tiers.clone(), announcing_stopped))),
+                Ok(a) => Some(tokio::spawn(
+                    a.run(self.tiers.clone(), announcing_stopped)
+                        .instrument(span),
+                )),
                 Err(e) => return Outcome::Failed(e),
             }
         };

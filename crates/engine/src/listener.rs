@@ -21,6 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::torrent::Shared;
 
@@ -272,5 +273,8 @@ async fn incoming(
         return;
     }
     drop(permit);
-    crate::peer::accept_and_run(shared, stream, addr, rbuf).await;
+    let span = tracing::debug_span!(parent: &shared.span, "peer", %addr, incoming = true);
+    crate::peer::accept_and_run(shared, stream, addr, rbuf)
+        .instrument(span)
+        .await;
 }

@@ -25,6 +25,7 @@ use rivulet_wire::Bitfield;
 use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::cache::ReadCache;
 use crate::choker::{self, Choker};
@@ -220,6 +221,8 @@ pub struct Shared {
     /// Set when the torrent is shutting down: the connector and the listener
     /// stop taking peers.
     shutdown: watch::Sender<bool>,
+    /// The tracing span of the torrent's tasks (peers are spans inside it).
+    pub span: tracing::Span,
 }
 
 impl std::fmt::Debug for Shared {
@@ -241,6 +244,8 @@ impl Shared {
         have: &[bool],
     ) -> Arc<Self> {
         let mut rng = StdRng::from_entropy();
+        let span =
+            tracing::info_span!("torrent", name = %info.name, hash = %&info_hash.to_hex()[..8]);
         let piece_length = u32::try_from(info.piece_length).unwrap_or(u32::MAX);
         let mut picker = PiecePicker::new(
             piece_length,
@@ -296,6 +301,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             shutdown: watch::channel(false).0,
+            span,
         })
     }
 
@@ -778,10 +784,14 @@ pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<Soc
             connected += 1;
             tracing::debug!(%addr, "connecting");
             let (shared, exit_tx, addr) = (Arc::clone(&shared), exit_tx.clone(), *addr);
-            tokio::spawn(async move {
-                let useful = crate::peer::connect_and_run(shared, addr).await;
-                let _ = exit_tx.send((addr, useful));
-            });
+            let span = tracing::debug_span!(parent: &shared.span, "peer", %addr);
+            tokio::spawn(
+                async move {
+                    let useful = crate::peer::connect_and_run(shared, addr).await;
+                    let _ = exit_tx.send((addr, useful));
+                }
+                .instrument(span),
+            );
         }
         shared
             .stats
