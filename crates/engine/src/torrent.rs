@@ -741,6 +741,10 @@ impl Shared {
     }
 }
 
+/// Failed or useless sessions in a row (about an hour of backoff) after
+/// which the connector forgets a peer.
+const FORGET_AFTER_FAILURES: u32 = 16;
+
 /// Peers we know of and when to try them again.
 #[derive(Debug, Default)]
 struct Candidate {
@@ -809,6 +813,13 @@ pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<Soc
                     c.failures = if useful { 0 } else { c.failures + 1 };
                     let delay = Duration::from_secs(2u64.saturating_pow(c.failures.min(8)).min(300));
                     c.next_attempt = Some(Instant::now() + delay);
+                    if c.failures >= FORGET_AFTER_FAILURES {
+                        // Gone, or nothing to trade for a long while: forget
+                        // it, so that a long session does not keep every
+                        // address trackers ever named. A tracker that names
+                        // it again brings it back.
+                        known.remove(&addr);
+                    }
                 }
             }
             addr = new_peers.recv(), if peers_open => match addr {
