@@ -34,17 +34,19 @@ fn rivulet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rivulet"))
 }
 
-/// Runs `rivulet download TORRENT -o DIR --port <free> ARGS...` to the end.
+/// Runs `rivulet download TORRENT -o DIR --bind <its own 127.0.0.x> ARGS...`
+/// to the end (on any free port unless ARGS has `--port`).
 fn download(torrent: &Path, dir: &Path, args: &[String]) -> Output {
-    let out = rivulet()
-        .arg("download")
+    let mut cmd = rivulet();
+    cmd.arg("download")
         .arg(torrent)
         .arg("-o")
         .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .arg(format!("--bind={}", next_loopback()));
+    if !args.iter().any(|a| a.starts_with("--port")) {
+        cmd.arg("--port=0");
+    }
+    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
     eprintln!(
         "rivulet download: {}\n{}",
         out.status,
@@ -274,7 +276,15 @@ fn fake_session(
     hs.extend_from_slice(b"BitTorrent protocol");
     hs.extend_from_slice(&[0; 8]);
     hs.extend_from_slice(&info_hash);
-    hs.extend_from_slice(b"-XX0001-fakepeer0000");
+    // One peer id per fake peer (its listening address): rivulet refuses a
+    // second connection with a peer id it is already connected to.
+    let me = s.local_addr()?;
+    let octet = match me.ip() {
+        std::net::IpAddr::V4(v4) => v4.octets()[3],
+        std::net::IpAddr::V6(_) => 0,
+    };
+    let id = format!("-XX0001-{octet:03}{:05}0000", me.port());
+    hs.extend_from_slice(&id.as_bytes()[..20]);
     s.write_all(&hs)?;
     // Bitfield with every piece, spare bits zero; then unchoke.
     let mut bits = vec![0u8; num_pieces.div_ceil(8)];
@@ -410,6 +420,8 @@ fn kill_9_halfway_then_resume() {
         .arg("-o")
         .arg(&out_dir)
         .arg(format!("--peer={}", seeder.addr()))
+        .arg(format!("--bind={}", next_loopback()))
+        .arg("--port=0")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -72,7 +72,7 @@ fn seeder(torrent: &Path, seed_dir: &Path) -> LtPeer {
     s
 }
 
-/// `rivulet download TORRENT -o DIR --port PORT`, to the end; returns its
+/// `rivulet download TORRENT -o DIR --port PORT` from its own 127.0.0.x, to the end; returns its
 /// output and how long it took.
 fn download(torrent: &Path, dir: &Path, port: u16) -> (Output, Duration) {
     let started = Instant::now();
@@ -82,6 +82,7 @@ fn download(torrent: &Path, dir: &Path, port: u16) -> (Output, Duration) {
         .arg("-o")
         .arg(dir)
         .arg(format!("--port={port}"))
+        .arg(format!("--bind={}", next_loopback()))
         .arg("--quiet"));
     (out, started.elapsed())
 }
