@@ -521,11 +521,7 @@ impl Connection {
                 "request for a block outside its piece",
             ));
         }
-        let b = Block {
-            piece: r.piece,
-            begin: r.offset,
-            len: r.length,
-        };
+        let b = block(r);
         let have = self.shared.lock().have.get(r.piece as usize);
         let allowed = !self.am_choking || self.allowed_fast.contains(&r.piece);
         if !have || !allowed || self.to_serve.len() >= SERVE_QUEUE {
@@ -547,11 +543,7 @@ impl Connection {
     }
 
     fn on_cancel(&mut self, r: BlockRequest) {
-        let b = Block {
-            piece: r.piece,
-            begin: r.offset,
-            len: r.length,
-        };
+        let b = block(r);
         if let Some(i) = self.to_serve.iter().position(|x| *x == b) {
             self.to_serve.remove(i);
             // BEP 6: with the fast extension every request gets an answer,
@@ -865,11 +857,7 @@ impl Connection {
                 data,
             } => self.on_block(piece, offset, &data)?,
             Message::RejectRequest(r) => {
-                let b = Block {
-                    piece: r.piece,
-                    begin: r.offset,
-                    len: r.length,
-                };
+                let b = block(r);
                 if let Some(i) = self.outstanding.iter().position(|x| *x == b) {
                     self.outstanding.remove(i);
                     self.avoid_block(b, Instant::now() + REJECT_AVOID);
@@ -1067,6 +1055,14 @@ impl Connection {
             Message::Request(request(b)).encode(&mut self.out);
             self.outstanding.push_back(b);
         }
+    }
+}
+
+fn block(r: BlockRequest) -> Block {
+    Block {
+        piece: r.piece,
+        begin: r.offset,
+        len: r.length,
     }
 }
 
