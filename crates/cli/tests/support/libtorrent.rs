@@ -1,11 +1,11 @@
 //! A libtorrent 2.0 peer: `tests/interop/lt_peer.py peer` run by
 //! `/usr/bin/python3`, driven with JSON lines over its stdin and stdout.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, ChildStdin, Command};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::netns::Netns;
-use super::{collect, interop_dir, poll_until, require_libtorrent, PYTHON};
+use super::{interop_dir, poll_until, require_libtorrent, spawn_line_child, LineChild, PYTHON};
 
 /// How long a command may take to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -217,26 +217,13 @@ impl LtPeer {
         };
         cmd.arg(interop_dir().join("lt_peer.py"))
             .arg("peer")
-            .arg(config.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", super::command_line(&cmd)));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+            .arg(config.to_string());
+        let LineChild {
+            child,
+            stdin,
+            lines,
+            stderr,
+        } = spawn_line_child(&mut cmd);
         let mut peer = LtPeer {
             name: format!("libtorrent@{}", cfg.ip),
             addr: SocketAddr::from((cfg.ip, cfg.port)),

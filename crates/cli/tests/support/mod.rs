@@ -303,6 +303,52 @@ pub fn command_line(cmd: &Command) -> String {
 // ---------------------------------------------------------------------------
 // Addresses, ports, waiting
 
+/// A child process spoken to in lines: its stdin, its stdout lines (read by a
+/// thread into a channel) and its stderr (collected).
+pub struct LineChild {
+    /// The process.
+    pub child: Child,
+    /// Its stdin (taken to close it).
+    pub stdin: Option<std::process::ChildStdin>,
+    /// Its stdout, a line at a time.
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// All it wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Starts `cmd` with piped stdin, stdout and stderr as a [`LineChild`]; fails
+/// the test if it cannot start.
+pub fn spawn_line_child(cmd: &mut Command) -> LineChild {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", command_line(cmd)));
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    collect(
+        child.stderr.take().expect("stderr is piped"),
+        Arc::clone(&stderr),
+    );
+    let (tx, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    LineChild {
+        child,
+        stdin,
+        lines,
+        stderr,
+    }
+}
+
 /// `127.0.0.n`.
 pub fn loopback(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, n)

@@ -21,19 +21,19 @@
 //! Needs root and `ip` (iproute2).
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{collect, interop_dir, require_program, PYTHON};
+use super::{interop_dir, require_program, spawn_line_child, LineChild, PYTHON};
 
 /// How many addresses (`10.77.0.1` up) a namespace has.
 pub const HOSTS: u8 = 40;
@@ -233,27 +233,13 @@ impl Drop for NameGuard {
 impl Agent {
     fn start(name: &str) -> Agent {
         let mut cmd = Command::new(PYTHON);
-        cmd.arg(interop_dir().join("netns_agent.py"))
-            .arg(name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", super::command_line(&cmd)));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        cmd.arg(interop_dir().join("netns_agent.py")).arg(name);
+        let LineChild {
+            child,
+            stdin,
+            lines,
+            stderr,
+        } = spawn_line_child(&mut cmd);
         let mut agent = Agent {
             child,
             stdin,
