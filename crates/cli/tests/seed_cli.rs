@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::data::first_difference;
 use support::rivulet::rivulet_bin;
-use support::{assert_same_tree, next_loopback, single_file, RivuletCmd};
+use support::{assert_same_tree, next_loopback, poll_until, single_file, RivuletCmd};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -174,4 +175,71 @@ fn seed_with_every_port_taken_fails_clearly() {
         "{err}"
     );
     assert!(!seed_dir.join(".rivulet").exists(), "nothing written");
+}
+
+/// `rivulet seed` on damaged data says what is missing, fetches it from a
+/// peer, and then serves the whole torrent to a downloader that knows only
+/// it.
+#[test]
+fn seed_with_damaged_data_repairs_it_then_serves_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good_dir = tmp.path().join("good");
+    let size = 2 * 1024 * 1024 + 5;
+    let data = single_file(&good_dir, "file.bin", size, 10);
+    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let pieces = size.div_ceil(65536);
+
+    // A copy with three pieces damaged (one byte each) and the tail cut off.
+    let damaged_dir = tmp.path().join("damaged");
+    std::fs::create_dir_all(&damaged_dir).unwrap();
+    let mut bytes = std::fs::read(&data).unwrap();
+    for piece in [0usize, 7, 20] {
+        bytes[piece * 65536 + 100] ^= 0xff;
+    }
+    bytes.truncate(bytes.len() - 70_000);
+    let copy = damaged_dir.join("file.bin");
+    std::fs::write(&copy, &bytes).unwrap();
+    // Pieces 0, 7 and 20, plus the three the cut touches (30 in part; 31,
+    // and the 5-byte piece 32).
+    let present = pieces - 6;
+
+    let mut good = RivuletCmd::seed(&torrent, &good_dir)
+        .bind(next_loopback())
+        .port(0)
+        .spawn();
+    let good_addr = *good.wait_listening_lines(MINUTE).first().unwrap();
+    let mut repaired = RivuletCmd::seed(&torrent, &damaged_dir)
+        .bind(next_loopback())
+        .port(0)
+        .peer(good_addr)
+        .spawn();
+    let repaired_addr = *repaired.wait_listening_lines(MINUTE).first().unwrap();
+    assert!(
+        repaired.printed(&format!(
+            "data incomplete: {present} of {pieces} pieces present"
+        )),
+        "{}",
+        repaired.output()
+    );
+    poll_until(
+        "the damaged copy to be repaired",
+        MINUTE,
+        || match first_difference(&data, &copy) {
+            None => Ok(()),
+            Some(at) => Err(format!("first difference at byte {at}")),
+        },
+    );
+    // The repaired seeder alone serves a newcomer.
+    good.stop(MINUTE).assert_success();
+    let fresh_dir = tmp.path().join("fresh");
+    RivuletCmd::download(&torrent, &fresh_dir)
+        .bind(next_loopback())
+        .port(0)
+        .peer(repaired_addr)
+        .run(MINUTE)
+        .assert_success();
+    assert_same_tree(&data, &fresh_dir.join("file.bin"));
+    let served = repaired.stop(MINUTE);
+    served.assert_success();
+    assert!(served.uploaded() >= size * 99 / 100, "{}", served.output);
 }
