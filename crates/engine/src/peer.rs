@@ -389,7 +389,7 @@ impl Connection {
                     Some(PeerCommand::Have(piece)) => {
                         Message::Have { piece }.encode(&mut self.out);
                         self.update_interest_after_have();
-                        if self.seed && self.we_are_complete() {
+                        if self.seed && self.shared.is_complete() {
                             // Two seeds have nothing to say to each other.
                             return Ok(());
                         }
@@ -436,10 +436,6 @@ impl Connection {
                 tracing::debug!(addr = %self.addr, incoming = self.incoming, up, down, error = %e, "peer dropped")
             }
         }
-    }
-
-    fn we_are_complete(&self) -> bool {
-        self.shared.lock().picker.is_complete()
     }
 
     fn on_tick(&mut self, last_sent: &mut Instant) -> Result<(), PeerError> {
