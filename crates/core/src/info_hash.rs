@@ -1,4 +1,5 @@
-//! The v1 info-hash: SHA-1 of the bencoded `info` dictionary's original bytes.
+//! Info-hashes: v1 (SHA-1) and v2 (SHA-256, BEP 52) of the bencoded `info`
+//! dictionary's original bytes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,6 +83,35 @@ impl fmt::Debug for InfoHash {
     }
 }
 
+/// A 32-byte BitTorrent v2 info-hash (BEP 52): SHA-256 of the info dictionary.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InfoHashV2(pub [u8; 32]);
+
+impl InfoHashV2 {
+    /// The SHA-256 of `info_bytes`, the info dictionary exactly as it appeared.
+    pub fn from_info_bytes(info_bytes: &[u8]) -> Self {
+        use sha2::Sha256;
+        InfoHashV2(Sha256::digest(info_bytes).into())
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoHashV2({})", self.to_hex())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +131,15 @@ mod tests {
         assert_eq!(
             InfoHash::from_info_bytes(b"abc").to_hex(),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+    }
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        // SHA-256("abc") from FIPS 180-2.
+        assert_eq!(
+            InfoHashV2::from_info_bytes(b"abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 

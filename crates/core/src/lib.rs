@@ -20,8 +20,9 @@ pub mod magnet;
 pub mod metainfo;
 pub mod peer_id;
 pub mod piece_io;
+pub mod sanitize;
 
-pub use info_hash::InfoHash;
+pub use info_hash::{InfoHash, InfoHashV2};
 pub use layout::{FileLayout, FileSpan};
 pub use magnet::Magnet;
 pub use metainfo::{FileEntry, Info, Metainfo, MetainfoError};

@@ -1,20 +1,29 @@
-//! v1 metainfo (.torrent files, BEP 3), with the fields of BEP 5 (`nodes`),
-//! BEP 12 (`announce-list`), BEP 19 (`url-list`), BEP 27 (`private`) and BEP 47
-//! (padding files), and the v1 part of hybrid v1+v2 torrents (BEP 52).
+//! .torrent files: v1 (BEP 3), hybrid v1+v2 and v2-only (BEP 52), with the
+//! fields of BEP 5 (`nodes`), BEP 12 (`announce-list`), BEP 19 (`url-list`),
+//! BEP 27 (`private`) and BEP 47 (padding files, symlinks, attributes).
 //!
-//! Everything in a .torrent is untrusted: every field is checked, and file paths
-//! are refused if they could escape the download folder.
+//! Everything in a .torrent is untrusted. What libtorrent 2.0 loads, we load
+//! the same way: odd names and paths are made safe ([`crate::sanitize`]) rather
+//! than refused, so nothing can land outside the download folder, and the
+//! info-hash (over the original bytes) never changes. What libtorrent refuses
+//! as broken, we refuse with a message that says why: a hybrid torrent whose v1
+//! and v2 file lists disagree could show different content to v1 and v2 peers.
 
 use std::collections::HashSet;
 
 use rivulet_bencode::{self as bencode, Value};
 
 use crate::layout::FileLayout;
-use crate::InfoHash;
+use crate::sanitize;
+use crate::{InfoHash, InfoHashV2};
 
-/// Largest piece length accepted. Pieces are hashed in memory, so an absurd
-/// piece length would let a .torrent make us allocate without bound.
-pub const MAX_PIECE_LENGTH: u64 = 256 * 1024 * 1024;
+/// Largest piece length accepted: libtorrent's limit (`INT_MAX / 2`, just
+/// under 1 GiB). Whether a piece that large can be downloaded is the
+/// engine's business; parsing and `info` must not refuse such torrents.
+pub const MAX_PIECE_LENGTH: u64 = (i32::MAX / 2) as u64;
+
+/// Deepest folder nesting of a v2 `file tree` (libtorrent's limit).
+const MAX_TREE_DEPTH: usize = 100;
 
 /// Why a .torrent was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,8 +47,9 @@ pub enum MetainfoError {
     /// A length or piece length below zero.
     #[error("`{0}` is negative")]
     Negative(String),
-    /// A piece length of 0 or beyond [`MAX_PIECE_LENGTH`].
-    #[error("piece length {0} is out of range (1 byte to 256 MiB)")]
+    /// A piece length of 0 or beyond [`MAX_PIECE_LENGTH`], or (v2) not a power
+    /// of two of at least 16 KiB.
+    #[error("piece length {0} is out of range (1 byte to 1 GiB; for v2 a power of two of at least 16 KiB)")]
     BadPieceLength(i64),
     /// `pieces` is not a whole number of 20-byte hashes.
     #[error("`pieces` is {0} bytes, not a multiple of 20")]
@@ -65,16 +75,29 @@ pub enum MetainfoError {
     /// File lengths overflow 64 bits.
     #[error("file lengths add up to more than 2^64 bytes")]
     TooLarge,
-    /// A name or path component that could escape the download folder or is not
-    /// a usable file name.
-    #[error("unsafe path in torrent: {0}")]
+    /// A file entry with no usable path: an empty `path` list, or a
+    /// single-file torrent whose `name` is empty.
+    #[error("unusable path in torrent: {0}")]
     UnsafePath(String),
-    /// Two files with the same path, or a file whose path is another's folder.
-    #[error("file path `{0}` is used twice")]
-    DuplicatePath(String),
-    /// A v2-only torrent (BEP 52) without the v1 keys.
-    #[error("v2-only torrents are not supported (no `pieces` in the info dictionary)")]
+    /// A v2-only torrent (BEP 52): readable by `info`, not downloadable yet.
+    #[error("v2-only torrents (BEP 52) cannot be downloaded yet: this torrent has no v1 `pieces`")]
     V2Only,
+    /// `meta version` is above 2.
+    #[error("unknown `meta version` {0} (1 and 2 are known)")]
+    UnknownVersion(i64),
+    /// `meta version` 2 without a `file tree`.
+    #[error("`meta version` is 2 but the info dictionary has no `file tree`")]
+    MissingFileTree,
+    /// A `file tree` (v2 key) without `meta version` 2.
+    #[error("the info dictionary has a v2 `file tree` but no `meta version` 2")]
+    FileTreeWithoutVersion,
+    /// A malformed v2 `file tree`.
+    #[error("bad v2 file tree: {0}")]
+    BadFileTree(String),
+    /// A hybrid torrent whose v1 file list and v2 file tree describe different
+    /// files: v1 and v2 peers would see different content under one torrent.
+    #[error("hybrid torrent's v1 and v2 file lists disagree: {0}")]
+    InconsistentHybrid(String),
 }
 
 // Written by hand rather than with `#[from]`, which would also make the bencode
@@ -83,6 +106,18 @@ impl From<bencode::Error> for MetainfoError {
     fn from(e: bencode::Error) -> Self {
         MetainfoError::Bencode(e)
     }
+}
+
+/// A BEP 47 symbolic link entry: it holds no data; on disk it is a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symlink {
+    /// Where it points, as components relative to the download folder (like
+    /// [`FileEntry::path`]), when that is a file or folder of this torrent.
+    /// `None` when the target would leave the torrent or names nothing in
+    /// it: such a link is not created.
+    pub target: Option<Vec<String>>,
+    /// The target as the torrent spells it, joined with `/`, for messages.
+    pub given: String,
 }
 
 /// A file of the torrent.
@@ -100,6 +135,12 @@ pub struct FileEntry {
     pub executable: bool,
     /// BEP 47 hidden bit (`attr` contains `h`).
     pub hidden: bool,
+    /// A BEP 47 symbolic link (`attr` contains `l`); its length is 0.
+    pub symlink: Option<Symlink>,
+    /// The path as the torrent spells it (components joined with `/`, bytes
+    /// that are not UTF-8 replaced) when [`FileEntry::path`] differs from
+    /// it: sanitized or renamed as a duplicate.
+    pub torrent_path: Option<String>,
 }
 
 impl FileEntry {
@@ -111,6 +152,12 @@ impl FileEntry {
     /// The path relative to the download folder, as a platform path.
     pub fn relative_path(&self) -> std::path::PathBuf {
         self.path.iter().collect()
+    }
+
+    /// Whether this entry is a regular file on disk (not padding, not a
+    /// symlink): the only kind storage creates, writes and reads.
+    pub fn is_stored(&self) -> bool {
+        !self.padding && self.symlink.is_none()
     }
 }
 
@@ -133,6 +180,13 @@ pub struct Info {
     pub source: Option<String>,
     /// A hybrid torrent that also carries BEP 52 v2 data (`meta version` 2).
     pub hybrid: bool,
+    /// A v2-only torrent (BEP 52): no v1 `pieces`, so `pieces` is empty and
+    /// the files are those of the `file tree`, with the padding v2 implies.
+    /// Only [`Metainfo::from_bytes_any`] returns one.
+    pub v2_only: bool,
+    /// What was changed to load this torrent safely (renamed files, links
+    /// not created), one sentence each, for the user to see.
+    pub warnings: Vec<String>,
     /// Derived from `piece_length` and the file lengths when parsed.
     layout: FileLayout,
 }
@@ -148,8 +202,11 @@ impl Info {
         &self.layout
     }
 
-    /// Number of pieces.
+    /// Number of pieces (for a v2-only torrent, what its layout implies).
     pub fn num_pieces(&self) -> usize {
+        if self.v2_only {
+            return usize::try_from(self.layout.num_pieces()).unwrap_or(usize::MAX);
+        }
         self.pieces.len()
     }
 
@@ -158,9 +215,9 @@ impl Info {
     pub fn file_sources(&self, dir: &std::path::Path) -> Vec<crate::piece_io::FileSource> {
         self.files
             .iter()
-            .map(|f| match f.padding {
-                true => crate::piece_io::FileSource::Zeros,
-                false => crate::piece_io::FileSource::Disk(dir.join(f.relative_path())),
+            .map(|f| match f.is_stored() {
+                false => crate::piece_io::FileSource::Zeros,
+                true => crate::piece_io::FileSource::Disk(dir.join(f.relative_path())),
             })
             .collect()
     }
@@ -171,6 +228,9 @@ impl Info {
 pub struct Metainfo {
     /// SHA-1 of the info dictionary's original bytes.
     pub info_hash: InfoHash,
+    /// SHA-256 of the info dictionary's original bytes, for hybrid and
+    /// v2-only torrents (`meta version` 2).
+    pub info_hash_v2: Option<InfoHashV2>,
     /// The info dictionary.
     pub info: Info,
     /// The info dictionary exactly as it appeared in the file (what BEP 9
@@ -188,19 +248,34 @@ pub struct Metainfo {
     pub comment: Option<String>,
     /// `created by`.
     pub created_by: Option<String>,
-    /// `creation date`, seconds since the Unix epoch.
+    /// `creation date`, meant as seconds since the Unix epoch, but any
+    /// integer the file holds (some tools write milliseconds).
     pub creation_date: Option<i64>,
 }
 
 impl Metainfo {
-    /// Parses a .torrent file's bytes.
+    /// Parses a .torrent file's bytes, for downloading, seeding or checking:
+    /// a v2-only torrent is refused with [`MetainfoError::V2Only`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MetainfoError> {
-        let root = bencode::decode(bytes)?;
+        let m = Self::from_bytes_any(bytes)?;
+        if m.info.v2_only {
+            return Err(MetainfoError::V2Only);
+        }
+        Ok(m)
+    }
+
+    /// Parses a .torrent file's bytes, v2-only torrents included (for
+    /// showing them). Bytes after the top-level dictionary are ignored, as
+    /// libtorrent does (some tools append a newline); the info dictionary
+    /// itself is checked strictly.
+    pub fn from_bytes_any(bytes: &[u8]) -> Result<Self, MetainfoError> {
+        let (root, _) = bencode::decode_prefix(bytes)?;
         if root.as_dict().is_none() {
             return Err(wrong_type("(top level)", "a dictionary", &root));
         }
         let info_value = root.get(b"info").ok_or(MetainfoError::MissingKey("info"))?;
-        let info = parse_info(info_value)?;
+        let info_hash = InfoHash::from_info_bytes(info_value.raw());
+        let (info, v2) = parse_info(info_value, info_hash)?;
         let info_bytes = info_value.raw().to_vec();
 
         let announce = opt_string(&root, "announce")?.filter(|s| !s.is_empty());
@@ -236,7 +311,8 @@ impl Metainfo {
             })
             .unwrap_or_default();
         Ok(Metainfo {
-            info_hash: InfoHash::from_info_bytes(info_value.raw()),
+            info_hash,
+            info_hash_v2: v2.then(|| InfoHashV2::from_info_bytes(info_value.raw())),
             info,
             info_bytes,
             announce,
@@ -260,9 +336,14 @@ impl Metainfo {
     }
 }
 
-/// Parses a bare info dictionary (as received by BEP 9 metadata exchange).
+/// Parses a bare info dictionary (as received by BEP 9 metadata exchange);
+/// v2-only info dictionaries are refused with [`MetainfoError::V2Only`].
 pub fn parse_info_bytes(bytes: &[u8]) -> Result<Info, MetainfoError> {
-    parse_info(&bencode::decode(bytes)?)
+    let info = parse_info(&bencode::decode(bytes)?, InfoHash::from_info_bytes(bytes))?.0;
+    if info.v2_only {
+        return Err(MetainfoError::V2Only);
+    }
+    Ok(info)
 }
 
 fn wrong_type(key: &str, expected: &'static str, found: &Value<'_>) -> MetainfoError {
@@ -338,24 +419,63 @@ fn non_negative(v: &Value<'_>, key: impl Fn() -> String) -> Result<u64, Metainfo
     u64::try_from(i).map_err(|_| MetainfoError::Negative(key()))
 }
 
-fn parse_info(info: &Value<'_>) -> Result<Info, MetainfoError> {
+/// One file as the v1 list or the v2 tree gives it, before the torrent-wide
+/// steps (duplicate names, symlink targets, the hybrid check).
+struct RawFile {
+    /// Safe path components, relative to the download folder.
+    path: Vec<String>,
+    /// The path as spelled in the torrent, joined with `/`.
+    given: String,
+    length: u64,
+    padding: bool,
+    executable: bool,
+    hidden: bool,
+    /// `symlink path`: safe components relative to the torrent's root, and
+    /// the target as spelled.
+    symlink: Option<(Vec<String>, String)>,
+}
+
+/// BEP 47 `attr` flags of a file entry (or of a single-file info dict).
+#[derive(Default)]
+struct Attr {
+    padding: bool,
+    executable: bool,
+    hidden: bool,
+    symlink: bool,
+}
+
+fn attr(dict: &Value<'_>) -> Attr {
+    let a = dict
+        .get(b"attr")
+        .and_then(Value::as_bytes)
+        .unwrap_or_default();
+    Attr {
+        padding: a.contains(&b'p'),
+        executable: a.contains(&b'x'),
+        hidden: a.contains(&b'h'),
+        symlink: a.contains(&b'l'),
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Parses the info dictionary; the second value says whether it has v2 data
+/// (`meta version` 2: hybrid or v2-only).
+fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), MetainfoError> {
     if info.as_dict().is_none() {
         return Err(wrong_type("info", "a dictionary", info));
     }
-    let hybrid = info.get(b"meta version").and_then(Value::as_int) == Some(2);
-    let pieces_value = match info.get(b"pieces") {
-        Some(p) => p,
-        None if hybrid || info.get(b"file tree").is_some() => return Err(MetainfoError::V2Only),
-        None => return Err(MetainfoError::MissingKey("info.pieces")),
-    };
-    let pieces_bytes = pieces_value
-        .as_bytes()
-        .ok_or_else(|| wrong_type("info.pieces", "a byte string", pieces_value))?;
-    let (chunks, rest) = pieces_bytes.as_chunks::<20>();
-    if !rest.is_empty() {
-        return Err(MetainfoError::PiecesNotMultipleOf20(pieces_bytes.len()));
+    // A `meta version` that is not an integer counts as absent, as in libtorrent.
+    let version = info
+        .get(b"meta version")
+        .and_then(Value::as_int)
+        .unwrap_or(-1);
+    if version > 2 {
+        return Err(MetainfoError::UnknownVersion(version));
     }
-    let pieces: Vec<[u8; 20]> = chunks.to_vec();
+    let v2 = version == 2;
 
     let pl_value = info
         .get(b"piece length")
@@ -366,53 +486,126 @@ fn parse_info(info: &Value<'_>) -> Result<Info, MetainfoError> {
     let piece_length = u64::try_from(pl)
         .ok()
         .filter(|pl| (1..=MAX_PIECE_LENGTH).contains(pl))
+        .filter(|pl| !v2 || (pl.is_power_of_two() && *pl >= 16 * 1024))
         .ok_or(MetainfoError::BadPieceLength(pl))?;
 
     let name_value = info
         .get(b"name.utf-8")
-        .filter(|n| n.as_str().is_some())
+        .filter(|n| n.as_bytes().is_some())
         .or_else(|| info.get(b"name"))
         .ok_or(MetainfoError::MissingKey("info.name"))?;
-    let name = component(|| "info.name".into(), name_value)?;
+    let raw_name = name_value
+        .as_bytes()
+        .ok_or_else(|| wrong_type("info.name", "a byte string", name_value))?;
+    let mut warnings = Vec::new();
+    let name = match sanitize::name(raw_name) {
+        Some(n) => n,
+        None => {
+            // A name of "..", "." or only separators: the info-hash names
+            // the folder instead, as libtorrent does.
+            let hex = match v2 && info.get(b"pieces").is_none() {
+                true => InfoHashV2::from_info_bytes(info.raw()).to_hex(),
+                false => info_hash.to_hex(),
+            };
+            warnings.push(format!(
+                "the torrent's name {:?} is not a usable file name: saved as {hex}",
+                lossy(raw_name)
+            ));
+            hex
+        }
+    };
 
-    let private = info.get(b"private").and_then(Value::as_int) == Some(1);
+    let private = info
+        .get(b"private")
+        .and_then(Value::as_int)
+        .is_some_and(|p| p != 0);
     let source = utf8_preferred(info, "source");
 
-    let (files, multi_file) = match (info.get(b"files"), info.get(b"length")) {
-        (Some(files), _) => (parse_files(&name, files)?, true),
+    let files_value = info.get(b"files");
+    let v2_files = match (v2, info.get(b"file tree")) {
+        (true, Some(tree)) => {
+            let mut out = Vec::new();
+            parse_file_tree(
+                tree,
+                std::slice::from_ref(&name),
+                files_value.is_some(),
+                0,
+                &mut out,
+            )?;
+            Some(out)
+        }
+        (true, None) => return Err(MetainfoError::MissingFileTree),
+        (false, Some(_)) => return Err(MetainfoError::FileTreeWithoutVersion),
+        (false, None) => None,
+    };
+
+    let v1_files = match (files_value, info.get(b"length")) {
+        (Some(files), _) => Some((parse_files(&name, raw_name, files)?, true)),
         (None, Some(length)) => {
+            let a = attr(info);
             let length = non_negative(length, || "info.length".into())?;
-            let attr = info
-                .get(b"attr")
-                .and_then(Value::as_bytes)
-                .unwrap_or_default();
-            (
-                vec![FileEntry {
+            Some((
+                vec![RawFile {
                     path: vec![name.clone()],
+                    given: lossy(raw_name),
                     length,
                     padding: false,
-                    executable: attr.contains(&b'x'),
-                    hidden: attr.contains(&b'h'),
+                    executable: a.executable,
+                    hidden: a.hidden,
+                    symlink: None,
                 }],
                 false,
-            )
+            ))
         }
+        (None, None) if v2 => None,
         (None, None) => return Err(MetainfoError::MissingKey("info.length or info.files")),
     };
+
+    let v2_only = v1_files.is_none();
+    let (raw_files, multi_file) = match (v1_files, v2_files) {
+        (Some((v1, multi)), Some(v2)) => {
+            check_hybrid(&v1, &v2, piece_length)?;
+            (v1, multi)
+        }
+        (Some(v1), None) => v1,
+        (None, Some(v2)) => {
+            let multi = v2.len() != 1 || v2.first().is_some_and(|f| f.path.len() > 1);
+            (with_v2_padding(v2, piece_length), multi)
+        }
+        (None, None) => return Err(MetainfoError::NoFiles),
+    };
+    if raw_files.is_empty() {
+        return Err(MetainfoError::NoFiles);
+    }
+    let files = finish_files(raw_files, multi_file, &mut warnings);
 
     let layout = FileLayout::new(piece_length, files.iter().map(|f| f.length))
         .map_err(|_| MetainfoError::TooLarge)?;
     if layout.total_length() == 0 {
         return Err(MetainfoError::Empty);
     }
-    if layout.num_pieces() != pieces.len() as u64 {
+    let pieces = match (info.get(b"pieces"), v2_only) {
+        (_, true) => Vec::new(),
+        (None, false) => return Err(MetainfoError::MissingKey("info.pieces")),
+        (Some(p), false) => {
+            let bytes = p
+                .as_bytes()
+                .ok_or_else(|| wrong_type("info.pieces", "a byte string", p))?;
+            let (chunks, rest) = bytes.as_chunks::<20>();
+            if !rest.is_empty() {
+                return Err(MetainfoError::PiecesNotMultipleOf20(bytes.len()));
+            }
+            chunks.to_vec()
+        }
+    };
+    if !v2_only && layout.num_pieces() != pieces.len() as u64 {
         return Err(MetainfoError::PieceCountMismatch {
             hashes: pieces.len(),
             expected: layout.num_pieces(),
             total_length: layout.total_length(),
         });
     }
-    Ok(Info {
+    let info = Info {
         name,
         piece_length,
         pieces,
@@ -420,12 +613,20 @@ fn parse_info(info: &Value<'_>) -> Result<Info, MetainfoError> {
         multi_file,
         private,
         source,
-        hybrid,
+        hybrid: v2 && !v2_only,
+        v2_only,
+        warnings,
         layout,
-    })
+    };
+    Ok((info, v2))
 }
 
-fn parse_files(name: &str, files: &Value<'_>) -> Result<Vec<FileEntry>, MetainfoError> {
+/// The v1 `files` list. `name` is the safe top folder, `raw_name` as spelled.
+fn parse_files(
+    name: &str,
+    raw_name: &[u8],
+    files: &Value<'_>,
+) -> Result<Vec<RawFile>, MetainfoError> {
     let list = files
         .as_list()
         .ok_or_else(|| wrong_type("info.files", "a list", files))?;
@@ -438,102 +639,326 @@ fn parse_files(name: &str, files: &Value<'_>) -> Result<Vec<FileEntry>, Metainfo
         if f.as_dict().is_none() {
             return Err(wrong_type(&format!("info.files[{i}]"), "a dictionary", f));
         }
-        let length = non_negative(
-            f.get(b"length")
-                .ok_or(MetainfoError::MissingKey("info.files[].length"))?,
-            || key("length"),
-        )?;
-        let attr = f.get(b"attr").and_then(Value::as_bytes).unwrap_or_default();
-        // path.utf-8 wins when it is usable; otherwise `path`.
+        let a = attr(f);
+        // A symlink holds no data whatever its `length` says (libtorrent).
+        let length = match a.symlink {
+            true => 0,
+            false => non_negative(
+                f.get(b"length")
+                    .ok_or(MetainfoError::MissingKey("info.files[].length"))?,
+                || key("length"),
+            )?,
+        };
+        // `path.utf-8` wins whenever it is a list, as in libtorrent.
         let path_value = f
             .get(b"path.utf-8")
-            .filter(|p| {
-                p.as_list()
-                    .is_some_and(|l| !l.is_empty() && l.iter().all(|c| c.as_str().is_some()))
-            })
-            .or_else(|| f.get(b"path"))
-            .ok_or(MetainfoError::MissingKey("info.files[].path"))?;
-        let components = path_value
-            .as_list()
-            .ok_or_else(|| wrong_type(&key("path"), "a list", path_value))?;
-        if components.is_empty() {
-            return Err(MetainfoError::UnsafePath(format!(
-                "{} has an empty path",
-                key("path")
-            )));
-        }
-        let mut path = Vec::with_capacity(components.len() + 1);
-        path.push(name.to_owned());
-        for c in components {
-            path.push(component(|| key("path"), c)?);
-        }
-        let padding = attr.contains(&b'p')
-            || path
-                .last()
-                .is_some_and(|n| n.starts_with("_____padding_file_"));
-        out.push(FileEntry {
+            .filter(|p| p.as_list().is_some())
+            .or_else(|| f.get(b"path"));
+        let components: Vec<&[u8]> = match path_value {
+            Some(p) => {
+                let list = p
+                    .as_list()
+                    .ok_or_else(|| wrong_type(&key("path"), "a list", p))?;
+                list.iter()
+                    .map(|c| {
+                        c.as_bytes()
+                            .ok_or_else(|| wrong_type(&key("path"), "a list of byte strings", c))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            None => Vec::new(),
+        };
+        let (path, given) = if components.is_empty() {
+            if !a.padding {
+                return Err(MetainfoError::UnsafePath(format!(
+                    "{} is missing or empty",
+                    key("path")
+                )));
+            }
+            // BEP 47 padding files need no path: they are never written.
+            let p = vec![".pad".to_owned(), length.to_string()];
+            let g = p.join("/");
+            (p, g)
+        } else {
+            let mut p = Vec::with_capacity(components.len() + 1);
+            p.push(name.to_owned());
+            p.extend(sanitize::path(components.iter().copied()));
+            let mut g = lossy(raw_name);
+            for c in &components {
+                g.push('/');
+                g.push_str(&String::from_utf8_lossy(c));
+            }
+            (p, g)
+        };
+        let padding = a.padding || given.contains("_____padding_file_");
+        let symlink = match a.symlink {
+            true => symlink_path(f, &key)?,
+            false => None,
+        };
+        out.push(RawFile {
             path,
+            given,
             length,
             padding,
-            executable: attr.contains(&b'x'),
-            hidden: attr.contains(&b'h'),
+            executable: a.executable,
+            hidden: a.hidden,
+            symlink,
         });
     }
-    check_unique_paths(&out)?;
     Ok(out)
 }
 
-/// Refuses two files at the same path, and a file where another file's folder
-/// must be. Padding files are exempt: they are never written, and libtorrent
-/// names them `.pad/<length>`, so equal-length ones share a path.
-fn check_unique_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
-    // Components hold no NUL (checked in `component`), so joining with NUL and
-    // sorting puts every path right before the paths inside it ("a" < "a\0b" <
-    // "a.txt"): comparing neighbours finds every clash in O(n log n).
-    let mut joined: Vec<String> = files
-        .iter()
-        .filter(|f| !f.padding)
-        .map(|f| f.path.join("\0"))
-        .collect();
-    joined.sort_unstable();
-    for pair in joined.windows(2) {
-        if let [a, b] = pair {
-            let inside = b
-                .strip_prefix(a.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('\0'));
-            if inside {
-                return Err(MetainfoError::DuplicatePath(a.replace('\0', "/")));
+/// `symlink path` of a BEP 47 link. `None` when absent: the entry is then
+/// an ordinary empty file, as in libtorrent.
+fn symlink_path(
+    f: &Value<'_>,
+    key: &impl Fn(&str) -> String,
+) -> Result<Option<(Vec<String>, String)>, MetainfoError> {
+    let Some(list) = f.get(b"symlink path").and_then(Value::as_list) else {
+        return Ok(None);
+    };
+    let mut safe = Vec::with_capacity(list.len());
+    let mut given = Vec::with_capacity(list.len());
+    for c in list {
+        let bytes = c
+            .as_bytes()
+            .ok_or_else(|| wrong_type(&key("symlink path"), "a list of byte strings", c))?;
+        given.push(lossy(bytes));
+        safe.extend(sanitize::component(bytes));
+    }
+    Ok(Some((safe, given.join("/"))))
+}
+
+/// The v2 `file tree` (BEP 52): nested dictionaries whose leaves are
+/// `{"": {length, pieces root, attr}}`, in the order they appear.
+fn parse_file_tree(
+    tree: &Value<'_>,
+    prefix: &[String],
+    has_v1_list: bool,
+    depth: usize,
+    out: &mut Vec<RawFile>,
+) -> Result<(), MetainfoError> {
+    let bad = |why: String| Err(MetainfoError::BadFileTree(why));
+    if depth > MAX_TREE_DEPTH {
+        return bad(format!("folders nested deeper than {MAX_TREE_DEPTH}"));
+    }
+    let Some(entries) = tree.as_dict() else {
+        return bad(format!(
+            "an entry is {}, not a dictionary",
+            tree.type_name()
+        ));
+    };
+    for (key, node) in entries {
+        let Some(children) = node.as_dict() else {
+            return bad(format!(
+                "an entry is {}, not a dictionary",
+                node.type_name()
+            ));
+        };
+        if key.is_empty() {
+            return bad("an empty name".into());
+        }
+        let leaf = match children {
+            [(b"", leaf)] => Some(leaf),
+            _ => None,
+        };
+        // A single file at the top of a torrent without a v1 file list is
+        // named by itself, not put in a folder.
+        let single = leaf.is_some() && !has_v1_list && depth == 0 && entries.len() == 1;
+        let mut path: Vec<String> = if single { Vec::new() } else { prefix.to_vec() };
+        path.extend(sanitize::component(key));
+        match leaf {
+            Some(leaf) => {
+                if path.len() <= usize::from(!single) {
+                    path.push("_".into());
+                }
+                out.push(tree_leaf(leaf, path, key)?);
             }
+            None => parse_file_tree(node, &path, has_v1_list, depth + 1, out)?,
         }
     }
     Ok(())
 }
 
-/// One path component (or the torrent name), checked to be a plain file name.
-fn component(key: impl Fn() -> String, v: &Value<'_>) -> Result<String, MetainfoError> {
-    let bytes = v
-        .as_bytes()
-        .ok_or_else(|| wrong_type(&key(), "a byte string", v))?;
-    let s = String::from_utf8_lossy(bytes).into_owned();
-    let bad = |why: &str| Err(MetainfoError::UnsafePath(format!("{} {s:?} {why}", key())));
-    if s.is_empty() {
-        return bad("is empty");
+fn tree_leaf(leaf: &Value<'_>, path: Vec<String>, key: &[u8]) -> Result<RawFile, MetainfoError> {
+    let bad = |why: &str| {
+        Err(MetainfoError::BadFileTree(format!(
+            "file {:?} {why}",
+            String::from_utf8_lossy(key)
+        )))
+    };
+    if leaf.as_dict().is_none() {
+        return bad("is not a dictionary");
     }
-    if s == "." || s == ".." {
-        return bad("is a relative folder reference");
+    let a = attr(leaf);
+    if a.padding {
+        return bad("is a padding file (v2 trees have none)");
     }
-    if s.contains('/') || s.contains('\\') {
-        return bad("contains a path separator");
-    }
-    if s.contains('\0') {
-        return bad("contains a NUL byte");
-    }
-    if let [letter, b':', ..] = s.as_bytes() {
-        if letter.is_ascii_alphabetic() {
-            return bad("looks like a drive-letter path");
+    let length = match a.symlink {
+        true => 0,
+        false => match leaf.get(b"length").and_then(Value::as_int) {
+            Some(l) => match u64::try_from(l) {
+                Ok(l) => l,
+                Err(_) => return bad("has a negative length"),
+            },
+            None => return bad("has no length"),
+        },
+    };
+    let symlink = match a.symlink {
+        true => symlink_path(leaf, &|k: &str| format!("file tree {k}"))?,
+        false => None,
+    };
+    if length > 0 && symlink.is_none() {
+        let root = leaf.get(b"pieces root").and_then(Value::as_bytes);
+        if !root.is_some_and(|r| r.len() == 32 && r.iter().any(|b| *b != 0)) {
+            return bad("has no valid `pieces root`");
         }
     }
-    Ok(s)
+    Ok(RawFile {
+        given: path.join("/"),
+        path,
+        length,
+        padding: false,
+        executable: a.executable,
+        hidden: a.hidden,
+        symlink,
+    })
+}
+
+/// A v2-only torrent's files with the padding v2 implies: every file with
+/// data starts on a piece boundary.
+fn with_v2_padding(files: Vec<RawFile>, piece_length: u64) -> Vec<RawFile> {
+    let mut out = Vec::with_capacity(files.len() * 2);
+    let mut end = 0u64;
+    for f in files {
+        let gap = (piece_length - end % piece_length) % piece_length;
+        if f.length > 0 && gap > 0 {
+            let path = vec![".pad".to_owned(), gap.to_string()];
+            out.push(RawFile {
+                given: path.join("/"),
+                path,
+                length: gap,
+                padding: true,
+                executable: false,
+                hidden: false,
+                symlink: None,
+            });
+            end = end.saturating_add(gap);
+        }
+        end = end.saturating_add(f.length);
+        out.push(f);
+    }
+    out
+}
+
+/// Refuses a hybrid torrent whose v1 and v2 parts describe different data:
+/// every file with data must have the same path, length and offset in both
+/// (v2 offsets start on piece boundaries; v1 gets there with padding files).
+fn check_hybrid(v1: &[RawFile], v2: &[RawFile], piece_length: u64) -> Result<(), MetainfoError> {
+    let mut offset = 0u64;
+    let mut v1_files = Vec::new();
+    for f in v1 {
+        if !f.padding && f.length > 0 {
+            v1_files.push((&f.path, f.length, offset));
+        }
+        offset = offset.saturating_add(f.length);
+    }
+    let v1_total = offset;
+    let mut end = 0u64;
+    let mut v2_files = Vec::new();
+    for f in v2.iter().filter(|f| f.length > 0) {
+        let start = end.div_ceil(piece_length).saturating_mul(piece_length);
+        v2_files.push((&f.path, f.length, start));
+        end = start.saturating_add(f.length);
+    }
+    let describe = |f: Option<&(&Vec<String>, u64, u64)>| match f {
+        Some((p, len, off)) => format!("`{}` ({len} bytes at offset {off})", p.join("/")),
+        None => "nothing".to_owned(),
+    };
+    for i in 0..v1_files.len().max(v2_files.len()) {
+        let (a, b) = (v1_files.get(i), v2_files.get(i));
+        if a != b {
+            return Err(MetainfoError::InconsistentHybrid(format!(
+                "file {} is {} in v1 but {} in v2",
+                i + 1,
+                describe(a),
+                describe(b)
+            )));
+        }
+    }
+    let aligned = end.div_ceil(piece_length).saturating_mul(piece_length);
+    if v1_total != end && v1_total != aligned {
+        return Err(MetainfoError::InconsistentHybrid(format!(
+            "{v1_total} bytes in v1 but {end} in v2"
+        )));
+    }
+    Ok(())
+}
+
+/// The torrent-wide steps: later files that would land on an earlier file's
+/// path (or on a folder) are renamed, symlink targets are resolved inside
+/// the torrent, and each file remembers the path the torrent gave it when
+/// it differs.
+fn finish_files(raw: Vec<RawFile>, multi_file: bool, warnings: &mut Vec<String>) -> Vec<FileEntry> {
+    let mut paths: Vec<Vec<String>> = raw.iter().map(|f| f.path.clone()).collect();
+    let renamed = sanitize::resolve_duplicates(&mut paths, |i, j| {
+        // Padding files of one length may share a path: they are never written.
+        matches!((raw.get(i), raw.get(j)), (Some(a), Some(b))
+            if a.padding && b.padding && a.length == b.length)
+    });
+    for i in renamed {
+        if let (Some(f), Some(p)) = (raw.get(i), paths.get(i)) {
+            warnings.push(format!(
+                "`{}` is the path of an earlier file or folder: saved as `{}`",
+                f.given,
+                p.join("/")
+            ));
+        }
+    }
+    // What a link may point at: every file and every folder of the torrent.
+    let mut targets: HashSet<&[String]> = HashSet::new();
+    for p in &paths {
+        for end in 1..=p.len() {
+            targets.insert(p.get(..end).unwrap_or_default());
+        }
+    }
+    let root: &[String] = match (multi_file, paths.first()) {
+        (true, Some(p)) => p.get(..1).unwrap_or_default(),
+        _ => &[],
+    };
+    let mut files = Vec::with_capacity(raw.len());
+    for (f, path) in raw.iter().zip(&paths) {
+        let symlink = f.symlink.as_ref().map(|(target, given)| {
+            // Relative to the torrent's root first, then (as older
+            // libtorrents wrote them) to the link's own folder.
+            let folder = path.get(..path.len().saturating_sub(1)).unwrap_or_default();
+            let found = [root, folder]
+                .into_iter()
+                .map(|base| [base, target.as_slice()].concat())
+                .find(|t| !target.is_empty() && t != path && targets.contains(t.as_slice()));
+            if found.is_none() {
+                warnings.push(format!(
+                    "`{}` links to `{given}`, which is not in the torrent: the link is not created",
+                    path.join("/")
+                ));
+            }
+            Symlink {
+                target: found,
+                given: given.clone(),
+            }
+        });
+        let joined = path.join("/");
+        files.push(FileEntry {
+            torrent_path: (!f.padding && joined != f.given).then(|| f.given.clone()),
+            path: path.clone(),
+            length: f.length,
+            padding: f.padding,
+            executable: f.executable,
+            hidden: f.hidden,
+            symlink,
+        });
+    }
+    files
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use rivulet_bencode::OwnedValue as V;
 
 use super::*;
+use crate::InfoHashV2;
 
 fn hashes(n: usize) -> V {
     V::Bytes(vec![7u8; 20 * n])
@@ -170,22 +171,159 @@ fn padding_files_recognised() {
     assert_eq!(flags, vec![(false, false), (true, false), (false, true)]);
 }
 
+fn leaf(len: i64) -> V {
+    V::dict().with(
+        "",
+        V::dict()
+            .with("length", V::Int(len))
+            .with("pieces root", V::Bytes(vec![9u8; 32])),
+    )
+}
+
 #[test]
-fn hybrid_read_through_v1_part_and_v2_only_refused() {
+fn hybrid_read_through_v1_part_and_v2_only_parsed_but_not_downloadable() {
     let hybrid = single(5, 16384, 1)
         .with("meta version", V::Int(2))
-        .with("file tree", V::dict());
-    let m = Metainfo::from_bytes(&torrent(hybrid)).unwrap();
+        .with("file tree", V::dict().with("file.bin", leaf(5)));
+    let bytes = torrent(hybrid);
+    let m = Metainfo::from_bytes(&bytes).unwrap();
     assert!(m.info.hybrid);
+    let raw = rivulet_bencode::decode(&bytes).unwrap();
+    let info_raw = raw.get(b"info").unwrap().raw();
+    assert_eq!(m.info_hash_v2, Some(InfoHashV2::from_info_bytes(info_raw)));
     let v2_only = V::dict()
         .with("name", "x".into())
         .with("piece length", V::Int(16384))
         .with("meta version", V::Int(2))
-        .with("file tree", V::dict());
-    assert_eq!(
-        Metainfo::from_bytes(&torrent(v2_only)),
-        Err(MetainfoError::V2Only)
+        .with(
+            "file tree",
+            V::dict()
+                .with("a", leaf(20_000))
+                .with("b", V::dict().with("c", leaf(5))),
+        );
+    let bytes = torrent(v2_only);
+    assert_eq!(Metainfo::from_bytes(&bytes), Err(MetainfoError::V2Only));
+    let m = Metainfo::from_bytes_any(&bytes).unwrap();
+    assert!(m.info.v2_only && !m.info.hybrid);
+    assert!(m.info_hash_v2.is_some());
+    let real: Vec<(String, u64)> = m
+        .info
+        .files
+        .iter()
+        .filter(|f| !f.padding)
+        .map(|f| (f.display_path(), f.length))
+        .collect();
+    assert_eq!(real, [("x/a".into(), 20_000), ("x/b/c".into(), 5)]);
+    // "b/c" starts on a piece boundary: 3 pieces in all.
+    assert_eq!(m.info.num_pieces(), 3);
+    assert_eq!(m.info.total_length(), 32_768 + 5);
+}
+
+#[test]
+fn broken_v2_and_hybrid_torrents_refused() {
+    let v1 = || single(5, 16384, 1);
+    // The v2 tree names another file than the v1 part.
+    let e = refused(
+        v1().with("meta version", V::Int(2))
+            .with("file tree", V::dict().with("other.bin", leaf(5))),
     );
+    assert!(matches!(e, MetainfoError::InconsistentHybrid(_)), "{e}");
+    // ... or another length.
+    let e = refused(
+        v1().with("meta version", V::Int(2))
+            .with("file tree", V::dict().with("file.bin", leaf(6))),
+    );
+    assert!(matches!(e, MetainfoError::InconsistentHybrid(_)), "{e}");
+    // Multi-file: same files, but in v1 the second one is not piece-aligned.
+    let info = multi(vec![file(5, &["a"]), file(5, &["b"])], 16384, 1)
+        .with("meta version", V::Int(2))
+        .with("file tree", V::dict().with("a", leaf(5)).with("b", leaf(5)));
+    let e = refused(info);
+    assert!(matches!(e, MetainfoError::InconsistentHybrid(_)), "{e}");
+    // With the padding file, the same torrent is fine.
+    let info = multi(
+        vec![
+            file(5, &["a"]),
+            file(16379, &[".pad", "16379"]).with("attr", "p".into()),
+            file(5, &["b"]),
+        ],
+        16384,
+        2,
+    )
+    .with("meta version", V::Int(2))
+    .with("file tree", V::dict().with("a", leaf(5)).with("b", leaf(5)));
+    Metainfo::from_bytes(&torrent(info)).unwrap();
+
+    assert_eq!(
+        refused(v1().with("meta version", V::Int(3))),
+        MetainfoError::UnknownVersion(3)
+    );
+    assert_eq!(
+        refused(v1().with("meta version", V::Int(2))),
+        MetainfoError::MissingFileTree
+    );
+    assert_eq!(
+        refused(v1().with("file tree", V::dict().with("file.bin", leaf(5)))),
+        MetainfoError::FileTreeWithoutVersion
+    );
+    // v2 piece lengths are powers of two of at least 16 KiB.
+    let e = refused(
+        single(5, 20_000, 1)
+            .with("meta version", V::Int(2))
+            .with("file tree", V::dict().with("file.bin", leaf(5))),
+    );
+    assert_eq!(e, MetainfoError::BadPieceLength(20_000));
+    // Broken trees.
+    for tree in [
+        V::dict().with("a", V::Int(1)),
+        V::dict().with("a", V::dict().with("", V::dict().with("length", V::Int(5)))),
+        V::dict().with(
+            "a",
+            V::dict().with("", V::dict().with("length", V::Int(-5))),
+        ),
+        V::dict().with(
+            "a",
+            V::dict().with(
+                "",
+                V::dict()
+                    .with("length", V::Int(5))
+                    .with("pieces root", V::Bytes(vec![0; 32])),
+            ),
+        ),
+        V::dict().with(
+            "a",
+            V::dict().with(
+                "",
+                V::dict()
+                    .with("length", V::Int(5))
+                    .with("attr", "p".into())
+                    .with("pieces root", V::Bytes(vec![1; 32])),
+            ),
+        ),
+    ] {
+        let e = refused(
+            V::dict()
+                .with("name", "x".into())
+                .with("piece length", V::Int(16384))
+                .with("meta version", V::Int(2))
+                .with("file tree", tree),
+        );
+        assert!(matches!(e, MetainfoError::BadFileTree(_)), "{e}");
+    }
+    // A tree nested deeper than bencode's depth limit: refused, no stack
+    // overflow.
+    let mut tree = leaf(5);
+    for _ in 0..100 {
+        tree = V::dict().with("d", tree);
+    }
+    let e = refused(
+        V::dict()
+            .with("name", "x".into())
+            .with("piece length", V::Int(16384))
+            .with("meta version", V::Int(2))
+            .with("file tree", tree),
+    );
+    assert!(matches!(e, MetainfoError::Bencode(_)), "{e}");
 }
 
 #[test]
@@ -208,64 +346,200 @@ fn refused(info: V) -> MetainfoError {
     Metainfo::from_bytes(&torrent(info)).unwrap_err()
 }
 
+fn paths(info: V) -> Vec<String> {
+    let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+    m.info.files.iter().map(FileEntry::display_path).collect()
+}
+
 #[test]
-fn path_traversal_refused() {
-    for path in [
-        &["..", "etc", "passwd"][..],
-        &["a", "..", "b"],
-        &["/etc/passwd"],
-        &["a/b"],
-        &["a\\b"],
-        &[""],
-        &["."],
-        &["C:evil"],
-        &["nul\0byte"],
-        &[],
+fn unsafe_paths_are_sanitized_like_libtorrent() {
+    for (path, want) in [
+        (&["..", "etc", "passwd"][..], "top/etc/passwd"),
+        (&["a", "..", "b"], "top/a/b"),
+        (&["/etc/passwd"], "top/etcpasswd"),
+        (&["a/b"], "top/ab"),
+        (&["a\\b"], "top/ab"),
+        (&["", "a"], "top/_/a"),
+        (&[".", "a"], "top/a"),
+        (&[".."], "top/_"),
+        (&["/"], "top/_"),
+        (&["C:evil"], "top/C:evil"),
+        (&["nul\0byte"], "top/nul_byte"),
+        (&["a\u{202e}txt.exe"], "top/atxt.exe"),
     ] {
-        let e = refused(multi(vec![file(5, path)], 16384, 1));
-        assert!(matches!(e, MetainfoError::UnsafePath(_)), "{path:?}: {e}");
+        let got = paths(multi(vec![file(5, path)], 16384, 1));
+        assert_eq!(got, [want], "{path:?}");
     }
-    for name in ["..", ".", "", "a/b", "/abs"] {
-        let e = refused(single(5, 16384, 1).with("name", name.into()));
-        assert!(matches!(e, MetainfoError::UnsafePath(_)), "{name:?}: {e}");
+    let m = Metainfo::from_bytes(&torrent(multi(vec![file(5, &["..", "a"])], 16384, 1))).unwrap();
+    assert_eq!(m.info.files[0].torrent_path.as_deref(), Some("top/../a"));
+    let m = Metainfo::from_bytes(&torrent(multi(vec![file(5, &["a"])], 16384, 1))).unwrap();
+    assert_eq!(m.info.files[0].torrent_path, None);
+    // An empty path list is not a file.
+    let e = refused(multi(vec![file(5, &[])], 16384, 1));
+    assert!(matches!(e, MetainfoError::UnsafePath(_)), "{e}");
+    // Names: made safe, or replaced by the info-hash when nothing is left.
+    for (name, want) in [("a/b", Some("ab")), ("/abs", Some("abs")), ("", Some("_"))] {
+        let m =
+            Metainfo::from_bytes(&torrent(single(5, 16384, 1).with("name", name.into()))).unwrap();
+        assert_eq!(Some(m.info.name.as_str()), want, "{name:?}");
     }
-    // Unicode lookalikes and dots inside names are fine.
+    for name in ["..", ".", "/", "//.."] {
+        let m = Metainfo::from_bytes(&torrent(
+            multi(vec![file(5, &["a"])], 16384, 1).with("name", name.into()),
+        ))
+        .unwrap();
+        assert_eq!(m.info.name, m.info_hash.to_hex(), "{name:?}");
+        assert_eq!(m.info.files[0].path, [m.info_hash.to_hex(), "a".into()]);
+        assert_eq!(m.info.warnings.len(), 1);
+        let m =
+            Metainfo::from_bytes(&torrent(single(5, 16384, 1).with("name", name.into()))).unwrap();
+        assert_eq!(m.info.files[0].path, [m.info_hash.to_hex()], "{name:?}");
+    }
+    // Unicode lookalikes and dots inside names are kept.
     let m = Metainfo::from_bytes(&torrent(multi(
         vec![file(5, &["..hidden", "a..b", "．．"])],
         16384,
         1,
     )))
     .unwrap();
-    assert_eq!(m.info.files[0].path.len(), 4);
+    assert_eq!(m.info.files[0].display_path(), "top/..hidden/a..b/．．");
+    // `path.utf-8` wins whenever it is a list.
+    let f = file(5, &["legacy"]).with("path.utf-8", V::List(vec![V::str("utf8")]));
+    assert_eq!(paths(multi(vec![f], 16384, 1)), ["top/utf8"]);
 }
 
 #[test]
-fn duplicate_and_conflicting_paths_refused() {
-    let e = refused(multi(vec![file(5, &["a"]), file(5, &["a"])], 16384, 1));
-    assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
-    let e = refused(multi(vec![file(5, &["a"]), file(5, &["a", "b"])], 16384, 1));
-    assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
-    let e = refused(multi(vec![file(5, &["a", "b"]), file(5, &["a"])], 16384, 1));
-    assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
-    // "a.txt" sorts between "a" and "a/b" as text; the clash must still be found.
-    let e = refused(multi(
+fn duplicate_and_conflicting_paths_renamed() {
+    assert_eq!(
+        paths(multi(vec![file(5, &["a"]), file(5, &["a"])], 16384, 1)),
+        ["top/a", "top/a.1"]
+    );
+    assert_eq!(
+        paths(multi(vec![file(5, &["a"]), file(5, &["a", "b"])], 16384, 1)),
+        ["top/a.1", "top/a/b"]
+    );
+    assert_eq!(
+        paths(multi(
+            vec![
+                file(5, &["x.txt"]),
+                file(5, &["X.TXT"]),
+                file(5, &["x.txt"])
+            ],
+            16384,
+            1
+        )),
+        ["top/x.txt", "top/X.1.TXT", "top/x.2.txt"]
+    );
+    // Sanitizing can make two paths equal.
+    let m = Metainfo::from_bytes(&torrent(multi(
+        vec![file(5, &["a", "b"]), file(5, &["a/b"]), file(5, &["ab"])],
+        16384,
+        1,
+    )))
+    .unwrap();
+    let got: Vec<String> = m.info.files.iter().map(FileEntry::display_path).collect();
+    assert_eq!(got, ["top/a/b", "top/ab", "top/ab.1"]);
+    assert_eq!(m.info.files[2].torrent_path.as_deref(), Some("top/ab"));
+    assert_eq!(m.info.warnings.len(), 1, "{:?}", m.info.warnings);
+}
+
+#[test]
+fn bep47_padding_symlinks_and_attributes() {
+    // A padding file needs no path; a symlink holds no data.
+    let info = multi(
         vec![
-            file(5, &["a", "b"]),
-            file(5, &["a.txt"]),
-            file(5, &["a"]),
-            file(5, &["a-"]),
+            file(5, &["a"]).with("attr", "x".into()),
+            V::dict()
+                .with("length", V::Int(16379))
+                .with("attr", "p".into()),
+            file(5, &["d", "b"]),
+            file(0, &["in"])
+                .with("attr", "l".into())
+                .with("symlink path", V::List(vec![V::str("a")])),
+            file(999, &["dir"])
+                .with("attr", "l".into())
+                .with("symlink path", V::List(vec![V::str("d")])),
+            file(0, &["d", "rel"])
+                .with("attr", "l".into())
+                .with("symlink path", V::List(vec![V::str("b")])),
+            file(0, &["out"]).with("attr", "l".into()).with(
+                "symlink path",
+                V::List(vec![V::str(".."), V::str(".."), V::str("etc")]),
+            ),
+            file(0, &["abs"])
+                .with("attr", "l".into())
+                .with("symlink path", V::List(vec![V::str("/etc/passwd")])),
+            file(0, &["self"])
+                .with("attr", "l".into())
+                .with("symlink path", V::List(vec![V::str("self")])),
         ],
         16384,
         2,
-    ));
-    assert_eq!(e, MetainfoError::DuplicatePath("top/a".into()));
-    // Names that share a prefix but not a folder are fine.
-    assert!(Metainfo::from_bytes(&torrent(multi(
-        vec![file(5, &["a", "b"]), file(5, &["a.txt"]), file(5, &["ab"])],
+    );
+    let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+    let f = &m.info.files;
+    assert!(f[0].executable && f[0].is_stored());
+    assert!(f[1].padding && !f[1].is_stored());
+    assert_eq!(f[1].length, 16379);
+    let target = |i: usize| {
+        f[i].symlink
+            .as_ref()
+            .map(|s| s.target.as_ref().map(|t| t.join("/")))
+    };
+    assert_eq!(target(3), Some(Some("top/a".into())));
+    assert_eq!(f[4].length, 0, "a symlink's length counts for nothing");
+    assert_eq!(target(4), Some(Some("top/d".into())));
+    assert_eq!(target(5), Some(Some("top/d/b".into())));
+    assert_eq!(target(6), Some(None), "outside the torrent");
+    assert_eq!(target(7), Some(None), "absolute");
+    assert_eq!(target(8), Some(None), "itself");
+    assert!(!f[3].is_stored());
+    assert_eq!(m.info.warnings.len(), 3, "{:?}", m.info.warnings);
+    // A symlink without `symlink path` is an ordinary empty file.
+    let info = multi(
+        vec![file(5, &["a"]), file(0, &["l"]).with("attr", "l".into())],
         16384,
-        1
-    )))
-    .is_ok());
+        1,
+    );
+    let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+    assert!(m.info.files[1].is_stored());
+}
+
+#[test]
+fn trailing_bytes_after_the_torrent_are_ignored() {
+    let bytes = torrent(single(5, 16384, 1));
+    let clean = Metainfo::from_bytes(&bytes).unwrap();
+    for tail in [&b"\n"[..], b"\r\n", b"garbage", b"d", b"\0\0\0"] {
+        let mut b = bytes.clone();
+        b.extend_from_slice(tail);
+        assert_eq!(Metainfo::from_bytes(&b).unwrap(), clean, "{tail:?}");
+    }
+    // Inside the info dictionary nothing is forgiven.
+    let info = b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaXe";
+    let mut b = b"d4:info".to_vec();
+    b.extend_from_slice(info);
+    b.push(b'e');
+    assert!(Metainfo::from_bytes(&b).is_err());
+}
+
+#[test]
+fn piece_lengths_up_to_libtorrents_limit() {
+    let m = Metainfo::from_bytes(&torrent(single(5, 512 << 20, 1))).unwrap();
+    assert_eq!(m.info.piece_length, 512 << 20);
+    Metainfo::from_bytes(&torrent(single(5, (1 << 30) - 1, 1))).unwrap();
+    assert_eq!(
+        refused(single(5, 1 << 30, 1)),
+        MetainfoError::BadPieceLength(1 << 30)
+    );
+}
+
+#[test]
+fn private_is_any_nonzero_value() {
+    for (v, want) in [(0, false), (1, true), (2, true), (-1, true)] {
+        let m =
+            Metainfo::from_bytes(&torrent(single(5, 16384, 1).with("private", V::Int(v)))).unwrap();
+        assert_eq!(m.info.private, want, "{v}");
+    }
 }
 
 #[test]
