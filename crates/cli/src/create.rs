@@ -148,7 +148,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         );
     }
     // The info-hash on stdout, for scripts.
-    println!("{}", m.info_hash);
+    rivulet_cli::print_stdout(&format!("{}\n", m.info_hash))?;
     Ok(Outcome::Success)
 }
 

@@ -1,13 +1,15 @@
 //! `rivulet info`: show a torrent's or magnet link's contents.
 
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use indicatif::HumanBytes;
 use rivulet_core::{InfoHash, Magnet, Metainfo};
 use rivulet_engine::scrape::{ScrapeOptions, ScrapeOutcome, Scraper, TrackerScrape};
 use serde_json::json;
+
+use rivulet_cli::print_stdout;
+use rivulet_cli::render::{magnet_json, magnet_text, torrent_json, torrent_text};
 
 use crate::Outcome;
 
@@ -43,19 +45,22 @@ pub fn run(args: Args) -> Result<Outcome> {
             if let Some(s) = &scraped {
                 with_scrape(&mut v, s);
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
         } else {
-            print!("{}", magnet_text(&magnet));
+            print_stdout(&magnet_text(&magnet))?;
             if let Some(s) = &scraped {
-                print!("{}", scrape_text(s));
+                print_stdout(&scrape_text(s))?;
             }
         }
     } else {
         let path = Path::new(&args.target);
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let m = Metainfo::from_bytes(&bytes)
+        let m = Metainfo::from_bytes_any(&bytes)
             .with_context(|| format!("{} is not a valid torrent", path.display()))?;
+        if args.scrape && m.info.v2_only {
+            anyhow::bail!("--scrape: v2-only torrents cannot be scraped yet");
+        }
         let scraped = args
             .scrape
             .then(|| scrape_all(&m.tracker_tiers(), m.info_hash))
@@ -65,194 +70,15 @@ pub fn run(args: Args) -> Result<Outcome> {
             if let Some(s) = &scraped {
                 with_scrape(&mut v, s);
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
         } else {
-            print!("{}", torrent_text(&m));
+            print_stdout(&torrent_text(&m))?;
             if let Some(s) = &scraped {
-                print!("{}", scrape_text(s));
+                print_stdout(&scrape_text(s))?;
             }
         }
     }
     Ok(Outcome::Success)
-}
-
-fn date(secs: i64) -> String {
-    u64::try_from(secs)
-        .ok()
-        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
-        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
-        .unwrap_or_else(|| format!("{secs} (invalid date)"))
-}
-
-fn torrent_text(m: &Metainfo) -> String {
-    use std::fmt::Write;
-    let info = &m.info;
-    let mut s = String::new();
-    let total = info.total_length();
-    let _ = writeln!(s, "Name:        {}", info.name);
-    let _ = writeln!(s, "Info-hash:   {}", m.info_hash);
-    let _ = writeln!(s, "Size:        {} ({total} bytes)", HumanBytes(total));
-    let _ = writeln!(
-        s,
-        "Pieces:      {} x {} ({} bytes)",
-        info.num_pieces(),
-        HumanBytes(info.piece_length),
-        info.piece_length
-    );
-    let _ = writeln!(
-        s,
-        "Private:     {}",
-        if info.private { "yes" } else { "no" }
-    );
-    if info.hybrid {
-        let _ = writeln!(s, "Format:      hybrid v1+v2 (read through its v1 part)");
-    }
-    if let Some(c) = &m.created_by {
-        let _ = writeln!(s, "Created by:  {c}");
-    }
-    if let Some(d) = m.creation_date {
-        let _ = writeln!(s, "Created on:  {}", date(d));
-    }
-    if let Some(c) = &m.comment {
-        let _ = writeln!(s, "Comment:     {c}");
-    }
-    if let Some(src) = &info.source {
-        let _ = writeln!(s, "Source:      {src}");
-    }
-    let tiers = m.tracker_tiers();
-    if tiers.is_empty() {
-        let _ = writeln!(s, "Trackers:    none");
-    } else {
-        let _ = writeln!(s, "Trackers:");
-        for (i, tier) in tiers.iter().enumerate() {
-            for (j, url) in tier.iter().enumerate() {
-                let label = if j == 0 {
-                    format!("tier {}:", i + 1)
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(s, "  {label:<8} {url}");
-            }
-        }
-    }
-    if !m.web_seeds.is_empty() {
-        let _ = writeln!(s, "Web seeds:");
-        for w in &m.web_seeds {
-            let _ = writeln!(s, "  {w}");
-        }
-    }
-    if !m.nodes.is_empty() {
-        let _ = writeln!(s, "DHT nodes:");
-        for (host, port) in &m.nodes {
-            let _ = writeln!(s, "  {host}:{port}");
-        }
-    }
-    let real: Vec<_> = info.files.iter().filter(|f| !f.padding).collect();
-    let padding = info.files.len() - real.len();
-    let _ = write!(s, "Files ({})", real.len());
-    if padding > 0 {
-        let _ = write!(s, ", plus {padding} padding files not shown");
-    }
-    let _ = writeln!(s, ":");
-    for f in real {
-        let _ = writeln!(
-            s,
-            "  {:>12}  {}",
-            HumanBytes(f.length).to_string(),
-            f.display_path()
-        );
-    }
-    s
-}
-
-fn torrent_json(m: &Metainfo) -> serde_json::Value {
-    let info = &m.info;
-    json!({
-        "name": info.name,
-        "info_hash": m.info_hash.to_hex(),
-        "total_size": info.total_length(),
-        "piece_length": info.piece_length,
-        "piece_count": info.num_pieces(),
-        "private": info.private,
-        "hybrid": info.hybrid,
-        "multi_file": info.multi_file,
-        "created_by": m.created_by,
-        "creation_date": m.creation_date,
-        "comment": m.comment,
-        "source": info.source,
-        "trackers": m.tracker_tiers(),
-        "web_seeds": m.web_seeds,
-        "nodes": m.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>(),
-        "files": info.files.iter().map(|f| json!({
-            "path": f.display_path(),
-            "size": f.length,
-            "padding": f.padding,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn magnet_text(m: &Magnet) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Name:        {}",
-        m.display_name.as_deref().unwrap_or("(not given)")
-    );
-    let _ = writeln!(s, "Info-hash:   {}", m.info_hash);
-    if let Some(len) = m.exact_length {
-        let _ = writeln!(s, "Size:        {} ({len} bytes)", HumanBytes(len));
-    }
-    let _ = writeln!(
-        s,
-        "Trackers:    {}",
-        if m.trackers.is_empty() { "none" } else { "" }
-    );
-    for t in &m.trackers {
-        let _ = writeln!(s, "  {t}");
-    }
-    if !m.web_seeds.is_empty() {
-        let _ = writeln!(s, "Web seeds:");
-        for w in &m.web_seeds {
-            let _ = writeln!(s, "  {w}");
-        }
-    }
-    let peers: Vec<String> = m
-        .peers
-        .iter()
-        .map(ToString::to_string)
-        .chain(m.peer_hosts.iter().map(|(h, p)| format!("{h}:{p}")))
-        .collect();
-    if !peers.is_empty() {
-        let _ = writeln!(s, "Peers:");
-        for p in peers {
-            let _ = writeln!(s, "  {p}");
-        }
-    }
-    if !m.select_only.is_empty() {
-        let sel: Vec<String> = m.select_only.iter().map(ToString::to_string).collect();
-        let _ = writeln!(s, "Selected:    files {}", sel.join(","));
-    }
-    let _ = writeln!(
-        s,
-        "(file list and sizes come with the metadata, from peers)"
-    );
-    s
-}
-
-fn magnet_json(m: &Magnet) -> serde_json::Value {
-    json!({
-        "name": m.display_name,
-        "info_hash": m.info_hash.to_hex(),
-        "total_size": m.exact_length,
-        "trackers": m.trackers,
-        "web_seeds": m.web_seeds,
-        "peers": m.peers.iter().map(ToString::to_string)
-            .chain(m.peer_hosts.iter().map(|(h, p)| format!("{h}:{p}")))
-            .collect::<Vec<_>>(),
-        "select_only": m.select_only.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "uri": m.to_uri(),
-    })
 }
 
 /// Scrapes `info_hash` at every tracker of `tiers`, concurrently; returns
