@@ -1,0 +1,212 @@
+//! `rivulet info` on odd but real-world torrents (see `conformance/cases.rs`):
+//! each loads with the on-disk paths libtorrent 2.0.8 gives, or is refused
+//! with a clear message and exit status 2; nothing panics. The same cases
+//! are held against libtorrent itself in `interop_conformance.rs`; the
+//! webtorrent-fixtures torrents (real files from the wild) are checked here
+//! against the info-hashes libtorrent reports for them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "conformance/cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cases::Expect;
+
+fn rivulet(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn info_json(file: &Path) -> (Output, Option<serde_json::Value>) {
+    let o = rivulet(&["info".as_ref(), "--json".as_ref(), file.as_os_str()]);
+    let v = serde_json::from_slice(&o.stdout).ok();
+    (o, v)
+}
+
+#[test]
+fn odd_torrents_load_like_libtorrent_or_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (i, c) in cases::cases().into_iter().enumerate() {
+        let file = tmp.path().join(format!("{i}.torrent"));
+        std::fs::write(&file, &c.bytes).unwrap();
+        let (o, json) = info_json(&file);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", c.name);
+        // The text form must not panic either, whatever the JSON said.
+        let text = rivulet(&["info".as_ref(), file.as_os_str()]);
+        assert!(
+            !String::from_utf8_lossy(&text.stderr).contains("panicked"),
+            "{}",
+            c.name
+        );
+        assert_eq!(text.status.success(), o.status.success(), "{}", c.name);
+        match c.expect {
+            Expect::Refused => {
+                if o.status.code() != Some(2) || !stderr.contains("is not a valid torrent") {
+                    failures.push(format!(
+                        "{}: not refused ({:?}): {stderr}",
+                        c.name, o.status
+                    ));
+                }
+            }
+            Expect::Paths(want) => {
+                let Some(v) = json.filter(|_| o.status.success()) else {
+                    failures.push(format!("{}: refused: {stderr}", c.name));
+                    continue;
+                };
+                let hash = v["info_hash"].as_str().unwrap_or_default().to_owned();
+                let got: Vec<String> = v["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|f| f["padding"] == false)
+                    .map(|f| f["path"].as_str().unwrap().to_owned())
+                    .collect();
+                let want: Vec<String> = want.iter().map(|p| p.replace("{hash}", &hash)).collect();
+                if got != want {
+                    failures.push(format!("{}: paths {got:?}, want {want:?}", c.name));
+                }
+                // Every changed path says so, with what the torrent said.
+                for f in v["files"].as_array().unwrap() {
+                    assert_eq!(
+                        f["path_changed"].as_bool(),
+                        Some(!f["torrent_path"].is_null()),
+                        "{}",
+                        c.name
+                    );
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn info_marks_changed_paths_and_links() {
+    use cases::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("odd.torrent");
+    let bytes = torrent(multi(
+        b"t",
+        vec![
+            file(5, &[b"..", b"a"]),
+            file(5, &[b"a"]),
+            link(&[b"in"], &[b"a"]),
+            link(&[b"out"], &[b"..", b"..", b"etc"]),
+        ],
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    let (o, v) = info_json(&path);
+    assert!(o.status.success());
+    let v = v.unwrap();
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files[0]["path"], "t/a");
+    assert_eq!(files[0]["torrent_path"], "t/../a");
+    assert_eq!(files[1]["path"], "t/a.1");
+    assert_eq!(files[1]["torrent_path"], "t/a");
+    assert_eq!(files[2]["symlink"]["target"], "t/a");
+    assert!(files[3]["symlink"]["target"].is_null());
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 2);
+    let text = rivulet(&["info".as_ref(), path.as_os_str()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("t/a  [torrent says \"t/../a\"]"), "{text}");
+    assert!(text.contains("t/a.1  [torrent says \"t/a\"]"), "{text}");
+    assert!(text.contains("t/in -> t/a"), "{text}");
+    assert!(
+        text.contains("(outside the torrent: not created)"),
+        "{text}"
+    );
+}
+
+/// The torrents of the `webtorrent-fixtures` npm package (MIT, see
+/// `LICENSE` beside them) with the v1 info-hash libtorrent 2.0.8 reports
+/// for each, or `None` where libtorrent refuses the file.
+const WEBTORRENT: &[(&str, Option<&str>)] = &[
+    (
+        "alice.torrent",
+        Some("722fe65b2aa26d14f35b4ad627d20236e481d924"),
+    ),
+    (
+        "bunny.torrent",
+        Some("af8f10f30bf9aefecf3686922bfa0d5bd290a395"),
+    ),
+    ("corrupt.torrent", None),
+    (
+        "folder.torrent",
+        Some("b88da2caac6648e6c7d7687e3f89085f7e230e6b"),
+    ),
+    (
+        "leaves-metadata.torrent",
+        Some("d2474e86c95b19b8bcfdb92bc12c9d44667cfa36"),
+    ),
+    (
+        "leaves.torrent",
+        Some("d2474e86c95b19b8bcfdb92bc12c9d44667cfa36"),
+    ),
+    (
+        "lots-of-numbers.torrent",
+        Some("114ead6243792ba56297edbb9a78dfba84d4fc00"),
+    ),
+    (
+        "numbers.torrent",
+        Some("89d97c2261a21b040cf11caa661a3ba7233bb7e6"),
+    ),
+    (
+        "sintel.torrent",
+        Some("c334138ef5bfc2d568ea7324e0e2a3a7ec229bdd"),
+    ),
+];
+
+fn webtorrent_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/webtorrent")
+}
+
+#[test]
+fn webtorrent_fixtures_parse_to_libtorrents_info_hashes() {
+    for (name, want) in WEBTORRENT {
+        let file = webtorrent_dir().join(name);
+        let (o, v) = info_json(&file);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        match want {
+            Some(hash) => {
+                assert!(o.status.success(), "{name}: {stderr}");
+                assert_eq!(v.unwrap()["info_hash"], *hash, "{name}");
+                let text = rivulet(&["info".as_ref(), file.as_os_str()]);
+                assert!(text.status.success(), "{name}");
+            }
+            None => {
+                assert_eq!(o.status.code(), Some(2), "{name}");
+                assert!(
+                    stderr.contains("is not a valid torrent"),
+                    "{name}: {stderr}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn creation_dates_in_milliseconds_print_as_numbers() {
+    let (o, v) = info_json(&webtorrent_dir().join("alice.torrent"));
+    assert!(o.status.success());
+    assert_eq!(v.unwrap()["creation_date"], 1_452_468_725_091i64);
+    let text = rivulet(&[
+        "info".as_ref(),
+        webtorrent_dir().join("alice.torrent").as_os_str(),
+    ]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(
+            "Created on:  1452468725091 (not a date in seconds; in milliseconds it is 2016-01-10T23:32:05Z)"
+        ),
+        "{text}"
+    );
+}
