@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::{HumanBytes, HumanDuration};
 use rivulet_core::Metainfo;
-use rivulet_engine::download::{Download, SeedPolicy};
+use rivulet_engine::download::{Download, LengthAction, SeedPolicy};
 use rivulet_engine::listener::Listener;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 
@@ -156,6 +156,23 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     )
     .await?;
     check_bar.finish_and_clear();
+    // Shown even with --quiet: rivulet changed (or would not change) a file.
+    for t in &report.too_long {
+        match t.action {
+            LengthAction::Truncated => eprintln!(
+                "truncated {} to the torrent's {} bytes (it was {} bytes)",
+                t.path.display(),
+                t.expected,
+                t.length
+            ),
+            LengthAction::SymbolicLink => eprintln!(
+                "warning: {} is {} bytes, the torrent says {}; not truncated: it is a symbolic link, and what it points to is not rivulet's to change",
+                t.path.display(),
+                t.length,
+                t.expected
+            ),
+        }
+    }
     let pieces = metainfo.info.num_pieces();
     if !args.quiet {
         if mode == Mode::Seed && report.have == pieces {

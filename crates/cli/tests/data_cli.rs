@@ -10,8 +10,12 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use support::rivulet::rivulet_bin;
+use support::RivuletCmd;
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// `rivulet create DATA -o OUT` with 64 KiB pieces and no tracker.
 fn create(data: &Path, out: &Path) -> PathBuf {
@@ -91,4 +95,67 @@ fn verify_names_a_file_longer_than_the_torrent_says() {
     );
     assert!(!out.lines().any(|l| l == "complete"), "{out}");
     assert_eq!(len(&data.join("six.txt")), 100, "verify changes nothing");
+}
+
+/// A folder holding `six.txt` as 100 bytes whose first 6 are the torrent's
+/// `hello\n`, and the torrent of the 6-byte file.
+fn six_bytes_in_a_hundred(tmp: &Path) -> (PathBuf, PathBuf) {
+    let source = tmp.join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("six.txt"), b"hello\n").unwrap();
+    let torrent = create(&source.join("six.txt"), &tmp.join("six.torrent"));
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut long = b"hello\n".to_vec();
+    long.resize(100, b'x');
+    std::fs::write(data.join("six.txt"), &long).unwrap();
+    (torrent, data)
+}
+
+/// `download` into a folder where the file is longer than the torrent says
+/// truncates it (saying so), and then the data verifies complete.
+#[test]
+fn download_truncates_a_file_longer_than_the_torrent_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, data) = six_bytes_in_a_hundred(tmp.path());
+    let file = data.join("six.txt");
+    // Nothing is missing, so the peer (nobody listens there) is never asked.
+    let peer = format!("{}:1", support::next_loopback());
+    let (code, out) = rivulet(&[&"download", &torrent, &"-o", &data, &"--peer", &peer]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "truncated {} to the torrent's 6 bytes (it was 100 bytes)",
+            file.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"hello\n");
+    let (code, out) = verify(&torrent, &data);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l == "complete"), "{out}");
+}
+
+/// `seed` truncates it too, before it serves.
+#[test]
+fn seed_truncates_a_file_longer_than_the_torrent_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (torrent, data) = six_bytes_in_a_hundred(tmp.path());
+    let mut seeder = RivuletCmd::seed(&torrent, &data)
+        .bind(support::next_loopback())
+        .port(0)
+        .spawn();
+    seeder.wait_listening_lines(MINUTE);
+    assert!(
+        seeder.printed("to the torrent's 6 bytes (it was 100 bytes)"),
+        "{}",
+        seeder.output()
+    );
+    assert!(
+        seeder.printed("data complete: 1 pieces"),
+        "{}",
+        seeder.output()
+    );
+    assert_eq!(len(&data.join("six.txt")), 6);
+    seeder.stop(MINUTE).assert_success();
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivulet_core::piece_io::{check_selected_pieces, PieceCheck};
+use rivulet_core::piece_io::{check_selected_pieces, too_long_files, PieceCheck};
 use rivulet_core::Metainfo;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -23,7 +23,7 @@ use crate::torrent::{self, Outcome, Shared, TorrentConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     /// The data folder or its files cannot be created or written.
-    #[error("cannot prepare the download folder: {0}")]
+    #[error("cannot prepare the data folder: {0}")]
     Storage(StorageError),
     /// Existing data could not be read for checking.
     #[error("cannot check existing data: {0}")]
@@ -48,7 +48,7 @@ impl From<rivulet_core::piece_io::PieceReadError> for DownloadError {
 }
 
 /// What the startup check found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartReport {
     /// Pieces vouched for by resume data (not hashed again).
     pub trusted: usize,
@@ -56,6 +56,32 @@ pub struct StartReport {
     pub checked: usize,
     /// Pieces found complete (trusted or checked).
     pub have: usize,
+    /// Files that were longer than the torrent says, and what was done.
+    pub too_long: Vec<TooLongFile>,
+}
+
+/// A file of the torrent that was longer on disk than the torrent says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLongFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its length as found.
+    pub length: u64,
+    /// Its length in the torrent.
+    pub expected: u64,
+    /// What was done about it.
+    pub action: LengthAction,
+}
+
+/// What [`Download::prepare`] did about a file longer than the torrent says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthAction {
+    /// Truncated to the torrent's length: the torrent's paths are ours, and
+    /// the extra bytes are no part of the torrent.
+    Truncated,
+    /// Left as it is: the path is a symbolic link, and its target may be a
+    /// file outside the data folder, which is not ours to change.
+    SymbolicLink,
 }
 
 /// What to do once the download is complete.
@@ -145,10 +171,14 @@ impl Download {
                     .zip(&checks)
                     .map(|(k, c)| *k == Some(true) || *c == Some(PieceCheck::Good))
                     .collect();
+                // After the check, which reads only each file's first
+                // `expected` bytes, so the extra bytes never changed its result.
+                let too_long = trim_too_long(&info, &files)?;
                 let report = StartReport {
                     trusted: known.iter().filter(|k| **k == Some(true)).count(),
                     checked: checks.iter().filter(|c| c.is_some()).count(),
                     have: have.iter().filter(|h| **h).count(),
+                    too_long,
                 };
                 let storage = FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?;
                 Ok((have, report, storage))
@@ -288,9 +318,104 @@ impl Download {
     }
 }
 
+/// Truncates the torrent's files that are longer than the torrent says
+/// (symbolic links excepted, see [`LengthAction::SymbolicLink`]), and
+/// reports every such file.
+fn trim_too_long(
+    info: &rivulet_core::Info,
+    files: &[rivulet_core::piece_io::FileSource],
+) -> Result<Vec<TooLongFile>, StorageError> {
+    let mut report = Vec::new();
+    for t in too_long_files(info.layout(), files) {
+        let io = |error| StorageError::Io {
+            path: t.path.clone(),
+            error,
+        };
+        let link = std::fs::symlink_metadata(&t.path)
+            .map_err(io)?
+            .file_type()
+            .is_symlink();
+        let action = if link {
+            LengthAction::SymbolicLink
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&t.path)
+                .and_then(|f| f.set_len(t.expected))
+                .map_err(io)?;
+            LengthAction::Truncated
+        };
+        report.push(TooLongFile {
+            path: t.path,
+            length: t.length,
+            expected: t.expected,
+            action,
+        });
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
+    use rivulet_bencode::OwnedValue as V;
+    use sha1::{Digest, Sha1};
+
     use super::*;
+
+    /// A folder "t" of files a = "hello\n" and b = "abcd", one piece.
+    fn torrent() -> Metainfo {
+        let file = |len: i64, name: &str| {
+            V::dict()
+                .with("length", V::Int(len))
+                .with("path", V::List(vec![V::str(name)]))
+        };
+        let hash: [u8; 20] = Sha1::digest(b"hello\nabcd").into();
+        let info = V::dict()
+            .with("name", "t".into())
+            .with("piece length", V::Int(16384))
+            .with("pieces", V::Bytes(hash.to_vec()))
+            .with("files", V::List(vec![file(6, "a"), file(4, "b")]));
+        Metainfo::from_bytes(&V::dict().with("info", info).to_bytes()).unwrap()
+    }
+
+    /// A file longer than the torrent says is truncated; one reached through
+    /// a symbolic link is reported but not touched (its target is outside
+    /// the data folder).
+    #[tokio::test]
+    async fn prepare_truncates_files_longer_than_the_torrent_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, outside) = (tmp.path().join("data"), tmp.path().join("outside"));
+        std::fs::create_dir_all(dir.join("t")).unwrap();
+        let mut long = b"hello\n".to_vec();
+        long.resize(100, b'x');
+        std::fs::write(dir.join("t/a"), long).unwrap();
+        std::fs::write(&outside, b"abcdefgh").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("t/b")).unwrap();
+        let m = torrent();
+        let (_dl, report) = Download::prepare(&m, &dir, TorrentConfig::default(), Arc::new(|_| {}))
+            .await
+            .unwrap();
+        assert_eq!(report.have, 1, "the torrent's bytes are all there");
+        assert_eq!(
+            report.too_long,
+            [
+                TooLongFile {
+                    path: dir.join("t/a"),
+                    length: 100,
+                    expected: 6,
+                    action: LengthAction::Truncated
+                },
+                TooLongFile {
+                    path: dir.join("t/b"),
+                    length: 8,
+                    expected: 4,
+                    action: LengthAction::SymbolicLink
+                }
+            ]
+        );
+        assert_eq!(std::fs::read(dir.join("t/a")).unwrap(), b"hello\n");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"abcdefgh");
+    }
 
     #[test]
     fn seed_policy_limits() {
