@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::announce::{Announcer, STOP_TIMEOUT};
 
+use crate::folder::{DataFolder, FolderOptions};
 use crate::resume::ResumeData;
 use crate::storage::{FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
 use crate::torrent::{self, Outcome, Shared, TorrentConfig};
@@ -28,6 +29,59 @@ pub enum DownloadError {
     /// Existing data could not be read for checking.
     #[error("cannot check existing data: {0}")]
     Check(rivulet_core::piece_io::PieceReadError),
+    /// The data folder cannot be written to, and this session needs to
+    /// (a download, or a seed without a state folder for its resume data).
+    #[error("cannot write to the data folder {}: {error}", dir.display())]
+    NotWritable {
+        /// The data folder.
+        dir: PathBuf,
+        /// What writing there answered (shown in the message, so not also a
+        /// `source`).
+        error: std::io::Error,
+    },
+    /// Another process (a second `rivulet download` or `seed`) holds the
+    /// lock on this torrent's data in this folder.
+    #[error("{name} in {} is in use by another rivulet process (it holds the lock {})", dir.display(), lock.display())]
+    InUse {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// Seeding a folder that holds none of the torrent's files.
+    #[error("none of the data of {name} is in {}", dir.display())]
+    NoData {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+    },
+    /// Seeding a folder whose files are there but hold not one good piece:
+    /// the wrong folder, or other data under the same names, which seeding
+    /// would overwrite with what peers send.
+    #[error("none of the data in {} matches {name}: 0 of {pieces} pieces are good (to fetch it, use `rivulet download`)", dir.display())]
+    NoneMatches {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// Pieces in the torrent.
+        pieces: usize,
+    },
+    /// Seeding from a folder that cannot be written to, with pieces missing.
+    #[error("the data folder {} is read-only and holds {have} of the {pieces} pieces of {name}: the missing pieces cannot be fetched there", dir.display())]
+    ReadOnlyIncomplete {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// Pieces present and good.
+        have: usize,
+        /// Pieces in the torrent.
+        pieces: usize,
+    },
     /// An internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -82,6 +136,9 @@ pub enum LengthAction {
     /// Left as it is: the path is a symbolic link, and its target may be a
     /// file outside the data folder, which is not ours to change.
     SymbolicLink,
+    /// Left as it is: the data folder is read-only (seeding serves only the
+    /// torrent's bytes of it).
+    ReadOnly,
 }
 
 /// What to do once the download is complete.
@@ -125,34 +182,53 @@ impl SeedPolicy {
 pub struct Download {
     /// State shared with the peer tasks (counters, outcome).
     pub shared: Arc<Shared>,
-    dir: PathBuf,
-    resume_path: PathBuf,
+    /// The data folder, its resume path, and the lock held while this runs.
+    folder: DataFolder,
     peers: mpsc::UnboundedSender<SocketAddr>,
     peers_rx: Option<mpsc::UnboundedReceiver<SocketAddr>>,
     tiers: Vec<Vec<String>>,
 }
 
 impl Download {
-    /// Prepares a download of `metainfo` into `dir`: checks what is already
-    /// there (trusting resume data where the files are unchanged), then
-    /// creates the files. `progress` sees the bytes checked.
+    /// Prepares a download of `metainfo` into `dir`: locks the torrent's data
+    /// there ([`DataFolder::open`] with default options), then as
+    /// [`Download::prepare_in`].
     pub async fn prepare(
         metainfo: &Metainfo,
         dir: &Path,
         config: TorrentConfig,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Self, StartReport), DownloadError> {
+        let folder = DataFolder::open(metainfo, dir, &FolderOptions::default())?;
+        Self::prepare_in(metainfo, folder, config, progress).await
+    }
+
+    /// Prepares a download of `metainfo` into the locked `folder`: checks
+    /// what is already there (trusting resume data where the files are
+    /// unchanged), then truncates files longer than the torrent says and
+    /// creates the missing ones. A folder that cannot be written to (only
+    /// opened so when seeding) must hold complete data, which is then served
+    /// as it is. `progress` sees the bytes checked.
+    pub async fn prepare_in(
+        metainfo: &Metainfo,
+        folder: DataFolder,
+        config: TorrentConfig,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(Self, StartReport), DownloadError> {
         let info = Arc::new(metainfo.info.clone());
         let info_hash = metainfo.info_hash;
-        let dir = dir.to_owned();
-        let resume_path = torrent::resume_path(&dir, &info_hash);
+        let dir = folder.dir.clone();
+        let resume_paths: Vec<PathBuf> = std::iter::once(folder.resume_path.clone())
+            .chain(folder.earlier_resume.clone())
+            .collect();
+        let (writable, seed) = (folder.writable, folder.seed);
         let (have, report, storage) = {
-            let (info, dir, resume_path) = (Arc::clone(&info), dir.clone(), resume_path.clone());
+            let info = Arc::clone(&info);
             tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
                 // A damaged or foreign resume file is not fatal: recheck instead.
-                let resume = ResumeData::load(&resume_path, info_hash, &info)
-                    .ok()
-                    .flatten();
+                let resume = resume_paths
+                    .iter()
+                    .find_map(|path| ResumeData::load(path, info_hash, &info).ok().flatten());
                 // Where resume data vouches for a piece (its files are unchanged
                 // since the record), believe it, complete or not; hash the rest.
                 let known = resume
@@ -171,16 +247,38 @@ impl Download {
                     .zip(&checks)
                     .map(|(k, c)| *k == Some(true) || *c == Some(PieceCheck::Good))
                     .collect();
+                let pieces = info.num_pieces();
+                let have_count = have.iter().filter(|h| **h).count();
+                // Refusals come before anything in the folder is changed.
+                if seed && have_count == 0 && pieces > 0 {
+                    return Err(DownloadError::NoneMatches {
+                        name: info.name.clone(),
+                        dir,
+                        pieces,
+                    });
+                }
+                if !writable && have_count < pieces {
+                    return Err(DownloadError::ReadOnlyIncomplete {
+                        name: info.name.clone(),
+                        dir,
+                        have: have_count,
+                        pieces,
+                    });
+                }
                 // After the check, which reads only each file's first
                 // `expected` bytes, so the extra bytes never changed its result.
-                let too_long = trim_too_long(&info, &files)?;
+                let too_long = trim_too_long(&info, &files, writable)?;
                 let report = StartReport {
                     trusted: known.iter().filter(|k| **k == Some(true)).count(),
                     checked: checks.iter().filter(|c| c.is_some()).count(),
-                    have: have.iter().filter(|h| **h).count(),
+                    have: have_count,
                     too_long,
                 };
-                let storage = FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?;
+                let storage = if writable {
+                    FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?
+                } else {
+                    FileStorage::open_read_only(&info, &dir, DEFAULT_MAX_OPEN_FILES)
+                };
                 Ok((have, report, storage))
             })
             .await
@@ -191,14 +289,18 @@ impl Download {
         Ok((
             Download {
                 shared,
-                dir,
-                resume_path,
+                folder,
                 peers,
                 peers_rx: Some(peers_rx),
                 tiers: metainfo.tracker_tiers(),
             },
             report,
         ))
+    }
+
+    /// The data folder, with where resume data goes.
+    pub fn folder(&self) -> &DataFolder {
+        &self.folder
     }
 
     /// A channel to hand the download peers to connect to.
@@ -302,7 +404,7 @@ impl Download {
         // Snapshot first: every piece in it was written before the flush below.
         let have = self.shared.have_pieces();
         let shared = Arc::clone(&self.shared);
-        let (dir, path) = (self.dir.clone(), self.resume_path.clone());
+        let (dir, path) = (self.folder.dir.clone(), self.folder.resume_path.clone());
         tokio::task::spawn_blocking(move || {
             shared.storage.flush().map_err(|e| e.to_string())?;
             if let Some(parent) = path.parent() {
@@ -319,11 +421,12 @@ impl Download {
 }
 
 /// Truncates the torrent's files that are longer than the torrent says
-/// (symbolic links excepted, see [`LengthAction::SymbolicLink`]), and
-/// reports every such file.
+/// (symbolic links and read-only folders excepted, see [`LengthAction`]),
+/// and reports every such file.
 fn trim_too_long(
     info: &rivulet_core::Info,
     files: &[rivulet_core::piece_io::FileSource],
+    writable: bool,
 ) -> Result<Vec<TooLongFile>, StorageError> {
     let mut report = Vec::new();
     for t in too_long_files(info.layout(), files) {
@@ -335,7 +438,9 @@ fn trim_too_long(
             .map_err(io)?
             .file_type()
             .is_symlink();
-        let action = if link {
+        let action = if !writable {
+            LengthAction::ReadOnly
+        } else if link {
             LengthAction::SymbolicLink
         } else {
             std::fs::OpenOptions::new()
