@@ -161,6 +161,12 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         state_dir: state_dir(),
     };
     let folder = DataFolder::open(&metainfo, &args.output, &options)?;
+    if !folder.is_locked() {
+        eprintln!(
+            "warning: the file system of {} has no file locks: nothing stops another rivulet from using this torrent's data at the same time",
+            folder.resume_path().display()
+        );
+    }
     if args.port != 0 && listener.port() != args.port {
         eprintln!(
             "port {} is in use: listening on port {} instead",

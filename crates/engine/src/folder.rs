@@ -54,8 +54,9 @@ pub struct DataFolder {
     pub(crate) earlier_resume: Option<PathBuf>,
     pub(crate) writable: bool,
     pub(crate) seed: bool,
-    /// Held for its lock, released on drop.
-    _lock: Option<File>,
+    /// Held for its lock, released on drop (`None` where the file system
+    /// has no locks).
+    lock: Option<File>,
 }
 
 impl DataFolder {
@@ -111,10 +112,13 @@ impl DataFolder {
                     lock: lock_path,
                 })
             }
-            // A file system without locks (some network ones): run unlocked
-            // rather than not at all, and say so in the log.
-            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
-                tracing::warn!(lock = %lock_path.display(), "file locks are not supported here; running without one");
+            // A file system without locks (some network ones: EOPNOTSUPP, or
+            // ENOLCK, 37 on Linux): run unlocked rather than not at all;
+            // `is_locked` lets the caller say so.
+            Err(TryLockError::Error(e))
+                if e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(37) =>
+            {
+                tracing::warn!(lock = %lock_path.display(), error = %e, "file locks are not supported here; running without one");
                 None
             }
             Err(TryLockError::Error(e)) => return Err(storage_error(&lock_path, e)),
@@ -125,7 +129,7 @@ impl DataFolder {
             earlier_resume,
             writable,
             seed: options.seed,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -137,6 +141,12 @@ impl DataFolder {
     /// Where resume data is saved.
     pub fn resume_path(&self) -> &Path {
         &self.resume_path
+    }
+
+    /// Whether this process holds the lock on the data; `false` only where
+    /// the file system does not support locks.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// Whether rivulet can write to the data folder. When it cannot, the
@@ -217,6 +227,7 @@ mod tests {
         let m = torrent();
         let first = DataFolder::open(&m, dir.path(), &FolderOptions::default()).unwrap();
         assert!(first.is_writable());
+        assert!(first.is_locked());
         assert_eq!(first.resume_path(), resume_path(dir.path(), &m.info_hash));
         let e = DataFolder::open(&m, dir.path(), &FolderOptions::default()).unwrap_err();
         assert!(matches!(e, DownloadError::InUse { .. }), "{e}");
