@@ -65,6 +65,7 @@ impl DataFolder {
     /// ([`DownloadError::NoData`]; nothing is created then); for a folder
     /// that cannot be written to, that a state folder is given. Fails with
     /// [`DownloadError::InUse`] when another process holds the lock.
+    /// Blocking, but only a handful of file-system calls (no data is read).
     pub fn open(
         metainfo: &Metainfo,
         dir: &Path,
