@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::{HumanBytes, HumanDuration};
 use rivulet_core::Metainfo;
-use rivulet_engine::download::{Download, SeedPolicy};
+use rivulet_engine::download::{Download, LengthAction, SeedPolicy};
+use rivulet_engine::folder::{DataFolder, FolderOptions};
 use rivulet_engine::listener::Listener;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 
@@ -104,13 +105,32 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
             "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"
         );
     }
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    // A seeder serves what is there: it creates no folder (a missing one
+    // holds none of the data, which `DataFolder::open` reports).
+    if mode == Mode::Download {
+        std::fs::create_dir_all(&args.output)
+            .with_context(|| format!("cannot create {}", args.output.display()))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(session(args, metainfo, policy, mode))
+}
+
+/// Where resume data goes when the data folder is read-only:
+/// `$XDG_STATE_HOME/rivulet/resume`, else `~/.local/state/rivulet/resume`
+/// (the XDG base directory defaults); `None` without either variable.
+fn state_dir() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/state"))
+        })
+        .map(|d| d.join("rivulet/resume"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -133,6 +153,20 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     let started = Instant::now();
     let total = metainfo.info.total_length();
     let listener = Listener::bind(args.bind, args.port)?;
+    // Locked after binding (so that a run that cannot listen writes
+    // nothing) and before the port notice (so that a second run on the same
+    // data says only that it is in use).
+    let options = FolderOptions {
+        seed: mode == Mode::Seed,
+        state_dir: state_dir(),
+    };
+    let folder = DataFolder::open(&metainfo, &args.output, &options)?;
+    if !folder.is_locked() {
+        eprintln!(
+            "warning: the file system of {} has no file locks: nothing stops another rivulet from using this torrent's data at the same time",
+            folder.resume_path().display()
+        );
+    }
     if args.port != 0 && listener.port() != args.port {
         eprintln!(
             "port {} is in use: listening on port {} instead",
@@ -148,14 +182,44 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     };
     let check_bar = progress::bytes_bar(total, "Checking", args.quiet);
     let bar = check_bar.clone();
-    let (mut dl, report) = Download::prepare(
+    let (mut dl, report) = Download::prepare_in(
         &metainfo,
-        &args.output,
+        folder,
         config,
         Arc::new(move |done| bar.set_position(done)),
     )
     .await?;
     check_bar.finish_and_clear();
+    if !dl.folder().is_writable() {
+        eprintln!(
+            "the data folder {} is read-only: serving it as it is; resume data goes to {}",
+            args.output.display(),
+            dl.folder().resume_path().display()
+        );
+    }
+    // Shown even with --quiet: rivulet changed (or would not change) a file.
+    for t in &report.too_long {
+        match t.action {
+            LengthAction::Truncated => eprintln!(
+                "truncated {} to the torrent's {} bytes (it was {} bytes)",
+                t.path.display(),
+                t.expected,
+                t.length
+            ),
+            LengthAction::SymbolicLink => eprintln!(
+                "warning: {} is {} bytes, the torrent says {}; not truncated: it is a symbolic link, and what it points to is not rivulet's to change",
+                t.path.display(),
+                t.length,
+                t.expected
+            ),
+            LengthAction::ReadOnly => eprintln!(
+                "warning: {} is {} bytes, the torrent says {}; not truncated: the data folder is read-only (only the torrent's bytes are served)",
+                t.path.display(),
+                t.length,
+                t.expected
+            ),
+        }
+    }
     let pieces = metainfo.info.num_pieces();
     if !args.quiet {
         if mode == Mode::Seed && report.have == pieces {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::HumanBytes;
-use rivulet_core::piece_io::{check_pieces, PieceCheck};
+use rivulet_core::piece_io::{check_pieces, too_long_files, PieceCheck};
 use rivulet_core::Metainfo;
 
 use crate::progress::bytes_bar;
@@ -76,7 +76,28 @@ pub fn run(args: Args) -> Result<Outcome> {
             _ => {}
         }
     }
-    if good == states.len() {
+    // Extra bytes at the end of a file are no part of any piece, so the
+    // hashes cannot see them; the data is still not what the torrent says.
+    let too_long = too_long_files(layout, &files);
+    for t in &too_long {
+        println!(
+            "  too long: {} ({} bytes, torrent says {})",
+            t.path.display(),
+            t.length,
+            t.expected
+        );
+    }
+    if !too_long.is_empty() {
+        println!(
+            "{} longer than the torrent says (`rivulet download` or `rivulet seed` truncates {})",
+            match too_long.len() {
+                1 => "1 file is".to_owned(),
+                n => format!("{n} files are"),
+            },
+            if too_long.len() == 1 { "it" } else { "them" }
+        );
+    }
+    if good == states.len() && too_long.is_empty() {
         println!("complete");
         Ok(Outcome::Success)
     } else {

@@ -88,6 +88,43 @@ fn read_span(path: &Path, offset: u64, dest: &mut [u8]) -> Result<(), PieceReadE
     file.read_exact_at(dest, offset).map_err(classify)
 }
 
+/// A file on disk that is longer than its entry in the torrent says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLong {
+    /// Index of the file in the torrent.
+    pub file: usize,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its length on disk.
+    pub length: u64,
+    /// Its length in the torrent.
+    pub expected: u64,
+}
+
+/// The torrent's files that exist and are longer than the torrent says
+/// (following symbolic links). Piece checks read only a file's first
+/// `expected` bytes, so they cannot see extra bytes at its end; this can.
+/// Missing and short files are what [`check_pieces`] reports.
+pub fn too_long_files(layout: &FileLayout, files: &[FileSource]) -> Vec<TooLong> {
+    files
+        .iter()
+        .enumerate()
+        .filter_map(|(file, source)| {
+            let FileSource::Disk(path) = source else {
+                return None;
+            };
+            let expected = layout.file_length(file)?;
+            let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+            (meta.len() > expected).then(|| TooLong {
+                file,
+                path: path.clone(),
+                length: meta.len(),
+                expected,
+            })
+        })
+        .collect()
+}
+
 /// SHA-1 of every piece, computed on all cores. `progress` is called with the
 /// number of bytes hashed so far, from worker threads.
 pub fn hash_pieces(
@@ -162,4 +199,43 @@ pub fn check_selected_pieces(
             Ok(Some(result))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn too_long_files_names_only_files_longer_than_their_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let layout = FileLayout::new(16, [6, 6, 6, 6, 4]).unwrap();
+        fs::write(d.join("long"), vec![1u8; 100]).unwrap();
+        fs::write(d.join("exact"), b"123456").unwrap();
+        fs::write(d.join("short"), b"12").unwrap();
+        fs::create_dir(d.join("folder")).unwrap();
+        let files = [
+            FileSource::Disk(d.join("long")),
+            FileSource::Disk(d.join("exact")),
+            FileSource::Disk(d.join("short")),
+            FileSource::Disk(d.join("missing")),
+            // A padding file and a folder where a file should be are not
+            // "too long" (the piece check reports the folder as missing).
+            FileSource::Zeros,
+        ];
+        assert_eq!(
+            too_long_files(&layout, &files),
+            [TooLong {
+                file: 0,
+                path: d.join("long"),
+                length: 100,
+                expected: 6
+            }]
+        );
+        let folder = [FileSource::Disk(d.join("folder"))];
+        let layout = FileLayout::new(16, [0]).unwrap();
+        assert!(too_long_files(&layout, &folder).is_empty());
+    }
 }

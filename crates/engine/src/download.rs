@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivulet_core::piece_io::{check_selected_pieces, PieceCheck};
+use rivulet_core::piece_io::{check_selected_pieces, too_long_files, PieceCheck};
 use rivulet_core::Metainfo;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::announce::{Announcer, STOP_TIMEOUT};
 
+use crate::folder::{DataFolder, FolderOptions};
 use crate::resume::ResumeData;
 use crate::storage::{FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
 use crate::torrent::{self, Outcome, Shared, TorrentConfig};
@@ -23,11 +24,64 @@ use crate::torrent::{self, Outcome, Shared, TorrentConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     /// The data folder or its files cannot be created or written.
-    #[error("cannot prepare the download folder: {0}")]
+    #[error("cannot prepare the data folder: {0}")]
     Storage(StorageError),
     /// Existing data could not be read for checking.
     #[error("cannot check existing data: {0}")]
     Check(rivulet_core::piece_io::PieceReadError),
+    /// The data folder cannot be written to, and this session needs to
+    /// (a download, or a seed without a state folder for its resume data).
+    #[error("cannot write to the data folder {}: {error}", dir.display())]
+    NotWritable {
+        /// The data folder.
+        dir: PathBuf,
+        /// What writing there answered (shown in the message, so not also a
+        /// `source`).
+        error: std::io::Error,
+    },
+    /// Another process (a second `rivulet download` or `seed`) holds the
+    /// lock on this torrent's data in this folder.
+    #[error("{name} in {} is in use by another rivulet process (it holds the lock {})", dir.display(), lock.display())]
+    InUse {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// Seeding a folder that holds none of the torrent's files.
+    #[error("none of the data of {name} is in {}", dir.display())]
+    NoData {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+    },
+    /// Seeding a folder whose files are there but hold not one good piece:
+    /// the wrong folder, or other data under the same names, which seeding
+    /// would overwrite with what peers send.
+    #[error("none of the data in {} matches {name}: 0 of {pieces} pieces are good (to fetch it, use `rivulet download`)", dir.display())]
+    NoneMatches {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// Pieces in the torrent.
+        pieces: usize,
+    },
+    /// Seeding from a folder that cannot be written to, with pieces missing.
+    #[error("the data folder {} is read-only and holds {have} of the {pieces} pieces of {name}: the missing pieces cannot be fetched there", dir.display())]
+    ReadOnlyIncomplete {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// Pieces present and good.
+        have: usize,
+        /// Pieces in the torrent.
+        pieces: usize,
+    },
     /// An internal task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,7 +102,7 @@ impl From<rivulet_core::piece_io::PieceReadError> for DownloadError {
 }
 
 /// What the startup check found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartReport {
     /// Pieces vouched for by resume data (not hashed again).
     pub trusted: usize,
@@ -56,6 +110,35 @@ pub struct StartReport {
     pub checked: usize,
     /// Pieces found complete (trusted or checked).
     pub have: usize,
+    /// Files that were longer than the torrent says, and what was done.
+    pub too_long: Vec<TooLongFile>,
+}
+
+/// A file of the torrent that was longer on disk than the torrent says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLongFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its length as found.
+    pub length: u64,
+    /// Its length in the torrent.
+    pub expected: u64,
+    /// What was done about it.
+    pub action: LengthAction,
+}
+
+/// What [`Download::prepare`] did about a file longer than the torrent says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthAction {
+    /// Truncated to the torrent's length: the torrent's paths are ours, and
+    /// the extra bytes are no part of the torrent.
+    Truncated,
+    /// Left as it is: the path is a symbolic link, and its target may be a
+    /// file outside the data folder, which is not ours to change.
+    SymbolicLink,
+    /// Left as it is: the data folder is read-only (seeding serves only the
+    /// torrent's bytes of it).
+    ReadOnly,
 }
 
 /// What to do once the download is complete.
@@ -99,34 +182,53 @@ impl SeedPolicy {
 pub struct Download {
     /// State shared with the peer tasks (counters, outcome).
     pub shared: Arc<Shared>,
-    dir: PathBuf,
-    resume_path: PathBuf,
+    /// The data folder, its resume path, and the lock held while this runs.
+    folder: DataFolder,
     peers: mpsc::UnboundedSender<SocketAddr>,
     peers_rx: Option<mpsc::UnboundedReceiver<SocketAddr>>,
     tiers: Vec<Vec<String>>,
 }
 
 impl Download {
-    /// Prepares a download of `metainfo` into `dir`: checks what is already
-    /// there (trusting resume data where the files are unchanged), then
-    /// creates the files. `progress` sees the bytes checked.
+    /// Prepares a download of `metainfo` into `dir`: locks the torrent's data
+    /// there ([`DataFolder::open`] with default options), then as
+    /// [`Download::prepare_in`].
     pub async fn prepare(
         metainfo: &Metainfo,
         dir: &Path,
         config: TorrentConfig,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Self, StartReport), DownloadError> {
+        let folder = DataFolder::open(metainfo, dir, &FolderOptions::default())?;
+        Self::prepare_in(metainfo, folder, config, progress).await
+    }
+
+    /// Prepares a download of `metainfo` into the locked `folder`: checks
+    /// what is already there (trusting resume data where the files are
+    /// unchanged), then truncates files longer than the torrent says and
+    /// creates the missing ones. A folder that cannot be written to (only
+    /// opened so when seeding) must hold complete data, which is then served
+    /// as it is. `progress` sees the bytes checked.
+    pub async fn prepare_in(
+        metainfo: &Metainfo,
+        folder: DataFolder,
+        config: TorrentConfig,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(Self, StartReport), DownloadError> {
         let info = Arc::new(metainfo.info.clone());
         let info_hash = metainfo.info_hash;
-        let dir = dir.to_owned();
-        let resume_path = torrent::resume_path(&dir, &info_hash);
+        let dir = folder.dir.clone();
+        let resume_paths: Vec<PathBuf> = std::iter::once(folder.resume_path.clone())
+            .chain(folder.earlier_resume.clone())
+            .collect();
+        let (writable, seed) = (folder.writable, folder.seed);
         let (have, report, storage) = {
-            let (info, dir, resume_path) = (Arc::clone(&info), dir.clone(), resume_path.clone());
+            let info = Arc::clone(&info);
             tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
                 // A damaged or foreign resume file is not fatal: recheck instead.
-                let resume = ResumeData::load(&resume_path, info_hash, &info)
-                    .ok()
-                    .flatten();
+                let resume = resume_paths
+                    .iter()
+                    .find_map(|path| ResumeData::load(path, info_hash, &info).ok().flatten());
                 // Where resume data vouches for a piece (its files are unchanged
                 // since the record), believe it, complete or not; hash the rest.
                 let known = resume
@@ -145,12 +247,38 @@ impl Download {
                     .zip(&checks)
                     .map(|(k, c)| *k == Some(true) || *c == Some(PieceCheck::Good))
                     .collect();
+                let pieces = info.num_pieces();
+                let have_count = have.iter().filter(|h| **h).count();
+                // Refusals come before anything in the folder is changed.
+                if seed && have_count == 0 && pieces > 0 {
+                    return Err(DownloadError::NoneMatches {
+                        name: info.name.clone(),
+                        dir,
+                        pieces,
+                    });
+                }
+                if !writable && have_count < pieces {
+                    return Err(DownloadError::ReadOnlyIncomplete {
+                        name: info.name.clone(),
+                        dir,
+                        have: have_count,
+                        pieces,
+                    });
+                }
+                // After the check, which reads only each file's first
+                // `expected` bytes, so the extra bytes never changed its result.
+                let too_long = trim_too_long(&info, &files, writable)?;
                 let report = StartReport {
                     trusted: known.iter().filter(|k| **k == Some(true)).count(),
                     checked: checks.iter().filter(|c| c.is_some()).count(),
-                    have: have.iter().filter(|h| **h).count(),
+                    have: have_count,
+                    too_long,
                 };
-                let storage = FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?;
+                let storage = if writable {
+                    FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?
+                } else {
+                    FileStorage::open_read_only(&info, &dir, DEFAULT_MAX_OPEN_FILES)
+                };
                 Ok((have, report, storage))
             })
             .await
@@ -161,14 +289,18 @@ impl Download {
         Ok((
             Download {
                 shared,
-                dir,
-                resume_path,
+                folder,
                 peers,
                 peers_rx: Some(peers_rx),
                 tiers: metainfo.tracker_tiers(),
             },
             report,
         ))
+    }
+
+    /// The data folder, with where resume data goes.
+    pub fn folder(&self) -> &DataFolder {
+        &self.folder
     }
 
     /// A channel to hand the download peers to connect to.
@@ -272,7 +404,7 @@ impl Download {
         // Snapshot first: every piece in it was written before the flush below.
         let have = self.shared.have_pieces();
         let shared = Arc::clone(&self.shared);
-        let (dir, path) = (self.dir.clone(), self.resume_path.clone());
+        let (dir, path) = (self.folder.dir.clone(), self.folder.resume_path.clone());
         tokio::task::spawn_blocking(move || {
             shared.storage.flush().map_err(|e| e.to_string())?;
             if let Some(parent) = path.parent() {
@@ -288,9 +420,107 @@ impl Download {
     }
 }
 
+/// Truncates the torrent's files that are longer than the torrent says
+/// (symbolic links and read-only folders excepted, see [`LengthAction`]),
+/// and reports every such file.
+fn trim_too_long(
+    info: &rivulet_core::Info,
+    files: &[rivulet_core::piece_io::FileSource],
+    writable: bool,
+) -> Result<Vec<TooLongFile>, StorageError> {
+    let mut report = Vec::new();
+    for t in too_long_files(info.layout(), files) {
+        let io = |error| StorageError::Io {
+            path: t.path.clone(),
+            error,
+        };
+        let link = std::fs::symlink_metadata(&t.path)
+            .map_err(io)?
+            .file_type()
+            .is_symlink();
+        let action = if !writable {
+            LengthAction::ReadOnly
+        } else if link {
+            LengthAction::SymbolicLink
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&t.path)
+                .and_then(|f| f.set_len(t.expected))
+                .map_err(io)?;
+            LengthAction::Truncated
+        };
+        report.push(TooLongFile {
+            path: t.path,
+            length: t.length,
+            expected: t.expected,
+            action,
+        });
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
+    use rivulet_bencode::OwnedValue as V;
+    use sha1::{Digest, Sha1};
+
     use super::*;
+
+    /// A folder "t" of files a = "hello\n" and b = "abcd", one piece.
+    fn torrent() -> Metainfo {
+        let file = |len: i64, name: &str| {
+            V::dict()
+                .with("length", V::Int(len))
+                .with("path", V::List(vec![V::str(name)]))
+        };
+        let hash: [u8; 20] = Sha1::digest(b"hello\nabcd").into();
+        let info = V::dict()
+            .with("name", "t".into())
+            .with("piece length", V::Int(16384))
+            .with("pieces", V::Bytes(hash.to_vec()))
+            .with("files", V::List(vec![file(6, "a"), file(4, "b")]));
+        Metainfo::from_bytes(&V::dict().with("info", info).to_bytes()).unwrap()
+    }
+
+    /// A file longer than the torrent says is truncated; one reached through
+    /// a symbolic link is reported but not touched (its target is outside
+    /// the data folder).
+    #[tokio::test]
+    async fn prepare_truncates_files_longer_than_the_torrent_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, outside) = (tmp.path().join("data"), tmp.path().join("outside"));
+        std::fs::create_dir_all(dir.join("t")).unwrap();
+        let mut long = b"hello\n".to_vec();
+        long.resize(100, b'x');
+        std::fs::write(dir.join("t/a"), long).unwrap();
+        std::fs::write(&outside, b"abcdefgh").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("t/b")).unwrap();
+        let m = torrent();
+        let (_dl, report) = Download::prepare(&m, &dir, TorrentConfig::default(), Arc::new(|_| {}))
+            .await
+            .unwrap();
+        assert_eq!(report.have, 1, "the torrent's bytes are all there");
+        assert_eq!(
+            report.too_long,
+            [
+                TooLongFile {
+                    path: dir.join("t/a"),
+                    length: 100,
+                    expected: 6,
+                    action: LengthAction::Truncated
+                },
+                TooLongFile {
+                    path: dir.join("t/b"),
+                    length: 8,
+                    expected: 4,
+                    action: LengthAction::SymbolicLink
+                }
+            ]
+        );
+        assert_eq!(std::fs::read(dir.join("t/a")).unwrap(), b"hello\n");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"abcdefgh");
+    }
 
     #[test]
     fn seed_policy_limits() {

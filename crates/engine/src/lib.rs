@@ -6,7 +6,8 @@
 //! connector ([`torrent`]), the peer tasks ([`peer`]), the tracker tiers
 //! ([`announce`]) and periodic resume saves until every piece is verified and
 //! written. [`picker`] and the codecs below are pure; [`storage`] does
-//! positioned file I/O. [`scrape`] asks trackers for swarm counts. Seeding
+//! positioned file I/O; [`folder`] locks a torrent's data folder and says
+//! where its resume data goes. [`scrape`] asks trackers for swarm counts. Seeding
 //! (serving, choking, incoming connections) comes next. `STATE.md` beside
 //! this crate describes piece and peer states and the locking rules.
 //! Dependency direction: `cli -> engine -> {wire, tracker} -> core -> bencode`.
@@ -15,6 +16,7 @@ pub mod announce;
 pub mod cache;
 pub mod choker;
 pub mod download;
+pub mod folder;
 pub mod listener;
 pub mod peer;
 pub mod picker;

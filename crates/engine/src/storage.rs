@@ -27,6 +27,13 @@ pub enum StorageError {
         /// which would print it twice in error chains).
         error: io::Error,
     },
+    /// A write to storage opened read-only (a bug in the caller: a read-only
+    /// data folder is only used when every piece is present).
+    #[error("{}: the data folder is read-only", path.display())]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+    },
     /// A piece or block outside the torrent (a bug in the caller, or a peer's
     /// request that was not checked).
     #[error("piece {piece} offset {begin} length {len} is outside the torrent")]
@@ -75,6 +82,8 @@ pub struct FileStorage {
     open_count: AtomicUsize,
     clock: AtomicU64,
     max_open: usize,
+    /// Files are opened for writing too (not for a read-only data folder).
+    writable: bool,
 }
 
 impl std::fmt::Debug for FileStorage {
@@ -127,7 +136,33 @@ impl FileStorage {
             open_count: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
             max_open: max_open.max(1),
+            writable: true,
         })
+    }
+
+    /// Storage for `info` under `dir` that only reads: nothing is created
+    /// or changed, files are opened for reading when first used, and a write
+    /// is a [`StorageError::ReadOnly`]. For seeding complete data from a
+    /// folder rivulet cannot write to.
+    pub fn open_read_only(info: &Info, dir: &Path, max_open: usize) -> Self {
+        let slots = info
+            .files
+            .iter()
+            .map(|f| Slot {
+                path: dir.join(f.relative_path()),
+                padding: f.padding,
+                handle: Mutex::new(None),
+                last_used: AtomicU64::new(0),
+            })
+            .collect();
+        FileStorage {
+            layout: info.layout().clone(),
+            slots,
+            open_count: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+            max_open: max_open.max(1),
+            writable: false,
+        }
     }
 
     /// Number of file handles open now.
@@ -151,7 +186,7 @@ impl FileStorage {
         }
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(self.writable)
             .open(&slot.path)
             .map_err(|source| StorageError::Io {
                 path: slot.path.clone(),
@@ -209,6 +244,11 @@ impl Storage for FileStorage {
             if slot.padding {
                 continue;
             }
+            if !self.writable {
+                return Err(StorageError::ReadOnly {
+                    path: slot.path.clone(),
+                });
+            }
             self.handle(span.file)?
                 .write_all_at(chunk, span.offset)
                 .map_err(|source| StorageError::Io {
@@ -245,6 +285,9 @@ impl Storage for FileStorage {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        if !self.writable {
+            return Ok(()); // nothing was written
+        }
         for slot in &self.slots {
             let handle = slot
                 .handle
@@ -437,6 +480,33 @@ mod tests {
         let mut buf = [0u8; 10];
         s.read(0, 0, &mut buf).unwrap();
         assert_eq!(&buf, b"0123456789");
+    }
+
+    #[test]
+    fn read_only_storage_reads_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info();
+        let s = FileStorage::create(&info, dir.path(), 4).unwrap();
+        s.write(0, 0, b"0123456789").unwrap();
+        drop(s);
+        let before = std::fs::metadata(dir.path().join("t/a")).unwrap();
+        let ro = FileStorage::open_read_only(&info, dir.path(), 4);
+        let mut buf = [0u8; 10];
+        ro.read(0, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"0123456789");
+        let e = ro.write(0, 0, b"abcdefghij").unwrap_err();
+        assert!(matches!(e, StorageError::ReadOnly { .. }), "{e}");
+        ro.flush().unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("t/a")).unwrap(),
+            b"0123456789"
+        );
+        let after = std::fs::metadata(dir.path().join("t/a")).unwrap();
+        assert_eq!(before.modified().unwrap(), after.modified().unwrap());
+        // Nothing is created for files that are not there.
+        let empty = tempfile::tempdir().unwrap();
+        let _ = FileStorage::open_read_only(&info, empty.path(), 4);
+        assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -834,10 +833,4 @@ pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<Soc
     }
     // Tell every connection to close.
     shared.disconnect_all();
-}
-
-/// Path of the resume file for a torrent downloading into `dir`.
-pub fn resume_path(dir: &std::path::Path, info_hash: &InfoHash) -> PathBuf {
-    dir.join(".rivulet")
-        .join(format!("{}.resume", info_hash.to_hex()))
 }

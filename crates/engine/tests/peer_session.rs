@@ -1304,7 +1304,8 @@ async fn resumes_after_stop() {
         StartReport {
             trusted: 5,
             checked: 0,
-            have: 5
+            have: 5,
+            too_long: vec![],
         }
     );
     assert_eq!(dl.shared.have_pieces(), had);

@@ -17,6 +17,48 @@ pub fn rivulet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rivulet"))
 }
 
+/// Makes each argument before `--` a read-only bind mount of itself, then
+/// runs the command after `--`.
+const READ_ONLY_SCRIPT: &str = r#"
+while [ "$1" != -- ]; do
+    mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" "$1" || exit 97
+    shift
+done
+shift
+exec "$@"
+"#;
+
+/// Whether [`RivuletCmd::read_only`] works here (root, `unshare` and
+/// `mount`): `Err` says why not.
+pub fn can_mount_read_only() -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let probe = dir.path().join("probe");
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            READ_ONLY_SCRIPT,
+            "sh",
+        ])
+        .arg(dir.path())
+        .args(["--", "touch"])
+        .arg(&probe)
+        .output()
+        .map_err(|e| format!("cannot run unshare: {e}"))?;
+    match o.status.code() {
+        // touch failed: the mount was read-only.
+        Some(1) if !probe.exists() => Ok(()),
+        _ => Err(format!(
+            "a read-only bind mount in a private mount namespace failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+    }
+}
+
 /// A `rivulet seed` or `rivulet download` command line, to spawn.
 #[derive(Debug, Clone)]
 pub struct RivuletCmd {
@@ -29,6 +71,7 @@ pub struct RivuletCmd {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     netns: Option<Arc<Netns>>,
+    read_only: Vec<PathBuf>,
 }
 
 impl RivuletCmd {
@@ -53,6 +96,7 @@ impl RivuletCmd {
             args: Vec::new(),
             envs: Vec::new(),
             netns: None,
+            read_only: Vec::new(),
         }
     }
 
@@ -92,6 +136,15 @@ impl RivuletCmd {
         self
     }
 
+    /// Runs it where `dir` is a read-only mount: in a mount namespace of its
+    /// own (`unshare --mount`), `dir` bound onto itself and remounted
+    /// read-only, so nothing outlives the process and the test's view of
+    /// `dir` stays writable. Needs root: check [`can_mount_read_only`].
+    pub fn read_only(mut self, dir: &Path) -> RivuletCmd {
+        self.read_only.push(dir.to_path_buf());
+        self
+    }
+
     /// Where it will accept peers: `--bind` and `--port`, or 127.0.0.1 if
     /// it binds every address. `None` without `--port`.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -100,9 +153,30 @@ impl RivuletCmd {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = match &self.netns {
-            Some(ns) => ns.command(rivulet_bin()),
-            None => Command::new(rivulet_bin()),
+        assert!(
+            self.netns.is_none() || self.read_only.is_empty(),
+            "read-only mounts inside a network namespace are not supported"
+        );
+        let mut cmd = match (&self.netns, self.read_only.is_empty()) {
+            (Some(ns), _) => ns.command(rivulet_bin()),
+            (None, true) => Command::new(rivulet_bin()),
+            (None, false) => {
+                // sh -c SCRIPT sh DIR... -- RIVULET ARGS...
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    READ_ONLY_SCRIPT,
+                    "sh",
+                ])
+                .args(&self.read_only)
+                .arg("--")
+                .arg(rivulet_bin());
+                c
+            }
         };
         cmd.arg(self.subcommand)
             .arg(&self.torrent)
