@@ -100,6 +100,7 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
         .with_context(|| format!("cannot read {}", args.torrent.display()))?;
     let metainfo = Metainfo::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid torrent", args.torrent.display()))?;
+    rivulet_engine::download::check_piece_length(&metainfo)?;
     if mode == Mode::Download && args.peers.is_empty() && metainfo.tracker_tiers().is_empty() {
         bail!(
             "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"
@@ -198,6 +199,9 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         );
     }
     // Shown even with --quiet: rivulet changed (or would not change) a file.
+    for note in &report.links_not_made {
+        eprintln!("warning: {}", rivulet_cli::render::printable(note));
+    }
     for t in &report.too_long {
         match t.action {
             LengthAction::Truncated => eprintln!(

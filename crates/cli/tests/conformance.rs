@@ -210,3 +210,57 @@ fn creation_dates_in_milliseconds_print_as_numbers() {
         "{text}"
     );
 }
+
+/// Torrents `info` shows but `download`, `seed` and `verify` cannot handle
+/// yet are refused at once, with exit status 2 and the reason, before
+/// anything is written.
+#[test]
+fn torrents_that_cannot_be_downloaded_yet_are_refused_clearly() {
+    use cases::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let huge = tmp.path().join("huge.torrent");
+    std::fs::write(
+        &huge,
+        torrent(single(b"a").with("piece length", B::I(512 << 20))),
+    )
+    .unwrap();
+    let v2 = tmp.path().join("v2.torrent");
+    std::fs::write(
+        &v2,
+        torrent(B::d(&[
+            ("name", B::s("t")),
+            ("piece length", B::I(16384)),
+            ("meta version", B::I(2)),
+            ("file tree", B::d(&[("a", leaf(5))])),
+        ])),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    for (file, why) in [
+        (&huge, "too large to download"),
+        (&v2, "v2-only torrents (BEP 52) cannot be downloaded yet"),
+    ] {
+        for cmd in ["download", "seed", "verify"] {
+            if cmd == "verify" && file == &huge {
+                continue; // verify reads pieces one at a time: it can check these.
+            }
+            let mut c = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+            c.arg(cmd).arg(file).arg("-o").arg(&out);
+            if cmd != "verify" {
+                c.args(["--peer", "127.0.0.1:9"]);
+            }
+            let o = c.output().unwrap();
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{cmd} {}: {stderr}",
+                file.display()
+            );
+            assert!(stderr.contains(why), "{cmd}: {stderr}");
+            assert!(!out.exists(), "{cmd} wrote {}", out.display());
+        }
+        let o = rivulet(&["info".as_ref(), file.as_os_str()]);
+        assert!(o.status.success());
+    }
+}

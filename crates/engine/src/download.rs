@@ -17,7 +17,7 @@ use crate::announce::{Announcer, STOP_TIMEOUT};
 
 use crate::folder::{DataFolder, FolderOptions};
 use crate::resume::ResumeData;
-use crate::storage::{FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
+use crate::storage::{create_links, FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
 use crate::torrent::{self, Outcome, Shared, TorrentConfig};
 
 /// Why a download could not start.
@@ -49,6 +49,15 @@ pub enum DownloadError {
         dir: PathBuf,
         /// The lock file.
         lock: PathBuf,
+    },
+    /// Pieces too large to assemble in memory (see
+    /// [`torrent::MAX_DOWNLOAD_PIECE_LENGTH`]).
+    #[error("pieces of {} are too large to download: rivulet holds a piece in memory until it is verified and accepts pieces of up to {} (this torrent's are {})", name, human(torrent::MAX_DOWNLOAD_PIECE_LENGTH), human(*piece_length))]
+    PieceTooLarge {
+        /// The torrent's name.
+        name: String,
+        /// Its piece length in bytes.
+        piece_length: u64,
     },
     /// Seeding a folder that holds none of the torrent's files.
     #[error("none of the data of {name} is in {}", dir.display())]
@@ -112,6 +121,9 @@ pub struct StartReport {
     pub have: usize,
     /// Files that were longer than the torrent says, and what was done.
     pub too_long: Vec<TooLongFile>,
+    /// BEP 47 symbolic links not made, one sentence each (see
+    /// [`crate::storage::create_links`]).
+    pub links_not_made: Vec<String>,
 }
 
 /// A file of the torrent that was longer on disk than the torrent says.
@@ -215,6 +227,7 @@ impl Download {
         config: TorrentConfig,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Self, StartReport), DownloadError> {
+        check_piece_length(metainfo)?;
         let info = Arc::new(metainfo.info.clone());
         let info_hash = metainfo.info_hash;
         let dir = folder.dir.clone();
@@ -268,16 +281,19 @@ impl Download {
                 // After the check, which reads only each file's first
                 // `expected` bytes, so the extra bytes never changed its result.
                 let too_long = trim_too_long(&info, &files, writable)?;
+                let (storage, links_not_made) = if writable {
+                    let storage = FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?;
+                    (storage, create_links(&info, &dir))
+                } else {
+                    let storage = FileStorage::open_read_only(&info, &dir, DEFAULT_MAX_OPEN_FILES);
+                    (storage, Vec::new())
+                };
                 let report = StartReport {
                     trusted: known.iter().filter(|k| **k == Some(true)).count(),
                     checked: checks.iter().filter(|c| c.is_some()).count(),
                     have: have_count,
                     too_long,
-                };
-                let storage = if writable {
-                    FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?
-                } else {
-                    FileStorage::open_read_only(&info, &dir, DEFAULT_MAX_OPEN_FILES)
+                    links_not_made,
                 };
                 Ok((have, report, storage))
             })
@@ -458,6 +474,26 @@ fn trim_too_long(
         });
     }
     Ok(report)
+}
+
+/// Refuses a torrent whose pieces cannot be assembled in memory
+/// ([`DownloadError::PieceTooLarge`]); call before touching the data folder.
+pub fn check_piece_length(metainfo: &Metainfo) -> Result<(), DownloadError> {
+    if metainfo.info.piece_length > torrent::MAX_DOWNLOAD_PIECE_LENGTH {
+        return Err(DownloadError::PieceTooLarge {
+            name: metainfo.info.name.clone(),
+            piece_length: metainfo.info.piece_length,
+        });
+    }
+    Ok(())
+}
+
+/// "64 MiB" for a byte count that is a whole number of MiB, else bytes.
+fn human(bytes: u64) -> String {
+    match bytes % (1024 * 1024) {
+        0 => format!("{} MiB", bytes / (1024 * 1024)),
+        _ => format!("{bytes} bytes"),
+    }
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ impl DataFolder {
             && !info
                 .files
                 .iter()
-                .any(|f| !f.padding && dir.join(f.relative_path()).exists())
+                .any(|f| f.is_stored() && dir.join(f.relative_path()).exists())
         {
             return Err(DownloadError::NoData {
                 name: info.name.clone(),

@@ -88,7 +88,7 @@ impl ResumeData {
             .files
             .iter()
             .map(|f| {
-                if f.padding {
+                if !f.is_stored() {
                     None
                 } else {
                     FileStamp::of(&dir.join(f.relative_path()))
@@ -113,7 +113,7 @@ impl ResumeData {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                f.padding
+                !f.is_stored()
                     || (self.files.get(i).copied().flatten().is_some()
                         && self.files.get(i).copied().flatten()
                             == FileStamp::of(&dir.join(f.relative_path())))

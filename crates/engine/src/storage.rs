@@ -70,6 +70,8 @@ pub const DEFAULT_MAX_OPEN_FILES: usize = 128;
 
 struct Slot {
     path: PathBuf,
+    /// Padding and symlinks hold no stored data: they read as zeros and are
+    /// never written.
     padding: bool,
     handle: Mutex<Option<Arc<File>>>,
     last_used: AtomicU64,
@@ -98,14 +100,16 @@ impl std::fmt::Debug for FileStorage {
 impl FileStorage {
     /// Storage for `info` under `dir`: creates folders, creates every file
     /// (zero-length ones too) and sets each to its full length, which is sparse
-    /// on file systems that support it. Padding files are never created.
+    /// on file systems that support it; files with the BEP 47 executable
+    /// attribute get execute permission. Padding files are never created;
+    /// symlinks are made by [`create_links`].
     /// Existing files are kept (their data may be resumed); a file longer than
     /// the torrent says is left alone rather than truncated.
     pub fn create(info: &Info, dir: &Path, max_open: usize) -> Result<Self, StorageError> {
         let mut slots = Vec::with_capacity(info.files.len());
         for f in &info.files {
             let path = dir.join(f.relative_path());
-            if !f.padding {
+            if f.is_stored() {
                 let io = |source| StorageError::Io {
                     path: path.clone(),
                     error: source,
@@ -122,10 +126,13 @@ impl FileStorage {
                 if file.metadata().map_err(io)?.len() < f.length {
                     file.set_len(f.length).map_err(io)?;
                 }
+                if f.executable {
+                    set_executable(&file).map_err(io)?;
+                }
             }
             slots.push(Slot {
                 path,
-                padding: f.padding,
+                padding: !f.is_stored(),
                 handle: Mutex::new(None),
                 last_used: AtomicU64::new(0),
             });
@@ -150,7 +157,7 @@ impl FileStorage {
             .iter()
             .map(|f| Slot {
                 path: dir.join(f.relative_path()),
-                padding: f.padding,
+                padding: !f.is_stored(),
                 handle: Mutex::new(None),
                 last_used: AtomicU64::new(0),
             })
@@ -375,6 +382,97 @@ impl Storage for MemoryStorage {
     }
 }
 
+/// Adds execute permission wherever `file` has read permission (a `0644`
+/// file becomes `0755`), for files the torrent marks executable (BEP 47).
+#[cfg(unix)]
+fn set_executable(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut perms = file.metadata()?.permissions();
+    let mode = perms.mode();
+    let with_x = mode | ((mode & 0o444) >> 2);
+    if with_x != mode {
+        perms.set_mode(with_x);
+        file.set_permissions(perms)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_executable(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Creates the torrent's BEP 47 symbolic links under `dir`, each pointing
+/// at its target by a relative path (so the folder can move). Links whose
+/// target is not in the torrent were already refused by the parser (their
+/// `target` is `None`) and are not made. A link whose place holds a link to
+/// the same target is kept; anything else there is left alone. Returns one
+/// sentence per link not made, for the user.
+pub fn create_links(info: &Info, dir: &Path) -> Vec<String> {
+    let mut notes = Vec::new();
+    for f in &info.files {
+        let Some(link) = &f.symlink else { continue };
+        let path = dir.join(f.relative_path());
+        let Some(target) = &link.target else {
+            notes.push(format!(
+                "{} links to {}, which is not in the torrent: the link is not created",
+                path.display(),
+                link.given
+            ));
+            continue;
+        };
+        let relative = relative_target(&f.path, target);
+        match std::fs::read_link(&path) {
+            Ok(existing) if existing == relative => continue,
+            Ok(_) | Err(_) if std::fs::symlink_metadata(&path).is_ok() => {
+                notes.push(format!(
+                    "{} already exists and is not a link to {}: left as it is",
+                    path.display(),
+                    relative.display()
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let made = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| symlink(&relative, &path));
+        if let Err(e) = made {
+            notes.push(format!("cannot create the link {}: {e}", path.display()));
+        }
+    }
+    notes
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "symbolic links are only made on Unix",
+    ))
+}
+
+/// The path from the folder holding `link` to `target`, both given as
+/// components below the same folder: `a/b/ln` to `a/c` is `../c`.
+fn relative_target(link: &[String], target: &[String]) -> PathBuf {
+    let folder = link.get(..link.len().saturating_sub(1)).unwrap_or_default();
+    let common = folder
+        .iter()
+        .zip(target)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let ups = folder.len() - common;
+    std::iter::repeat_n("..", ups)
+        .chain(target.iter().skip(common).map(String::as_str))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use rivulet_bencode::OwnedValue as V;
@@ -515,5 +613,20 @@ mod tests {
         std::fs::write(dir.path().join("t"), b"a file where the folder must go").unwrap();
         let e = FileStorage::create(&info(), dir.path(), 4).unwrap_err();
         assert!(e.to_string().contains("t/"), "{e}");
+    }
+
+    #[test]
+    fn links_point_relative_to_their_folder() {
+        let v = |s: &str| s.split('/').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(relative_target(&v("t/ln"), &v("t/a")), Path::new("a"));
+        assert_eq!(relative_target(&v("t/d/ln"), &v("t/a")), Path::new("../a"));
+        assert_eq!(
+            relative_target(&v("t/ln"), &v("t/d/e/a")),
+            Path::new("d/e/a")
+        );
+        assert_eq!(
+            relative_target(&v("t/x/y/ln"), &v("t/d")),
+            Path::new("../../d")
+        );
     }
 }

@@ -31,6 +31,16 @@ use crate::choker::{self, Choker};
 use crate::picker::{PeerKey, PiecePicker, BLOCK_LEN};
 use crate::storage::{Storage, StorageError};
 
+/// Largest piece length a download accepts. Pieces are assembled in
+/// memory until their hash is checked, so a torrent with huge pieces (its
+/// format allows up to 1 GiB) would need that much per piece in progress;
+/// such torrents are refused with a clear error until blocks are written as
+/// they arrive.
+pub const MAX_DOWNLOAD_PIECE_LENGTH: u64 = 64 * 1024 * 1024;
+
+/// Most bytes of pieces in progress held in memory at once.
+pub const MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Settings of a download.
 #[derive(Debug, Clone)]
 pub struct TorrentConfig {
@@ -252,7 +262,13 @@ impl Shared {
             |p| have.get(p as usize).copied().unwrap_or(false),
             &mut rng,
         );
-        picker.set_max_in_progress(config.max_pieces_in_progress);
+        // Pieces in progress are held whole in memory until verified: with
+        // large pieces, fewer of them at once, so that at most
+        // `MAX_BUFFERED_BYTES` are buffered (but always two, to keep peers busy).
+        let by_memory = usize::try_from(MAX_BUFFERED_BYTES / info.piece_length.max(1))
+            .unwrap_or(usize::MAX)
+            .max(2);
+        picker.set_max_in_progress(config.max_pieces_in_progress.min(by_memory));
         let mut bits = Bitfield::new(info.num_pieces());
         for (i, h) in have.iter().enumerate() {
             if *h {

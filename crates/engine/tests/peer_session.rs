@@ -1306,6 +1306,7 @@ async fn resumes_after_stop() {
             checked: 0,
             have: 5,
             too_long: vec![],
+            links_not_made: vec![],
         }
     );
     assert_eq!(dl.shared.have_pieces(), had);
