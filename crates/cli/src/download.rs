@@ -14,6 +14,7 @@ use rivulet_engine::download::{Download, SeedPolicy};
 use rivulet_engine::listener::Listener;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 
+use crate::args;
 use crate::progress;
 use crate::Outcome as Exit;
 
@@ -21,9 +22,10 @@ use crate::Outcome as Exit;
 #[derive(Debug, clap::Args)]
 pub struct Common {
     /// The .torrent file.
+    #[arg(value_parser = args::torrent_file)]
     torrent: PathBuf,
     /// Folder of the data (the torrent's file or top folder goes inside).
-    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    #[arg(short, long, value_name = "DIR", default_value = ".", value_parser = args::data_folder)]
     output: PathBuf,
     /// Port to listen on for peers (the next free one is used, and reported,
     /// when it is taken).
@@ -33,11 +35,16 @@ pub struct Common {
     /// listen on every IPv4 and IPv6 address).
     #[arg(long, value_name = "IP")]
     bind: Option<IpAddr>,
-    /// A peer to connect to; may be repeated.
-    #[arg(long = "peer", value_name = "IP:PORT")]
-    peers: Vec<SocketAddr>,
-    /// Most peer connections at once (ours and theirs).
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    // Help text as an attribute: rustdoc would read "[IPv6]" as a link.
+    #[arg(
+        long = "peer",
+        value_name = "IP:PORT",
+        value_parser = args::peer,
+        help = "A peer to connect to: IP:PORT, [IPv6]:PORT or HOST:PORT; may be repeated"
+    )]
+    peers: Vec<args::Peer>,
+    /// Most peer connections at once (ours and theirs), at least 1.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = args::max_peers)]
     max_peers: usize,
     /// No progress display and no summary.
     #[arg(short, long)]
@@ -54,10 +61,12 @@ pub struct Args {
     #[arg(long)]
     seed: bool,
     /// Seed until we uploaded this many times the torrent's size (implies --seed).
-    #[arg(long, value_name = "R")]
+    // Negative numbers reach the parser, which says "must be at least 0".
+    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = args::seed_ratio)]
     seed_ratio: Option<f64>,
     /// Seed for this long after completion, e.g. 90s, 30m, 2h (implies --seed).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    // `-5m` reaches the parser, which says "must be at least 0".
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = args::seed_time)]
     seed_time: Option<Duration>,
 }
 
@@ -76,12 +85,6 @@ enum Mode {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    if args
-        .seed_ratio
-        .is_some_and(|r| !(r.is_finite() && r >= 0.0))
-    {
-        bail!("--seed-ratio must be a number of at least 0");
-    }
     let policy = SeedPolicy {
         seed: args.seed || args.seed_ratio.is_some() || args.seed_time.is_some(),
         ratio: args.seed_ratio,
@@ -141,7 +144,7 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         );
     }
     let config = TorrentConfig {
-        max_peers: args.max_peers.max(1),
+        max_peers: args.max_peers,
         listen_port: listener.port(),
         bind: args.bind,
         ..TorrentConfig::default()
@@ -181,8 +184,13 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     }
     listener.add(&dl.shared);
     let tx = dl.peer_sender();
+    // A host name may stand for addresses of both families: with --bind,
+    // only those of its family can be reached.
+    let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
     for p in &args.peers {
-        let _ = tx.send(*p);
+        for addr in p.addrs.iter().filter(|a| family_ok(a)) {
+            let _ = tx.send(*addr);
+        }
     }
     let already = dl.shared.stats.verified_bytes.load(Ordering::Relaxed);
     let display = (!args.quiet).then(|| spawn_display(Arc::clone(&dl.shared), total));

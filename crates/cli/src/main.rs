@@ -1,5 +1,6 @@
 //! The `rivulet` command-line program.
 
+mod args;
 mod create;
 mod download;
 mod info;
@@ -60,8 +61,68 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{} {}", error_prefix(), error_chain(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// `error:`, red and bold like clap's when stderr is a terminal and
+/// `NO_COLOR` is not set (<https://no-color.org>), plain otherwise.
+fn error_prefix() -> &'static str {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\x1b[1;31merror:\x1b[0m"
+    } else {
+        "error:"
+    }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text
+/// the line already holds: some errors (io, walkdir, reqwest) repeat their
+/// source in their own message, and a chain must say each thing once.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that shows its source in its message and also returns it
+    /// as its `source`, as `walkdir::Error` does.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let inner = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(Repeats(inner)).context("cannot read x");
+        assert_eq!(error_chain(&e), "cannot read x: outer: gone");
+        let e = anyhow::anyhow!("a").context("b");
+        assert_eq!(error_chain(&e), "b: a");
     }
 }

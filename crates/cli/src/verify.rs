@@ -15,6 +15,7 @@ use crate::Outcome;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The .torrent file.
+    #[arg(value_parser = crate::args::torrent_file)]
     torrent: PathBuf,
     /// Folder holding the data (the torrent's file or top folder is inside it).
     #[arg(short, long, value_name = "DIR", default_value = ".")]
