@@ -4,6 +4,7 @@ mod args;
 mod create;
 mod download;
 mod info;
+mod manual;
 mod progress;
 mod verify;
 
@@ -11,9 +12,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `rivulet --help` and the manual page say after the commands.
+const AFTER_HELP: &str = "\
+Exit status: 0 when the command did what it was asked (a download complete, \
+seeding stopped by Ctrl-C or a limit, data verified whole); 1 when it \
+stopped short (interrupted by Ctrl-C or SIGTERM before the data was \
+complete, or verify found pieces bad or missing); 2 on an error (bad \
+arguments, an unreadable torrent, a full disk, ...).
+
+Resume data: download and seed keep what they have verified in \
+DIR/.rivulet/<info-hash>.resume, beside the data.
+
+Logs: RUST_LOG=rivulet_engine=debug shows peers and trackers at work.";
+
 /// rivulet: a fast, light BitTorrent client.
 #[derive(Debug, Parser)]
-#[command(name = "rivulet", version, about, propagate_version = true)]
+#[command(
+    name = "rivulet",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +51,12 @@ enum Command {
     Seed(download::SeedArgs),
     /// Check data on disk against a .torrent's piece hashes.
     Verify(verify::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page, or write one per command into a folder.
+    #[command(hide = true)]
+    Man(manual::ManArgs),
 }
 
 /// What a command reports back to `main`, beyond success.
@@ -56,6 +82,8 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Seed(args) => download::run_seed(args),
         Command::Verify(args) => verify::run(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
