@@ -134,6 +134,22 @@ async fn interrupted() {
 
 async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
     let started = Instant::now();
+    // A host name may stand for addresses of both families, but from --bind
+    // only its family can be reached: a peer with none such is a mistake to
+    // report now, not a peer silently never tried.
+    if let Some(ip) = args.bind {
+        let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        if let Some(p) = args
+            .peers
+            .iter()
+            .find(|p| !p.addrs.iter().any(|a| a.is_ipv4() == ip.is_ipv4()))
+        {
+            bail!(
+                "--peer {} has no {family} address, and from --bind {ip} only {family} peers can be reached",
+                p.text
+            );
+        }
+    }
     let total = metainfo.info.total_length();
     let listener = Listener::bind(args.bind, args.port)?;
     if args.port != 0 && listener.port() != args.port {
@@ -184,8 +200,7 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     }
     listener.add(&dl.shared);
     let tx = dl.peer_sender();
-    // A host name may stand for addresses of both families: with --bind,
-    // only those of its family can be reached.
+    // Only addresses of --bind's family can be reached (checked above).
     let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
     for p in &args.peers {
         for addr in p.addrs.iter().filter(|a| family_ok(a)) {

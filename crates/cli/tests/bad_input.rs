@@ -153,6 +153,12 @@ fn peers_and_limits_that_cannot_work() {
             "{out}"
         );
     }
+    // An IPv6 peer cannot be reached from an IPv4 --bind address.
+    let out = refused(
+        tmp.path(),
+        &["download", t, "--bind", "127.0.0.2", "--peer", "[::1]:6881"],
+    );
+    says_once(&out, "--peer [::1]:6881 has no IPv4 address");
     assert!(!tmp.path().join(".rivulet").exists(), "nothing written");
 }
 
@@ -177,6 +183,11 @@ fn a_file_given_as_the_data_folder() {
         says_once(&out, "is a file, not a folder");
         assert!(!out.contains("File exists"), "{out}");
     }
+    let out = refused(
+        tmp.path(),
+        &["verify", t.to_str().unwrap(), "-o", file.to_str().unwrap()],
+    );
+    says_once(&out, "is a file, not a folder");
 }
 
 #[test]
