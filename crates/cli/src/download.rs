@@ -208,8 +208,23 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         }
     }
     let already = dl.shared.stats.verified_bytes.load(Ordering::Relaxed);
+    // When the data became complete: the download's time and average rate
+    // end there, not when seeding after it ends.
+    let completed = Arc::new(std::sync::OnceLock::new());
+    let completion_watch = {
+        let mut outcome = dl.shared.outcome();
+        let completed = Arc::clone(&completed);
+        tokio::spawn(async move {
+            if outcome.wait_for(|o| *o == Outcome::Complete).await.is_ok() {
+                let _ = completed.set(Instant::now());
+            }
+        })
+    };
     let display = (!args.quiet).then(|| spawn_display(Arc::clone(&dl.shared), total));
     let outcome = dl.run(interrupted(), policy).await;
+    // Unset if the session ended as it completed: then `started.elapsed()`
+    // is the same time anyway.
+    completion_watch.abort();
     drop(listener);
     if let Some((handle, bar)) = display {
         handle.abort();
@@ -221,14 +236,17 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     let ratio = uploaded as f64 / total.max(1) as f64;
     match outcome {
         Outcome::Complete => {
+            let fetching = completed
+                .get()
+                .map_or_else(|| started.elapsed(), |t| t.duration_since(started));
             if !args.quiet {
                 if fetched > 0 {
-                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    let secs = fetching.as_secs_f64().max(1e-9);
                     eprintln!(
                         "done: {} ({}) in {}, {} fetched at {}/s average, {}, {} banned",
                         metainfo.info.name,
                         HumanBytes(total),
-                        progress::took(started.elapsed()),
+                        progress::took(fetching),
                         HumanBytes(fetched),
                         HumanBytes((fetched as f64 / secs) as u64),
                         progress::plural(

@@ -101,6 +101,7 @@ fn a_peer_given_by_host_name() {
         .port(0)
         .arg("--peer")
         .arg(format!("localhost:{port}"))
+        .arg("--seed-time=2s")
         .run(MINUTE);
     done.assert_success();
     assert_same_tree(&data, &dl_dir.join("file.bin"));
@@ -110,6 +111,15 @@ fn a_peer_given_by_host_name() {
         "{}",
         done.output
     );
+    // The download's time ends at completion, not after the 2 s of seeding.
+    let seconds_after = |marker: &str| -> f64 {
+        let line = done.output.lines().find(|l| l.contains(marker)).unwrap();
+        let rest = line.split(" in ").nth(1).unwrap();
+        rest.split(" s").next().unwrap().parse().unwrap()
+    };
+    let fetching = seconds_after("done: file.bin");
+    let session = seconds_after("seeded file.bin");
+    assert!(fetching <= session - 1.9, "{}", done.output);
     let served = seeder.stop(MINUTE);
     served.assert_success();
     assert!(served.output.contains("to 1 peer ("), "{}", served.output);
