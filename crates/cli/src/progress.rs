@@ -75,13 +75,16 @@ pub fn status_bar() -> ProgressBar {
     bar
 }
 
-/// Columns a status line may use: the terminal's width less one (writing
-/// the last column makes some terminals wrap), or 80 when unknown.
+/// Columns a status line may use: the terminal's width (80 when unknown)
+/// less three. One, because writing the last column makes some terminals
+/// wrap; two more for the `^C` the terminal echoes after the line when the
+/// user interrupts: had it wrapped, clearing the line would leave the top
+/// of it behind.
 pub fn line_width() -> usize {
     console::Term::stderr()
         .size_checked()
         .map_or(80, |(_, cols)| usize::from(cols))
-        .saturating_sub(1)
+        .saturating_sub(3)
         .max(10)
 }
 
