@@ -1,6 +1,7 @@
 //! `rivulet download` and `rivulet seed`: one torrent's session, fetching what
 //! is missing from peers and serving what we have.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -361,8 +362,11 @@ fn spawn_display(
             progress::RateWindow::new(window),
             progress::RateWindow::new(window),
         );
-        // Problems already printed as lines (stderr not a terminal).
-        let mut printed: Vec<String> = Vec::new();
+        // Without a terminal, problems are printed as lines: each tracker's
+        // error when it changes, and the peer problem once per spell
+        // without peers (not once per failing address of a dead swarm).
+        let mut tracker_said: HashMap<String, String> = HashMap::new();
+        let mut peer_said = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
@@ -382,16 +386,25 @@ fn spawn_display(
                 .then(|| peer_problem(connected, last_failure.as_ref()))
                 .flatten();
             if b.is_hidden() {
-                let mut lines: Vec<String> = failing_trackers(&trackers)
-                    .into_iter()
-                    .map(|(url, e)| format!("tracker {url}: {e}"))
-                    .collect();
-                lines.extend(peer.clone());
-                for line in lines {
-                    if !printed.contains(&line) {
-                        eprintln!("{line}");
-                        printed.push(line);
+                for (url, status) in &trackers {
+                    match status {
+                        TrackerStatus::Failed(e) if tracker_said.get(url) != Some(e) => {
+                            eprintln!("tracker {url}: {e}");
+                            tracker_said.insert(url.clone(), e.clone());
+                        }
+                        TrackerStatus::Failed(_) => {}
+                        TrackerStatus::Working { .. } => {
+                            tracker_said.remove(url);
+                        }
                     }
+                }
+                match &peer {
+                    Some(line) if !peer_said => {
+                        eprintln!("{line}");
+                        peer_said = true;
+                    }
+                    _ if connected > 0 => peer_said = false,
+                    _ => {}
                 }
                 continue;
             }
