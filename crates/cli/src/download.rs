@@ -308,11 +308,11 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
 }
 
 /// The trackers whose last announce failed, with their errors.
-fn failing_trackers(trackers: &[(String, TrackerStatus)]) -> Vec<(&str, &str)> {
+fn failing_trackers(trackers: &[(String, TrackerStatus)]) -> Vec<(&str, String)> {
     trackers
         .iter()
         .filter_map(|(url, status)| match status {
-            TrackerStatus::Failed(e) => Some((url.as_str(), e.as_str())),
+            TrackerStatus::Failed(e) => Some((url.as_str(), e.to_string())),
             TrackerStatus::Working { .. } => None,
         })
         .collect()
@@ -388,11 +388,13 @@ fn spawn_display(
             if b.is_hidden() {
                 for (url, status) in &trackers {
                     match status {
-                        TrackerStatus::Failed(e) if tracker_said.get(url) != Some(e) => {
-                            eprintln!("tracker {url}: {e}");
-                            tracker_said.insert(url.clone(), e.clone());
+                        TrackerStatus::Failed(e) => {
+                            let e = e.to_string();
+                            if tracker_said.get(url) != Some(&e) {
+                                eprintln!("tracker {url}: {e}");
+                                tracker_said.insert(url.clone(), e);
+                            }
                         }
-                        TrackerStatus::Failed(_) => {}
                         TrackerStatus::Working { .. } => {
                             tracker_said.remove(url);
                         }
@@ -511,6 +513,7 @@ impl StatusLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rivulet_engine::scrape::TrackerError;
 
     fn line() -> StatusLine {
         StatusLine {
@@ -574,7 +577,9 @@ mod tests {
         let failed = |u: &str| {
             (
                 u.to_owned(),
-                TrackerStatus::Failed("cannot connect: connection refused".into()),
+                TrackerStatus::Failed(TrackerError::Transport(
+                    "cannot connect: connection refused".into(),
+                )),
             )
         };
         let working = |u: &str| (u.to_owned(), TrackerStatus::Working { peers: 3 });

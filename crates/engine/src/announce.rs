@@ -372,7 +372,7 @@ impl Announcer {
                         tracing::warn!(%url, ?event, error = %e, "announce failed");
                         self.shared
                             .stats
-                            .tracker_outcome(&url, TrackerStatus::Failed(e.to_string()));
+                            .tracker_outcome(&url, TrackerStatus::Failed(e));
                     }
                 }
             }

@@ -131,8 +131,8 @@ pub enum TrackerStatus {
         /// Peers in its answer.
         peers: usize,
     },
-    /// It failed; the error as text.
-    Failed(String),
+    /// It failed with this error.
+    Failed(rivulet_tracker::TrackerError),
 }
 
 impl Stats {
@@ -959,7 +959,10 @@ mod tests {
                 reason: "no answer (timed out)".into()
             })
         );
-        stats.tracker_outcome("http://t/announce", TrackerStatus::Failed("x".into()));
+        stats.tracker_outcome(
+            "http://t/announce",
+            TrackerStatus::Failed(rivulet_tracker::TrackerError::EmptyBody),
+        );
         stats.tracker_outcome("http://t/announce", TrackerStatus::Working { peers: 2 });
         assert_eq!(
             stats.trackers(),
