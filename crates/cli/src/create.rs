@@ -18,7 +18,7 @@ pub struct Args {
     /// File or folder to share.
     path: PathBuf,
     /// Tracker URL; repeat for more tiers. Comma-separated URLs share one tier.
-    #[arg(short = 't', long = "tracker", value_name = "URL")]
+    #[arg(short = 't', long = "tracker", value_name = "URL", value_parser = crate::args::tracker_tier)]
     trackers: Vec<String>,
     /// Where to write the .torrent [default: NAME.torrent in the current folder].
     #[arg(short, long, value_name = "OUT.torrent")]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     private: bool,
     /// Web seed URL (BEP 19); may be repeated.
-    #[arg(long = "web-seed", value_name = "URL")]
+    #[arg(long = "web-seed", value_name = "URL", value_parser = crate::args::web_seed)]
     web_seeds: Vec<String>,
     /// Comment stored in the torrent.
     #[arg(long, value_name = "TEXT")]

@@ -1,6 +1,7 @@
 //! `rivulet download` and `rivulet seed`: one torrent's session, fetching what
 //! is missing from peers and serving what we have.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -8,23 +9,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{HumanBytes, HumanDuration};
+use indicatif::HumanBytes;
 use rivulet_core::Metainfo;
 use rivulet_engine::download::{Download, LengthAction, SeedPolicy};
 use rivulet_engine::folder::{DataFolder, FolderOptions};
 use rivulet_engine::listener::Listener;
-use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_engine::torrent::{Outcome, PeerFailure, Shared, TorrentConfig, TrackerStatus};
 
-use crate::progress;
+use crate::args;
+use crate::progress::{self, Field};
 use crate::Outcome as Exit;
 
 /// What `download` and `seed` share: the torrent, the folder, the network.
 #[derive(Debug, clap::Args)]
 pub struct Common {
     /// The .torrent file.
+    #[arg(value_parser = args::torrent_file)]
     torrent: PathBuf,
     /// Folder of the data (the torrent's file or top folder goes inside).
-    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    #[arg(short, long, value_name = "DIR", default_value = ".", value_parser = args::data_folder)]
     output: PathBuf,
     /// Port to listen on for peers (the next free one is used, and reported,
     /// when it is taken).
@@ -34,11 +37,16 @@ pub struct Common {
     /// listen on every IPv4 and IPv6 address).
     #[arg(long, value_name = "IP")]
     bind: Option<IpAddr>,
-    /// A peer to connect to; may be repeated.
-    #[arg(long = "peer", value_name = "IP:PORT")]
-    peers: Vec<SocketAddr>,
-    /// Most peer connections at once (ours and theirs).
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    // Help text as an attribute: rustdoc would read "[IPv6]" as a link.
+    #[arg(
+        long = "peer",
+        value_name = "IP:PORT",
+        value_parser = args::peer,
+        help = "A peer to connect to: IP:PORT, [IPv6]:PORT or HOST:PORT; may be repeated"
+    )]
+    peers: Vec<args::Peer>,
+    /// Most peer connections at once (ours and theirs), at least 1.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = args::max_peers)]
     max_peers: usize,
     /// No progress display and no summary.
     #[arg(short, long)]
@@ -55,10 +63,12 @@ pub struct Args {
     #[arg(long)]
     seed: bool,
     /// Seed until we uploaded this many times the torrent's size (implies --seed).
-    #[arg(long, value_name = "R")]
+    // Negative numbers reach the parser, which says "must be at least 0".
+    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = args::seed_ratio)]
     seed_ratio: Option<f64>,
     /// Seed for this long after completion, e.g. 90s, 30m, 2h (implies --seed).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    // `-5m` reaches the parser, which says "must be at least 0".
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = args::seed_time)]
     seed_time: Option<Duration>,
 }
 
@@ -77,12 +87,6 @@ enum Mode {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    if args
-        .seed_ratio
-        .is_some_and(|r| !(r.is_finite() && r >= 0.0))
-    {
-        bail!("--seed-ratio must be a number of at least 0");
-    }
     let policy = SeedPolicy {
         seed: args.seed || args.seed_ratio.is_some() || args.seed_time.is_some(),
         ratio: args.seed_ratio,
@@ -152,6 +156,22 @@ async fn interrupted() {
 
 async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
     let started = Instant::now();
+    // A host name may stand for addresses of both families, but from --bind
+    // only its family can be reached: a peer with none such is a mistake to
+    // report now, not a peer silently never tried.
+    if let Some(ip) = args.bind {
+        let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+        if let Some(p) = args
+            .peers
+            .iter()
+            .find(|p| !p.addrs.iter().any(|a| a.is_ipv4() == ip.is_ipv4()))
+        {
+            bail!(
+                "--peer {} has no {family} address, and from --bind {ip} only {family} peers can be reached",
+                p.text
+            );
+        }
+    }
     let total = metainfo.info.total_length();
     let listener = Listener::bind(args.bind, args.port)?;
     // Locked after binding (so that a run that cannot listen writes
@@ -176,13 +196,13 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         );
     }
     let config = TorrentConfig {
-        max_peers: args.max_peers.max(1),
+        max_peers: args.max_peers,
         listen_port: listener.port(),
         bind: args.bind,
         ..TorrentConfig::default()
     };
-    let check_bar = progress::bytes_bar(total, "Checking", args.quiet);
-    let bar = check_bar.clone();
+    let check_bar = Arc::new(progress::bytes_bar(total, "Checking", args.quiet));
+    let bar = Arc::clone(&check_bar);
     let (mut dl, report) = Download::prepare_in(
         &metainfo,
         folder,
@@ -249,12 +269,31 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     }
     listener.add(&dl.shared);
     let tx = dl.peer_sender();
+    // Only addresses of --bind's family can be reached (checked above).
+    let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
     for p in &args.peers {
-        let _ = tx.send(*p);
+        for addr in p.addrs.iter().filter(|a| family_ok(a)) {
+            let _ = tx.send(*addr);
+        }
     }
     let already = dl.shared.stats.verified_bytes.load(Ordering::Relaxed);
+    // When the data became complete: the download's time and average rate
+    // end there, not when seeding after it ends.
+    let completed = Arc::new(std::sync::OnceLock::new());
+    let completion_watch = {
+        let mut outcome = dl.shared.outcome();
+        let completed = Arc::clone(&completed);
+        tokio::spawn(async move {
+            if outcome.wait_for(|o| *o == Outcome::Complete).await.is_ok() {
+                let _ = completed.set(Instant::now());
+            }
+        })
+    };
     let display = (!args.quiet).then(|| spawn_display(Arc::clone(&dl.shared), total));
     let outcome = dl.run(interrupted(), policy).await;
+    // Unset if the session ended as it completed: then `started.elapsed()`
+    // is the same time anyway.
+    completion_watch.abort();
     drop(listener);
     if let Some((handle, bar)) = display {
         handle.abort();
@@ -266,18 +305,29 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
     let ratio = uploaded as f64 / total.max(1) as f64;
     match outcome {
         Outcome::Complete => {
+            let fetching = completed
+                .get()
+                .map_or_else(|| started.elapsed(), |t| t.duration_since(started));
             if !args.quiet {
                 if fetched > 0 {
-                    let secs = started.elapsed().as_secs_f64().max(1e-9);
+                    let secs = fetching.as_secs_f64().max(1e-9);
                     eprintln!(
-                        "done: {} ({}) in {}, {} fetched at {}/s average, {} hash failures, {} peers banned",
+                        "done: {} ({}) in {}, {} fetched at {}/s average, {}, {} banned",
                         metainfo.info.name,
                         HumanBytes(total),
-                        HumanDuration(started.elapsed()),
+                        progress::took(fetching),
                         HumanBytes(fetched),
                         HumanBytes((fetched as f64 / secs) as u64),
-                        stats.hash_failures.load(Ordering::Relaxed),
-                        stats.peers_banned.load(Ordering::Relaxed),
+                        progress::plural(
+                            stats.hash_failures.load(Ordering::Relaxed),
+                            "hash failure",
+                            "hash failures"
+                        ),
+                        progress::plural(
+                            stats.peers_banned.load(Ordering::Relaxed) as u64,
+                            "peer",
+                            "peers"
+                        ),
                     );
                 }
                 let seeded = if policy.seed {
@@ -286,10 +336,14 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                     String::new()
                 };
                 eprintln!(
-                    "{seeded}uploaded {} to {} peers (ratio {ratio:.2}) in {}",
+                    "{seeded}uploaded {} to {} (ratio {ratio:.2}) in {}",
                     HumanBytes(uploaded),
-                    stats.peers_served_total.load(Ordering::Relaxed),
-                    HumanDuration(started.elapsed()),
+                    progress::plural(
+                        stats.peers_served_total.load(Ordering::Relaxed) as u64,
+                        "peer",
+                        "peers"
+                    ),
+                    progress::took(started.elapsed()),
                 );
             }
             Ok(Exit::Success)
@@ -301,75 +355,324 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                 HumanBytes(total),
                 HumanBytes(uploaded),
             );
+            // Why nothing (or little) happened, as the status line said.
+            for (url, error) in failing_trackers(&stats.trackers()) {
+                eprintln!("tracker {url}: {error}");
+            }
+            let failures = stats.connect_failures.load(Ordering::Relaxed);
+            if let (true, Some(last)) = (fetched == 0 && failures > 0, stats.last_connect_failure())
+            {
+                eprintln!(
+                    "no data from peers: {} failed, the last to {}: {}",
+                    progress::plural(failures, "connection", "connections"),
+                    last.addr,
+                    last.reason
+                );
+            }
             Ok(Exit::Incomplete)
         }
         Outcome::Failed(why) => bail!("{why}"),
     }
 }
 
-/// A live status line: percent, bytes, speeds, ETA, peers, pieces; once
-/// complete: upload speed, ratio and the peers being served.
+/// The trackers whose last announce failed, with their errors.
+fn failing_trackers(trackers: &[(String, TrackerStatus)]) -> Vec<(&str, String)> {
+    trackers
+        .iter()
+        .filter_map(|(url, status)| match status {
+            TrackerStatus::Failed(e) => Some((url.as_str(), e.to_string())),
+            TrackerStatus::Working { .. } => None,
+        })
+        .collect()
+}
+
+/// The status line's tracker problem when no tracker works:
+/// `tracker: ERROR`, or `N trackers failing: ERROR` (one of them).
+fn tracker_problem(trackers: &[(String, TrackerStatus)]) -> Option<String> {
+    let failing = failing_trackers(trackers);
+    let (_, first) = failing.first()?;
+    if failing.len() < trackers.len() {
+        return None; // Some tracker works: not a problem worth a field.
+    }
+    Some(if failing.len() == 1 {
+        format!("tracker: {first}")
+    } else {
+        format!("{} trackers failing: {first}", failing.len())
+    })
+}
+
+/// The status line's peer problem when no peer is connected but some
+/// connection failed: `0 peers reachable: ADDR REASON`.
+fn peer_problem(connected: usize, last: Option<&PeerFailure>) -> Option<String> {
+    match last {
+        Some(f) if connected == 0 => Some(format!("0 peers reachable: {} {}", f.addr, f.reason)),
+        _ => None,
+    }
+}
+
+/// The live status line: percent, bytes, speeds, ETA, peers, pieces, and
+/// what is wrong when nothing moves (no tracker answers, no peer can be
+/// reached); once complete: upload speed, ratio and the peers being served.
+/// Fitted to the terminal's width at each tick. When stderr is not a
+/// terminal there is no status line, and each new problem is printed as a
+/// line of its own instead (logs of a service say why it sits idle too).
 fn spawn_display(
     shared: Arc<Shared>,
     total: u64,
 ) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
-    let bar = progress::status_bar(total);
+    let bar = progress::status_bar();
     let b = bar.clone();
     let handle = tokio::spawn(async move {
         let stats = &shared.stats;
         let pieces = shared.info.num_pieces();
-        let mut last = (
-            Instant::now(),
-            stats.downloaded.load(Ordering::Relaxed),
-            stats.uploaded.load(Ordering::Relaxed),
+        let window = Duration::from_secs(5);
+        let (mut down_rate, mut up_rate) = (
+            progress::RateWindow::new(window),
+            progress::RateWindow::new(window),
         );
-        let (mut down_rate, mut up_rate) = (0.0f64, 0.0f64);
+        // Without a terminal, problems are printed as lines: each tracker's
+        // error when it changes, and the peer problem once per spell
+        // without peers (not once per failing address of a dead swarm).
+        let mut tracker_said: HashMap<String, String> = HashMap::new();
+        let mut peer_said = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
             let now = Instant::now();
-            let (down, up) = (
-                stats.downloaded.load(Ordering::Relaxed),
-                stats.uploaded.load(Ordering::Relaxed),
-            );
-            let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
-            let d = down.saturating_sub(last.1) as f64 / dt;
-            let u = up.saturating_sub(last.2) as f64 / dt;
-            down_rate = 0.7 * down_rate + 0.3 * d;
-            up_rate = 0.7 * up_rate + 0.3 * u;
-            last = (now, down, up);
+            let up = stats.uploaded.load(Ordering::Relaxed);
+            let down = down_rate.sample(now, stats.downloaded.load(Ordering::Relaxed));
+            let up_r = up_rate.sample(now, up);
             let done = stats.verified_bytes.load(Ordering::Relaxed);
             // Connected of known; peers that connected to us count as known.
             let connected = stats.peers_connected.load(Ordering::Relaxed);
             let known = stats.peers_known.load(Ordering::Relaxed)
                 + stats.peers_incoming.load(Ordering::Relaxed);
-            let peers = format!("peers {connected}/{}", known.max(connected));
-            let serving = stats.peers_serving.load(Ordering::Relaxed);
-            let ratio = up as f64 / total.max(1) as f64;
-            b.set_position(done);
-            if done >= total {
-                b.set_message(format!(
-                    "seeding: up {}/s, uploaded {} (ratio {ratio:.2}), serving {serving}, {peers}",
-                    HumanBytes(up_rate as u64),
-                    HumanBytes(up),
-                ));
+            let trackers = stats.trackers();
+            let last_failure = stats.last_connect_failure();
+            let tracker = tracker_problem(&trackers);
+            let peer = (done < total)
+                .then(|| peer_problem(connected, last_failure.as_ref()))
+                .flatten();
+            if b.is_hidden() {
+                for (url, status) in &trackers {
+                    match status {
+                        TrackerStatus::Failed(e) => {
+                            let e = e.to_string();
+                            if tracker_said.get(url) != Some(&e) {
+                                eprintln!("tracker {url}: {e}");
+                                tracker_said.insert(url.clone(), e);
+                            }
+                        }
+                        TrackerStatus::Working { .. } => {
+                            tracker_said.remove(url);
+                        }
+                    }
+                }
+                match &peer {
+                    Some(line) if !peer_said => {
+                        eprintln!("{line}");
+                        peer_said = true;
+                    }
+                    _ if connected > 0 => peer_said = false,
+                    _ => {}
+                }
                 continue;
             }
-            let eta = if down_rate > 1.0 {
-                HumanDuration(Duration::from_secs_f64(
-                    total.saturating_sub(done) as f64 / down_rate,
-                ))
-                .to_string()
-            } else {
-                "-".into()
+            let line = StatusLine {
+                done,
+                total,
+                down_rate: down,
+                up_rate: up_r,
+                uploaded: up,
+                connected,
+                known: known.max(connected),
+                serving: stats.peers_serving.load(Ordering::Relaxed),
+                pieces_done: stats.pieces_done.load(Ordering::Relaxed),
+                pieces,
+                tracker,
+                peer,
             };
-            b.set_message(format!(
-                "down {}/s up {}/s ratio {ratio:.2} ETA {eta} {peers} serving {serving} pieces {}/{pieces}",
-                HumanBytes(down_rate as u64),
-                HumanBytes(up_rate as u64),
-                stats.pieces_done.load(Ordering::Relaxed),
-            ));
+            b.set_message(progress::fit(&line.fields(), progress::line_width()));
+            b.tick();
         }
     });
     (handle, bar)
+}
+
+/// What one status line shows.
+#[derive(Debug, Clone, PartialEq)]
+struct StatusLine {
+    done: u64,
+    total: u64,
+    down_rate: f64,
+    up_rate: f64,
+    uploaded: u64,
+    connected: usize,
+    known: usize,
+    serving: usize,
+    pieces_done: u64,
+    pieces: usize,
+    tracker: Option<String>,
+    peer: Option<String>,
+}
+
+impl StatusLine {
+    /// The line's fields, most important at priority 0 (see
+    /// [`progress::fit`]).
+    fn fields(&self) -> Vec<Field> {
+        let ratio = self.uploaded as f64 / self.total.max(1) as f64;
+        let peers = format!("peers {}/{}", self.connected, self.known);
+        let up = HumanBytes(self.up_rate as u64);
+        // With no peer connected, rates and ETA say nothing; the reason does.
+        let (problem, rates) = if self.connected == 0 { (1, 3) } else { (3, 1) };
+        let mut fields = Vec::new();
+        if self.done >= self.total {
+            fields.push(Field::new(0, "seeding"));
+            fields.push(Field::new(1, format!("up {up}/s")).or_short(format!("↑{up}/s")));
+            fields.push(
+                Field::new(
+                    2,
+                    format!("uploaded {} (ratio {ratio:.2})", HumanBytes(self.uploaded)),
+                )
+                .or_short(format!("ratio {ratio:.2}")),
+            );
+            fields.push(Field::new(3, format!("serving {}", self.serving)));
+            fields.push(Field::new(1, peers));
+        } else {
+            let down = HumanBytes(self.down_rate as u64);
+            let percent = self.done.saturating_mul(100) / self.total.max(1);
+            let eta = if self.down_rate > 1.0 {
+                progress::short_duration(Duration::from_secs_f64(
+                    self.total.saturating_sub(self.done) as f64 / self.down_rate,
+                ))
+            } else {
+                "-".into()
+            };
+            fields.push(
+                Field::new(4, progress::bar_text(self.done, self.total, 20))
+                    .or_short(progress::bar_text(self.done, self.total, 8)),
+            );
+            fields.push(Field::new(0, format!("{percent:>3}%")));
+            fields.push(
+                Field::new(
+                    3,
+                    format!("{}/{}", HumanBytes(self.done), HumanBytes(self.total)),
+                )
+                .or_short(HumanBytes(self.done).to_string()),
+            );
+            fields.push(Field::new(rates, format!("down {down}/s")).or_short(format!("↓{down}/s")));
+            fields.push(Field::new(rates + 1, format!("up {up}/s")).or_short(format!("↑{up}/s")));
+            fields.push(Field::new(5, format!("ratio {ratio:.2}")));
+            fields.push(Field::new(rates + 1, format!("ETA {eta}")));
+            fields.push(Field::new(1, peers));
+            fields.push(Field::new(5, format!("serving {}", self.serving)));
+            fields.push(Field::new(
+                6,
+                format!("pieces {}/{}", self.pieces_done, self.pieces),
+            ));
+        }
+        for text in self.tracker.iter().chain(&self.peer) {
+            fields.push(Field::new(problem, text.clone()).elastic());
+        }
+        fields
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_engine::scrape::TrackerError;
+
+    fn line() -> StatusLine {
+        StatusLine {
+            done: 40 << 20,
+            total: 100 << 20,
+            down_rate: 0.0,
+            up_rate: 0.0,
+            uploaded: 0,
+            connected: 0,
+            known: 1,
+            serving: 0,
+            pieces_done: 40,
+            pieces: 100,
+            tracker: Some("tracker: cannot connect: connection refused".into()),
+            peer: Some("0 peers reachable: 127.0.0.2:6881 connection refused".into()),
+        }
+    }
+
+    /// With no peer, the reasons take the room rates and ETA would have.
+    #[test]
+    fn stuck_download_says_why_at_80_columns() {
+        let text = progress::fit(&line().fields(), 79);
+        assert!(text.chars().count() <= 79, "{text}");
+        assert!(text.starts_with("40%"), "{text}");
+        assert!(text.contains("peers 0/1"), "{text}");
+        assert!(text.contains("tracker: cannot connect"), "{text}");
+        assert!(text.contains("0 peers reachable: 127.0.0.2"), "{text}");
+        let wide = progress::fit(&line().fields(), 199);
+        assert!(
+            wide.contains("tracker: cannot connect: connection refused"),
+            "{wide}"
+        );
+        assert!(
+            wide.contains("0 peers reachable: 127.0.0.2:6881 connection refused"),
+            "{wide}"
+        );
+        assert!(wide.contains("ETA -"), "{wide}");
+    }
+
+    #[test]
+    fn seeding_line_fits_and_shows_rates() {
+        let mut l = line();
+        l.done = l.total;
+        l.connected = 2;
+        l.known = 2;
+        l.up_rate = 2_000_000.0;
+        l.uploaded = 150 << 20;
+        l.tracker = None;
+        l.peer = None;
+        for width in [39, 79, 119, 199] {
+            let text = progress::fit(&l.fields(), width);
+            assert!(text.chars().count() <= width, "{text}");
+            assert!(text.starts_with("seeding"), "{text}");
+            assert!(text.contains("1.91 MiB/s"), "{text}");
+        }
+        assert!(progress::fit(&l.fields(), 199).contains("ratio 1.50"));
+    }
+
+    #[test]
+    fn problems() {
+        let failed = |u: &str| {
+            (
+                u.to_owned(),
+                TrackerStatus::Failed(TrackerError::Transport(
+                    "cannot connect: connection refused".into(),
+                )),
+            )
+        };
+        let working = |u: &str| (u.to_owned(), TrackerStatus::Working { peers: 3 });
+        assert_eq!(tracker_problem(&[]), None);
+        assert_eq!(
+            tracker_problem(&[failed("http://a/announce")]).as_deref(),
+            Some("tracker: cannot connect: connection refused")
+        );
+        assert_eq!(
+            tracker_problem(&[failed("http://a/announce"), failed("udp://b:1")]).as_deref(),
+            Some("2 trackers failing: cannot connect: connection refused")
+        );
+        assert_eq!(
+            tracker_problem(&[failed("http://a/announce"), working("udp://b:1")]),
+            None
+        );
+        let f = PeerFailure {
+            addr: "127.0.0.2:6881".parse().unwrap(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(
+            peer_problem(0, Some(&f)).as_deref(),
+            Some("0 peers reachable: 127.0.0.2:6881 connection refused")
+        );
+        assert_eq!(peer_problem(1, Some(&f)), None);
+        assert_eq!(peer_problem(0, None), None);
+    }
 }

@@ -17,7 +17,7 @@ use crate::Outcome;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A .torrent file or a magnet: link.
-    #[arg(value_name = "TORRENT|MAGNET")]
+    #[arg(value_name = "TORRENT|MAGNET", value_parser = crate::args::torrent_or_magnet)]
     target: String,
     /// Print JSON instead of text.
     #[arg(long)]

@@ -1,8 +1,10 @@
 //! The `rivulet` command-line program.
 
+mod args;
 mod create;
 mod download;
 mod info;
+mod manual;
 mod progress;
 mod verify;
 
@@ -10,9 +12,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `rivulet --help` and the manual page say after the commands.
+const AFTER_HELP: &str = "\
+Exit status: 0 when the command did what it was asked (a download complete, \
+seeding stopped by Ctrl-C or a limit, data verified whole); 1 when it \
+stopped short (interrupted by Ctrl-C or SIGTERM before the data was \
+complete, or verify found pieces bad or missing); 2 on an error (bad \
+arguments, an unreadable torrent, a full disk, ...).
+
+Resume data: download and seed keep what they have verified in \
+DIR/.rivulet/<info-hash>.resume, beside the data.
+
+Logs: RUST_LOG=rivulet_engine=debug shows peers and trackers at work.";
+
 /// rivulet: a fast, light BitTorrent client.
 #[derive(Debug, Parser)]
-#[command(name = "rivulet", version, about, propagate_version = true)]
+#[command(
+    name = "rivulet",
+    version,
+    about,
+    propagate_version = true,
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +51,12 @@ enum Command {
     Seed(download::SeedArgs),
     /// Check data on disk against a .torrent's piece hashes.
     Verify(verify::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page, or write one per command into a folder.
+    #[command(hide = true)]
+    Man(manual::ManArgs),
 }
 
 /// What a command reports back to `main`, beyond success.
@@ -55,13 +82,75 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Seed(args) => download::run_seed(args),
         Command::Verify(args) => verify::run(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Incomplete) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{} {}", error_prefix(), error_chain(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// `error:`, red and bold like clap's when stderr is a terminal and
+/// `NO_COLOR` is not set (<https://no-color.org>), plain otherwise.
+fn error_prefix() -> &'static str {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        "\x1b[1;31merror:\x1b[0m"
+    } else {
+        "error:"
+    }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text
+/// the line already holds: some errors (io, walkdir, reqwest) repeat their
+/// source in their own message, and a chain must say each thing once.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that shows its source in its message and also returns it
+    /// as its `source`, as `walkdir::Error` does.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let inner = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(Repeats(inner)).context("cannot read x");
+        assert_eq!(error_chain(&e), "cannot read x: outer: gone");
+        let e = anyhow::anyhow!("a").context("b");
+        assert_eq!(error_chain(&e), "b: a");
     }
 }

@@ -15,9 +15,10 @@ use crate::Outcome;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The .torrent file.
+    #[arg(value_parser = crate::args::torrent_file)]
     torrent: PathBuf,
     /// Folder holding the data (the torrent's file or top folder is inside it).
-    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    #[arg(short, long, value_name = "DIR", default_value = ".", value_parser = crate::args::data_folder)]
     output: PathBuf,
     /// No progress bar.
     #[arg(short, long)]

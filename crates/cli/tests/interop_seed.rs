@@ -128,8 +128,8 @@ fn assert_uploaded_at_least(exit: &RivuletExit, bytes: u64) {
     );
 }
 
-/// The number before ` peers` in a summary line `uploaded X to N peers`, if
-/// the summary says it.
+/// The number before ` peers` (or ` peer`) in a summary line `uploaded X to
+/// N peers`, if the summary says it.
 fn peers_served(exit: &RivuletExit) -> Option<u64> {
     let line = exit
         .output
@@ -139,7 +139,7 @@ fn peers_served(exit: &RivuletExit) -> Option<u64> {
     let rest = line.split(" to ").nth(1)?;
     let mut words = rest.split_whitespace();
     let n = words.next()?.parse().ok()?;
-    (words.next()? == "peers").then_some(n)
+    matches!(words.next()?, "peers" | "peer").then_some(n)
 }
 
 fn dir(parent: &Path, name: &str) -> PathBuf {

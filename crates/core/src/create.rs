@@ -28,8 +28,10 @@ pub enum CreateError {
         error: std::io::Error,
     },
     /// Walking the folder failed (a symlink loop, a permission error, ...).
+    /// The error is shown in the message, so it is not also a `source`
+    /// (error chains would print it twice).
     #[error("cannot scan folder: {0}")]
-    Walk(#[from] walkdir::Error),
+    Walk(walkdir::Error),
     /// A file or folder name that is not valid UTF-8 (torrents store UTF-8 names).
     #[error("file name is not valid UTF-8: {}", .0.display())]
     NotUtf8(PathBuf),
@@ -39,9 +41,22 @@ pub enum CreateError {
     /// A piece length that is not a power of two of at least 16 KiB, or too big.
     #[error("piece length {0} must be a power of two from 16 KiB to 256 MiB")]
     BadPieceLength(u64),
-    /// A file changed or vanished while it was being hashed.
+    /// A file changed or vanished while it was being hashed. The error is
+    /// shown in the message, so it is not also a `source`.
     #[error("{0} (did it change while hashing?)")]
-    Read(#[from] PieceReadError),
+    Read(PieceReadError),
+}
+
+impl From<walkdir::Error> for CreateError {
+    fn from(e: walkdir::Error) -> Self {
+        CreateError::Walk(e)
+    }
+}
+
+impl From<PieceReadError> for CreateError {
+    fn from(e: PieceReadError) -> Self {
+        CreateError::Read(e)
+    }
 }
 
 /// The files to put in a torrent, as found on disk.

@@ -83,13 +83,13 @@ pub enum MagnetError {
     )]
     V2Only,
     /// The `urn:btih:` hash is not 40 hex digits or 32 base32 characters.
-    #[error("bad info-hash {hash:?} in magnet URI: {source}")]
+    #[error("bad info-hash {hash:?} in magnet URI: {reason}")]
     BadInfoHash {
         /// The hash text after `urn:btih:`, percent-decoded.
         hash: String,
-        /// What is wrong with it.
-        #[source]
-        source: InfoHashParseError,
+        /// What is wrong with it (shown in the message, so not also a
+        /// `source`, which would print it twice in error chains).
+        reason: InfoHashParseError,
     },
     /// A recognised parameter has a `%` not followed by two hex digits.
     #[error(
@@ -460,9 +460,9 @@ fn info_hash_from_topics(topics: &[String]) -> Result<InfoHash, MagnetError> {
         .iter()
         .find_map(|t| strip_prefix_ignore_case(t, "urn:btih:"))
     {
-        return InfoHash::from_hex_or_base32(hash).map_err(|source| MagnetError::BadInfoHash {
+        return InfoHash::from_hex_or_base32(hash).map_err(|reason| MagnetError::BadInfoHash {
             hash: hash.to_owned(),
-            source,
+            reason,
         });
     }
     if topics
@@ -829,27 +829,38 @@ mod tests {
         assert!(e.to_string().contains("not supported yet"));
     }
 
+    /// The reason is in the message and not also a `source`: an error chain
+    /// (`anyhow`'s `{:#}`) must say it once.
+    #[test]
+    fn bad_info_hash_says_its_reason_once() {
+        let e = err("magnet:?xt=urn:btih:zz");
+        assert!(std::error::Error::source(&e).is_none());
+        let text = e.to_string();
+        assert_eq!(text.matches("got 2 characters").count(), 1, "{text}");
+        assert!(text.contains("\"zz\""), "{text}");
+    }
+
     #[test]
     fn error_bad_info_hash() {
         assert_eq!(
             err("magnet:?xt=urn:btih:abc"),
             MagnetError::BadInfoHash {
                 hash: "abc".into(),
-                source: InfoHashParseError::BadLength(3),
+                reason: InfoHashParseError::BadLength(3),
             }
         );
         assert_eq!(
             err(&format!("magnet:?xt=urn:btih:{}", "zz".repeat(20))),
             MagnetError::BadInfoHash {
                 hash: "zz".repeat(20),
-                source: InfoHashParseError::BadDigit("hex digits"),
+                reason: InfoHashParseError::BadDigit("hex digits"),
             }
         );
         assert_eq!(
             err(&format!("magnet:?xt=urn:btih:{}", "1".repeat(32))),
             MagnetError::BadInfoHash {
                 hash: "1".repeat(32),
-                source: InfoHashParseError::BadDigit("base32 characters"),
+                reason: InfoHashParseError::BadDigit("base32 characters"),
             }
         );
         assert!(matches!(
@@ -970,7 +981,8 @@ mod tests {
         assert!(MagnetError::MissingExactTopic.to_string().contains("xt"));
         let e = err("magnet:?xt=urn:btih:abc");
         assert!(e.to_string().contains("\"abc\""), "{e}");
-        assert!(std::error::Error::source(&e).is_some());
+        // The reason is part of the message (not a separate `source`).
+        assert!(e.to_string().contains("got 3 characters"), "{e}");
     }
 
     fn arb_hostname() -> impl Strategy<Value = String> {

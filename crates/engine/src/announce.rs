@@ -73,7 +73,7 @@ use rivulet_tracker::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::torrent::{Outcome, Shared};
+use crate::torrent::{io_reason, Outcome, Shared, TrackerStatus};
 
 /// Longest time `stopped` announces may delay exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -352,6 +352,12 @@ impl Announcer {
                     None => break,
                     Some(Ok(resp)) => {
                         tracing::debug!(%url, ?event, peers = resp.peers.len(), interval = ?resp.interval, "announced");
+                        self.shared.stats.tracker_outcome(
+                            &url,
+                            TrackerStatus::Working {
+                                peers: resp.peers.len(),
+                            },
+                        );
                         if let Some(w) = &resp.warning {
                             tracing::warn!(%url, warning = %w, "tracker warning");
                         }
@@ -362,7 +368,12 @@ impl Announcer {
                         answered = Some(resp);
                         break;
                     }
-                    Some(Err(e)) => tracing::warn!(%url, ?event, error = %e, "announce failed"),
+                    Some(Err(e)) => {
+                        tracing::warn!(%url, ?event, error = %e, "announce failed");
+                        self.shared
+                            .stats
+                            .tracker_outcome(&url, TrackerStatus::Failed(e));
+                    }
                 }
             }
             let wait = match answered {
@@ -479,6 +490,23 @@ pub(crate) async fn http_get(
     }
 }
 
+/// A connection that could not be made, as "cannot connect: connection
+/// refused" (the reason from the I/O error beneath), rather than reqwest's
+/// and hyper's layers of context; `None` for other errors.
+fn connect_failure(e: &reqwest::Error) -> Option<String> {
+    if !e.is_connect() {
+        return None;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(format!("cannot connect: {}", io_reason(io)));
+        }
+        source = cause.source();
+    }
+    None
+}
+
 async fn http_get_unbounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, TrackerError> {
     let transport =
         |what: &str, e: reqwest::Error| TrackerError::Transport(format!("{what}: {}", describe(e)));
@@ -486,7 +514,10 @@ async fn http_get_unbounded(client: &reqwest::Client, url: &str) -> Result<Vec<u
         .get(url)
         .send()
         .await
-        .map_err(|e| transport("HTTP request failed", e))?;
+        .map_err(|e| match connect_failure(&e) {
+            Some(why) => TrackerError::Transport(why),
+            None => transport("HTTP request failed", e),
+        })?;
     let status = resp.status();
     let limit = if status.is_success() {
         MAX_RESPONSE_LEN

@@ -31,7 +31,7 @@ use tokio::time::{timeout, Instant};
 use crate::cache::{ChunkKey, ReadCache, CHUNK_LEN};
 use crate::picker::{Block, PeerKey, Received};
 use crate::storage::StorageError;
-use crate::torrent::{PeerCommand, PeerCounters, RegisterRefusal, Shared};
+use crate::torrent::{io_reason, PeerCommand, PeerCounters, RegisterRefusal, Shared};
 
 /// Requests kept in flight at first, before the peer's rate is known.
 const INITIAL_QUEUE: usize = 32;
@@ -118,17 +118,29 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bo
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "connect failed");
+            shared.stats.connect_failed(addr, io_reason(&e));
             return false;
         }
         Err(_) => {
             tracing::debug!(%addr, "connect timed out");
+            shared
+                .stats
+                .connect_failed(addr, "no answer (timed out)".into());
             return false;
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::new(shared, addr, false);
+    let mut conn = Connection::new(Arc::clone(&shared), addr, false);
     let result = conn.run(stream, BytesMut::with_capacity(64 * 1024)).await;
     conn.log_end(&result);
+    if let (Err(e), None) = (&result, conn.key) {
+        // Connected, but never became a peer: as unreachable to the user.
+        let reason = match e {
+            PeerError::Io(io) => io_reason(io),
+            other => other.to_string(),
+        };
+        shared.stats.connect_failed(addr, reason);
+    }
     conn.useful
 }
 
