@@ -313,7 +313,7 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                     let secs = fetching.as_secs_f64().max(1e-9);
                     eprintln!(
                         "done: {} ({}) in {}, {} fetched at {}/s average, {}, {} banned",
-                        metainfo.info.name,
+                        rivulet_cli::render::printable(&metainfo.info.name),
                         HumanBytes(total),
                         progress::took(fetching),
                         HumanBytes(fetched),
@@ -331,7 +331,10 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                     );
                 }
                 let seeded = if policy.seed {
-                    format!("seeded {}: ", metainfo.info.name)
+                    format!(
+                        "seeded {}: ",
+                        rivulet_cli::render::printable(&metainfo.info.name)
+                    )
                 } else {
                     String::new()
                 };

@@ -1,10 +1,13 @@
 //! `rivulet verify`: check the data on disk against a torrent's piece hashes.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::HumanBytes;
+use rivulet_cli::print_stdout;
+use rivulet_cli::render::printable;
 use rivulet_core::piece_io::{check_pieces, too_long_files, PieceCheck};
 use rivulet_core::Metainfo;
 
@@ -45,23 +48,31 @@ pub fn run(args: Args) -> Result<Outcome> {
         count(PieceCheck::Bad),
         count(PieceCheck::Missing),
     );
-    println!("{} ({})", info.name, m.info_hash);
-    println!(
+    // Everything goes to stdout at once: a reader that stops early
+    // (`| head`) is not an error, and names are shown, not obeyed.
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({})", printable(&info.name), m.info_hash);
+    let _ = writeln!(
+        out,
         "{good} of {} pieces complete, {bad} bad, {missing} missing ({} checked in {:.2} s)",
         states.len(),
         HumanBytes(info.total_length()),
         started.elapsed().as_secs_f64()
     );
     if bad > 0 {
-        println!("bad pieces: {}", ranges(&states, PieceCheck::Bad));
+        let _ = writeln!(out, "bad pieces: {}", ranges(&states, PieceCheck::Bad));
     }
     if missing > 0 {
-        println!("missing pieces: {}", ranges(&states, PieceCheck::Missing));
+        let _ = writeln!(
+            out,
+            "missing pieces: {}",
+            ranges(&states, PieceCheck::Missing)
+        );
     }
     // Name the files that are not whole, so the user knows what to fetch again.
     let layout = info.layout();
     for (i, f) in info.files.iter().enumerate() {
-        if f.padding {
+        if !f.is_stored() {
             continue;
         }
         let Some(pieces) = layout.file_pieces(i) else {
@@ -72,8 +83,16 @@ pub fn run(args: Args) -> Result<Outcome> {
             .find(|s| *s != PieceCheck::Good);
         let path = args.output.join(f.relative_path());
         match worst {
-            Some(PieceCheck::Bad) => println!("  damaged: {}", path.display()),
-            Some(PieceCheck::Missing) => println!("  incomplete: {}", path.display()),
+            Some(PieceCheck::Bad) => {
+                let _ = writeln!(out, "  damaged: {}", printable(&path.display().to_string()));
+            }
+            Some(PieceCheck::Missing) => {
+                let _ = writeln!(
+                    out,
+                    "  incomplete: {}",
+                    printable(&path.display().to_string())
+                );
+            }
             _ => {}
         }
     }
@@ -81,29 +100,33 @@ pub fn run(args: Args) -> Result<Outcome> {
     // hashes cannot see them; the data is still not what the torrent says.
     let too_long = too_long_files(layout, &files);
     for t in &too_long {
-        println!(
+        let _ = writeln!(
+            out,
             "  too long: {} ({} bytes, torrent says {})",
-            t.path.display(),
+            printable(&t.path.display().to_string()),
             t.length,
             t.expected
         );
     }
     if !too_long.is_empty() {
-        println!(
-            "{} longer than the torrent says (`rivulet download` or `rivulet seed` truncates {})",
-            match too_long.len() {
-                1 => "1 file is".to_owned(),
-                n => format!("{n} files are"),
-            },
-            if too_long.len() == 1 { "it" } else { "them" }
+        let (files, them) = match too_long.len() {
+            1 => ("1 file is".to_owned(), "it"),
+            n => (format!("{n} files are"), "them"),
+        };
+        let _ = writeln!(
+            out,
+            "{files} longer than the torrent says (`rivulet download` or `rivulet seed` truncates {them})"
         );
     }
-    if good == states.len() && too_long.is_empty() {
-        println!("complete");
-        Ok(Outcome::Success)
-    } else {
-        Ok(Outcome::Incomplete)
+    let complete = good == states.len() && too_long.is_empty();
+    if complete {
+        let _ = writeln!(out, "complete");
     }
+    print_stdout(&out)?;
+    Ok(match complete {
+        true => Outcome::Success,
+        false => Outcome::Incomplete,
+    })
 }
 
 /// "0-3, 7, 9-10" for the pieces in state `which`.
