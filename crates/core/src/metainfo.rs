@@ -25,6 +25,17 @@ pub const MAX_PIECE_LENGTH: u64 = (i32::MAX / 2) as u64;
 /// Deepest folder nesting of a v2 `file tree` (libtorrent's limit).
 const MAX_TREE_DEPTH: usize = 100;
 
+/// Most pieces a torrent may have: libtorrent's default limit (2^21),
+/// which bounds the piece hashes held in memory to 40 MiB.
+pub const MAX_PIECES: u64 = 0x20_0000;
+
+/// A file this long or longer is refused, as libtorrent refuses it (its
+/// block indices within a file are `int`s): just under 16 TiB.
+pub const MAX_FILE_LENGTH: u64 = (i32::MAX / 2) as u64 * 16 * 1024;
+
+/// Largest total size (the end of the last file): libtorrent's 2^48 - 1.
+pub const MAX_TOTAL_LENGTH: u64 = (1 << 48) - 1;
+
 /// Why a .torrent was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
@@ -72,9 +83,20 @@ pub enum MetainfoError {
     /// A multi-file torrent with an empty `files` list.
     #[error("`info.files` is empty")]
     NoFiles,
-    /// File lengths overflow 64 bits.
-    #[error("file lengths add up to more than 2^64 bytes")]
+    /// A file of [`MAX_FILE_LENGTH`] or more, or files adding up to more
+    /// than [`MAX_TOTAL_LENGTH`].
+    #[error("the torrent's files are too large (a file of 16 TiB or more, or 256 TiB in all)")]
     TooLarge,
+    /// More than [`MAX_PIECES`] pieces.
+    #[error("{0} pieces: more than the 2,097,152 a torrent may have")]
+    TooManyPieces(u64),
+    /// A v2 info dictionary whose keys are not in sorted order (BEP 52
+    /// requires canonical bencode there, and libtorrent refuses it).
+    #[error("the v2 info dictionary's keys are not sorted (not canonical bencode)")]
+    UnsortedV2Keys,
+    /// A `piece layers` entry that does not fit its file (BEP 52).
+    #[error("bad `piece layers`: {0}")]
+    BadPieceLayers(String),
     /// A file entry with no usable path: an empty `path` list, or a
     /// single-file torrent whose `name` is empty.
     #[error("unusable path in torrent: {0}")]
@@ -275,7 +297,11 @@ impl Metainfo {
         }
         let info_value = root.get(b"info").ok_or(MetainfoError::MissingKey("info"))?;
         let info_hash = InfoHash::from_info_bytes(info_value.raw());
-        let (info, v2) = parse_info(info_value, info_hash)?;
+        let (info, v2_roots) = parse_info(info_value, info_hash)?;
+        if let Some(roots) = &v2_roots {
+            check_piece_layers(&root, roots, info.piece_length)?;
+        }
+        let v2 = v2_roots.is_some();
         let info_bytes = info_value.raw().to_vec();
 
         let announce = opt_string(&root, "announce")?.filter(|s| !s.is_empty());
@@ -433,6 +459,8 @@ struct RawFile {
     /// `symlink path`: safe components relative to the torrent's root, and
     /// the target as spelled.
     symlink: Option<(Vec<String>, String)>,
+    /// v2 `pieces root` (file tree entries with data only).
+    pieces_root: Option<[u8; 32]>,
 }
 
 /// BEP 47 `attr` flags of a file entry (or of a single-file info dict).
@@ -461,9 +489,16 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Parses the info dictionary; the second value says whether it has v2 data
-/// (`meta version` 2: hybrid or v2-only).
-fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), MetainfoError> {
+/// What the v2 part of an info dictionary says of each file with data: its
+/// length and `pieces root`, which `piece layers` must fit.
+type V2Roots = Vec<(u64, [u8; 32])>;
+
+/// Parses the info dictionary; the second value is `Some` when it has v2
+/// data (`meta version` 2: hybrid or v2-only).
+fn parse_info(
+    info: &Value<'_>,
+    info_hash: InfoHash,
+) -> Result<(Info, Option<V2Roots>), MetainfoError> {
     if info.as_dict().is_none() {
         return Err(wrong_type("info", "a dictionary", info));
     }
@@ -474,6 +509,9 @@ fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), Met
         .unwrap_or(-1);
     if version > 2 {
         return Err(MetainfoError::UnknownVersion(version));
+    }
+    if version > 0 && !keys_sorted(info) {
+        return Err(MetainfoError::UnsortedV2Keys);
     }
     let v2 = version == 2;
 
@@ -553,6 +591,7 @@ fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), Met
                     executable: a.executable,
                     hidden: a.hidden,
                     symlink: None,
+                    pieces_root: None,
                 }],
                 false,
             ))
@@ -562,6 +601,12 @@ fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), Met
     };
 
     let v2_only = v1_files.is_none();
+    let v2_roots: Option<V2Roots> = v2_files.as_ref().map(|files| {
+        files
+            .iter()
+            .filter_map(|f| f.pieces_root.map(|r| (f.length, r)))
+            .collect()
+    });
     let (raw_files, multi_file) = match (v1_files, v2_files) {
         (Some((v1, multi)), Some(v2)) => {
             check_hybrid(&v1, &v2, piece_length)?;
@@ -578,11 +623,26 @@ fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), Met
         return Err(MetainfoError::NoFiles);
     }
     let files = finish_files(raw_files, multi_file, &mut warnings);
+    // A single file is named by its own path (a v2 tree's only key may
+    // differ from `name`; libtorrent names the torrent after the file).
+    let name = match (multi_file, files.iter().find(|f| !f.padding)) {
+        (false, Some(f)) => f.display_path(),
+        _ => name,
+    };
 
+    if files.iter().any(|f| f.length >= MAX_FILE_LENGTH) {
+        return Err(MetainfoError::TooLarge);
+    }
     let layout = FileLayout::new(piece_length, files.iter().map(|f| f.length))
         .map_err(|_| MetainfoError::TooLarge)?;
     if layout.total_length() == 0 {
         return Err(MetainfoError::Empty);
+    }
+    if layout.total_length() > MAX_TOTAL_LENGTH {
+        return Err(MetainfoError::TooLarge);
+    }
+    if layout.num_pieces() > MAX_PIECES {
+        return Err(MetainfoError::TooManyPieces(layout.num_pieces()));
     }
     let pieces = match (info.get(b"pieces"), v2_only) {
         (_, true) => Vec::new(),
@@ -618,7 +678,64 @@ fn parse_info(info: &Value<'_>, info_hash: InfoHash) -> Result<(Info, bool), Met
         warnings,
         layout,
     };
-    Ok((info, v2))
+    Ok((info, v2_roots))
+}
+
+/// Whether every dictionary in `v` has its keys in strictly increasing
+/// order (canonical bencode). Depth is bounded by the decoder's limit.
+fn keys_sorted(v: &Value<'_>) -> bool {
+    if let Some(items) = v.as_list() {
+        return items.iter().all(keys_sorted);
+    }
+    let Some(entries) = v.as_dict() else {
+        return true;
+    };
+    entries.windows(2).all(|w| match w {
+        [(a, _), (b, _)] => a < b,
+        _ => true,
+    }) && entries.iter().all(|(_, v)| keys_sorted(v))
+}
+
+/// `piece layers` (BEP 52), when present: every key a 32-byte root, every
+/// layer a whole number of 32-byte hashes, and the layer of each file larger
+/// than a piece exactly one hash per piece of it. Torrents without piece
+/// layers are fine (they come from peers, as with magnet links).
+fn check_piece_layers(
+    root: &Value<'_>,
+    files: &[(u64, [u8; 32])],
+    piece_length: u64,
+) -> Result<(), MetainfoError> {
+    let Some(layers) = root.get(b"piece layers").and_then(Value::as_dict) else {
+        return Ok(());
+    };
+    let bad = |why: String| Err(MetainfoError::BadPieceLayers(why));
+    let mut by_root = std::collections::HashMap::new();
+    for (key, layer) in layers {
+        let Some(hashes) = layer.as_bytes() else {
+            return bad(format!(
+                "a layer is {}, not a byte string",
+                layer.type_name()
+            ));
+        };
+        if key.len() != 32 || hashes.len() % 32 != 0 {
+            return bad("a key is not a 32-byte root or a layer not whole 32-byte hashes".into());
+        }
+        by_root.insert(*key, hashes.len() as u64);
+    }
+    for (length, r) in files {
+        if *length <= piece_length {
+            continue;
+        }
+        if let Some(len) = by_root.get(&r[..]) {
+            let want = length.div_ceil(piece_length).saturating_mul(32);
+            if *len != want {
+                return bad(format!(
+                    "the layer of a {length}-byte file is {len} bytes, not {want}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The v1 `files` list. `name` is the safe top folder, `raw_name` as spelled.
@@ -703,6 +820,7 @@ fn parse_files(
             executable: a.executable,
             hidden: a.hidden,
             symlink,
+            pieces_root: None,
         });
     }
     Ok(out)
@@ -808,10 +926,19 @@ fn tree_leaf(leaf: &Value<'_>, path: Vec<String>, key: &[u8]) -> Result<RawFile,
         true => symlink_path(leaf, &|k: &str| format!("file tree {k}"))?,
         false => None,
     };
+    if length >= MAX_FILE_LENGTH {
+        return Err(MetainfoError::TooLarge);
+    }
+    let mut pieces_root = None;
     if length > 0 && symlink.is_none() {
-        let root = leaf.get(b"pieces root").and_then(Value::as_bytes);
-        if !root.is_some_and(|r| r.len() == 32 && r.iter().any(|b| *b != 0)) {
-            return bad("has no valid `pieces root`");
+        let root = leaf
+            .get(b"pieces root")
+            .and_then(Value::as_bytes)
+            .and_then(|r| <[u8; 32]>::try_from(r).ok())
+            .filter(|r| r.iter().any(|b| *b != 0));
+        match root {
+            Some(r) => pieces_root = Some(r),
+            None => return bad("has no valid `pieces root`"),
         }
     }
     Ok(RawFile {
@@ -822,6 +949,7 @@ fn tree_leaf(leaf: &Value<'_>, path: Vec<String>, key: &[u8]) -> Result<RawFile,
         executable: a.executable,
         hidden: a.hidden,
         symlink,
+        pieces_root,
     })
 }
 
@@ -842,6 +970,7 @@ fn with_v2_padding(files: Vec<RawFile>, piece_length: u64) -> Vec<RawFile> {
                 executable: false,
                 hidden: false,
                 symlink: None,
+                pieces_root: None,
             });
             end = end.saturating_add(gap);
         }
@@ -926,16 +1055,10 @@ fn finish_files(raw: Vec<RawFile>, multi_file: bool, warnings: &mut Vec<String>)
         (true, Some(p)) => p.get(..1).unwrap_or_default(),
         _ => &[],
     };
+    let link_targets = resolve_links(&raw, &paths, root, &targets);
     let mut files = Vec::with_capacity(raw.len());
-    for (f, path) in raw.iter().zip(&paths) {
-        let symlink = f.symlink.as_ref().map(|(target, given)| {
-            // Relative to the torrent's root first, then (as older
-            // libtorrents wrote them) to the link's own folder.
-            let folder = path.get(..path.len().saturating_sub(1)).unwrap_or_default();
-            let found = [root, folder]
-                .into_iter()
-                .map(|base| [base, target.as_slice()].concat())
-                .find(|t| !target.is_empty() && t != path && targets.contains(t.as_slice()));
+    for ((f, path), found) in raw.iter().zip(&paths).zip(link_targets) {
+        let symlink = f.symlink.as_ref().map(|(_, given)| {
             if found.is_none() {
                 warnings.push(format!(
                     "`{}` links to `{given}`, which is not in the torrent: the link is not created",
@@ -959,6 +1082,81 @@ fn finish_files(raw: Vec<RawFile>, multi_file: bool, warnings: &mut Vec<String>)
         });
     }
     files
+}
+
+/// Most links one target may pass through (`a -> b/c` where `b` is itself
+/// a link ...), and most rounds of resolving links that point through links
+/// resolved in an earlier round.
+const MAX_LINK_HOPS: usize = 16;
+
+/// Each symlink entry's target, as components below the download folder,
+/// when it names a file or folder of the torrent: directly, or through other
+/// links of the torrent to folders (a macOS framework's `Headers ->
+/// Versions/Current/Headers`, with `Versions/Current -> A`). Targets are
+/// tried relative to the torrent's root first, then (as older libtorrents
+/// wrote them) to the link's own folder. `None` for everything else, and
+/// for entries that are not links.
+fn resolve_links(
+    raw: &[RawFile],
+    paths: &[Vec<String>],
+    root: &[String],
+    targets: &HashSet<&[String]>,
+) -> Vec<Option<Vec<String>>> {
+    use std::collections::HashMap;
+    let mut chosen: Vec<Option<Vec<String>>> = vec![None; raw.len()];
+    // Link path -> the real path its target names (links substituted).
+    let mut real: HashMap<Vec<String>, Vec<String>> = HashMap::new();
+    for _round in 0..MAX_LINK_HOPS {
+        let mut progress = false;
+        for (i, (f, path)) in raw.iter().zip(paths).enumerate() {
+            let (Some((target, _)), Some(None)) = (&f.symlink, chosen.get(i)) else {
+                continue;
+            };
+            if target.is_empty() {
+                continue;
+            }
+            let folder = path.get(..path.len().saturating_sub(1)).unwrap_or_default();
+            for base in [root, folder] {
+                let candidate = [base, target.as_slice()].concat();
+                if &candidate == path {
+                    continue;
+                }
+                if let Some(resolved) = resolve_path(&candidate, targets, &real, 0) {
+                    real.insert(path.clone(), resolved);
+                    if let Some(c) = chosen.get_mut(i) {
+                        *c = Some(candidate);
+                    }
+                    progress = true;
+                    break;
+                }
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    chosen
+}
+
+/// The real path `path` names once links resolved so far are followed, when
+/// that is a file or folder of the torrent.
+fn resolve_path(
+    path: &[String],
+    targets: &HashSet<&[String]>,
+    real: &std::collections::HashMap<Vec<String>, Vec<String>>,
+    hops: usize,
+) -> Option<Vec<String>> {
+    if targets.contains(path) {
+        return Some(path.to_vec());
+    }
+    if hops >= MAX_LINK_HOPS {
+        return None;
+    }
+    (1..path.len()).rev().find_map(|i| {
+        let (prefix, rest) = path.split_at(i);
+        let dest = real.get(prefix)?;
+        resolve_path(&[dest.as_slice(), rest].concat(), targets, real, hops + 1)
+    })
 }
 
 #[cfg(test)]

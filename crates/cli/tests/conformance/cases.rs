@@ -184,6 +184,40 @@ pub fn cases() -> Vec<Case> {
     let mut with_garbage = torrent(single(b"a"));
     with_garbage.extend_from_slice(b"<html>garbage</html>");
     let pads_tree = || B::d(&[("a", leaf(5)), ("b", leaf(5))]);
+    let v2_with_layers = |layer_bytes: usize| {
+        B::d(&[
+            (
+                "info",
+                B::d(&[
+                    ("name", B::s("t")),
+                    ("piece length", B::I(16384)),
+                    ("meta version", B::I(2)),
+                    ("file tree", B::d(&[("a", leaf(20000))])),
+                ]),
+            ),
+            (
+                "piece layers",
+                B::D(
+                    [(vec![9u8; 32], B::S(vec![1; layer_bytes]))]
+                        .into_iter()
+                        .collect(),
+                ),
+            ),
+        ])
+        .encode()
+    };
+    // "name" before "meta version": not canonical, which v2 forbids.
+    let unsorted_v2 = {
+        let mut info =
+            b"d4:name1:t12:meta versioni2e9:file treed1:ad0:d6:lengthi5e11:pieces root32:".to_vec();
+        info.extend_from_slice(&[9; 32]);
+        info.extend_from_slice(b"eee12:piece lengthi16384ee");
+        let mut t = b"d4:info".to_vec();
+        t.extend_from_slice(&info);
+        t.push(b'e');
+        t
+    };
+    let near_limit: i64 = 1_073_741_823 * 16384;
     vec![
         // Path components (item 2).
         case("dotdot components", t(vec![file(5, &[b"..", b"..", b"etc", b"passwd"])]), Paths(&["t/etc/passwd"])),
@@ -237,6 +271,12 @@ pub fn cases() -> Vec<Case> {
         case("symlink leaving the torrent", t(vec![file(5, &[b"a"]), link(&[b"ln"], &[b"..", b"..", b"etc"])]), Paths(&["t/a", "t/ln"])),
         case("symlink absolute", t(vec![file(5, &[b"a"]), link(&[b"ln"], &[b"/etc/passwd"])]), Paths(&["t/a", "t/ln"])),
         case("symlink with a length", t(vec![file(5, &[b"a"]), link(&[b"ln"], &[b"a"]).with("length", B::I(7))]), Paths(&["t/a", "t/ln"])),
+        case("symlink through a symlink", t(vec![
+            file(5, &[b"d", b"a"]),
+            link(&[b"ln"], &[b"cur", b"a"]),
+            link(&[b"cur"], &[b"d"]),
+        ]), Paths(&["t/d/a", "t/ln", "t/cur"])),
+        case("symlink loop", t(vec![file(5, &[b"a"]), link(&[b"x"], &[b"y"]), link(&[b"y"], &[b"x"])]), Paths(&["t/a", "t/x", "t/y"])),
         case("executable", t(vec![file(5, &[b"run.sh"]).with("attr", B::s("x")), file(5, &[b"b"])]), Paths(&["t/run.sh", "t/b"])),
         // Bytes after the torrent.
         case("trailing newline", with_nl, Paths(&["a"])),
@@ -263,6 +303,14 @@ pub fn cases() -> Vec<Case> {
         case("v2 piece length not a power of two", torrent(hybrid(single(b"a").with("piece length", B::I(20000)), B::d(&[("a", leaf(5))]))), Refused),
         case("v2 padding in tree", torrent(hybrid(single(b"a"), B::d(&[("a", B::d(&[("", B::d(&[("length", B::I(5)), ("attr", B::s("p")), ("pieces root", B::S(vec![9; 32]))]))]))]))), Refused),
         case("v2 zero pieces root", torrent(hybrid(single(b"a"), B::d(&[("a", B::d(&[("", B::d(&[("length", B::I(5)), ("pieces root", B::S(vec![0; 32]))]))]))]))), Refused),
+        case("v2 piece layers fit", v2_with_layers(64), Paths(&["a"])),
+        case("v2 piece layer too short", v2_with_layers(32), Refused),
+        case("v2 piece layer not whole hashes", v2_with_layers(40), Refused),
+        case("v2 keys not sorted", unsorted_v2, Refused),
+        // Limits.
+        case("too many pieces", torrent(single(b"a").with("length", B::I(16384 * 0x20_0001))), Refused),
+        case("file of 16 TiB", torrent(single(b"a").with("length", B::I(near_limit)).with("piece length", B::I(1 << 29)).with("pieces", B::S(vec![7; 20 * 32768]))), Refused),
+        case("file just under 16 TiB", torrent(single(b"a").with("length", B::I(near_limit - 1)).with("piece length", B::I(1 << 29)).with("pieces", B::S(vec![7; 20 * 32768]))), Paths(&["a"])),
         // Broken in other ways.
         case("no data", torrent(single(b"a").with("length", B::I(0)).with("pieces", B::s(""))), Refused),
         case("no files", torrent(multi(b"t", vec![])), Refused),
