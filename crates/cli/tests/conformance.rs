@@ -242,7 +242,7 @@ fn torrents_that_cannot_be_downloaded_yet_are_refused_clearly() {
     ] {
         for cmd in ["download", "seed", "verify"] {
             if cmd == "verify" && file == &huge {
-                continue; // verify reads pieces one at a time: it can check these.
+                continue; // verify hashes in chunks: it can check these (below).
             }
             let mut c = Command::new(env!("CARGO_BIN_EXE_rivulet"));
             c.arg(cmd).arg(file).arg("-o").arg(&out);
@@ -263,4 +263,18 @@ fn torrents_that_cannot_be_downloaded_yet_are_refused_clearly() {
         let o = rivulet(&["info".as_ref(), file.as_os_str()]);
         assert!(o.status.success());
     }
+    // `verify` checks a 512 MiB-piece torrent (here its one 5-byte file
+    // does not match the made-up hash).
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a"), b"hello").unwrap();
+    let o = rivulet(&[
+        "verify".as_ref(),
+        huge.as_os_str(),
+        "-o".as_ref(),
+        data.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("0 of 1 pieces complete, 1 bad"), "{stdout}");
 }

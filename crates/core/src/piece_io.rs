@@ -72,6 +72,36 @@ pub fn read_piece(
     Ok(())
 }
 
+/// Bytes read at a time when hashing: pieces may be up to 1 GiB, and
+/// hashing must not hold a whole piece in memory (one buffer per core).
+const HASH_CHUNK: u64 = 1024 * 1024;
+
+/// SHA-1 of piece `piece`, read in chunks of at most 1 MiB through `buf`.
+pub fn hash_piece(
+    layout: &FileLayout,
+    files: &[FileSource],
+    piece: u64,
+    buf: &mut Vec<u8>,
+) -> Result<[u8; 20], PieceReadError> {
+    let mut hasher = Sha1::new();
+    for span in layout.piece_spans(piece).into_iter().flatten() {
+        let mut done = 0u64;
+        while done < span.len {
+            // At most HASH_CHUNK, so the cast cannot truncate.
+            let n = (span.len - done).min(HASH_CHUNK) as usize;
+            buf.resize(n, 0);
+            let Some(chunk) = buf.get_mut(..n) else { break };
+            match files.get(span.file) {
+                Some(FileSource::Disk(path)) => read_span(path, span.offset + done, chunk)?,
+                Some(FileSource::Zeros) | None => chunk.fill(0),
+            }
+            hasher.update(&*chunk);
+            done += n as u64;
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
 fn read_span(path: &Path, offset: u64, dest: &mut [u8]) -> Result<(), PieceReadError> {
     // Opened per span rather than kept open: bounded file descriptors whatever
     // the number of files, at the cost of one open() per piece and file.
@@ -136,9 +166,9 @@ pub fn hash_pieces(
     (0..layout.num_pieces())
         .into_par_iter()
         .map_init(Vec::new, |buf, piece| {
-            read_piece(layout, files, piece, buf)?;
-            let hash: [u8; 20] = Sha1::digest(buf.as_slice()).into();
-            progress(done.fetch_add(buf.len() as u64, Ordering::Relaxed) + buf.len() as u64);
+            let hash = hash_piece(layout, files, piece, buf)?;
+            let len = layout.piece_len(piece).unwrap_or(0);
+            progress(done.fetch_add(len, Ordering::Relaxed) + len);
             Ok(hash)
         })
         .collect()
@@ -188,9 +218,9 @@ pub fn check_selected_pieces(
             if !selected(piece) {
                 return Ok(None);
             }
-            let result = match read_piece(layout, files, piece, buf) {
-                Ok(()) if Sha1::digest(buf.as_slice()).as_slice() == want => PieceCheck::Good,
-                Ok(()) => PieceCheck::Bad,
+            let result = match hash_piece(layout, files, piece, buf) {
+                Ok(hash) if hash == *want => PieceCheck::Good,
+                Ok(_) => PieceCheck::Bad,
                 Err(PieceReadError::Missing { .. }) => PieceCheck::Missing,
                 Err(e) => return Err(e),
             };
@@ -237,5 +267,29 @@ mod tests {
         let folder = [FileSource::Disk(d.join("folder"))];
         let layout = FileLayout::new(16, [0]).unwrap();
         assert!(too_long_files(&layout, &folder).is_empty());
+    }
+
+    #[test]
+    fn hashing_in_chunks_matches_hashing_whole_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let a: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        let b: Vec<u8> = (0..2_200_000u32).map(|i| (i % 241) as u8).collect();
+        fs::write(dir.path().join("a"), &a).unwrap();
+        fs::write(dir.path().join("b"), &b).unwrap();
+        // Pieces of 3 MiB across both files and 100,000 bytes of padding.
+        let layout = FileLayout::new(3 << 20, [1_500_000, 100_000, 2_200_000]).unwrap();
+        let files = [
+            FileSource::Disk(dir.path().join("a")),
+            FileSource::Zeros,
+            FileSource::Disk(dir.path().join("b")),
+        ];
+        let mut whole = Vec::new();
+        let mut buf = Vec::new();
+        for p in 0..layout.num_pieces() {
+            read_piece(&layout, &files, p, &mut whole).unwrap();
+            let want: [u8; 20] = Sha1::digest(&whole).into();
+            assert_eq!(hash_piece(&layout, &files, p, &mut buf).unwrap(), want);
+            assert!(buf.len() as u64 <= HASH_CHUNK);
+        }
     }
 }
