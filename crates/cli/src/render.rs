@@ -74,11 +74,17 @@ pub fn torrent_text(m: &Metainfo) -> String {
     let mut s = String::new();
     let total = info.total_length();
     let _ = writeln!(s, "Name:        {}", printable(&info.name));
-    if !info.v2_only {
-        let _ = writeln!(s, "Info-hash:   {}", m.info_hash);
-    }
-    if let Some(v2) = &m.info_hash_v2 {
-        let _ = writeln!(s, "Info-hash v2: {v2}");
+    match (&m.info_hash_v2, info.v2_only) {
+        (None, _) => {
+            let _ = writeln!(s, "Info-hash:   {}", m.info_hash);
+        }
+        (Some(v2), true) => {
+            let _ = writeln!(s, "Info-hash:   {v2} (v2)");
+        }
+        (Some(v2), false) => {
+            let _ = writeln!(s, "Info-hash:   {} (v1)", m.info_hash);
+            let _ = writeln!(s, "             {v2} (v2)");
+        }
     }
     let _ = writeln!(s, "Size:        {} ({total} bytes)", HumanBytes(total));
     let _ = writeln!(

@@ -278,3 +278,49 @@ fn torrents_that_cannot_be_downloaded_yet_are_refused_clearly() {
     assert_eq!(o.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("0 of 1 pieces complete, 1 bad"), "{stdout}");
 }
+
+/// A hybrid torrent shows both info-hashes; a v2-only one its v2 hash, and
+/// says it cannot be downloaded yet.
+#[test]
+fn info_shows_v1_and_v2_hashes() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures/libtorrent-hybrid-multi.torrent");
+    let text = rivulet(&["info".as_ref(), fixture.as_os_str()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(
+            "Info-hash:   a27d3eeea8c5a3d851565e54f5f92b10ab5ef79e (v1)\n             028e83cc361c6bdc20382a272809dbb0d1d28482d64b4002c2f06f7965fc090e (v2)\n"
+        ),
+        "{text}"
+    );
+    let (_, v) = info_json(&fixture);
+    let v = v.unwrap();
+    assert_eq!(v["format"], "hybrid");
+    assert_eq!(
+        v["info_hash_v2"],
+        "028e83cc361c6bdc20382a272809dbb0d1d28482d64b4002c2f06f7965fc090e"
+    );
+
+    use cases::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let v2 = tmp.path().join("v2.torrent");
+    std::fs::write(
+        &v2,
+        torrent(B::d(&[
+            ("name", B::s("t")),
+            ("piece length", B::I(16384)),
+            ("meta version", B::I(2)),
+            ("file tree", B::d(&[("a", leaf(5)), ("b", leaf(40000))])),
+        ])),
+    )
+    .unwrap();
+    let text = String::from_utf8(rivulet(&["info".as_ref(), v2.as_os_str()]).stdout).unwrap();
+    assert!(text.contains(" (v2)\n"), "{text}");
+    assert!(text.contains("Format:      v2 only"), "{text}");
+    assert!(text.contains("Pieces:      4 x 16.00 KiB"), "{text}");
+    assert!(text.contains("t/b"), "{text}");
+    let (_, v) = info_json(&v2);
+    let v = v.unwrap();
+    assert_eq!(v["format"], "v2");
+    assert!(v["info_hash"].is_null());
+}
