@@ -26,6 +26,11 @@ use sha1::{Digest, Sha1};
 use crate::download::DownloadError;
 use crate::storage::StorageError;
 
+/// ENOLCK ("no locks available") on Linux: what NFS without a lock daemon
+/// answers. std has no `io::ErrorKind` for it (it is `Uncategorized`, which
+/// cannot be matched), so the errno itself is compared.
+const ENOLCK: i32 = 37;
+
 /// How a session may use its data folder.
 #[derive(Debug, Clone, Default)]
 pub struct FolderOptions {
@@ -114,10 +119,10 @@ impl DataFolder {
                 })
             }
             // A file system without locks (some network ones: EOPNOTSUPP, or
-            // ENOLCK, 37 on Linux): run unlocked rather than not at all;
-            // `is_locked` lets the caller say so.
+            // ENOLCK): run unlocked rather than not at all; `is_locked` lets
+            // the caller say so.
             Err(TryLockError::Error(e))
-                if e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(37) =>
+                if e.kind() == io::ErrorKind::Unsupported || e.raw_os_error() == Some(ENOLCK) =>
             {
                 tracing::warn!(lock = %lock_path.display(), error = %e, "file locks are not supported here; running without one");
                 None

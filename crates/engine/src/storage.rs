@@ -48,9 +48,9 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Whether this is the disk running out of space.
+    /// Whether this is the disk (or file system) running out of space.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StorageError::Io { error, .. } if error.raw_os_error() == Some(28))
+        matches!(self, StorageError::Io { error, .. } if error.kind() == io::ErrorKind::StorageFull)
     }
 }
 
@@ -479,6 +479,23 @@ mod tests {
     use rivulet_core::Metainfo;
 
     use super::*;
+
+    #[test]
+    fn disk_full_is_recognised_by_its_kind() {
+        let io = |error| StorageError::Io {
+            path: PathBuf::from("f"),
+            error,
+        };
+        // ENOSPC from the OS, and the same kind made by hand (as a FUSE or
+        // test storage might): both are a full disk.
+        assert!(io(io::Error::from_raw_os_error(28)).is_disk_full());
+        assert!(io(io::Error::from(io::ErrorKind::StorageFull)).is_disk_full());
+        assert!(!io(io::Error::from(io::ErrorKind::PermissionDenied)).is_disk_full());
+        assert!(!StorageError::ReadOnly {
+            path: PathBuf::from("f")
+        }
+        .is_disk_full());
+    }
 
     /// Files of 10, 0, 20000, 5 (padding), 30 bytes in pieces of 16 KiB.
     fn info() -> Info {
