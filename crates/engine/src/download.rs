@@ -16,9 +16,9 @@ use tracing::Instrument;
 use crate::announce::{Announcer, STOP_TIMEOUT};
 
 use crate::folder::{DataFolder, FolderOptions};
-use crate::resume::ResumeData;
+use crate::resume::{ResumeData, ResumeError};
 use crate::storage::{create_links, FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
-use crate::torrent::{self, Outcome, Shared, TorrentConfig};
+use crate::torrent::{self, Outcome, Shared, TorrentConfig, TorrentError};
 
 /// Why a download could not start.
 #[derive(Debug, thiserror::Error)]
@@ -239,9 +239,14 @@ impl Download {
             let info = Arc::clone(&info);
             tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
                 // A damaged or foreign resume file is not fatal: recheck instead.
-                let resume = resume_paths
-                    .iter()
-                    .find_map(|path| ResumeData::load(path, info_hash, &info).ok().flatten());
+                let resume = resume_paths.iter().find_map(|path| {
+                    ResumeData::load(path, info_hash, &info)
+                        .inspect_err(
+                            |e| tracing::warn!(error = %e, "resume data not used; rechecking"),
+                        )
+                        .ok()
+                        .flatten()
+                });
                 // Where resume data vouches for a piece (its files are unchanged
                 // since the record), believe it, complete or not; hash the rest.
                 let known = resume
@@ -336,7 +341,7 @@ impl Download {
         seed: SeedPolicy,
     ) -> Outcome {
         let Some(peers_rx) = self.peers_rx.take() else {
-            return Outcome::Failed("download already ran".into());
+            return Outcome::Failed(Arc::new(TorrentError::AlreadyRan));
         };
         let span = self.shared.span.clone();
         let driver =
@@ -354,7 +359,7 @@ impl Download {
                     a.run(self.tiers.clone(), announcing_stopped)
                         .instrument(span),
                 )),
-                Err(e) => return Outcome::Failed(e),
+                Err(e) => return Outcome::Failed(Arc::new(TorrentError::Trackers(e))),
             }
         };
         let mut outcome = self.shared.outcome();
@@ -388,7 +393,7 @@ impl Download {
                         last_save = Instant::now();
                         saved_pieces = done;
                         if let Err(e) = self.save_resume().await {
-                            self.shared.fail(e);
+                            self.shared.fail(TorrentError::resume(e));
                         }
                     }
                 }
@@ -410,29 +415,29 @@ impl Download {
             // The first error is the one to report (a full disk also makes the
             // resume save fail).
             (Outcome::Failed(e), _) => Outcome::Failed(e),
-            (_, Err(e)) => Outcome::Failed(e),
+            (_, Err(e)) => Outcome::Failed(Arc::new(TorrentError::resume(e))),
             (result, Ok(())) => result,
         }
     }
 
     /// Flushes data to disk, then records which pieces are complete.
-    pub async fn save_resume(&self) -> Result<(), String> {
+    pub async fn save_resume(&self) -> Result<(), ResumeError> {
         // Snapshot first: every piece in it was written before the flush below.
         let have = self.shared.have_pieces();
         let shared = Arc::clone(&self.shared);
         let (dir, path) = (self.folder.dir.clone(), self.folder.resume_path.clone());
         tokio::task::spawn_blocking(move || {
-            shared.storage.flush().map_err(|e| e.to_string())?;
+            shared.storage.flush().map_err(ResumeError::Flush)?;
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(|error| ResumeError::CreateFolder {
+                    path: parent.to_owned(),
+                    error,
+                })?;
             }
-            ResumeData::capture(shared.info_hash, &shared.info, &dir, have)
-                .save(&path)
-                .map_err(|e| e.to_string())
+            ResumeData::capture(shared.info_hash, &shared.info, &dir, have).save(&path)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(ResumeError::Task)?
     }
 }
 

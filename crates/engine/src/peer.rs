@@ -31,7 +31,7 @@ use tokio::time::{timeout, Instant};
 use crate::cache::{ChunkKey, ReadCache, CHUNK_LEN};
 use crate::picker::{Block, PeerKey, Received};
 use crate::storage::StorageError;
-use crate::torrent::{io_reason, PeerCommand, PeerCounters, RegisterRefusal, Shared};
+use crate::torrent::{io_reason, PeerCommand, PeerCounters, RegisterRefusal, Shared, TorrentError};
 
 /// Requests kept in flight at first, before the peer's rate is known.
 const INITIAL_QUEUE: usize = 32;
@@ -668,8 +668,7 @@ impl Connection {
             Err(e) => {
                 // The data we announced is gone or unreadable: nothing served
                 // from this torrent can be trusted to work any more.
-                self.shared
-                    .fail(format!("cannot read data to serve peers: {e}"));
+                self.shared.fail(TorrentError::Read(e));
                 return Err(PeerError::Refused("cannot read our own data"));
             }
         };

@@ -21,18 +21,44 @@ use std::time::UNIX_EPOCH;
 use rivulet_bencode::{self as bencode, OwnedValue as V, Value};
 use rivulet_core::{Info, InfoHash};
 
-/// Why resume data could not be used.
+use crate::storage::StorageError;
+
+/// Why resume data could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    /// The resume file could not be read or written.
-    #[error("resume file {}: {error}", path.display())]
-    Io {
+    /// The resume file exists but could not be read.
+    #[error("cannot read resume file {}: {error}", path.display())]
+    Read {
         /// The resume file.
         path: PathBuf,
         /// The underlying error (shown in the message, so not also a `source`,
         /// which would print it twice in error chains).
         error: io::Error,
     },
+    /// The resume file could not be written (its temporary file created,
+    /// written, synced or renamed into place, or the folder synced).
+    #[error("cannot write resume file {}: {error}", path.display())]
+    Write {
+        /// The resume file.
+        path: PathBuf,
+        /// The underlying error (in the message, not a `source`).
+        error: io::Error,
+    },
+    /// The folder that holds resume files could not be created.
+    #[error("cannot create the folder {} for resume data: {error}", path.display())]
+    CreateFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The underlying error (in the message, not a `source`).
+        error: io::Error,
+    },
+    /// The torrent's data could not be flushed to disk, so resume data
+    /// could not vouch for it and was not saved.
+    #[error("cannot flush data to disk before saving resume data: {0}")]
+    Flush(StorageError),
+    /// The blocking task that saves resume data failed (it panicked: a bug).
+    #[error("internal error: the resume save task failed: {0}")]
+    Task(tokio::task::JoinError),
     /// The resume file is damaged or from another torrent; it is ignored and
     /// everything is rechecked.
     #[error("resume file {} is unusable: {why}", path.display())]
@@ -219,9 +245,9 @@ impl ResumeData {
 
     /// Writes the resume file atomically (temp file, fsync, rename, fsync folder).
     pub fn save(&self, path: &Path) -> Result<(), ResumeError> {
-        let io = |source| ResumeError::Io {
+        let io = |error| ResumeError::Write {
             path: path.to_owned(),
-            error: source,
+            error,
         };
         let dir = path
             .parent()
@@ -246,10 +272,10 @@ impl ResumeData {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(ResumeError::Io {
+            Err(error) => {
+                return Err(ResumeError::Read {
                     path: path.to_owned(),
-                    error: source,
+                    error,
                 })
             }
         };

@@ -12,7 +12,9 @@
 //! failure, dropped and fetched again; its senders lose trust).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,6 +31,7 @@ use tracing::Instrument;
 use crate::cache::ReadCache;
 use crate::choker::{self, Choker};
 use crate::picker::{PeerKey, PiecePicker, BLOCK_LEN};
+use crate::resume::ResumeError;
 use crate::storage::{Storage, StorageError};
 
 /// Largest piece length a download accepts. Pieces are assembled in
@@ -274,14 +277,96 @@ pub(crate) struct State {
 }
 
 /// What a completed download, or a failed one, ended with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Still running.
     Running,
     /// Every piece verified and written.
     Complete,
-    /// Stopped on an error that retrying cannot fix (disk full, unwritable file).
-    Failed(String),
+    /// Stopped on an error that retrying cannot fix (disk full, unwritable
+    /// file). Shared, since every subscriber of [`Shared::outcome`] sees it.
+    Failed(Arc<TorrentError>),
+}
+
+// By hand: errors (I/O errors among them) have no equality. A failure
+// equals itself, wherever the watch channel handed it; two failures, even
+// with the same message, are not the same event.
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Outcome::Running, Outcome::Running) | (Outcome::Complete, Outcome::Complete) => true,
+            (Outcome::Failed(a), Outcome::Failed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Outcome {}
+
+/// Why a torrent stopped: an error that retrying cannot fix. Built where the
+/// failure happens; the program shows its message as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum TorrentError {
+    /// The disk (or file system) holding the data or the resume file is full.
+    #[error("disk full: {}: {error}", path.display())]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+        /// What the system answered (in the message, not a `source`, which
+        /// would print it twice in error chains).
+        error: std::io::Error,
+    },
+    /// A verified piece, or data flushed before a resume save, could not be
+    /// written for another reason (permission denied, I/O error, ...).
+    #[error("cannot write data: {0}")]
+    Write(StorageError),
+    /// Data we have could not be read back to serve a peer: a file was
+    /// deleted, truncated or became unreadable since the check.
+    #[error("cannot read data to serve peers: {0}")]
+    Read(StorageError),
+    /// Resume data could not be saved.
+    #[error("{0}")]
+    Resume(ResumeError),
+    /// The tracker client could not be set up (its HTTP client; announce
+    /// errors are reported as text by [`crate::announce`]).
+    #[error("{0}")]
+    Trackers(String),
+    /// A piece verification task on the blocking pool failed (it panicked:
+    /// a bug).
+    #[error("internal error: the piece verification task failed: {0}")]
+    VerifyTask(tokio::task::JoinError),
+    /// [`crate::download::Download::run`] was called a second time.
+    #[error("this download already ran")]
+    AlreadyRan,
+}
+
+impl TorrentError {
+    /// A failed write of piece data: [`TorrentError::DiskFull`] when the disk
+    /// is full, else [`TorrentError::Write`].
+    pub fn write(error: StorageError) -> Self {
+        match error {
+            StorageError::Io { path, error } if error.kind() == ErrorKind::StorageFull => {
+                TorrentError::DiskFull { path, error }
+            }
+            other => TorrentError::Write(other),
+        }
+    }
+
+    /// A failed resume save: [`TorrentError::DiskFull`] when the disk is
+    /// full (writing the resume file or flushing the data before it),
+    /// [`TorrentError::Write`] for another failure to flush the data, else
+    /// [`TorrentError::Resume`].
+    pub fn resume(error: ResumeError) -> Self {
+        match error {
+            ResumeError::Flush(e) => TorrentError::write(e),
+            ResumeError::Write { path, error } | ResumeError::CreateFolder { path, error }
+                if error.kind() == ErrorKind::StorageFull =>
+            {
+                TorrentError::DiskFull { path, error }
+            }
+            other => TorrentError::Resume(other),
+        }
+    }
 }
 
 /// State shared by the torrent's tasks.
@@ -679,13 +764,14 @@ impl Shared {
         }
     }
 
-    /// Stops the download, or the seeding after it, with an error.
-    pub fn fail(&self, why: String) {
+    /// Stops the download, or the seeding after it, with an error (the
+    /// first one: later ones are often its consequences).
+    pub fn fail(&self, error: TorrentError) {
         self.outcome.send_if_modified(|o| {
             if matches!(o, Outcome::Failed(_)) {
                 false
             } else {
-                *o = Outcome::Failed(why);
+                *o = Outcome::Failed(Arc::new(error));
                 true
             }
         });
@@ -727,9 +813,9 @@ impl Shared {
             .await;
             match result {
                 Ok((true, Ok(()), buf)) => shared.piece_verified(piece, &buf),
-                Ok((true, Err(e), _)) => shared.disk_error(e),
+                Ok((true, Err(e), _)) => shared.fail(TorrentError::write(e)),
                 Ok((false, _, buf)) => shared.piece_failed(piece, &buf),
-                Err(e) => shared.fail(format!("piece verification task failed: {e}")),
+                Err(e) => shared.fail(TorrentError::VerifyTask(e)),
             }
             shared.piece_done();
         });
@@ -739,15 +825,6 @@ impl Shared {
         if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
         }
-    }
-
-    fn disk_error(&self, e: StorageError) {
-        let why = if e.is_disk_full() {
-            format!("disk full: {e}")
-        } else {
-            format!("cannot write data: {e}")
-        };
-        self.fail(why);
     }
 
     fn piece_verified(&self, piece: u32, buf: &[u8]) {
@@ -950,6 +1027,121 @@ mod tests {
         );
         let acronym = std::io::Error::other("TLS handshake failed");
         assert_eq!(io_reason(&acronym), "TLS handshake failed");
+    }
+
+    /// What the program prints when a torrent stops: a full disk says so
+    /// wherever it happened, other failures say what was being done, and
+    /// the cause is in the message only (no `source` to print it twice).
+    #[test]
+    fn torrent_errors_say_what_failed() {
+        let full = || std::io::Error::from_raw_os_error(28);
+        let denied = || std::io::Error::from(ErrorKind::PermissionDenied);
+        let io = |path: &str, error| StorageError::Io {
+            path: PathBuf::from(path),
+            error,
+        };
+        let cases = [
+            (
+                TorrentError::write(io("/d/t/a", full())),
+                format!("disk full: /d/t/a: {}", full()),
+            ),
+            (
+                TorrentError::write(io("/d/t/a", denied())),
+                format!("cannot write data: /d/t/a: {}", denied()),
+            ),
+            (
+                TorrentError::resume(ResumeError::Flush(io("/d/t/b", full()))),
+                format!("disk full: /d/t/b: {}", full()),
+            ),
+            (
+                TorrentError::resume(ResumeError::Flush(io("/d/t/b", denied()))),
+                format!("cannot write data: /d/t/b: {}", denied()),
+            ),
+            (
+                TorrentError::resume(ResumeError::Write {
+                    path: PathBuf::from("/d/.rivulet/h.resume"),
+                    error: full(),
+                }),
+                format!("disk full: /d/.rivulet/h.resume: {}", full()),
+            ),
+            (
+                TorrentError::resume(ResumeError::Write {
+                    path: PathBuf::from("/d/.rivulet/h.resume"),
+                    error: denied(),
+                }),
+                format!(
+                    "cannot write resume file /d/.rivulet/h.resume: {}",
+                    denied()
+                ),
+            ),
+            (
+                TorrentError::resume(ResumeError::CreateFolder {
+                    path: PathBuf::from("/d/.rivulet"),
+                    error: denied(),
+                }),
+                format!(
+                    "cannot create the folder /d/.rivulet for resume data: {}",
+                    denied()
+                ),
+            ),
+            (
+                TorrentError::Read(io("/d/t/a", std::io::Error::from(ErrorKind::NotFound))),
+                format!(
+                    "cannot read data to serve peers: /d/t/a: {}",
+                    std::io::Error::from(ErrorKind::NotFound)
+                ),
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+            assert!(std::error::Error::source(&error).is_none(), "{error}");
+        }
+        assert!(full().to_string().contains("No space left on device"));
+    }
+
+    #[test]
+    fn a_failure_equals_only_itself() {
+        let failed = Outcome::Failed(Arc::new(TorrentError::AlreadyRan));
+        assert_eq!(failed, failed.clone());
+        assert_ne!(failed, Outcome::Failed(Arc::new(TorrentError::AlreadyRan)));
+        assert_ne!(failed, Outcome::Running);
+        assert_eq!(Outcome::Complete, Outcome::Complete);
+        assert_ne!(Outcome::Complete, Outcome::Running);
+    }
+
+    /// A torrent of one 4-byte file.
+    fn tiny_info() -> Info {
+        use rivulet_bencode::OwnedValue as V;
+        let info = V::dict()
+            .with("name", "t".into())
+            .with("piece length", V::Int(16384))
+            .with("pieces", V::Bytes(vec![0; 20]))
+            .with("length", V::Int(4));
+        rivulet_core::Metainfo::from_bytes(&V::dict().with("info", info).to_bytes())
+            .unwrap()
+            .info
+    }
+
+    /// The first failure is the one reported: later ones (a resume save
+    /// after a full disk) are usually its consequences.
+    #[test]
+    fn the_first_failure_stays() {
+        let storage = Arc::new(crate::storage::MemoryStorage::new(16384, 4));
+        let shared = Shared::new(
+            Arc::new(tiny_info()),
+            InfoHash([0; 20]),
+            TorrentConfig::default(),
+            storage,
+            &[false],
+        );
+        let outcome = shared.outcome();
+        shared.fail(TorrentError::AlreadyRan);
+        shared.fail(TorrentError::Trackers("second".into()));
+        let now = outcome.borrow().clone();
+        match now {
+            Outcome::Failed(e) => assert!(matches!(*e, TorrentError::AlreadyRan), "{e}"),
+            other => panic!("not failed: {other:?}"),
+        }
     }
 
     #[test]
