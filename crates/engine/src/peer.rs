@@ -78,19 +78,93 @@ const ALLOWED_FAST: usize = 10;
 pub enum PeerError {
     /// Connecting or reading or writing failed.
     #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The peer did not answer in time.
     #[error("timed out {0}")]
     Timeout(&'static str),
     /// The peer broke the protocol.
     #[error("protocol: {0}")]
-    Wire(#[from] rivulet_wire::WireError),
-    /// The peer is for another torrent, or is ourselves.
+    Wire(rivulet_wire::WireError),
+    /// The peer closed the connection before its handshake was complete.
+    #[error("connection closed during the handshake")]
+    ClosedInHandshake,
+    /// The socket took no more bytes: the peer closed the connection while
+    /// we were sending.
+    #[error("connection closed while sending")]
+    ClosedWhileSending,
+    /// The peer's handshake names another torrent.
+    #[error("peer is for another torrent")]
+    WrongTorrent,
+    /// The peer's handshake carries our own peer id: we connected to
+    /// ourselves (a tracker handed us our own address).
+    #[error("connected to ourselves")]
+    OurOwnConnection,
+    /// We already have a connection to this peer id (the one kept when two
+    /// peers connect to each other at once).
+    #[error("already connected to this peer")]
+    Duplicate,
+    /// We refused the peer.
     #[error("{0}")]
-    Refused(&'static str),
+    Refused(Refusal),
+    /// The torrent is shutting down and takes no new peers.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// Neither side wanted anything from the other for a while: the
+    /// connection slot is freed for a peer that does.
+    #[error("nothing to exchange with this peer")]
+    NothingToExchange,
+    /// The peer has every piece and so do we.
+    #[error("both sides are seeds")]
+    BothSeeds,
+    /// Data we have could not be read to serve the peer; the torrent stops
+    /// with the storage error ([`crate::torrent::TorrentError::Read`]).
+    #[error("cannot read our own data (piece {piece})")]
+    Storage {
+        /// The piece being read.
+        piece: u32,
+    },
+    /// The disk read task for this connection failed (it panicked: a bug).
+    #[error("internal error: the disk read task failed: {0}")]
+    Internal(tokio::task::JoinError),
     /// The peer misbehaved in a way the codec cannot see.
     #[error("misbehaving peer: {0}")]
     Misbehaving(&'static str),
+}
+
+// By hand rather than `#[from]`, which would also make the inner error the
+// `source` and print it twice in error chains.
+impl From<std::io::Error> for PeerError {
+    fn from(e: std::io::Error) -> Self {
+        PeerError::Io(e)
+    }
+}
+
+impl From<rivulet_wire::WireError> for PeerError {
+    fn from(e: rivulet_wire::WireError) -> Self {
+        PeerError::Wire(e)
+    }
+}
+
+/// Why we refused a peer whose handshake was fine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Its address is banned for sending bad data.
+    #[error("banned")]
+    Banned,
+    /// No room for another incoming connection.
+    #[error("too many connections")]
+    Full,
+}
+
+impl From<RegisterRefusal> for PeerError {
+    fn from(why: RegisterRefusal) -> Self {
+        match why {
+            RegisterRefusal::Duplicate => PeerError::Duplicate,
+            RegisterRefusal::Banned => PeerError::Refused(Refusal::Banned),
+            RegisterRefusal::Full => PeerError::Refused(Refusal::Full),
+            RegisterRefusal::Closing => PeerError::ShuttingDown,
+        }
+    }
 }
 
 /// Connects to `addr` (from the configured local address, if any) and runs the
@@ -294,17 +368,17 @@ impl Connection {
                     return Ok::<_, PeerError>(h);
                 }
                 if stream.read_buf(&mut rbuf).await? == 0 {
-                    return Err(PeerError::Refused("closed during handshake"));
+                    return Err(PeerError::ClosedInHandshake);
                 }
             }
         })
         .await
         .map_err(|_| PeerError::Timeout("waiting for handshake"))??;
         if theirs.info_hash != shared.info_hash {
-            return Err(PeerError::Refused("peer is for another torrent"));
+            return Err(PeerError::WrongTorrent);
         }
         if theirs.peer_id == shared.config.peer_id {
-            return Err(PeerError::Refused("connected to ourselves"));
+            return Err(PeerError::OurOwnConnection);
         }
         self.fast = theirs.reserved.contains(Reserved::FAST);
         self.extended = theirs.reserved.contains(Reserved::EXTENSION_PROTOCOL);
@@ -312,14 +386,7 @@ impl Connection {
         tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast = self.fast, "handshake done");
         let (key, mut commands, counters) = shared
             .register(self.addr, theirs.peer_id, self.incoming)
-            .map_err(|why| {
-                PeerError::Refused(match why {
-                    RegisterRefusal::Duplicate => "already connected to this peer",
-                    RegisterRefusal::Banned => "banned",
-                    RegisterRefusal::Full => "too many connections",
-                    RegisterRefusal::Closing => "shutting down",
-                })
-            })?;
+            .map_err(PeerError::from)?;
         self.key = Some(key);
         self.counters = counters;
         let result = self.session(stream, rbuf, &mut commands).await;
@@ -386,7 +453,7 @@ impl Connection {
                 written = write_some(&mut writer, &self.segments, &self.out), if self.unsent() > 0 => {
                     let n = written?;
                     if n == 0 {
-                        return Err(PeerError::Refused("connection closed while sending"));
+                        return Err(PeerError::ClosedWhileSending);
                     }
                     self.consume(n);
                     last_sent = Instant::now();
@@ -394,7 +461,7 @@ impl Connection {
                 }
                 done = async { match read.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
                     read = None;
-                    let done = done.map_err(|_| PeerError::Refused("read task failed"))?;
+                    let done = done.map_err(PeerError::Internal)?;
                     self.on_read(done)?;
                 }
                 cmd = commands.recv() => match cmd {
@@ -494,7 +561,7 @@ impl Connection {
             self.useless_since = None;
         } else if let Some(since) = self.useless_since {
             if now.duration_since(since) > USELESS_TIMEOUT {
-                return Err(PeerError::Refused("nothing to exchange with this peer"));
+                return Err(PeerError::NothingToExchange);
             }
         } else {
             self.useless_since = Some(now);
@@ -669,7 +736,9 @@ impl Connection {
                 // The data we announced is gone or unreadable: nothing served
                 // from this torrent can be trusted to work any more.
                 self.shared.fail(TorrentError::Read(e));
-                return Err(PeerError::Refused("cannot read our own data"));
+                return Err(PeerError::Storage {
+                    piece: done.block.piece,
+                });
             }
         };
         match done.chunk {
@@ -811,7 +880,7 @@ impl Connection {
                 let both_seeds = self.seed && state.picker.is_complete();
                 drop(state);
                 if both_seeds {
-                    return Err(PeerError::Refused("both sides are seeds"));
+                    return Err(PeerError::BothSeeds);
                 }
                 self.offer_allowed_fast(bits.count_ones());
                 self.bits = bits;
@@ -827,7 +896,7 @@ impl Connection {
                 let interesting = !state.picker.is_complete();
                 drop(state);
                 if !interesting {
-                    return Err(PeerError::Refused("both sides are seeds"));
+                    return Err(PeerError::BothSeeds);
                 }
                 self.set_interested(true);
             }
@@ -1078,5 +1147,81 @@ fn request(b: Block) -> BlockRequest {
         piece: b.piece,
         offset: b.begin,
         length: b.len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// These messages reach the user: a connection that never became a
+    /// peer is shown with its reason ("0 peers reachable: ADDR REASON").
+    #[test]
+    fn peer_errors_say_what_happened() {
+        let cases = [
+            (
+                PeerError::from(RegisterRefusal::Duplicate),
+                "already connected to this peer",
+            ),
+            (PeerError::from(RegisterRefusal::Banned), "banned"),
+            (
+                PeerError::from(RegisterRefusal::Full),
+                "too many connections",
+            ),
+            (PeerError::from(RegisterRefusal::Closing), "shutting down"),
+            (
+                PeerError::ClosedInHandshake,
+                "connection closed during the handshake",
+            ),
+            (PeerError::WrongTorrent, "peer is for another torrent"),
+            (PeerError::OurOwnConnection, "connected to ourselves"),
+            (
+                PeerError::NothingToExchange,
+                "nothing to exchange with this peer",
+            ),
+            (PeerError::BothSeeds, "both sides are seeds"),
+            (
+                PeerError::Storage { piece: 7 },
+                "cannot read our own data (piece 7)",
+            ),
+            (
+                PeerError::Timeout("waiting for handshake"),
+                "timed out waiting for handshake",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+        // Only banned and full peers are refusals.
+        assert!(matches!(
+            PeerError::from(RegisterRefusal::Banned),
+            PeerError::Refused(Refusal::Banned)
+        ));
+        assert!(matches!(
+            PeerError::from(RegisterRefusal::Full),
+            PeerError::Refused(Refusal::Full)
+        ));
+        assert!(matches!(
+            PeerError::from(RegisterRefusal::Duplicate),
+            PeerError::Duplicate
+        ));
+    }
+
+    /// A wrapped error is shown in the message, so it is not also the
+    /// `source` (error chains would print it twice).
+    #[test]
+    fn wrapped_errors_are_not_sources() {
+        let io = PeerError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            io.to_string(),
+            format!(
+                "i/o: {}",
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset)
+            )
+        );
+        assert!(std::error::Error::source(&io).is_none());
+        let wire = PeerError::from(rivulet_wire::WireError::BadProtocolString);
+        assert!(wire.to_string().starts_with("protocol: "), "{wire}");
+        assert!(std::error::Error::source(&wire).is_none());
     }
 }
