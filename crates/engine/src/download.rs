@@ -91,9 +91,10 @@ pub enum DownloadError {
         /// Pieces in the torrent.
         pieces: usize,
     },
-    /// An internal task failed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The startup check's task on the blocking pool failed (it panicked:
+    /// a bug).
+    #[error("internal error: the startup check task failed: {0}")]
+    Internal(tokio::task::JoinError),
 }
 
 // By hand rather than `#[from]`, which would also make the inner error the
@@ -303,7 +304,7 @@ impl Download {
                 Ok((have, report, storage))
             })
             .await
-            .map_err(|e| DownloadError::Internal(e.to_string()))??
+            .map_err(DownloadError::Internal)??
         };
         let shared = Shared::new(info, info_hash, config, Arc::new(storage), &have);
         let (peers, peers_rx) = mpsc::unbounded_channel();
