@@ -1115,6 +1115,30 @@ async fn failover_within_a_tier() {
 }
 
 #[tokio::test]
+async fn a_tracker_listed_twice_is_announced_to_once() {
+    // The same URL in two tiers (and blank entries): one `started`, one
+    // `stopped`, not one of each per listing.
+    let t = FakeHttp::always(ok(&announce_body(1800, &compact_peers(1)))).await;
+    let mut s = setup();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(s.announcer.clone().run(
+        vec![
+            vec![t.announce_url(), " ".into()],
+            vec![],
+            vec![t.announce_url()],
+        ],
+        stop_rx,
+    ));
+    assert_eq!(within(PROMPT, s.peers.recv()).await, Some(peer(1)));
+    stop_tx.send(true).unwrap();
+    within(PROMPT, run).await.unwrap();
+    let reqs = t.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert!(reqs[0].contains("event=started"));
+    assert!(reqs[1].contains("event=stopped"));
+}
+
+#[tokio::test]
 async fn a_failing_tier_is_retried_with_backoff() {
     // Fails twice (an HTML page, then a refusal), then answers.
     let body = announce_body(1800, &compact_peers(1));
