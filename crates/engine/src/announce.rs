@@ -22,7 +22,10 @@
 //!   connects but not announces, after twice that). Resolving its host name
 //!   is bounded by the HTTP timeout. Each announce uses a fresh UDP state
 //!   machine, so connection ids are not kept between announces (they are
-//!   minutes apart anyway).
+//!   minutes apart anyway), but all UDP trackers of a torrent share one
+//!   socket per address family (`udp_socket`): datagrams go to the requests
+//!   to their sender's address, and each request's state machine keeps those
+//!   with its own transaction ids.
 //!   ICMP errors ("port unreachable") do not end a UDP announce early: the
 //!   retransmission schedule runs on, as for a silent tracker.
 //! * **Failure and backoff**: a failure is logged as a warning and the next
@@ -72,10 +75,10 @@ use rivulet_tracker::{
     announce_url, parse_announce_response, AnnouncePolicy, AnnounceRequest, AnnounceResponse,
     Event, PeerAddr, TrackerError, TrackerList, MAX_RESPONSE_LEN,
 };
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::torrent::{io_reason, Outcome, Shared, TrackerStatus};
+use crate::udp_socket::UdpSockets;
 
 /// Longest time `stopped` announces may delay exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -150,6 +153,8 @@ pub struct Announcer {
     key: u32,
     peers: mpsc::UnboundedSender<SocketAddr>,
     timeouts: AnnounceTimeouts,
+    /// One socket per address family for all UDP trackers of the torrent.
+    udp: Arc<UdpSockets>,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -183,6 +188,7 @@ impl Announcer {
     ) -> Result<Self, String> {
         Ok(Announcer {
             http: http_client(shared.config.bind)?,
+            udp: Arc::new(UdpSockets::new(shared.config.bind)),
             shared,
             port,
             key: rand::thread_rng().gen(),
@@ -236,7 +242,7 @@ impl Announcer {
         if is_udp(url) {
             let outcome = udp_request(
                 url,
-                self.shared.config.bind,
+                &self.udp,
                 self.timeouts.udp,
                 self.timeouts.http,
                 |c, now| c.start_announce(req, now),
@@ -696,13 +702,14 @@ impl UdpClock {
 }
 
 /// Resolves a UDP tracker's host (within `dns_timeout`), starts one request
-/// with `start` on a fresh [`UdpTrackerClient`], and drives it to its end:
+/// with `start` on a fresh [`UdpTrackerClient`] that talks through
+/// `sockets`, and drives it to its end:
 /// the answer, the tracker's error, or [`TrackerError::Timeout`] once the
 /// retransmissions of `timing` are spent. Packets from elsewhere, with
 /// unknown transaction ids or that do not decode are ignored.
 pub(crate) async fn udp_request(
     url: &str,
-    bind: Option<IpAddr>,
+    sockets: &UdpSockets,
     timing: UdpTiming,
     dns_timeout: Duration,
     start: impl FnOnce(&mut UdpTrackerClient, std::time::Instant) -> Result<RequestId, TrackerError>,
@@ -716,20 +723,10 @@ pub(crate) async fn udp_request(
         .map_err(|e| io(&format!("cannot resolve {}", parsed.host), e))?
         .next()
         .ok_or_else(|| TrackerError::Transport(format!("{} does not resolve", parsed.host)))?;
-    let bind = match bind {
-        // The family must match the tracker's, or the socket cannot reach it.
-        Some(ip) if ip.is_ipv4() == addr.is_ipv4() => SocketAddr::new(ip, 0),
-        _ if addr.is_ipv4() => SocketAddr::from(([0u8; 4], 0)),
-        _ => SocketAddr::from(([0u16; 8], 0)),
-    };
-    let socket = UdpSocket::bind(bind)
+    let mut socket = sockets
+        .register(addr)
         .await
         .map_err(|e| io("cannot open a UDP socket", e))?;
-    // A connected socket only receives datagrams from the tracker's address.
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| io(&format!("cannot reach {addr}"), e))?;
     let mut config = UdpClientConfig::new(AddressFamily::of(&addr));
     config.max_retries = timing.retries;
     config.announce_options.url_data =
@@ -737,7 +734,9 @@ pub(crate) async fn udp_request(
     let mut client = UdpTrackerClient::new(config);
     let clock = UdpClock::new(timing.first_timeout);
     let id = start(&mut client, clock.now())?;
-    let mut buf = vec![0u8; 65536];
+    // Whether the shared socket still delivers datagrams; if its receive
+    // task ended, the request runs out its schedule as if unanswered.
+    let mut receiving = true;
     loop {
         let now = clock.now();
         while let Some(packet) = client.poll_transmit(now) {
@@ -757,14 +756,15 @@ pub(crate) async fn udp_request(
             return Err(TrackerError::Transport("UDP request lost".into()));
         };
         tokio::select! {
-            r = socket.recv(&mut buf) => {
-                // ICMP "port unreachable" surfaces as an error here: retry
-                // on the schedule rather than failing at once.
-                if let Ok(n) = r {
-                    if let Some(bytes) = buf.get(..n) {
-                        let outcome = client.handle_packet(bytes, clock.now());
+            packet = socket.packets.recv(), if receiving => {
+                match packet {
+                    Some(bytes) => {
+                        // Datagrams of other requests to this tracker are
+                        // ignored here: their transaction ids are not ours.
+                        let outcome = client.handle_packet(&bytes, clock.now());
                         tracing::trace!(%url, ?outcome, "UDP tracker packet");
                     }
+                    None => receiving = false,
                 }
             }
             _ = tokio::time::sleep_until(clock.real(deadline)) => {
