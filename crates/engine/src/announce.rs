@@ -78,7 +78,7 @@ use rivulet_tracker::{
 use tokio::sync::{mpsc, watch};
 
 use crate::torrent::{io_reason, Outcome, Shared, TrackerStatus};
-use crate::udp_socket::UdpSockets;
+use crate::udp_socket::{Registration, UdpSockets};
 
 /// Longest time `stopped` announces may delay exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -703,10 +703,10 @@ impl UdpClock {
 
 /// Resolves a UDP tracker's host (within `dns_timeout`), starts one request
 /// with `start` on a fresh [`UdpTrackerClient`] that talks through
-/// `sockets`, and drives it to its end:
-/// the answer, the tracker's error, or [`TrackerError::Timeout`] once the
-/// retransmissions of `timing` are spent. Packets from elsewhere, with
-/// unknown transaction ids or that do not decode are ignored.
+/// `sockets`, and drives it to its end: the answer, the tracker's error, or
+/// [`TrackerError::Timeout`] once the retransmissions of `timing` are spent.
+/// Packets from elsewhere, with unknown transaction ids or that do not decode
+/// are ignored.
 pub(crate) async fn udp_request(
     url: &str,
     sockets: &UdpSockets,
@@ -715,18 +715,11 @@ pub(crate) async fn udp_request(
     start: impl FnOnce(&mut UdpTrackerClient, std::time::Instant) -> Result<RequestId, TrackerError>,
 ) -> Result<UdpOutcome, TrackerError> {
     let parsed = UdpTrackerUrl::parse(url)?;
-    let io = |what: &str, e: std::io::Error| TrackerError::Transport(format!("{what}: {e}"));
-    let lookup = tokio::net::lookup_host((parsed.host.as_str(), parsed.port));
-    let addr = tokio::time::timeout(dns_timeout, lookup)
-        .await
-        .map_err(|_| TrackerError::Transport(format!("resolving {} timed out", parsed.host)))?
-        .map_err(|e| io(&format!("cannot resolve {}", parsed.host), e))?
-        .next()
-        .ok_or_else(|| TrackerError::Transport(format!("{} does not resolve", parsed.host)))?;
-    let mut socket = sockets
+    let addr = resolve(&parsed.host, parsed.port, dns_timeout).await?;
+    let socket = sockets
         .register(addr)
         .await
-        .map_err(|e| io("cannot open a UDP socket", e))?;
+        .map_err(|e| TrackerError::Transport(format!("cannot open a UDP socket: {e}")))?;
     let mut config = UdpClientConfig::new(AddressFamily::of(&addr));
     config.max_retries = timing.retries;
     config.announce_options.url_data =
@@ -734,6 +727,29 @@ pub(crate) async fn udp_request(
     let mut client = UdpTrackerClient::new(config);
     let clock = UdpClock::new(timing.first_timeout);
     let id = start(&mut client, clock.now())?;
+    drive(url, client, id, socket, &clock).await
+}
+
+/// The first address of `host`, within `timeout`.
+async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, TrackerError> {
+    let lookup = tokio::net::lookup_host((host, port));
+    tokio::time::timeout(timeout, lookup)
+        .await
+        .map_err(|_| TrackerError::Transport(format!("resolving {host} timed out")))?
+        .map_err(|e| TrackerError::Transport(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| TrackerError::Transport(format!("{host} does not resolve")))
+}
+
+/// Runs `client` until request `id` ends: sends what it has to send, feeds
+/// it the tracker's datagrams and its timeouts.
+async fn drive(
+    url: &str,
+    mut client: UdpTrackerClient,
+    id: RequestId,
+    mut socket: Registration,
+    clock: &UdpClock,
+) -> Result<UdpOutcome, TrackerError> {
     // Whether the shared socket still delivers datagrams; if its receive
     // task ended, the request runs out its schedule as if unanswered.
     let mut receiving = true;
