@@ -9,9 +9,11 @@
 //!   qBittorrent and uTorrent rather than libtorrent's default. Each tier runs
 //!   in its own task, so a dead tracker in one tier never holds up the others:
 //!   a torrent whose first tier is dead gets its peers from the second tier as
-//!   fast as if the first did not exist. Within a tier, trackers are shuffled
-//!   once, tried one after another, and the one that answered moves to the
-//!   front.
+//!   fast as if the first did not exist. The order comes from
+//!   `rivulet_tracker::TrackerList` (split into one list per tier): each tier
+//!   shuffled once, repeated URLs dropped, at most 200 trackers in all; within
+//!   a tier, trackers are tried one after another, and the one that answered
+//!   moves to the front.
 //! * **Timeouts** ([`AnnounceTimeouts`]): an HTTP announce (name resolution,
 //!   connect, redirects, the whole body) gets 15 s. A UDP request gets BEP
 //!   15's 15 s first timeout but only one retransmission rather than BEP 15's
@@ -20,7 +22,10 @@
 //!   connects but not announces, after twice that). Resolving its host name
 //!   is bounded by the HTTP timeout. Each announce uses a fresh UDP state
 //!   machine, so connection ids are not kept between announces (they are
-//!   minutes apart anyway).
+//!   minutes apart anyway), but all UDP trackers of a torrent share one
+//!   socket per address family (`udp_socket`): datagrams go to the requests
+//!   to their sender's address, and each request's state machine keeps those
+//!   with its own transaction ids.
 //!   ICMP errors ("port unreachable") do not end a UDP announce early: the
 //!   retransmission schedule runs on, as for a silent tracker.
 //! * **Failure and backoff**: a failure is logged as a warning and the next
@@ -67,13 +72,13 @@ use rivulet_tracker::udp::{
     BASE_TIMEOUT,
 };
 use rivulet_tracker::{
-    announce_url, parse_announce_response, AnnounceRequest, AnnounceResponse, Event, PeerAddr,
-    TrackerError, MAX_RESPONSE_LEN,
+    announce_url, parse_announce_response, AnnouncePolicy, AnnounceRequest, AnnounceResponse,
+    Event, PeerAddr, TrackerError, TrackerList, MAX_RESPONSE_LEN,
 };
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::torrent::{io_reason, Outcome, Shared, TrackerStatus};
+use crate::udp_socket::{Registration, UdpSockets};
 
 /// Longest time `stopped` announces may delay exit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -148,6 +153,8 @@ pub struct Announcer {
     key: u32,
     peers: mpsc::UnboundedSender<SocketAddr>,
     timeouts: AnnounceTimeouts,
+    /// One socket per address family for all UDP trackers of the torrent.
+    udp: Arc<UdpSockets>,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -181,6 +188,7 @@ impl Announcer {
     ) -> Result<Self, String> {
         Ok(Announcer {
             http: http_client(shared.config.bind)?,
+            udp: Arc::new(UdpSockets::new(shared.config.bind)),
             shared,
             port,
             key: rand::thread_rng().gen(),
@@ -234,7 +242,7 @@ impl Announcer {
         if is_udp(url) {
             let outcome = udp_request(
                 url,
-                self.shared.config.bind,
+                &self.udp,
                 self.timeouts.udp,
                 self.timeouts.http,
                 |c, now| c.start_announce(req, now),
@@ -286,13 +294,18 @@ impl Announcer {
     /// (and `completed`, if the download finished and no tracker heard it
     /// yet), bounded by [`AnnounceTimeouts::stop`]. Peers learnt go to the
     /// channel given to [`new`](Self::new).
+    ///
+    /// `tiers` goes through [`TrackerList::new`]: each tier shuffled, blank,
+    /// over-long and repeated URLs and empty tiers dropped, at most
+    /// [`MAX_TRACKERS`](rivulet_tracker::tiers::MAX_TRACKERS) kept.
     pub async fn run(self, tiers: Vec<Vec<String>>, mut stop: watch::Receiver<bool>) {
         let stop_timeout = self.timeouts.stop;
+        let trackers = TrackerList::new(tiers, &mut rand::thread_rng());
         let mut tasks = tokio::task::JoinSet::new();
-        for tier in tiers.into_iter().filter(|t| !t.is_empty()) {
-            let me = self.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move { me.run_tier(tier, stop).await });
+        // One task per tier: a tier waiting on a dead tracker never holds up
+        // the others (the "every tier" of rivulet's policy).
+        for tier in trackers.into_tiers() {
+            tasks.spawn(Tier::new(self.clone(), tier).run(stop.clone()));
         }
         wait_stop(&mut stop).await;
         // Each tier task sends its own `stopped` and returns; wait a bounded
@@ -302,139 +315,225 @@ impl Announcer {
         })
         .await;
     }
+}
 
-    async fn run_tier(self, mut tier: Vec<String>, mut stop: watch::Receiver<bool>) {
-        {
-            // Shuffled within the tier (BEP 12).
-            let mut rng = rand::thread_rng();
-            for i in (1..tier.len()).rev() {
-                tier.swap(i, rng.gen_range(0..=i));
-            }
+/// Fail-over within a tier: its trackers one after another, the first that
+/// answers ends the round. (Every tier is announced to because each runs in
+/// its own [`Tier`] task, so `announce_to_all_tiers` is moot within one.)
+const TIER_POLICY: AnnouncePolicy = AnnouncePolicy {
+    announce_to_all_tiers: true,
+    announce_to_all_trackers: false,
+};
+
+/// One tier's announcing, run by its own task: rounds of announces (each
+/// ended by the first tracker that answers, or by all failing), waits between
+/// them, and the final `stopped`.
+struct Tier {
+    announcer: Announcer,
+    /// This tier's trackers: their order (shuffled once, the one that
+    /// answered first) and who failed in the current round.
+    trackers: TrackerList,
+    outcome: watch::Receiver<Outcome>,
+    /// A tracker of this tier answered `started`.
+    started: bool,
+    /// A tracker of this tier heard `completed`, or the download was complete
+    /// from the start (then `completed` is never sent).
+    completed_sent: bool,
+    /// The `tracker id` last given by a tracker of this tier, sent back.
+    tracker_id: Option<String>,
+    /// Rounds in a row in which every tracker failed, for the back-off.
+    failed_rounds: u32,
+}
+
+impl Tier {
+    fn new(announcer: Announcer, trackers: TrackerList) -> Self {
+        let outcome = announcer.shared.outcome();
+        let completed_sent = *outcome.borrow() == Outcome::Complete;
+        Tier {
+            announcer,
+            trackers,
+            outcome,
+            started: false,
+            completed_sent,
+            tracker_id: None,
+            failed_rounds: 0,
         }
-        let mut outcome = self.shared.outcome();
-        let mut started = false;
-        let mut completed_sent = *outcome.borrow() == Outcome::Complete;
-        let mut tracker_id: Option<String> = None;
-        let mut failures = 0u32;
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
-            let complete_now = *outcome.borrow() == Outcome::Complete;
-            let event = if !started {
-                Event::Started
-            } else if complete_now && !completed_sent {
-                Event::Completed
-            } else {
-                Event::None
-            };
-            let mut answered = None;
-            for i in 0..tier.len() {
-                let Some(url) = tier.get(i).cloned() else {
-                    break;
-                };
-                let result = {
-                    let announce = self.announce(&url, event, tracker_id.clone());
-                    tokio::pin!(announce);
-                    tokio::select! {
-                        r = &mut announce => Some(r),
-                        _ = wait_stop(&mut stop) => {
-                            // A `completed` already on its way is finished
-                            // (`run` bounds the wait): cancelling it could
-                            // make us send it again, and the tracker count
-                            // the download twice.
-                            if event == Event::Completed {
-                                Some(announce.await)
-                            } else {
-                                None
-                            }
-                        }
-                    }
-                };
-                match result {
-                    None => break,
-                    Some(Ok(resp)) => {
-                        tracing::debug!(%url, ?event, peers = resp.peers.len(), interval = ?resp.interval, "announced");
-                        self.shared.stats.tracker_outcome(
-                            &url,
-                            TrackerStatus::Working {
-                                peers: resp.peers.len(),
-                            },
-                        );
-                        if let Some(w) = &resp.warning {
-                            tracing::warn!(%url, warning = %w, "tracker warning");
-                        }
-                        self.deliver(&resp);
-                        // A tracker that answered moves to the front of its tier.
-                        let u = tier.remove(i);
-                        tier.insert(0, u);
-                        answered = Some(resp);
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(%url, ?event, error = %e, "announce failed");
-                        self.shared
-                            .stats
-                            .tracker_outcome(&url, TrackerStatus::Failed(e));
-                    }
-                }
-            }
-            let wait = match answered {
-                Some(resp) => {
-                    started = true;
-                    if event == Event::Completed {
-                        completed_sent = true;
-                    }
-                    failures = 0;
-                    if resp.tracker_id.is_some() {
-                        tracker_id = resp.tracker_id;
-                    }
-                    resp.interval
-                }
-                None => {
-                    failures = failures.saturating_add(1);
-                    let exp = failures.clamp(1, 16) - 1;
-                    self.timeouts
-                        .retry_base
-                        .saturating_mul(1u32 << exp)
-                        .min(self.timeouts.retry_max)
-                }
-            };
+            let event = self.next_event();
+            let answer = self.announce_round(event, &mut stop).await;
+            let wait = self.apply(event, answer);
             if is_stopping(&stop) {
                 break;
             }
-            let next = tokio::time::Instant::now() + wait;
-            // Sleep until the interval is up, but announce `completed` as soon
-            // as the download finishes.
-            let mut outcome_open = true;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next) => break,
-                    _ = wait_stop(&mut stop) => break,
-                    changed = outcome.changed(), if outcome_open => {
-                        if changed.is_err() {
-                            outcome_open = false;
-                        } else if started && !completed_sent && *outcome.borrow() == Outcome::Complete {
-                            break;
-                        }
-                    }
-                }
-            }
+            self.wait_until_due(wait, &mut stop).await;
             if is_stopping(&stop) {
                 break;
             }
         }
-        if started {
-            if let Some(url) = tier.first() {
-                // Finished just before exit: the tracker still hears `completed`
-                // (once), then `stopped`. `run` bounds the total wait.
-                if !completed_sent && *outcome.borrow() == Outcome::Complete {
-                    let _ = self
-                        .announce(url, Event::Completed, tracker_id.clone())
-                        .await;
+        self.farewell().await;
+    }
+
+    fn is_complete(&self) -> bool {
+        *self.outcome.borrow() == Outcome::Complete
+    }
+
+    /// The event of the next round.
+    fn next_event(&self) -> Event {
+        if !self.started {
+            Event::Started
+        } else if self.is_complete() && !self.completed_sent {
+            Event::Completed
+        } else {
+            Event::None
+        }
+    }
+
+    /// One round: the tier's trackers in turn until one answers. `None` when
+    /// all failed, or when told to stop first.
+    async fn announce_round(
+        &mut self,
+        event: Event,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<AnnounceResponse> {
+        self.trackers.new_round();
+        loop {
+            // Each pass marks one tracker, so this ends once all have failed.
+            let url = self.trackers.targets(TIER_POLICY).first()?.to_string();
+            match self.announce_once(&url, event, stop).await? {
+                Ok(resp) => {
+                    self.record_answer(&url, event, &resp);
+                    return Some(resp);
                 }
-                match self.announce(url, Event::Stopped, tracker_id).await {
-                    Ok(_) => tracing::debug!(%url, "announced stopped"),
-                    Err(e) => tracing::debug!(%url, error = %e, "stopped announce failed"),
+                Err(e) => self.record_failure(&url, event, e),
+            }
+        }
+    }
+
+    /// One announce to `url` (HTTP or UDP); `None` if told to stop first.
+    async fn announce_once(
+        &self,
+        url: &str,
+        event: Event,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Result<AnnounceResponse, TrackerError>> {
+        let announce = self.announcer.announce(url, event, self.tracker_id.clone());
+        tokio::pin!(announce);
+        tokio::select! {
+            r = &mut announce => Some(r),
+            _ = wait_stop(stop) => {
+                // A `completed` already on its way is finished (`run` bounds
+                // the wait): cancelling it could make us send it again, and
+                // the tracker count the download twice.
+                if event == Event::Completed {
+                    Some(announce.await)
+                } else {
+                    None
                 }
             }
+        }
+    }
+
+    /// A tracker answered: report it, hand on its peers, and move it to the
+    /// front of the tier (BEP 12).
+    fn record_answer(&mut self, url: &str, event: Event, resp: &AnnounceResponse) {
+        tracing::debug!(%url, ?event, peers = resp.peers.len(), interval = ?resp.interval, "announced");
+        self.announcer.shared.stats.tracker_outcome(
+            url,
+            TrackerStatus::Working {
+                peers: resp.peers.len(),
+            },
+        );
+        if let Some(w) = &resp.warning {
+            tracing::warn!(%url, warning = %w, "tracker warning");
+        }
+        self.announcer.deliver(resp);
+        self.trackers.mark_success(url);
+    }
+
+    /// A tracker failed: report it; the round goes on with the next one.
+    fn record_failure(&mut self, url: &str, event: Event, e: TrackerError) {
+        tracing::warn!(%url, ?event, error = %e, "announce failed");
+        self.announcer
+            .shared
+            .stats
+            .tracker_outcome(url, TrackerStatus::Failed(e));
+        self.trackers.mark_failure(url);
+    }
+
+    /// Takes in a round's result; returns how long to wait before the next
+    /// round: the tracker's interval, or the back-off after a failed round.
+    fn apply(&mut self, event: Event, answer: Option<AnnounceResponse>) -> Duration {
+        match answer {
+            Some(resp) => {
+                self.started = true;
+                if event == Event::Completed {
+                    self.completed_sent = true;
+                }
+                self.failed_rounds = 0;
+                if resp.tracker_id.is_some() {
+                    self.tracker_id = resp.tracker_id;
+                }
+                resp.interval
+            }
+            None => {
+                self.failed_rounds = self.failed_rounds.saturating_add(1);
+                let timeouts = &self.announcer.timeouts;
+                let exp = self.failed_rounds.clamp(1, 16) - 1;
+                timeouts
+                    .retry_base
+                    .saturating_mul(1u32 << exp)
+                    .min(timeouts.retry_max)
+            }
+        }
+    }
+
+    /// Sleeps for `wait`, but returns as soon as the download finishes (so
+    /// `completed` goes out at once) or we are told to stop.
+    async fn wait_until_due(&mut self, wait: Duration, stop: &mut watch::Receiver<bool>) {
+        let next = tokio::time::Instant::now() + wait;
+        let mut outcome_open = true;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => return,
+                _ = wait_stop(stop) => return,
+                changed = self.outcome.changed(), if outcome_open => {
+                    if changed.is_err() {
+                        outcome_open = false;
+                    } else if self.started && !self.completed_sent && self.is_complete() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// At exit: `stopped` to the tracker that last answered (the front of the
+    /// tier), if the tier's `started` was answered. `run` bounds the wait.
+    async fn farewell(self) {
+        if !self.started {
+            return;
+        }
+        let Some((_, url)) = self.trackers.order().next() else {
+            return;
+        };
+        // Finished just before exit: the tracker still hears `completed`
+        // (once), then `stopped`.
+        if !self.completed_sent && self.is_complete() {
+            let _ = self
+                .announcer
+                .announce(url, Event::Completed, self.tracker_id.clone())
+                .await;
+        }
+        match self
+            .announcer
+            .announce(url, Event::Stopped, self.tracker_id.clone())
+            .await
+        {
+            Ok(_) => tracing::debug!(%url, "announced stopped"),
+            Err(e) => tracing::debug!(%url, error = %e, "stopped announce failed"),
         }
     }
 }
@@ -603,40 +702,24 @@ impl UdpClock {
 }
 
 /// Resolves a UDP tracker's host (within `dns_timeout`), starts one request
-/// with `start` on a fresh [`UdpTrackerClient`], and drives it to its end:
-/// the answer, the tracker's error, or [`TrackerError::Timeout`] once the
-/// retransmissions of `timing` are spent. Packets from elsewhere, with
-/// unknown transaction ids or that do not decode are ignored.
+/// with `start` on a fresh [`UdpTrackerClient`] that talks through
+/// `sockets`, and drives it to its end: the answer, the tracker's error, or
+/// [`TrackerError::Timeout`] once the retransmissions of `timing` are spent.
+/// Packets from elsewhere, with unknown transaction ids or that do not decode
+/// are ignored.
 pub(crate) async fn udp_request(
     url: &str,
-    bind: Option<IpAddr>,
+    sockets: &UdpSockets,
     timing: UdpTiming,
     dns_timeout: Duration,
     start: impl FnOnce(&mut UdpTrackerClient, std::time::Instant) -> Result<RequestId, TrackerError>,
 ) -> Result<UdpOutcome, TrackerError> {
     let parsed = UdpTrackerUrl::parse(url)?;
-    let io = |what: &str, e: std::io::Error| TrackerError::Transport(format!("{what}: {e}"));
-    let lookup = tokio::net::lookup_host((parsed.host.as_str(), parsed.port));
-    let addr = tokio::time::timeout(dns_timeout, lookup)
+    let addr = resolve(&parsed.host, parsed.port, dns_timeout).await?;
+    let socket = sockets
+        .register(addr)
         .await
-        .map_err(|_| TrackerError::Transport(format!("resolving {} timed out", parsed.host)))?
-        .map_err(|e| io(&format!("cannot resolve {}", parsed.host), e))?
-        .next()
-        .ok_or_else(|| TrackerError::Transport(format!("{} does not resolve", parsed.host)))?;
-    let bind = match bind {
-        // The family must match the tracker's, or the socket cannot reach it.
-        Some(ip) if ip.is_ipv4() == addr.is_ipv4() => SocketAddr::new(ip, 0),
-        _ if addr.is_ipv4() => SocketAddr::from(([0u8; 4], 0)),
-        _ => SocketAddr::from(([0u16; 8], 0)),
-    };
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| io("cannot open a UDP socket", e))?;
-    // A connected socket only receives datagrams from the tracker's address.
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| io(&format!("cannot reach {addr}"), e))?;
+        .map_err(|e| TrackerError::Transport(format!("cannot open a UDP socket: {e}")))?;
     let mut config = UdpClientConfig::new(AddressFamily::of(&addr));
     config.max_retries = timing.retries;
     config.announce_options.url_data =
@@ -644,7 +727,32 @@ pub(crate) async fn udp_request(
     let mut client = UdpTrackerClient::new(config);
     let clock = UdpClock::new(timing.first_timeout);
     let id = start(&mut client, clock.now())?;
-    let mut buf = vec![0u8; 65536];
+    drive(url, client, id, socket, &clock).await
+}
+
+/// The first address of `host`, within `timeout`.
+async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, TrackerError> {
+    let lookup = tokio::net::lookup_host((host, port));
+    tokio::time::timeout(timeout, lookup)
+        .await
+        .map_err(|_| TrackerError::Transport(format!("resolving {host} timed out")))?
+        .map_err(|e| TrackerError::Transport(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| TrackerError::Transport(format!("{host} does not resolve")))
+}
+
+/// Runs `client` until request `id` ends: sends what it has to send, feeds
+/// it the tracker's datagrams and its timeouts.
+async fn drive(
+    url: &str,
+    mut client: UdpTrackerClient,
+    id: RequestId,
+    mut socket: Registration,
+    clock: &UdpClock,
+) -> Result<UdpOutcome, TrackerError> {
+    // Whether the shared socket still delivers datagrams; if its receive
+    // task ended, the request runs out its schedule as if unanswered.
+    let mut receiving = true;
     loop {
         let now = clock.now();
         while let Some(packet) = client.poll_transmit(now) {
@@ -664,14 +772,15 @@ pub(crate) async fn udp_request(
             return Err(TrackerError::Transport("UDP request lost".into()));
         };
         tokio::select! {
-            r = socket.recv(&mut buf) => {
-                // ICMP "port unreachable" surfaces as an error here: retry
-                // on the schedule rather than failing at once.
-                if let Ok(n) = r {
-                    if let Some(bytes) = buf.get(..n) {
-                        let outcome = client.handle_packet(bytes, clock.now());
+            packet = socket.packets.recv(), if receiving => {
+                match packet {
+                    Some(bytes) => {
+                        // Datagrams of other requests to this tracker are
+                        // ignored here: their transaction ids are not ours.
+                        let outcome = client.handle_packet(&bytes, clock.now());
                         tracing::trace!(%url, ?outcome, "UDP tracker packet");
                     }
+                    None => receiving = false,
                 }
             }
             _ = tokio::time::sleep_until(clock.real(deadline)) => {

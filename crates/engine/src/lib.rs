@@ -24,3 +24,4 @@ pub mod resume;
 pub mod scrape;
 pub mod storage;
 pub mod torrent;
+mod udp_socket;

@@ -16,6 +16,7 @@ use rivulet_tracker::{parse_scrape_response, scrape_base, scrape_url, udp::UdpOu
 pub use rivulet_tracker::{ScrapeResponse, ScrapeStats, TrackerError};
 
 use crate::announce::{http_client, http_get, is_udp, udp_request, UdpTiming};
+use crate::udp_socket::UdpSockets;
 
 /// Most trackers [`Scraper::scrape_all`] asks (the same cap as
 /// `rivulet_tracker::tiers::MAX_TRACKERS`); the others are not asked.
@@ -123,9 +124,16 @@ impl Scraper {
         }
         let timeout = self.options.timeout;
         if is_udp(announce_url) {
-            let request = udp_request(announce_url, None, self.options.udp, timeout, |c, now| {
-                c.start_scrape(info_hashes, now)
-            });
+            // A socket for this scrape alone: a `Scraper` holds no socket
+            // or task, so it can be made outside a runtime and used on any.
+            let sockets = UdpSockets::new(None);
+            let request = udp_request(
+                announce_url,
+                &sockets,
+                self.options.udp,
+                timeout,
+                |c, now| c.start_scrape(info_hashes, now),
+            );
             let outcome = tokio::time::timeout(timeout, request)
                 .await
                 .map_err(|_| no_answer(timeout))??;

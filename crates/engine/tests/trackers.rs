@@ -316,6 +316,8 @@ type UdpHandler = Arc<dyn Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync>;
 struct FakeUdp {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The source address of each received datagram.
+    senders: Arc<Mutex<Vec<SocketAddr>>>,
     task: JoinHandle<()>,
 }
 
@@ -331,7 +333,9 @@ impl FakeUdp {
         let addr = socket.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler: UdpHandler = Arc::new(handler);
+        let senders = Arc::new(Mutex::new(Vec::new()));
         let rec = Arc::clone(&received);
+        let from_addrs = Arc::clone(&senders);
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             loop {
@@ -340,6 +344,7 @@ impl FakeUdp {
                 };
                 let packet = buf[..n].to_vec();
                 rec.lock().unwrap().push(packet.clone());
+                from_addrs.lock().unwrap().push(from);
                 for answer in handler(&packet) {
                     let _ = socket.send_to(&answer, from).await;
                 }
@@ -348,6 +353,7 @@ impl FakeUdp {
         FakeUdp {
             addr,
             received,
+            senders,
             task,
         }
     }
@@ -358,6 +364,10 @@ impl FakeUdp {
 
     fn received(&self) -> Vec<Vec<u8>> {
         self.received.lock().unwrap().clone()
+    }
+
+    fn senders(&self) -> Vec<SocketAddr> {
+        self.senders.lock().unwrap().clone()
     }
 }
 
@@ -958,6 +968,56 @@ async fn udp_truncated_and_malformed_packets_are_ignored() {
 }
 
 #[tokio::test]
+async fn udp_trackers_share_one_socket() {
+    // Two UDP tiers: every packet to either tracker, `stopped` included,
+    // comes from one socket.
+    let a = FakeUdp::start(good_udp(vec![peer(1)])).await;
+    let b = FakeUdp::start(good_udp(vec![peer(2)])).await;
+    let mut s = setup();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(
+        s.announcer
+            .clone()
+            .run(vec![vec![a.url()], vec![b.url()]], stop_rx),
+    );
+    let mut got = vec![
+        within(PROMPT, s.peers.recv()).await.unwrap(),
+        within(PROMPT, s.peers.recv()).await.unwrap(),
+    ];
+    got.sort();
+    assert_eq!(got, vec![peer(1), peer(2)]);
+    stop_tx.send(true).unwrap();
+    within(PROMPT, run).await.unwrap();
+    let mut senders = a.senders();
+    senders.extend(b.senders());
+    // Each announce has a fresh state machine, so connects again.
+    assert_eq!(
+        senders.len(),
+        8,
+        "connect, started, connect, stopped to each"
+    );
+    assert!(senders.iter().all(|&f| f == senders[0]), "{senders:?}");
+
+    // Two announces in flight to one tracker at once: each gets its own
+    // answer (by transaction id) through the shared socket.
+    let c = FakeUdp::start(good_udp(vec![peer(3)])).await;
+    let url = c.url();
+    let (r1, r2) = within(PROMPT, async {
+        tokio::join!(
+            s.announcer.announce(&url, Event::None, None),
+            s.announcer.announce(&url, Event::None, None)
+        )
+    })
+    .await;
+    assert_eq!(r1.unwrap().peers.len(), 1);
+    assert_eq!(r2.unwrap().peers.len(), 1);
+    let senders = c.senders();
+    assert_eq!(senders.len(), 4, "two connects, two announces");
+    assert!(senders.iter().all(|&f| f == senders[0]));
+    assert_eq!(senders[0], a.senders()[0]);
+}
+
+#[tokio::test]
 async fn udp_error_action_is_a_failure() {
     // Refuses the connect.
     let t = FakeUdp::start(|p| {
@@ -1112,6 +1172,30 @@ async fn failover_within_a_tier() {
     // one announce each.
     assert!(good.requests().last().unwrap().contains("event=stopped"));
     assert!(garbage.requests().len() <= 1);
+}
+
+#[tokio::test]
+async fn a_tracker_listed_twice_is_announced_to_once() {
+    // The same URL in two tiers (and blank entries): one `started`, one
+    // `stopped`, not one of each per listing.
+    let t = FakeHttp::always(ok(&announce_body(1800, &compact_peers(1)))).await;
+    let mut s = setup();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(s.announcer.clone().run(
+        vec![
+            vec![t.announce_url(), " ".into()],
+            vec![],
+            vec![t.announce_url()],
+        ],
+        stop_rx,
+    ));
+    assert_eq!(within(PROMPT, s.peers.recv()).await, Some(peer(1)));
+    stop_tx.send(true).unwrap();
+    within(PROMPT, run).await.unwrap();
+    let reqs = t.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert!(reqs[0].contains("event=started"));
+    assert!(reqs[1].contains("event=stopped"));
 }
 
 #[tokio::test]

@@ -614,3 +614,36 @@ fn tracker_list_is_bounded() {
     );
     assert!(list.is_empty());
 }
+
+#[test]
+fn tracker_list_splits_into_tiers() {
+    let mut list = TrackerList::new(tiers(), &mut StdRng::seed_from_u64(3));
+    let first = list.order().next().unwrap().1.to_owned();
+    list.mark_failure(&first);
+    let whole = urls(&list);
+    let parts = list.clone().into_tiers();
+    assert_eq!(parts.len(), 3, "one list per non-empty tier");
+    let mut joined = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        assert_eq!(part.tier_count(), 1);
+        joined.extend(part.order().map(|(t, u)| {
+            assert_eq!(t, 0, "each part is its own tier 0");
+            (i, u.to_owned())
+        }));
+    }
+    assert_eq!(joined, whole, "order kept");
+    assert_eq!(parts[0].state(&first), Some(TrackerState::Failed));
+    assert_eq!(parts[0].consecutive_failures(&first), Some(1));
+    assert_eq!(parts[1].state(&first), None);
+
+    // The cap applies across the tiers before the split.
+    let many: Vec<Vec<String>> = (0..50)
+        .map(|t| (0..10).map(|i| format!("http://t{t}-{i}/a")).collect())
+        .collect();
+    let parts = TrackerList::new(many, &mut StdRng::seed_from_u64(0)).into_tiers();
+    assert_eq!(
+        parts.iter().map(TrackerList::len).sum::<usize>(),
+        tiers::MAX_TRACKERS
+    );
+    assert!(TrackerList::default().into_tiers().is_empty());
+}

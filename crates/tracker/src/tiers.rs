@@ -145,6 +145,21 @@ impl TrackerList {
         TrackerList { tiers: out }
     }
 
+    /// Splits the list into one list per tier, in tier order, each keeping
+    /// its tier's current order and round states.
+    ///
+    /// For drivers that run each tier on its own schedule (rivulet announces
+    /// to every tier, each from its own task, so a dead tier never holds up
+    /// another): every part still gets [`new`](Self::new)'s shuffling,
+    /// dropping and [`MAX_TRACKERS`] cap, and fail-over and promotion within
+    /// its tier.
+    pub fn into_tiers(self) -> Vec<TrackerList> {
+        self.tiers
+            .into_iter()
+            .map(|tier| TrackerList { tiers: vec![tier] })
+            .collect()
+    }
+
     /// Number of trackers.
     pub fn len(&self) -> usize {
         self.tiers.iter().map(Vec::len).sum()
