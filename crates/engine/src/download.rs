@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::announce::{Announcer, STOP_TIMEOUT};
+use crate::connector;
 
 use crate::folder::{DataFolder, FolderOptions};
 use crate::resume::{ResumeData, ResumeError};
@@ -345,8 +346,9 @@ impl Download {
             return Outcome::Failed(Arc::new(TorrentError::AlreadyRan));
         };
         let span = self.shared.span.clone();
-        let driver =
-            tokio::spawn(torrent::run(Arc::clone(&self.shared), peers_rx).instrument(span.clone()));
+        let driver = tokio::spawn(
+            connector::run(Arc::clone(&self.shared), peers_rx).instrument(span.clone()),
+        );
         let (stop_announcing, announcing_stopped) = watch::channel(false);
         let announcer = if self.tiers.is_empty() {
             None

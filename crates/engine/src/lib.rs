@@ -3,7 +3,7 @@
 //!
 //! [`download::Download`] is the entry point: it checks what is on disk
 //! (trusting [`resume`] data where files are unchanged), then runs the
-//! connector ([`torrent`]), the peer tasks ([`peer`]), the tracker tiers
+//! connector ([`connector`]), the peer tasks ([`peer`]), the tracker tiers
 //! ([`announce`]) and periodic resume saves until every piece is verified and
 //! written. [`picker`] and the codecs below are pure; [`storage`] does
 //! positioned file I/O; [`folder`] locks a torrent's data folder and says
@@ -15,6 +15,7 @@
 pub mod announce;
 pub mod cache;
 pub mod choker;
+pub mod connector;
 pub mod download;
 pub mod folder;
 pub mod listener;

@@ -1,5 +1,6 @@
-//! One torrent being downloaded: the state its peer connections share, piece
-//! verification, and the task that keeps peers connected.
+//! One torrent being downloaded: the state its peer connections share and
+//! piece verification. The task that keeps peers connected is in
+//! [`crate::connector`].
 //!
 //! Concurrency: the state lives behind one `std::sync::Mutex`, held only for
 //! short bookkeeping (picking blocks, recording a received block), never across
@@ -26,7 +27,6 @@ use rivulet_wire::Bitfield;
 use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::cache::ReadCache;
 use crate::choker::{self, Choker};
@@ -732,12 +732,9 @@ impl Shared {
         *self.shutdown.borrow()
     }
 
-    /// Our own listening address as trackers would report it, when bound to
-    /// one address (so that we do not connect to ourselves).
-    fn own_addr(&self) -> Option<SocketAddr> {
-        self.config
-            .bind
-            .map(|ip| SocketAddr::new(ip, self.config.listen_port))
+    /// Watches [`Shared::shut_down`]: turns `true` when it is called.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// Whether every piece is verified.
@@ -912,101 +909,6 @@ impl Shared {
             let _ = entry.tx.send(PeerCommand::Disconnect);
         }
     }
-}
-
-/// Failed or useless sessions in a row (about an hour of backoff) after
-/// which the connector forgets a peer.
-const FORGET_AFTER_FAILURES: u32 = 16;
-
-/// Peers we know of and when to try them again.
-#[derive(Debug, Default)]
-struct Candidate {
-    connected: bool,
-    failures: u32,
-    next_attempt: Option<Instant>,
-}
-
-/// Keeps up to `max_peers` connections open to the known peers (counting
-/// those that connected to us), reconnecting with exponential backoff, and
-/// rechokes every [`choker::RECHOKE_INTERVAL`], until the torrent shuts down
-/// or fails. New peers arrive on `new_peers` (from `--peer`, trackers, ...).
-pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<SocketAddr>) {
-    let mut known: HashMap<SocketAddr, Candidate> = HashMap::new();
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
-    let mut outcome = shared.outcome();
-    let mut shutdown = shared.shutdown.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut rechoke = tokio::time::interval_at(
-        Instant::now() + choker::RECHOKE_INTERVAL,
-        choker::RECHOKE_INTERVAL,
-    );
-    let mut peers_open = true;
-    loop {
-        if matches!(*outcome.borrow(), Outcome::Failed(_)) || *shutdown.borrow() {
-            break;
-        }
-        // Start connections to peers that are due.
-        let now = Instant::now();
-        let incoming = shared.stats.peers_incoming.load(Ordering::Relaxed);
-        let mut connected = known.values().filter(|c| c.connected).count() + incoming;
-        for (addr, c) in known.iter_mut() {
-            if connected >= shared.config.max_peers {
-                break;
-            }
-            if c.connected || c.next_attempt.is_some_and(|t| t > now) || shared.is_banned(addr.ip())
-            {
-                continue;
-            }
-            c.connected = true;
-            connected += 1;
-            tracing::debug!(%addr, "connecting");
-            let (shared, exit_tx, addr) = (Arc::clone(&shared), exit_tx.clone(), *addr);
-            let span = tracing::debug_span!(parent: &shared.span, "peer", %addr);
-            tokio::spawn(
-                async move {
-                    let useful = crate::peer::connect_and_run(shared, addr).await;
-                    let _ = exit_tx.send((addr, useful));
-                }
-                .instrument(span),
-            );
-        }
-        shared
-            .stats
-            .peers_known
-            .store(known.len(), Ordering::Relaxed);
-        tokio::select! {
-            _ = outcome.changed() => {}
-            _ = shutdown.changed() => {}
-            _ = tick.tick() => {}
-            _ = rechoke.tick() => shared.rechoke(),
-            Some((addr, useful)) = exit_rx.recv() => {
-                if let Some(c) = known.get_mut(&addr) {
-                    c.connected = false;
-                    // A session that exchanged data resets the backoff.
-                    c.failures = if useful { 0 } else { c.failures + 1 };
-                    let delay = Duration::from_secs(2u64.saturating_pow(c.failures.min(8)).min(300));
-                    c.next_attempt = Some(Instant::now() + delay);
-                    if c.failures >= FORGET_AFTER_FAILURES {
-                        // Gone, or nothing to trade for a long while: forget
-                        // it, so that a long session does not keep every
-                        // address trackers ever named. A tracker that names
-                        // it again brings it back.
-                        known.remove(&addr);
-                    }
-                }
-            }
-            addr = new_peers.recv(), if peers_open => match addr {
-                Some(addr) => {
-                    if Some(addr) != shared.own_addr() {
-                        known.entry(addr).or_default();
-                    }
-                }
-                None => peers_open = false,
-            },
-        }
-    }
-    // Tell every connection to close.
-    shared.disconnect_all();
 }
 
 #[cfg(test)]

@@ -1,0 +1,298 @@
+//! The connector: the task that keeps a torrent's outgoing connections up.
+//!
+//! It owns the peer addresses the torrent knows of (named by trackers or
+//! `--peer`), starts a peer task ([`crate::peer`]) for each one that is due
+//! while fewer than `max_peers` connections are open (counting those peers
+//! opened to us), retries a peer with exponential backoff after a session
+//! that failed or exchanged nothing, and forgets a peer that keeps failing.
+//! It also drives the periodic rechoke ([`Shared::rechoke`]), and when the
+//! torrent shuts down or fails it asks every connection to close.
+//!
+//! Dependencies flow one way: the connector uses [`crate::peer`] and
+//! [`crate::torrent`]; neither knows about the connector.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::choker;
+use crate::torrent::{Outcome, Shared, TorrentConfig};
+
+/// Failed or useless sessions in a row (some 40 minutes of backoff) after
+/// which the connector forgets a peer.
+const FORGET_AFTER_FAILURES: u32 = 16;
+
+/// Doublings after which the wait before trying a failing peer again stops
+/// growing: 2^8 s, about four minutes.
+const MAX_BACKOFF_DOUBLINGS: u32 = 8;
+
+/// How often the connector looks for peers that became due, besides when
+/// something happens (a new address, a connection ending).
+const CONNECT_TICK: Duration = Duration::from_secs(1);
+
+/// Keeps up to `max_peers` connections open to the known peers (counting
+/// those that connected to us), reconnecting with exponential backoff, and
+/// rechokes every [`choker::RECHOKE_INTERVAL`], until the torrent shuts down
+/// or fails. New peers arrive on `new_peers` (from `--peer`, trackers, ...).
+pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<SocketAddr>) {
+    let mut candidates = Candidates::default();
+    // Each peer task reports here when it ends, and whether data moved.
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
+    let mut outcome = shared.outcome();
+    let mut shutdown = shared.shutdown_signal();
+    let mut tick = tokio::time::interval(CONNECT_TICK);
+    let mut rechoke = tokio::time::interval_at(
+        Instant::now() + choker::RECHOKE_INTERVAL,
+        choker::RECHOKE_INTERVAL,
+    );
+    let own_addr = own_addr(&shared.config);
+    let mut peers_open = true;
+    while !must_stop(&outcome, &shutdown) {
+        connect_due(&shared, &mut candidates, &exit_tx);
+        tokio::select! {
+            _ = outcome.changed() => {}
+            _ = shutdown.changed() => {}
+            _ = tick.tick() => {}
+            _ = rechoke.tick() => shared.rechoke(),
+            Some((addr, useful)) = exit_rx.recv() => {
+                candidates.on_exit(addr, useful, Instant::now());
+            }
+            addr = new_peers.recv(), if peers_open => match addr {
+                Some(addr) if Some(addr) != own_addr => candidates.add(addr),
+                Some(_) => {}
+                None => peers_open = false,
+            },
+        }
+    }
+    // Tell every connection to close.
+    shared.disconnect_all();
+}
+
+/// Whether the torrent failed or is shutting down. A complete torrent goes
+/// on: it seeds.
+fn must_stop(outcome: &watch::Receiver<Outcome>, shutdown: &watch::Receiver<bool>) -> bool {
+    matches!(*outcome.borrow(), Outcome::Failed(_)) || *shutdown.borrow()
+}
+
+/// Starts a peer task for each known peer that is due, while there is room,
+/// and publishes how many peers are known.
+fn connect_due(
+    shared: &Arc<Shared>,
+    candidates: &mut Candidates,
+    exit_tx: &mpsc::UnboundedSender<(SocketAddr, bool)>,
+) {
+    let incoming = shared.stats.peers_incoming.load(Ordering::Relaxed);
+    let room = shared
+        .config
+        .max_peers
+        .saturating_sub(candidates.connected() + incoming);
+    for addr in candidates.take_due(Instant::now(), room, |ip| shared.is_banned(ip)) {
+        tracing::debug!(%addr, "connecting");
+        let (shared, exit_tx) = (Arc::clone(shared), exit_tx.clone());
+        let span = tracing::debug_span!(parent: &shared.span, "peer", %addr);
+        tokio::spawn(
+            async move {
+                let useful = crate::peer::connect_and_run(shared, addr).await;
+                let _ = exit_tx.send((addr, useful));
+            }
+            .instrument(span),
+        );
+    }
+    shared
+        .stats
+        .peers_known
+        .store(candidates.len(), Ordering::Relaxed);
+}
+
+/// Our own listening address as trackers would report it, when bound to one
+/// address (so that we do not connect to ourselves).
+fn own_addr(config: &TorrentConfig) -> Option<SocketAddr> {
+    config
+        .bind
+        .map(|ip| SocketAddr::new(ip, config.listen_port))
+}
+
+/// How long to wait before trying a peer again after `failures` failed or
+/// useless sessions in a row: 1 s, doubling, at most
+/// [`MAX_BACKOFF_DOUBLINGS`] times.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.min(MAX_BACKOFF_DOUBLINGS))
+}
+
+/// A peer we know of and when to try it again.
+#[derive(Debug, Default)]
+struct Candidate {
+    /// A peer task runs for it now.
+    connected: bool,
+    /// Failed or useless sessions in a row.
+    failures: u32,
+    /// Not before this (none: at once).
+    next_attempt: Option<Instant>,
+}
+
+/// The peers the connector knows of, by address. Plain data (the time is
+/// passed in), so that the backoff rules can be tested without sockets.
+#[derive(Debug, Default)]
+struct Candidates {
+    known: HashMap<SocketAddr, Candidate>,
+}
+
+impl Candidates {
+    /// Learns of a peer; one already known keeps its state.
+    fn add(&mut self, addr: SocketAddr) {
+        self.known.entry(addr).or_default();
+    }
+
+    /// Peers known.
+    fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Peers with a task running.
+    fn connected(&self) -> usize {
+        self.known.values().filter(|c| c.connected).count()
+    }
+
+    /// Up to `room` peers that are due at `now`, not connected and not
+    /// `banned`, now marked connected: the caller starts their tasks.
+    fn take_due(
+        &mut self,
+        now: Instant,
+        room: usize,
+        banned: impl Fn(IpAddr) -> bool,
+    ) -> Vec<SocketAddr> {
+        let mut due = Vec::new();
+        for (addr, c) in &mut self.known {
+            if due.len() >= room {
+                break;
+            }
+            if c.connected || c.next_attempt.is_some_and(|t| t > now) || banned(addr.ip()) {
+                continue;
+            }
+            c.connected = true;
+            due.push(*addr);
+        }
+        due
+    }
+
+    /// A peer's task ended at `now`; `useful` if data moved either way.
+    fn on_exit(&mut self, addr: SocketAddr, useful: bool, now: Instant) {
+        let Some(c) = self.known.get_mut(&addr) else {
+            return;
+        };
+        c.connected = false;
+        // A session that exchanged data resets the backoff.
+        c.failures = if useful { 0 } else { c.failures + 1 };
+        c.next_attempt = Some(now + backoff(c.failures));
+        if c.failures >= FORGET_AFTER_FAILURES {
+            // Gone, or nothing to trade for a long while: forget it, so that
+            // a long session does not keep every address trackers ever
+            // named. A tracker that names it again brings it back.
+            self.known.remove(&addr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, n], 6881))
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_about_four_minutes() {
+        let secs: Vec<u64> = (0..12).map(|f| backoff(f).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256, 256]);
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(256));
+    }
+
+    #[test]
+    fn only_due_unbanned_peers_are_taken_within_the_room() {
+        let now = Instant::now();
+        let mut c = Candidates::default();
+        for n in 1..=5 {
+            c.add(addr(n));
+        }
+        // 2 failed a moment ago; 3 is banned.
+        c.take_due(now, 0, |_| false);
+        assert_eq!(c.connected(), 0, "no room, nobody taken");
+        c.known.get_mut(&addr(2)).unwrap().connected = true;
+        c.on_exit(addr(2), false, now);
+        let banned = addr(3).ip();
+        let first = c.take_due(now, 2, |ip| ip == banned);
+        assert_eq!(first.len(), 2);
+        assert!(first
+            .iter()
+            .all(|a| [addr(1), addr(4), addr(5)].contains(a)));
+        assert_eq!(c.connected(), 2);
+        // The rest: one more of 1, 4, 5; 2 not yet due; 3 still banned.
+        let second = c.take_due(now, 10, |ip| ip == banned);
+        assert_eq!(second.len(), 1);
+        assert!(!first.contains(&second[0]));
+        // Once its backoff has passed, 2 is due again.
+        let later = now + backoff(1);
+        assert_eq!(c.take_due(later, 10, |ip| ip == banned), [addr(2)]);
+        assert_eq!(c.connected(), 4);
+        // Adding a known peer again changes nothing.
+        c.add(addr(2));
+        assert_eq!((c.len(), c.connected()), (5, 4));
+    }
+
+    #[test]
+    fn failures_back_off_and_a_useful_session_resets_them() {
+        let t0 = Instant::now();
+        let mut c = Candidates::default();
+        c.add(addr(1));
+        let mut now = t0;
+        for failures in 1..=3 {
+            assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+            c.on_exit(addr(1), false, now);
+            let next = now + backoff(failures);
+            assert!(c
+                .take_due(next - Duration::from_millis(1), 1, |_| false)
+                .is_empty());
+            now = next;
+        }
+        assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+        c.on_exit(addr(1), true, now);
+        assert_eq!(c.known[&addr(1)].failures, 0);
+        assert_eq!(c.known[&addr(1)].next_attempt, Some(now + backoff(0)));
+    }
+
+    #[test]
+    fn a_peer_failing_again_and_again_is_forgotten_until_named_again() {
+        let mut now = Instant::now();
+        let mut c = Candidates::default();
+        c.add(addr(1));
+        for _ in 0..FORGET_AFTER_FAILURES {
+            assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+            c.on_exit(addr(1), false, now);
+            now += backoff(u32::MAX);
+        }
+        assert_eq!(c.len(), 0);
+        // A task that ends for a peer no longer known changes nothing.
+        c.on_exit(addr(1), false, now);
+        assert_eq!(c.len(), 0);
+        c.add(addr(1));
+        assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+    }
+
+    #[test]
+    fn our_own_address_is_known_only_when_bound() {
+        let mut config = TorrentConfig {
+            listen_port: 7000,
+            ..TorrentConfig::default()
+        };
+        assert_eq!(own_addr(&config), None);
+        config.bind = Some(addr(9).ip());
+        assert_eq!(own_addr(&config), Some(SocketAddr::new(addr(9).ip(), 7000)));
+    }
+}
