@@ -14,7 +14,8 @@ use rivulet_core::Metainfo;
 use rivulet_engine::download::{Download, LengthAction, SeedPolicy};
 use rivulet_engine::folder::{DataFolder, FolderOptions};
 use rivulet_engine::listener::Listener;
-use rivulet_engine::torrent::{Outcome, PeerFailure, Shared, TorrentConfig, TrackerStatus};
+use rivulet_engine::stats::{PeerFailure, TrackerStatus};
+use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
 
 use crate::args;
 use crate::progress::{self, Field};

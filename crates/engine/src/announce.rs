@@ -77,7 +77,8 @@ use rivulet_tracker::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::torrent::{io_reason, Outcome, Shared, TrackerStatus};
+use crate::stats::{io_reason, TrackerStatus};
+use crate::torrent::{Outcome, Shared};
 use crate::udp_socket::{Registration, UdpSockets};
 
 /// Longest time `stopped` announces may delay exit.

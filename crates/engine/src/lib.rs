@@ -23,6 +23,7 @@ pub mod peer;
 pub mod picker;
 pub mod resume;
 pub mod scrape;
+pub mod stats;
 pub mod storage;
 pub mod torrent;
 mod udp_socket;

@@ -30,8 +30,9 @@ use tokio::time::{timeout, Instant};
 
 use crate::cache::{ChunkKey, ReadCache, CHUNK_LEN};
 use crate::picker::{Block, PeerKey, Received};
+use crate::stats::io_reason;
 use crate::storage::StorageError;
-use crate::torrent::{io_reason, PeerCommand, PeerCounters, RegisterRefusal, Shared, TorrentError};
+use crate::torrent::{PeerCommand, PeerCounters, RegisterRefusal, Shared, TorrentError};
 
 /// Requests kept in flight at first, before the peer's rate is known.
 const INITIAL_QUEUE: usize = 32;

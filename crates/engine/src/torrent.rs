@@ -12,7 +12,7 @@
 //! complete → SHA-1 off the reactor → written → marked had (or, on a hash
 //! failure, dropped and fetched again; its senders lose trust).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -32,6 +32,7 @@ use crate::cache::ReadCache;
 use crate::choker::{self, Choker};
 use crate::picker::{PeerKey, PiecePicker, BLOCK_LEN};
 use crate::resume::ResumeError;
+use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
 
 /// Largest piece length a download accepts. Pieces are assembled in
@@ -85,116 +86,6 @@ impl Default for TorrentConfig {
             upload_slots: crate::choker::DEFAULT_SLOTS,
             read_cache_bytes: 8 * 1024 * 1024,
         }
-    }
-}
-
-/// Counters that are cheap to read at any time (for progress displays).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Payload bytes received that we needed.
-    pub downloaded: AtomicU64,
-    /// Payload bytes received that we did not need (duplicates, bad pieces).
-    pub wasted: AtomicU64,
-    /// Payload bytes sent.
-    pub uploaded: AtomicU64,
-    /// Bytes of verified pieces.
-    pub verified_bytes: AtomicU64,
-    /// Verified pieces.
-    pub pieces_done: AtomicU64,
-    /// Pieces that failed their hash check.
-    pub hash_failures: AtomicU64,
-    /// Peers connected (handshake done).
-    pub peers_connected: AtomicUsize,
-    /// Peers known (connected or not).
-    pub peers_known: AtomicUsize,
-    /// Peers banned for sending bad data.
-    pub peers_banned: AtomicUsize,
-    /// Peers connected to us (their connection, through the listener).
-    pub peers_incoming: AtomicUsize,
-    /// Peers unchoked and interested: the ones we are serving now.
-    pub peers_serving: AtomicUsize,
-    /// Connections that received at least one block from us.
-    pub peers_served_total: AtomicUsize,
-    /// Outgoing connections that ended before their handshake completed
-    /// (refused, unreachable, timed out, closed, wrong torrent).
-    pub connect_failures: AtomicU64,
-    /// The latest of those; see [`Stats::last_connect_failure`].
-    last_connect_failure: Mutex<Option<PeerFailure>>,
-    /// Each tracker's last announce outcome, by URL; see
-    /// [`Stats::trackers`].
-    trackers: Mutex<BTreeMap<String, TrackerStatus>>,
-}
-
-/// Why an outgoing connection to a peer failed: what a display shows when
-/// no peer is connected, instead of a count that never moves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerFailure {
-    /// The peer's address.
-    pub addr: SocketAddr,
-    /// What went wrong, in a few lower-case words ("connection refused").
-    pub reason: String,
-}
-
-/// The outcome of the last announce to one tracker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrackerStatus {
-    /// It answered, with this many peers.
-    Working {
-        /// Peers in its answer.
-        peers: usize,
-    },
-    /// It failed with this error.
-    Failed(rivulet_tracker::TrackerError),
-}
-
-impl Stats {
-    /// Records an outgoing connection that failed before its handshake.
-    pub(crate) fn connect_failed(&self, addr: SocketAddr, reason: String) {
-        self.connect_failures.fetch_add(1, Ordering::Relaxed);
-        *lock_or_recover(&self.last_connect_failure) = Some(PeerFailure { addr, reason });
-    }
-
-    /// The latest outgoing connection that failed before its handshake, if
-    /// any did.
-    pub fn last_connect_failure(&self) -> Option<PeerFailure> {
-        lock_or_recover(&self.last_connect_failure).clone()
-    }
-
-    /// Records the outcome of an announce to `url`.
-    pub(crate) fn tracker_outcome(&self, url: &str, status: TrackerStatus) {
-        lock_or_recover(&self.trackers).insert(url.to_owned(), status);
-    }
-
-    /// Each tracker announced to so far with its last outcome, by URL.
-    pub fn trackers(&self) -> Vec<(String, TrackerStatus)> {
-        lock_or_recover(&self.trackers)
-            .iter()
-            .map(|(u, s)| (u.clone(), s.clone()))
-            .collect()
-    }
-}
-
-/// Locks `m`, carrying on with its contents if a holder panicked: these are
-/// reports, and a stale one is better than none.
-fn lock_or_recover<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// An I/O error in a few lower-case words: "Connection refused (os error
-/// 111)" becomes "connection refused", for status lines.
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error ") {
-        Some(i) if text.ends_with(')') => text.get(..i).unwrap_or(&text).to_owned(),
-        _ => text,
-    };
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        // Lower-case a capital that starts a sentence, not an acronym ("TLS").
-        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => {
-            first.to_lowercase().chain(text.chars().skip(1)).collect()
-        }
-        _ => text,
     }
 }
 
@@ -915,22 +806,6 @@ impl Shared {
 mod tests {
     use super::*;
 
-    #[test]
-    fn io_reasons_are_short() {
-        let refused = std::io::Error::from_raw_os_error(111);
-        if refused.kind() == std::io::ErrorKind::ConnectionRefused {
-            // Linux's text for ECONNREFUSED.
-            assert_eq!(io_reason(&refused), "connection refused");
-        }
-        let custom = std::io::Error::other("bound to an address of the other family");
-        assert_eq!(
-            io_reason(&custom),
-            "bound to an address of the other family"
-        );
-        let acronym = std::io::Error::other("TLS handshake failed");
-        assert_eq!(io_reason(&acronym), "TLS handshake failed");
-    }
-
     /// What the program prints when a torrent stops: a full disk says so
     /// wherever it happened, other failures say what was being done, and
     /// the cause is in the message only (no `source` to print it twice).
@@ -1044,35 +919,5 @@ mod tests {
             Outcome::Failed(e) => assert!(matches!(*e, TorrentError::AlreadyRan), "{e}"),
             other => panic!("not failed: {other:?}"),
         }
-    }
-
-    #[test]
-    fn stats_keep_the_last_problems() {
-        let stats = Stats::default();
-        assert_eq!(stats.last_connect_failure(), None);
-        let a: SocketAddr = "127.0.0.2:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.3:1".parse().unwrap();
-        stats.connect_failed(a, "connection refused".into());
-        stats.connect_failed(b, "no answer (timed out)".into());
-        assert_eq!(stats.connect_failures.load(Ordering::Relaxed), 2);
-        assert_eq!(
-            stats.last_connect_failure(),
-            Some(PeerFailure {
-                addr: b,
-                reason: "no answer (timed out)".into()
-            })
-        );
-        stats.tracker_outcome(
-            "http://t/announce",
-            TrackerStatus::Failed(rivulet_tracker::TrackerError::EmptyBody),
-        );
-        stats.tracker_outcome("http://t/announce", TrackerStatus::Working { peers: 2 });
-        assert_eq!(
-            stats.trackers(),
-            [(
-                "http://t/announce".to_owned(),
-                TrackerStatus::Working { peers: 2 }
-            )]
-        );
     }
 }
