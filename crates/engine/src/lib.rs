@@ -7,9 +7,11 @@
 //! ([`announce`]) and periodic resume saves until every piece is verified and
 //! written. [`picker`] and the codecs below are pure; [`storage`] does
 //! positioned file I/O; [`folder`] locks a torrent's data folder and says
-//! where its resume data goes. [`scrape`] asks trackers for swarm counts. Seeding
-//! (serving, choking, incoming connections) comes next. `STATE.md` beside
-//! this crate describes piece and peer states and the locking rules.
+//! where its resume data goes. [`scrape`] asks trackers for swarm counts.
+//! The same peer tasks serve pieces (the [`choker`] hands out upload slots),
+//! and a [`listener`] takes incoming connections; [`stats`] holds the
+//! counters a display reads. `STATE.md` beside this crate describes piece
+//! and peer states and the locking rules.
 //! Dependency direction: `cli -> engine -> {wire, tracker} -> core -> bencode`.
 
 pub mod announce;

@@ -44,6 +44,8 @@ pub(crate) struct PeerCounters {
     pub interested: AtomicBool,
 }
 
+/// A registered peer connection, as the torrent sees it: where its task
+/// takes commands, and what it publishes for the choker.
 pub(crate) struct PeerEntry {
     pub addr: SocketAddr,
     pub peer_id: PeerId,
