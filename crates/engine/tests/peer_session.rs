@@ -20,7 +20,7 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use rivulet_core::{InfoHash, PeerId};
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_testkit::next_loopback;
 use rivulet_wire::{BlockRequest, Handshake, Message, MessageDecoder, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,14 +45,6 @@ const DOWNLOAD: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Fake peers
-
-/// A fresh loopback address 127.0.0.x for each fake peer (bans are per IP).
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(60);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    Ipv4Addr::new(127, 0, 0, n)
-}
 
 /// What a fake peer saw and did, in order, over all its connections
 /// (numbered from 0 in the order they were accepted). Some fields are only
@@ -360,7 +353,7 @@ impl FakePeer {
         F: Fn(Conn) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        FakePeer::start_on(next_ip(), fx, behaviour).await
+        FakePeer::start_on(next_loopback(), fx, behaviour).await
     }
 
     async fn start_on<F, Fut>(ip: Ipv4Addr, fx: &Arc<Fixture>, behaviour: F) -> FakePeer

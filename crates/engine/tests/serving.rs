@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::listener::{Listener, MAX_PENDING_HANDSHAKES};
 use rivulet_engine::peer::SERVE_QUEUE;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_testkit::next_loopback;
 use rivulet_wire::{
     allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message,
     MessageDecoder, Reserved,
@@ -78,15 +79,6 @@ fn count(a: &AtomicUsize) -> usize {
 // ---------------------------------------------------------------------------
 // Addresses
 
-/// A fresh loopback address 127.0.0.x for each rivulet and each fake peer
-/// (rivulet tells peers apart by address: bans, allowed-fast sets).
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(10);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    Ipv4Addr::new(127, 0, 0, n)
-}
-
 fn fresh_peer_id(ip: Ipv4Addr) -> PeerId {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut id = *b"-LE0001-000000000000";
@@ -128,7 +120,7 @@ impl Node {
             fx.write_to(dir.path());
             damage(fx, dir.path(), damaged);
         }
-        let ip = next_ip();
+        let ip = next_loopback();
         let listener = Listener::bind(Some(IpAddr::V4(ip)), 0).unwrap();
         let mut config = TorrentConfig {
             connect_timeout: Duration::from_secs(2),
@@ -325,7 +317,7 @@ struct Leecher {
 impl Leecher {
     /// Connects from a fresh address with a fresh peer id and handshakes.
     async fn connect(node: &Node, reserved: Reserved, fx: &Fixture) -> Leecher {
-        let ip = next_ip();
+        let ip = next_loopback();
         Leecher::connect_as(node, ip, fresh_peer_id(ip), reserved, fx.info_hash())
             .await
             .unwrap_or_else(|| panic!("rivulet hung up during the handshake"))
@@ -995,7 +987,7 @@ async fn listener_refuses_strangers_and_duplicates() {
     let fx = Fixture::single(7);
     let seeder = Node::seeder(&fx, |_| {}).await;
 
-    let ip = next_ip();
+    let ip = next_loopback();
     let other = Handshake {
         reserved: modern(),
         info_hash: InfoHash([0x5a; 20]),
@@ -1015,19 +1007,19 @@ async fn listener_refuses_strangers_and_duplicates() {
         b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\n",
     ];
     for g in garbage {
-        let mut stream = tcp_from(next_ip(), seeder.addr).await;
+        let mut stream = tcp_from(next_loopback(), seeder.addr).await;
         stream.write_all(g).await.unwrap();
         let got = read_to_close(&mut stream, "hang-up on garbage").await;
         assert!(got.is_empty(), "rivulet answered garbage {g:?}");
     }
 
-    let ip = next_ip();
+    let ip = next_loopback();
     let id = fresh_peer_id(ip);
     let mut first = Leecher::connect_as(&seeder, ip, id, modern(), fx.info_hash())
         .await
         .unwrap();
     first.unchoked().await;
-    let twin = Leecher::connect_as(&seeder, next_ip(), id, modern(), fx.info_hash()).await;
+    let twin = Leecher::connect_as(&seeder, next_loopback(), id, modern(), fx.info_hash()).await;
     if let Some(mut twin) = twin {
         let after = twin.closed("hang-up on a duplicate peer id").await;
         assert!(after.is_empty(), "the duplicate got {:?}", tail(&after));
@@ -1045,7 +1037,7 @@ async fn listener_refuses_strangers_and_duplicates() {
 /// `Listener::bind` on a port that is taken listens on the next one.
 #[tokio::test]
 async fn listener_takes_the_next_port() {
-    let ip = next_ip();
+    let ip = next_loopback();
     let taken = loop {
         let l = std::net::TcpListener::bind((ip, 0)).unwrap();
         if l.local_addr().unwrap().port() < u16::MAX {
@@ -1060,7 +1052,7 @@ async fn listener_takes_the_next_port() {
         [SocketAddr::new(IpAddr::V4(ip), p + 1)]
     );
     // It accepts there.
-    let _ = tcp_from(next_ip(), SocketAddr::new(IpAddr::V4(ip), p + 1)).await;
+    let _ = tcp_from(next_loopback(), SocketAddr::new(IpAddr::V4(ip), p + 1)).await;
     drop(taken);
 }
 
@@ -1115,7 +1107,7 @@ async fn crossing_relay(
     barrier: Arc<Barrier>,
     closed: Arc<watch::Sender<usize>>,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let ip = next_ip();
+    let ip = next_loopback();
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -1370,7 +1362,7 @@ async fn random_peers_never_bring_the_seeder_down() {
 async fn listener_bounds_pending_handshakes() {
     let fx = Fixture::single(51);
     let node = Node::seeder(&fx, |_| {}).await;
-    let ip = next_ip();
+    let ip = next_loopback();
     let mut silent = Vec::new();
     for _ in 0..MAX_PENDING_HANDSHAKES {
         silent.push(tcp_from(ip, node.addr).await);
@@ -1385,7 +1377,7 @@ async fn listener_bounds_pending_handshakes() {
     drop(silent);
     within(PROMPT, "a handshake once the silent peers left", async {
         loop {
-            let peer_ip = next_ip();
+            let peer_ip = next_loopback();
             if Leecher::connect_as(
                 &node,
                 peer_ip,

@@ -11,8 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use rivulet_engine::announce::{AnnounceTimeouts, Announcer, UdpTiming};
 use rivulet_engine::scrape::{ScrapeOptions, ScrapeOutcome, Scraper};
 use rivulet_engine::storage::MemoryStorage;
 use rivulet_engine::torrent::{Shared, TorrentConfig};
+use rivulet_testkit::next_loopback;
 use rivulet_tracker::udp::{UdpResponse, UdpScrapeEntry};
 use rivulet_tracker::{Event, TrackerError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,14 +36,6 @@ const PROMPT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------
 // Fixtures
-
-/// A fresh loopback address 127.0.0.x for each fake tracker.
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(20);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    Ipv4Addr::new(127, 0, 0, n)
-}
 
 /// A 100,000-byte single-file torrent.
 fn metainfo() -> Metainfo {
@@ -188,7 +181,7 @@ impl Drop for FakeHttp {
 
 impl FakeHttp {
     async fn start(handler: impl Fn(usize, &str) -> Reply + Send + Sync + 'static) -> FakeHttp {
-        let listener = TcpListener::bind((next_ip(), 0)).await.unwrap();
+        let listener = TcpListener::bind((next_loopback(), 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
@@ -276,7 +269,7 @@ impl FakeHttp {
 /// An address where nothing listens (TCP connect is refused; UDP answers
 /// with ICMP port unreachable).
 async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind((next_ip(), 0)).await.unwrap();
+    let l = TcpListener::bind((next_loopback(), 0)).await.unwrap();
     l.local_addr().unwrap()
 }
 
@@ -329,7 +322,7 @@ impl Drop for FakeUdp {
 
 impl FakeUdp {
     async fn start(handler: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync + 'static) -> FakeUdp {
-        let socket = UdpSocket::bind((next_ip(), 0)).await.unwrap();
+        let socket = UdpSocket::bind((next_loopback(), 0)).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler: UdpHandler = Arc::new(handler);

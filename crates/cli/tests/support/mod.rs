@@ -64,7 +64,6 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -349,19 +348,11 @@ pub fn spawn_line_child(cmd: &mut Command) -> LineChild {
     }
 }
 
-/// `127.0.0.n`.
-pub fn loopback(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, n)
-}
-
-/// A fresh loopback address `127.0.0.x` (x from 10 up, distinct within this
-/// test binary) for tests that don't pick their own.
-pub fn next_loopback() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(10);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    loopback(n)
-}
+/// Loopback addresses: `loopback(n)` is `127.0.0.n`, for tests that pick
+/// their own; `next_loopback()` is a fresh address in a /24 of this test
+/// process's own (see `rivulet_testkit::addr`).
+#[allow(unused_imports)]
+pub use rivulet_testkit::{loopback, next_loopback};
 
 /// A port that is free for both TCP and UDP on `ip` right now.
 ///
