@@ -487,89 +487,46 @@ pub fn hex_to_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A minimal bencode reader, enough for tracker answers.
+/// Tracker answers and extended handshakes, read with `rivulet-bencode`
+/// into an owned [`Value`](bencode::Value).
 pub mod bencode {
-    use std::collections::BTreeMap;
+    pub use rivulet_bencode::OwnedValue as Value;
 
-    /// A bencoded value.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Value {
-        /// `i...e`
-        Int(i64),
-        /// `N:...`
-        Bytes(Vec<u8>),
-        /// `l...e`
-        List(Vec<Value>),
-        /// `d...e`
-        Dict(BTreeMap<Vec<u8>, Value>),
+    /// Decodes one value that must fill all of `input`.
+    pub fn decode(input: &[u8]) -> Option<Value> {
+        rivulet_bencode::decode(input)
+            .ok()
+            .map(|v| v.to_owned_value())
     }
 
-    impl Value {
+    /// Reading a decoded [`Value`].
+    pub trait Read {
         /// The entry `key` of a dictionary.
-        pub fn get(&self, key: &[u8]) -> Option<&Value> {
+        fn get(&self, key: &[u8]) -> Option<&Value>;
+        /// The integer, if it is one.
+        fn int(&self) -> Option<i64>;
+        /// The byte string, if it is one.
+        fn bytes(&self) -> Option<&[u8]>;
+    }
+
+    impl Read for Value {
+        fn get(&self, key: &[u8]) -> Option<&Value> {
             match self {
                 Value::Dict(d) => d.get(key),
                 _ => None,
             }
         }
-        /// The integer, if it is one.
-        pub fn int(&self) -> Option<i64> {
+        fn int(&self) -> Option<i64> {
             match self {
                 Value::Int(i) => Some(*i),
                 _ => None,
             }
         }
-        /// The byte string, if it is one.
-        pub fn bytes(&self) -> Option<&[u8]> {
+        fn bytes(&self) -> Option<&[u8]> {
             match self {
                 Value::Bytes(b) => Some(b),
                 _ => None,
             }
-        }
-    }
-
-    /// Decodes one value that must fill all of `input`.
-    pub fn decode(input: &[u8]) -> Option<Value> {
-        let (v, rest) = value(input)?;
-        rest.is_empty().then_some(v)
-    }
-
-    fn value(input: &[u8]) -> Option<(Value, &[u8])> {
-        match *input.first()? {
-            b'i' => {
-                let end = input.iter().position(|&b| b == b'e')?;
-                let n = std::str::from_utf8(&input[1..end]).ok()?.parse().ok()?;
-                Some((Value::Int(n), &input[end + 1..]))
-            }
-            b'l' => {
-                let mut rest = &input[1..];
-                let mut items = Vec::new();
-                while *rest.first()? != b'e' {
-                    let (v, r) = value(rest)?;
-                    items.push(v);
-                    rest = r;
-                }
-                Some((Value::List(items), &rest[1..]))
-            }
-            b'd' => {
-                let mut rest = &input[1..];
-                let mut map = BTreeMap::new();
-                while *rest.first()? != b'e' {
-                    let (k, r) = value(rest)?;
-                    let (v, r) = value(r)?;
-                    map.insert(k.bytes()?.to_vec(), v);
-                    rest = r;
-                }
-                Some((Value::Dict(map), &rest[1..]))
-            }
-            b'0'..=b'9' => {
-                let colon = input.iter().position(|&b| b == b':')?;
-                let len: usize = std::str::from_utf8(&input[..colon]).ok()?.parse().ok()?;
-                let start = colon + 1;
-                let bytes = input.get(start..start.checked_add(len)?)?;
-                Some((Value::Bytes(bytes.to_vec()), &input[start + len..]))
-            }
-            _ => None,
         }
     }
 }
