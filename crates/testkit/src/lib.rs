@@ -2,7 +2,12 @@
 //! dev-dependency of the crates whose tests use it).
 //!
 //! - [`addr`]: loopback addresses, one implementation for every test binary.
+//! - [`tracker`]: fake HTTP and UDP trackers.
+//!
+//! This is test code: a broken expectation panics, and that fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod addr;
+pub mod tracker;
 
 pub use addr::{loopback, next_loopback};
