@@ -1431,7 +1431,10 @@ async fn incoming_connections_are_bounded_by_max_peers() {
 /// The rechoke (every 10 s) runs on its own: with one regular upload slot,
 /// the first interested leecher takes it at once, and the second is
 /// unchoked by the rechoke as the optimistic unchoke.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// On tokio's paused clock: the runtime jumps to the next timer whenever it
+/// is idle, so the 10 s wait for the rechoke takes no real time.
+#[tokio::test(start_paused = true)]
 async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     let fx = Fixture::single(53);
     let node = Node::seeder(&fx, |c| c.upload_slots = 1).await;
@@ -1439,7 +1442,7 @@ async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     first.unchoked().await;
     let mut second = Leecher::connect(&node, modern(), &fx).await;
     second.send(Message::Interested).await;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     // Longer than `expect`'s own limit: the first rechoke is up to 10 s away.
     let unchoked = tokio::time::timeout(rivulet_engine::choker::RECHOKE_INTERVAL + PROMPT, async {
         while let Some(m) = second.recv().await {
