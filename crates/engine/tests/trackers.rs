@@ -8,13 +8,24 @@
 //! one does not keep the good one from delivering peers. No sleep is used as
 //! synchronisation: tests wait for the event itself (a peer on the channel,
 //! the announce's result) under a timeout that only fails the test.
+//!
+//! Every test runs on tokio's paused clock (`start_paused`): when the
+//! runtime is idle it jumps to the next timer, so tracker timeouts, retries
+//! and backoffs take no real time, and the durations the tests assert
+//! (`tokio::time::Instant`) are those of the engine's timers, not of the
+//! machine's load. The clock only jumps when no task can run and the I/O
+//! driver has nothing ready; loopback I/O is normally ready by then, and
+//! if it ever were not, a timeout would fire early and fail the test
+//! rather than let it pass.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rivulet_core::{InfoHash, Metainfo};
 use rivulet_engine::announce::{AnnounceTimeouts, Announcer, UdpTiming};
@@ -135,7 +146,7 @@ async fn within<T>(limit: Duration, what: impl std::future::Future<Output = T>) 
 // ---------------------------------------------------------------------------
 // HTTP announces
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_answer_delivers_peers_and_reports_honest_stats() {
     let peers = compact_peers(3);
     let t = FakeHttp::always(ok(&announce_body(1800, &peers))).await;
@@ -189,7 +200,7 @@ async fn http_answer_delivers_peers_and_reports_honest_stats() {
     within(PROMPT, run).await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_garbage_and_error_pages_are_errors() {
     let cases: Vec<(Reply, &str)> = vec![
         (ok(b"\x00\xff\xfegarbage\x01"), "not bencode"),
@@ -226,7 +237,7 @@ async fn http_garbage_and_error_pages_are_errors() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_failure_reason_is_reported_sanitized() {
     let reason: &[u8] = b"torrent \x1b[31mnot\x07 registered\xff";
     let mut body = format!("d14:failure reason{}:", reason.len()).into_bytes();
@@ -268,7 +279,7 @@ async fn http_failure_reason_is_reported_sanitized() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_absurd_intervals_are_bounded() {
     let s = setup();
     for (interval, expected) in [
@@ -297,7 +308,7 @@ async fn http_absurd_intervals_are_bounded() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_a_megabyte_of_peers_is_capped() {
     // 166,667 peers: 1,000,002 bytes of compact peers.
     let body = announce_body(1800, &compact_peers(166_667));
@@ -332,7 +343,7 @@ async fn http_a_megabyte_of_peers_is_capped() {
     assert!(s.peers.try_recv().is_err());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_oversized_and_endless_bodies_are_cut_off() {
     let s = setup();
     // 5 MB with a Content-Length.
@@ -361,7 +372,7 @@ async fn http_oversized_and_endless_bodies_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_gzip_body_is_decoded() {
     let body = announce_body(900, &compact_peers(2));
     let t = FakeHttp::always(http(
@@ -391,7 +402,7 @@ fn redirect(to: &str) -> Reply {
     http("302 Found", &format!("Location: {to}\r\n"), b"")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_redirects_are_followed_but_bounded() {
     let body = announce_body(1800, &compact_peers(1));
     // /announce -> /r1 -> /r2 -> /r3 -> answer.
@@ -431,7 +442,7 @@ async fn http_redirects_are_followed_but_bounded() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_tracker_that_never_answers_times_out() {
     let s = setup(); // HTTP timeout 500 ms
     for reply in [Reply::Silent, Reply::Trickle] {
@@ -453,7 +464,7 @@ async fn http_tracker_that_never_answers_times_out() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_unreachable_and_bad_urls_fail_fast() {
     let s = setup();
     let addr = closed_port().await;
@@ -482,7 +493,7 @@ async fn http_unreachable_and_bad_urls_fail_fast() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_random_bodies_never_panic() {
     use rand::{Rng, SeedableRng};
     let bodies: Vec<Vec<u8>> = {
@@ -524,7 +535,7 @@ async fn http_random_bodies_never_panic() {
 // ---------------------------------------------------------------------------
 // UDP announces
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_answer_delivers_peers() {
     let t = FakeUdp::start(good_udp(vec![peer(1), peer(2)])).await;
     let mut s = setup();
@@ -573,7 +584,7 @@ async fn udp_answer_delivers_peers() {
     assert_eq!(u32::from_be_bytes(last[80..84].try_into().unwrap()), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_wrong_transaction_ids_are_ignored() {
     // Every answer carries another transaction id: nothing matches, the
     // request times out after its retransmission.
@@ -613,7 +624,7 @@ async fn udp_wrong_transaction_ids_are_ignored() {
     assert_eq!(r.peers.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_truncated_and_malformed_packets_are_ignored() {
     let s = setup();
     type Mangle = fn(Vec<u8>, u32) -> Vec<Vec<u8>>;
@@ -680,7 +691,7 @@ async fn udp_truncated_and_malformed_packets_are_ignored() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_trackers_share_one_socket() {
     // Two UDP tiers: every packet to either tracker, `stopped` included,
     // comes from one socket.
@@ -730,7 +741,7 @@ async fn udp_trackers_share_one_socket() {
     assert_eq!(senders[0], a.senders()[0]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_error_action_is_a_failure() {
     // Refuses the connect.
     let t = FakeUdp::start(|p| {
@@ -780,7 +791,7 @@ async fn udp_error_action_is_a_failure() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_tracker_that_never_answers_is_retried_then_given_up() {
     let t = FakeUdp::start(|_| vec![]).await;
     let s = setup(); // first timeout 100 ms, one retransmission
@@ -821,7 +832,7 @@ async fn udp_tracker_that_never_answers_is_retried_then_given_up() {
 // ---------------------------------------------------------------------------
 // Tiers: a dead tracker never holds up the others
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dead_first_tier_does_not_hold_up_the_second() {
     // Real timeouts (15 s HTTP, 15 s + 30 s UDP): peers must come from the
     // second tier long before the first gives up.
@@ -859,7 +870,7 @@ async fn a_dead_first_tier_does_not_hold_up_the_second() {
     assert!(good.requests().last().unwrap().contains("event=stopped"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failover_within_a_tier() {
     let refused = closed_port().await;
     let garbage = FakeHttp::always(ok(b"<html>")).await;
@@ -887,7 +898,7 @@ async fn failover_within_a_tier() {
     assert!(garbage.requests().len() <= 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tracker_listed_twice_is_announced_to_once() {
     // The same URL in two tiers (and blank entries): one `started`, one
     // `stopped`, not one of each per listing.
@@ -911,7 +922,7 @@ async fn a_tracker_listed_twice_is_announced_to_once() {
     assert!(reqs[1].contains("event=stopped"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_tier_is_retried_with_backoff() {
     // Fails twice (an HTML page, then a refusal), then answers.
     let body = announce_body(1800, &compact_peers(1));
@@ -941,7 +952,7 @@ async fn a_failing_tier_is_retried_with_backoff() {
     assert!(reqs[3].contains("event=stopped"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tracker_that_never_answers_stopped_does_not_delay_exit() {
     // Answers `started`, then goes silent.
     let body = announce_body(1800, &compact_peers(1));
@@ -967,7 +978,7 @@ async fn a_tracker_that_never_answers_stopped_does_not_delay_exit() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn starting_complete_reports_nothing_left_and_no_completed_event() {
     let t = FakeHttp::always(ok(&announce_body(1800, &compact_peers(1)))).await;
     let u = FakeUdp::start(good_udp(vec![peer(2)])).await;
@@ -1004,7 +1015,7 @@ async fn starting_complete_reports_nothing_left_and_no_completed_event() {
 // ---------------------------------------------------------------------------
 // Scrape
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_and_udp_scrape() {
     let hash = shared(false).info_hash;
     let other = InfoHash([7; 20]);
@@ -1042,7 +1053,7 @@ async fn http_and_udp_scrape() {
     assert_eq!(&packets[1][16..36], hash.as_bytes());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn scrape_errors_are_bounded() {
     let hash = InfoHash([1; 20]);
     let options = ScrapeOptions {
@@ -1102,7 +1113,7 @@ async fn scrape_errors_are_bounded() {
     assert!(good.requests().iter().all(|r| r.starts_with("/scrape?")));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn scrape_counts_every_request() {
     // Each tracker is asked exactly once per scrape_all, in parallel: the
     // total time is one timeout, not the sum.
@@ -1132,7 +1143,7 @@ async fn scrape_counts_every_request() {
     assert_eq!(counter.load(Ordering::SeqCst), 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_peers_given_by_host_name_are_resolved() {
     let body =
         b"d8:intervali1800e5:peersld2:ip9:localhost4:porti7777eed2:ip9:127.0.0.94:porti7778eeee";
