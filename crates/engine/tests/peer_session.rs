@@ -1,5 +1,5 @@
 //! The peer connection logic (`peer.rs`, driven through `Download` and
-//! `torrent::run`) against fake peers run in-process on 127.0.0.x: tokio
+//! `torrent::run`) against fake peers run in-process on loopback addresses: tokio
 //! `TcpListener`s speaking the wire protocol with `rivulet_wire`.
 //!
 //! Each test builds a small torrent in memory (20 pieces of 32 KiB, the last
@@ -12,7 +12,9 @@
 //!
 //! No sleep is used as synchronisation: tests wait on the events themselves
 //! (a fake peer's log, the download's outcome), under timeouts that only fail
-//! the test.
+//! the test. The two tests that assert durations (a prompt hang-up, two
+//! request timeouts) run on tokio's paused clock and measure virtual time
+//! (`tokio::time::Instant`), so a loaded machine cannot fail them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -22,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rivulet_core::{InfoHash, PeerId};
@@ -34,6 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 mod common;
 use common::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
@@ -991,7 +994,7 @@ async fn late_bitfield_replaces_what_the_peer_has() {
 /// dropped at once (the decoder does not wait for 4 GiB), and so does a
 /// handshake for another torrent; an honest peer then completes the
 /// download.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn protocol_garbage_disconnects() {
     let fx = Fixture::single(7);
     let dir = tempfile::tempdir().unwrap();
@@ -1084,7 +1087,7 @@ async fn corrupt_sole_sender_is_banned() {
 /// rivulet takes its requests back and asks again after the first timeout,
 /// and drops the peer after the second; the blocks it was asked for then
 /// come from another peer.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stalled_peer_is_dropped_after_two_timeouts() {
     let fx = Fixture::single(9);
     let dir = tempfile::tempdir().unwrap();
