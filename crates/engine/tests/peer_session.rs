@@ -7,8 +7,8 @@
 //! temporary folder, and asserts on the outcome, the files, the `Stats`
 //! counters and what each fake peer received from rivulet: every fake peer
 //! logs the handshake, every message, what it served and when rivulet closed
-//! the connection. The fixture is in `common/mod.rs`, shared with
-//! `serving.rs`.
+//! the connection. The fixture is `rivulet_testkit::fixture`,
+//! shared with `serving.rs`.
 //!
 //! No sleep is used as synchronisation: tests wait on the events themselves
 //! (a fake peer's log, the download's outcome), under timeouts that only fail
@@ -38,8 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-mod common;
-use common::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
+use rivulet_testkit::fixture::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
 
 /// Time a test may wait for something that should happen at once.
 const PROMPT: Duration = Duration::from_secs(5);

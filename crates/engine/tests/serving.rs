@@ -3,10 +3,10 @@
 //! run in-process on 127.0.0.x speaking the wire protocol with
 //! `rivulet_wire`.
 //!
-//! Each test writes a torrent built in memory (`common/mod.rs`: real SHA-1
+//! Each test writes a torrent built in memory (`rivulet_testkit::fixture`: real SHA-1
 //! hashes of deterministic data) into a temporary folder, lets
 //! `Download::prepare` find it complete (or, on purpose, not), puts a
-//! `Listener` on its own 127.0.0.x in front of it and runs it with
+//! `Listener` on its own loopback address in front of it and runs it with
 //! `SeedPolicy::FOREVER`. Fake leechers connect from their own addresses,
 //! handshake for the torrent and assert on what a peer observes: the
 //! messages rivulet sends, the bytes of every block, when it hangs up; and on
@@ -43,8 +43,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Barrier};
 use tokio::task::{JoinHandle, JoinSet};
 
-mod common;
-use common::{within, Fixture, BLOCK, PIECES};
+use rivulet_testkit::fixture::{within, Fixture, BLOCK, PIECES};
 
 /// Time a test may wait for something that should happen at once.
 const PROMPT: Duration = Duration::from_secs(10);
