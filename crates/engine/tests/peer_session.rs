@@ -1,5 +1,5 @@
 //! The peer connection logic (`peer.rs`, driven through `Download` and
-//! `torrent::run`) against fake peers run in-process on 127.0.0.x: tokio
+//! `torrent::run`) against fake peers run in-process on loopback addresses: tokio
 //! `TcpListener`s speaking the wire protocol with `rivulet_wire`.
 //!
 //! Each test builds a small torrent in memory (20 pieces of 32 KiB, the last
@@ -7,12 +7,14 @@
 //! temporary folder, and asserts on the outcome, the files, the `Stats`
 //! counters and what each fake peer received from rivulet: every fake peer
 //! logs the handshake, every message, what it served and when rivulet closed
-//! the connection. The fixture is in `common/mod.rs`, shared with
-//! `serving.rs`.
+//! the connection. The fixture is `rivulet_testkit::fixture`,
+//! shared with `serving.rs`.
 //!
 //! No sleep is used as synchronisation: tests wait on the events themselves
 //! (a fake peer's log, the download's outcome), under timeouts that only fail
-//! the test.
+//! the test. The two tests that assert durations (a prompt hang-up, two
+//! request timeouts) run on tokio's paused clock and measure virtual time
+//! (`tokio::time::Instant`), so a loaded machine cannot fail them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -20,22 +22,23 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rivulet_core::{InfoHash, PeerId};
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_testkit::next_loopback;
 use rivulet_wire::{BlockRequest, Handshake, Message, MessageDecoder, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
-mod common;
-use common::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
+use rivulet_testkit::fixture::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
 
 /// Time a test may wait for something that should happen at once.
 const PROMPT: Duration = Duration::from_secs(5);
@@ -44,14 +47,6 @@ const DOWNLOAD: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Fake peers
-
-/// A fresh loopback address 127.0.0.x for each fake peer (bans are per IP).
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(60);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    Ipv4Addr::new(127, 0, 0, n)
-}
 
 /// What a fake peer saw and did, in order, over all its connections
 /// (numbered from 0 in the order they were accepted). Some fields are only
@@ -360,7 +355,7 @@ impl FakePeer {
         F: Fn(Conn) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        FakePeer::start_on(next_ip(), fx, behaviour).await
+        FakePeer::start_on(next_loopback(), fx, behaviour).await
     }
 
     async fn start_on<F, Fut>(ip: Ipv4Addr, fx: &Arc<Fixture>, behaviour: F) -> FakePeer
@@ -998,7 +993,7 @@ async fn late_bitfield_replaces_what_the_peer_has() {
 /// dropped at once (the decoder does not wait for 4 GiB), and so does a
 /// handshake for another torrent; an honest peer then completes the
 /// download.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn protocol_garbage_disconnects() {
     let fx = Fixture::single(7);
     let dir = tempfile::tempdir().unwrap();
@@ -1091,7 +1086,7 @@ async fn corrupt_sole_sender_is_banned() {
 /// rivulet takes its requests back and asks again after the first timeout,
 /// and drops the peer after the second; the blocks it was asked for then
 /// come from another peer.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stalled_peer_is_dropped_after_two_timeouts() {
     let fx = Fixture::single(9);
     let dir = tempfile::tempdir().unwrap();

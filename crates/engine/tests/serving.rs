@@ -3,10 +3,10 @@
 //! run in-process on 127.0.0.x speaking the wire protocol with
 //! `rivulet_wire`.
 //!
-//! Each test writes a torrent built in memory (`common/mod.rs`: real SHA-1
+//! Each test writes a torrent built in memory (`rivulet_testkit::fixture`: real SHA-1
 //! hashes of deterministic data) into a temporary folder, lets
 //! `Download::prepare` find it complete (or, on purpose, not), puts a
-//! `Listener` on its own 127.0.0.x in front of it and runs it with
+//! `Listener` on its own loopback address in front of it and runs it with
 //! `SeedPolicy::FOREVER`. Fake leechers connect from their own addresses,
 //! handshake for the torrent and assert on what a peer observes: the
 //! messages rivulet sends, the bytes of every block, when it hangs up; and on
@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::listener::{Listener, MAX_PENDING_HANDSHAKES};
 use rivulet_engine::peer::SERVE_QUEUE;
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_testkit::next_loopback;
 use rivulet_wire::{
     allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message,
     MessageDecoder, Reserved,
@@ -42,8 +43,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Barrier};
 use tokio::task::{JoinHandle, JoinSet};
 
-mod common;
-use common::{within, Fixture, BLOCK, PIECES};
+use rivulet_testkit::fixture::{within, Fixture, BLOCK, PIECES};
 
 /// Time a test may wait for something that should happen at once.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -77,15 +77,6 @@ fn count(a: &AtomicUsize) -> usize {
 
 // ---------------------------------------------------------------------------
 // Addresses
-
-/// A fresh loopback address 127.0.0.x for each rivulet and each fake peer
-/// (rivulet tells peers apart by address: bans, allowed-fast sets).
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(10);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    Ipv4Addr::new(127, 0, 0, n)
-}
 
 fn fresh_peer_id(ip: Ipv4Addr) -> PeerId {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -128,7 +119,7 @@ impl Node {
             fx.write_to(dir.path());
             damage(fx, dir.path(), damaged);
         }
-        let ip = next_ip();
+        let ip = next_loopback();
         let listener = Listener::bind(Some(IpAddr::V4(ip)), 0).unwrap();
         let mut config = TorrentConfig {
             connect_timeout: Duration::from_secs(2),
@@ -325,7 +316,7 @@ struct Leecher {
 impl Leecher {
     /// Connects from a fresh address with a fresh peer id and handshakes.
     async fn connect(node: &Node, reserved: Reserved, fx: &Fixture) -> Leecher {
-        let ip = next_ip();
+        let ip = next_loopback();
         Leecher::connect_as(node, ip, fresh_peer_id(ip), reserved, fx.info_hash())
             .await
             .unwrap_or_else(|| panic!("rivulet hung up during the handshake"))
@@ -995,7 +986,7 @@ async fn listener_refuses_strangers_and_duplicates() {
     let fx = Fixture::single(7);
     let seeder = Node::seeder(&fx, |_| {}).await;
 
-    let ip = next_ip();
+    let ip = next_loopback();
     let other = Handshake {
         reserved: modern(),
         info_hash: InfoHash([0x5a; 20]),
@@ -1015,19 +1006,19 @@ async fn listener_refuses_strangers_and_duplicates() {
         b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\n",
     ];
     for g in garbage {
-        let mut stream = tcp_from(next_ip(), seeder.addr).await;
+        let mut stream = tcp_from(next_loopback(), seeder.addr).await;
         stream.write_all(g).await.unwrap();
         let got = read_to_close(&mut stream, "hang-up on garbage").await;
         assert!(got.is_empty(), "rivulet answered garbage {g:?}");
     }
 
-    let ip = next_ip();
+    let ip = next_loopback();
     let id = fresh_peer_id(ip);
     let mut first = Leecher::connect_as(&seeder, ip, id, modern(), fx.info_hash())
         .await
         .unwrap();
     first.unchoked().await;
-    let twin = Leecher::connect_as(&seeder, next_ip(), id, modern(), fx.info_hash()).await;
+    let twin = Leecher::connect_as(&seeder, next_loopback(), id, modern(), fx.info_hash()).await;
     if let Some(mut twin) = twin {
         let after = twin.closed("hang-up on a duplicate peer id").await;
         assert!(after.is_empty(), "the duplicate got {:?}", tail(&after));
@@ -1045,7 +1036,7 @@ async fn listener_refuses_strangers_and_duplicates() {
 /// `Listener::bind` on a port that is taken listens on the next one.
 #[tokio::test]
 async fn listener_takes_the_next_port() {
-    let ip = next_ip();
+    let ip = next_loopback();
     let taken = loop {
         let l = std::net::TcpListener::bind((ip, 0)).unwrap();
         if l.local_addr().unwrap().port() < u16::MAX {
@@ -1060,7 +1051,7 @@ async fn listener_takes_the_next_port() {
         [SocketAddr::new(IpAddr::V4(ip), p + 1)]
     );
     // It accepts there.
-    let _ = tcp_from(next_ip(), SocketAddr::new(IpAddr::V4(ip), p + 1)).await;
+    let _ = tcp_from(next_loopback(), SocketAddr::new(IpAddr::V4(ip), p + 1)).await;
     drop(taken);
 }
 
@@ -1115,7 +1106,7 @@ async fn crossing_relay(
     barrier: Arc<Barrier>,
     closed: Arc<watch::Sender<usize>>,
 ) -> (SocketAddr, JoinHandle<()>) {
-    let ip = next_ip();
+    let ip = next_loopback();
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -1370,7 +1361,7 @@ async fn random_peers_never_bring_the_seeder_down() {
 async fn listener_bounds_pending_handshakes() {
     let fx = Fixture::single(51);
     let node = Node::seeder(&fx, |_| {}).await;
-    let ip = next_ip();
+    let ip = next_loopback();
     let mut silent = Vec::new();
     for _ in 0..MAX_PENDING_HANDSHAKES {
         silent.push(tcp_from(ip, node.addr).await);
@@ -1385,7 +1376,7 @@ async fn listener_bounds_pending_handshakes() {
     drop(silent);
     within(PROMPT, "a handshake once the silent peers left", async {
         loop {
-            let peer_ip = next_ip();
+            let peer_ip = next_loopback();
             if Leecher::connect_as(
                 &node,
                 peer_ip,
@@ -1439,7 +1430,10 @@ async fn incoming_connections_are_bounded_by_max_peers() {
 /// The rechoke (every 10 s) runs on its own: with one regular upload slot,
 /// the first interested leecher takes it at once, and the second is
 /// unchoked by the rechoke as the optimistic unchoke.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// On tokio's paused clock: the runtime jumps to the next timer whenever it
+/// is idle, so the 10 s wait for the rechoke takes no real time.
+#[tokio::test(start_paused = true)]
 async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     let fx = Fixture::single(53);
     let node = Node::seeder(&fx, |c| c.upload_slots = 1).await;
@@ -1447,7 +1441,7 @@ async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     first.unchoked().await;
     let mut second = Leecher::connect(&node, modern(), &fx).await;
     second.send(Message::Interested).await;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     // Longer than `expect`'s own limit: the first rechoke is up to 10 s away.
     let unchoked = tokio::time::timeout(rivulet_engine::choker::RECHOKE_INTERVAL + PROMPT, async {
         while let Some(m) = second.recv().await {

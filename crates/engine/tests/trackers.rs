@@ -1,32 +1,43 @@
 //! The tracker driver (`announce`, `scrape`) against hostile and broken
-//! trackers: in-process fakes on 127.0.0.x, an HTTP server made of a tokio
-//! `TcpListener` answering canned bytes, and a UDP socket answering canned
-//! packets.
+//! trackers: in-process fakes on loopback addresses from
+//! `rivulet_testkit::tracker`, an HTTP server made of a tokio `TcpListener`
+//! answering canned bytes, and a UDP socket answering canned packets.
 //!
 //! For every case the announce ends with an error or a bounded answer, never
 //! a panic and never past its (shortened) timeout; with several tiers, a dead
 //! one does not keep the good one from delivering peers. No sleep is used as
 //! synchronisation: tests wait for the event itself (a peer on the channel,
 //! the announce's result) under a timeout that only fails the test.
+//!
+//! Every test runs on tokio's paused clock (`start_paused`): when the
+//! runtime is idle it jumps to the next timer, so tracker timeouts, retries
+//! and backoffs take no real time, and the durations the tests assert
+//! (`tokio::time::Instant`) are those of the engine's timers, not of the
+//! machine's load. The clock only jumps when no task can run and the I/O
+//! driver has nothing ready; loopback I/O is normally ready by then, and
+//! if it ever were not, a timeout would fire early and fail the test
+//! rather than let it pass.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rivulet_core::{InfoHash, Metainfo};
 use rivulet_engine::announce::{AnnounceTimeouts, Announcer, UdpTiming};
 use rivulet_engine::scrape::{ScrapeOptions, ScrapeOutcome, Scraper};
 use rivulet_engine::storage::MemoryStorage;
 use rivulet_engine::torrent::{Shared, TorrentConfig};
-use rivulet_tracker::udp::{UdpResponse, UdpScrapeEntry};
+use rivulet_testkit::tracker::{
+    action_tid, closed_port, good_udp, gzip_stored, http, ok, FakeHttp, FakeUdp, Reply,
+};
+use rivulet_tracker::udp::UdpResponse;
 use rivulet_tracker::{Event, TrackerError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 const TOTAL: u64 = 100_000;
 const PIECE: u64 = 16_384;
@@ -35,14 +46,6 @@ const PROMPT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------
 // Fixtures
-
-/// A fresh loopback address 127.0.0.x for each fake tracker.
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(20);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    Ipv4Addr::new(127, 0, 0, n)
-}
 
 /// A 100,000-byte single-file torrent.
 fn metainfo() -> Metainfo {
@@ -141,288 +144,9 @@ async fn within<T>(limit: Duration, what: impl std::future::Future<Output = T>) 
 }
 
 // ---------------------------------------------------------------------------
-// A fake HTTP tracker
-
-#[derive(Clone)]
-enum Reply {
-    /// These bytes (status line, headers, body), then close.
-    Raw(Vec<u8>),
-    /// Read the request, never answer, keep the connection open.
-    Silent,
-    /// A 200 header without length, then body bytes forever, as fast as
-    /// the client takes them.
-    Endless,
-    /// A 200 header, then one byte every 50 ms forever.
-    Trickle,
-}
-
-fn http(status: &str, headers: &str, body: &[u8]) -> Reply {
-    let mut r = format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    r.extend_from_slice(body);
-    Reply::Raw(r)
-}
-
-fn ok(body: &[u8]) -> Reply {
-    http("200 OK", "Content-Type: text/plain\r\n", body)
-}
-
-type Handler = Arc<dyn Fn(usize, &str) -> Reply + Send + Sync>;
-
-/// An HTTP server on 127.0.0.x that answers each request with
-/// `handler(request number from 0, request target)`.
-struct FakeHttp {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakeHttp {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FakeHttp {
-    async fn start(handler: impl Fn(usize, &str) -> Reply + Send + Sync + 'static) -> FakeHttp {
-        let listener = TcpListener::bind((next_ip(), 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Handler = Arc::new(handler);
-        let reqs = Arc::clone(&requests);
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = Arc::clone(&handler);
-                let reqs = Arc::clone(&reqs);
-                conns.spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                        assert!(head.len() < 64 * 1024, "request head too long");
-                    }
-                    let text = String::from_utf8_lossy(&head).into_owned();
-                    let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let n = {
-                        let mut r = reqs.lock().unwrap();
-                        r.push(target.clone());
-                        r.len() - 1
-                    };
-                    match handler(n, &target) {
-                        Reply::Raw(bytes) => {
-                            let _ = sock.write_all(&bytes).await;
-                            let _ = sock.shutdown().await;
-                        }
-                        Reply::Silent => std::future::pending::<()>().await,
-                        Reply::Endless => {
-                            let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nd5:peers";
-                            if sock.write_all(head.as_bytes()).await.is_err() {
-                                return;
-                            }
-                            let chunk = vec![b'7'; 64 * 1024];
-                            while sock.write_all(&chunk).await.is_ok() {}
-                        }
-                        Reply::Trickle => {
-                            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
-                            if sock.write_all(head.as_bytes()).await.is_err() {
-                                return;
-                            }
-                            loop {
-                                if sock.write_all(b"d").await.is_err() {
-                                    return;
-                                }
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        FakeHttp {
-            addr,
-            requests,
-            task,
-        }
-    }
-
-    /// A fake that answers every request with `reply`.
-    async fn always(reply: Reply) -> FakeHttp {
-        FakeHttp::start(move |_, _| reply.clone()).await
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn announce_url(&self) -> String {
-        self.url("/announce")
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// An address where nothing listens (TCP connect is refused; UDP answers
-/// with ICMP port unreachable).
-async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind((next_ip(), 0)).await.unwrap();
-    l.local_addr().unwrap()
-}
-
-/// Gzip of `data` with one stored (uncompressed) deflate block.
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    assert!(data.len() <= 65_535);
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    let crc = !crc;
-    let len = data.len() as u16;
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-    out.push(1); // BFINAL, stored
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(!len).to_le_bytes());
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
-}
-
-// ---------------------------------------------------------------------------
-// A fake UDP tracker
-
-type UdpHandler = Arc<dyn Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync>;
-
-/// A UDP socket on 127.0.0.x that answers each datagram with the packets
-/// `handler(datagram)` returns (none: silence).
-struct FakeUdp {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Vec<u8>>>>,
-    /// The source address of each received datagram.
-    senders: Arc<Mutex<Vec<SocketAddr>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakeUdp {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FakeUdp {
-    async fn start(handler: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync + 'static) -> FakeUdp {
-        let socket = UdpSocket::bind((next_ip(), 0)).await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let handler: UdpHandler = Arc::new(handler);
-        let senders = Arc::new(Mutex::new(Vec::new()));
-        let rec = Arc::clone(&received);
-        let from_addrs = Arc::clone(&senders);
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_536];
-            loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                    continue;
-                };
-                let packet = buf[..n].to_vec();
-                rec.lock().unwrap().push(packet.clone());
-                from_addrs.lock().unwrap().push(from);
-                for answer in handler(&packet) {
-                    let _ = socket.send_to(&answer, from).await;
-                }
-            }
-        });
-        FakeUdp {
-            addr,
-            received,
-            senders,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("udp://{}/announce", self.addr)
-    }
-
-    fn received(&self) -> Vec<Vec<u8>> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn senders(&self) -> Vec<SocketAddr> {
-        self.senders.lock().unwrap().clone()
-    }
-}
-
-/// Action (bytes 8..12) and transaction id (12..16) of a client packet; the
-/// same offsets in connect, announce and scrape requests.
-fn action_tid(p: &[u8]) -> (u32, u32) {
-    (
-        u32::from_be_bytes(p[8..12].try_into().unwrap()),
-        u32::from_be_bytes(p[12..16].try_into().unwrap()),
-    )
-}
-
-const CONNECTION_ID: u64 = 0x1122_3344_5566_7788;
-
-/// A well-behaved UDP tracker: connects, announces with `peers`, scrapes
-/// with (seeders 3, completed 7, leechers 5) per hash.
-fn good_udp(peers: Vec<SocketAddr>) -> impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync {
-    move |p| {
-        let (action, tid) = action_tid(p);
-        let answer = match action {
-            0 => UdpResponse::Connect {
-                transaction_id: tid,
-                connection_id: CONNECTION_ID,
-            },
-            1 => {
-                assert_eq!(&p[..8], &CONNECTION_ID.to_be_bytes());
-                UdpResponse::Announce {
-                    transaction_id: tid,
-                    interval: 1800,
-                    leechers: 1,
-                    seeders: 2,
-                    peers: peers.clone(),
-                }
-            }
-            2 => UdpResponse::Scrape {
-                transaction_id: tid,
-                entries: vec![
-                    UdpScrapeEntry {
-                        seeders: 3,
-                        completed: 7,
-                        leechers: 5,
-                    };
-                    (p.len() - 16) / 20
-                ],
-            },
-            _ => return vec![],
-        };
-        vec![answer.encode()]
-    }
-}
-
-// ---------------------------------------------------------------------------
 // HTTP announces
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_answer_delivers_peers_and_reports_honest_stats() {
     let peers = compact_peers(3);
     let t = FakeHttp::always(ok(&announce_body(1800, &peers))).await;
@@ -476,7 +200,7 @@ async fn http_answer_delivers_peers_and_reports_honest_stats() {
     within(PROMPT, run).await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_garbage_and_error_pages_are_errors() {
     let cases: Vec<(Reply, &str)> = vec![
         (ok(b"\x00\xff\xfegarbage\x01"), "not bencode"),
@@ -513,7 +237,7 @@ async fn http_garbage_and_error_pages_are_errors() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_failure_reason_is_reported_sanitized() {
     let reason: &[u8] = b"torrent \x1b[31mnot\x07 registered\xff";
     let mut body = format!("d14:failure reason{}:", reason.len()).into_bytes();
@@ -555,7 +279,7 @@ async fn http_failure_reason_is_reported_sanitized() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_absurd_intervals_are_bounded() {
     let s = setup();
     for (interval, expected) in [
@@ -584,7 +308,7 @@ async fn http_absurd_intervals_are_bounded() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_a_megabyte_of_peers_is_capped() {
     // 166,667 peers: 1,000,002 bytes of compact peers.
     let body = announce_body(1800, &compact_peers(166_667));
@@ -619,7 +343,7 @@ async fn http_a_megabyte_of_peers_is_capped() {
     assert!(s.peers.try_recv().is_err());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_oversized_and_endless_bodies_are_cut_off() {
     let s = setup();
     // 5 MB with a Content-Length.
@@ -648,7 +372,7 @@ async fn http_oversized_and_endless_bodies_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_gzip_body_is_decoded() {
     let body = announce_body(900, &compact_peers(2));
     let t = FakeHttp::always(http(
@@ -678,7 +402,7 @@ fn redirect(to: &str) -> Reply {
     http("302 Found", &format!("Location: {to}\r\n"), b"")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_redirects_are_followed_but_bounded() {
     let body = announce_body(1800, &compact_peers(1));
     // /announce -> /r1 -> /r2 -> /r3 -> answer.
@@ -718,7 +442,7 @@ async fn http_redirects_are_followed_but_bounded() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_tracker_that_never_answers_times_out() {
     let s = setup(); // HTTP timeout 500 ms
     for reply in [Reply::Silent, Reply::Trickle] {
@@ -740,7 +464,7 @@ async fn http_tracker_that_never_answers_times_out() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_unreachable_and_bad_urls_fail_fast() {
     let s = setup();
     let addr = closed_port().await;
@@ -769,7 +493,7 @@ async fn http_unreachable_and_bad_urls_fail_fast() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_random_bodies_never_panic() {
     use rand::{Rng, SeedableRng};
     let bodies: Vec<Vec<u8>> = {
@@ -811,7 +535,7 @@ async fn http_random_bodies_never_panic() {
 // ---------------------------------------------------------------------------
 // UDP announces
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_answer_delivers_peers() {
     let t = FakeUdp::start(good_udp(vec![peer(1), peer(2)])).await;
     let mut s = setup();
@@ -860,7 +584,7 @@ async fn udp_answer_delivers_peers() {
     assert_eq!(u32::from_be_bytes(last[80..84].try_into().unwrap()), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_wrong_transaction_ids_are_ignored() {
     // Every answer carries another transaction id: nothing matches, the
     // request times out after its retransmission.
@@ -900,7 +624,7 @@ async fn udp_wrong_transaction_ids_are_ignored() {
     assert_eq!(r.peers.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_truncated_and_malformed_packets_are_ignored() {
     let s = setup();
     type Mangle = fn(Vec<u8>, u32) -> Vec<Vec<u8>>;
@@ -967,7 +691,7 @@ async fn udp_truncated_and_malformed_packets_are_ignored() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_trackers_share_one_socket() {
     // Two UDP tiers: every packet to either tracker, `stopped` included,
     // comes from one socket.
@@ -1017,7 +741,7 @@ async fn udp_trackers_share_one_socket() {
     assert_eq!(senders[0], a.senders()[0]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_error_action_is_a_failure() {
     // Refuses the connect.
     let t = FakeUdp::start(|p| {
@@ -1067,7 +791,7 @@ async fn udp_error_action_is_a_failure() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn udp_tracker_that_never_answers_is_retried_then_given_up() {
     let t = FakeUdp::start(|_| vec![]).await;
     let s = setup(); // first timeout 100 ms, one retransmission
@@ -1108,7 +832,7 @@ async fn udp_tracker_that_never_answers_is_retried_then_given_up() {
 // ---------------------------------------------------------------------------
 // Tiers: a dead tracker never holds up the others
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dead_first_tier_does_not_hold_up_the_second() {
     // Real timeouts (15 s HTTP, 15 s + 30 s UDP): peers must come from the
     // second tier long before the first gives up.
@@ -1146,7 +870,7 @@ async fn a_dead_first_tier_does_not_hold_up_the_second() {
     assert!(good.requests().last().unwrap().contains("event=stopped"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failover_within_a_tier() {
     let refused = closed_port().await;
     let garbage = FakeHttp::always(ok(b"<html>")).await;
@@ -1174,7 +898,7 @@ async fn failover_within_a_tier() {
     assert!(garbage.requests().len() <= 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tracker_listed_twice_is_announced_to_once() {
     // The same URL in two tiers (and blank entries): one `started`, one
     // `stopped`, not one of each per listing.
@@ -1198,7 +922,7 @@ async fn a_tracker_listed_twice_is_announced_to_once() {
     assert!(reqs[1].contains("event=stopped"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_tier_is_retried_with_backoff() {
     // Fails twice (an HTML page, then a refusal), then answers.
     let body = announce_body(1800, &compact_peers(1));
@@ -1228,7 +952,7 @@ async fn a_failing_tier_is_retried_with_backoff() {
     assert!(reqs[3].contains("event=stopped"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tracker_that_never_answers_stopped_does_not_delay_exit() {
     // Answers `started`, then goes silent.
     let body = announce_body(1800, &compact_peers(1));
@@ -1254,7 +978,7 @@ async fn a_tracker_that_never_answers_stopped_does_not_delay_exit() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn starting_complete_reports_nothing_left_and_no_completed_event() {
     let t = FakeHttp::always(ok(&announce_body(1800, &compact_peers(1)))).await;
     let u = FakeUdp::start(good_udp(vec![peer(2)])).await;
@@ -1291,7 +1015,7 @@ async fn starting_complete_reports_nothing_left_and_no_completed_event() {
 // ---------------------------------------------------------------------------
 // Scrape
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_and_udp_scrape() {
     let hash = shared(false).info_hash;
     let other = InfoHash([7; 20]);
@@ -1329,7 +1053,7 @@ async fn http_and_udp_scrape() {
     assert_eq!(&packets[1][16..36], hash.as_bytes());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn scrape_errors_are_bounded() {
     let hash = InfoHash([1; 20]);
     let options = ScrapeOptions {
@@ -1389,7 +1113,7 @@ async fn scrape_errors_are_bounded() {
     assert!(good.requests().iter().all(|r| r.starts_with("/scrape?")));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn scrape_counts_every_request() {
     // Each tracker is asked exactly once per scrape_all, in parallel: the
     // total time is one timeout, not the sum.
@@ -1419,7 +1143,7 @@ async fn scrape_counts_every_request() {
     assert_eq!(counter.load(Ordering::SeqCst), 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_peers_given_by_host_name_are_resolved() {
     let body =
         b"d8:intervali1800e5:peersld2:ip9:localhost4:porti7777eed2:ip9:127.0.0.94:porti7778eeee";

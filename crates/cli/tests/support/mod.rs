@@ -64,7 +64,6 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -349,19 +348,11 @@ pub fn spawn_line_child(cmd: &mut Command) -> LineChild {
     }
 }
 
-/// `127.0.0.n`.
-pub fn loopback(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, n)
-}
-
-/// A fresh loopback address `127.0.0.x` (x from 10 up, distinct within this
-/// test binary) for tests that don't pick their own.
-pub fn next_loopback() -> Ipv4Addr {
-    static NEXT: AtomicU8 = AtomicU8::new(10);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 250, "ran out of loopback addresses");
-    loopback(n)
-}
+/// Loopback addresses: `loopback(n)` is `127.0.0.n`, for tests that pick
+/// their own; `next_loopback()` is a fresh address in a /24 of this test
+/// process's own (see `rivulet_testkit::addr`).
+#[allow(unused_imports)]
+pub use rivulet_testkit::{loopback, next_loopback};
 
 /// A port that is free for both TCP and UDP on `ip` right now.
 ///
@@ -496,89 +487,46 @@ pub fn hex_to_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A minimal bencode reader, enough for tracker answers.
+/// Tracker answers and extended handshakes, read with `rivulet-bencode`
+/// into an owned [`Value`](bencode::Value).
 pub mod bencode {
-    use std::collections::BTreeMap;
+    pub use rivulet_bencode::OwnedValue as Value;
 
-    /// A bencoded value.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Value {
-        /// `i...e`
-        Int(i64),
-        /// `N:...`
-        Bytes(Vec<u8>),
-        /// `l...e`
-        List(Vec<Value>),
-        /// `d...e`
-        Dict(BTreeMap<Vec<u8>, Value>),
+    /// Decodes one value that must fill all of `input`.
+    pub fn decode(input: &[u8]) -> Option<Value> {
+        rivulet_bencode::decode(input)
+            .ok()
+            .map(|v| v.to_owned_value())
     }
 
-    impl Value {
+    /// Reading a decoded [`Value`].
+    pub trait Read {
         /// The entry `key` of a dictionary.
-        pub fn get(&self, key: &[u8]) -> Option<&Value> {
+        fn get(&self, key: &[u8]) -> Option<&Value>;
+        /// The integer, if it is one.
+        fn int(&self) -> Option<i64>;
+        /// The byte string, if it is one.
+        fn bytes(&self) -> Option<&[u8]>;
+    }
+
+    impl Read for Value {
+        fn get(&self, key: &[u8]) -> Option<&Value> {
             match self {
                 Value::Dict(d) => d.get(key),
                 _ => None,
             }
         }
-        /// The integer, if it is one.
-        pub fn int(&self) -> Option<i64> {
+        fn int(&self) -> Option<i64> {
             match self {
                 Value::Int(i) => Some(*i),
                 _ => None,
             }
         }
-        /// The byte string, if it is one.
-        pub fn bytes(&self) -> Option<&[u8]> {
+        fn bytes(&self) -> Option<&[u8]> {
             match self {
                 Value::Bytes(b) => Some(b),
                 _ => None,
             }
-        }
-    }
-
-    /// Decodes one value that must fill all of `input`.
-    pub fn decode(input: &[u8]) -> Option<Value> {
-        let (v, rest) = value(input)?;
-        rest.is_empty().then_some(v)
-    }
-
-    fn value(input: &[u8]) -> Option<(Value, &[u8])> {
-        match *input.first()? {
-            b'i' => {
-                let end = input.iter().position(|&b| b == b'e')?;
-                let n = std::str::from_utf8(&input[1..end]).ok()?.parse().ok()?;
-                Some((Value::Int(n), &input[end + 1..]))
-            }
-            b'l' => {
-                let mut rest = &input[1..];
-                let mut items = Vec::new();
-                while *rest.first()? != b'e' {
-                    let (v, r) = value(rest)?;
-                    items.push(v);
-                    rest = r;
-                }
-                Some((Value::List(items), &rest[1..]))
-            }
-            b'd' => {
-                let mut rest = &input[1..];
-                let mut map = BTreeMap::new();
-                while *rest.first()? != b'e' {
-                    let (k, r) = value(rest)?;
-                    let (v, r) = value(r)?;
-                    map.insert(k.bytes()?.to_vec(), v);
-                    rest = r;
-                }
-                Some((Value::Dict(map), &rest[1..]))
-            }
-            b'0'..=b'9' => {
-                let colon = input.iter().position(|&b| b == b':')?;
-                let len: usize = std::str::from_utf8(&input[..colon]).ok()?.parse().ok()?;
-                let start = colon + 1;
-                let bytes = input.get(start..start.checked_add(len)?)?;
-                Some((Value::Bytes(bytes.to_vec()), &input[start + len..]))
-            }
-            _ => None,
         }
     }
 }

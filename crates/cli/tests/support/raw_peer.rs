@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::bencode::{self, Value};
+use super::bencode::{self, Read as _, Value};
 use super::poll_until;
 
 /// Message ids (BEP 3, BEP 6, BEP 10).

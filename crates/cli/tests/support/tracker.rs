@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bencode::{self, Value};
+use super::bencode::{self, Read as _, Value};
 use super::http::{self, percent_encode};
 use super::netns::Netns;
 use super::{free_port, hex_to_bytes, is_listening, poll_until, require_program, Proc};

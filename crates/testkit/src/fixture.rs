@@ -1,10 +1,6 @@
-//! Shared by the in-process engine tests (`peer_session.rs`, `serving.rs`):
-//! a torrent built in memory with real SHA-1 hashes of deterministic data,
-//! and a timeout that only fails the test.
-//!
-//! Each test file uses a part of this; the rest is dead code there.
-
-#![allow(dead_code)]
+//! A torrent built in memory with real SHA-1 hashes of deterministic data
+//! ([`Fixture`]), its blocks as a downloader requests them, and a timeout
+//! that only fails the test ([`within`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -30,7 +26,9 @@ pub const TOTAL: usize = (PIECES - 1) * PIECE_LEN as usize + 20_000;
 
 /// A torrent built in memory, with its data.
 pub struct Fixture {
+    /// The torrent.
     pub metainfo: Metainfo,
+    /// Its content, every file in torrent order.
     pub data: Vec<u8>,
     /// Bytes per piece.
     pub piece_length: u32,
@@ -101,14 +99,17 @@ impl Fixture {
         })
     }
 
+    /// The torrent's info-hash.
     pub fn info_hash(&self) -> InfoHash {
         self.metainfo.info_hash
     }
 
+    /// How many pieces it has.
     pub fn num_pieces(&self) -> usize {
         self.metainfo.info.num_pieces()
     }
 
+    /// The length of `piece` (the last one may be short).
     pub fn piece_len(&self, piece: u32) -> u32 {
         let start = piece as usize * self.piece_length as usize;
         (self.data.len() - start).min(self.piece_length as usize) as u32
@@ -121,6 +122,7 @@ impl Fixture {
             .collect()
     }
 
+    /// The blocks of `piece`, as a downloader should request them.
     pub fn blocks_of(&self, piece: u32) -> Vec<BlockRequest> {
         let len = self.piece_len(piece);
         (0..len.div_ceil(BLOCK))
@@ -193,6 +195,7 @@ pub fn all() -> Vec<bool> {
     vec![true; PIECES]
 }
 
+/// A `bitfield` message with the pieces `have` marks.
 pub fn bitfield(have: &[bool]) -> Message {
     let mut bits = Bitfield::new(have.len());
     for (i, h) in have.iter().enumerate() {
