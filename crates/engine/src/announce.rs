@@ -167,15 +167,21 @@ impl std::fmt::Debug for Announcer {
     }
 }
 
+/// The tracker client could not be set up: its HTTP client failed to build
+/// (no TLS backend, for example).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the HTTP client for trackers: {0}")]
+pub struct ClientError(reqwest::Error);
+
 /// The HTTP client for tracker requests: bounded redirects, our user agent,
 /// gzip. Timeouts are applied per request by the callers.
-pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, String> {
+pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .local_address(bind)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .user_agent(format!("rivulet/{}", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot create HTTP client: {e}"))
+        .map_err(ClientError)
 }
 
 impl Announcer {
@@ -186,7 +192,7 @@ impl Announcer {
         shared: Arc<Shared>,
         port: u16,
         peers: mpsc::UnboundedSender<SocketAddr>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         Ok(Announcer {
             http: http_client(shared.config.bind)?,
             udp: Arc::new(UdpSockets::new(shared.config.bind)),

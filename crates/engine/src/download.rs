@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::announce::{Announcer, STOP_TIMEOUT};
 use crate::connector;
 
-use crate::folder::{DataFolder, FolderOptions};
+use crate::folder::{DataFolder, FolderError, FolderOptions};
 use crate::resume::{ResumeData, ResumeError};
 use crate::storage::{create_links, FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
 use crate::torrent::{self, Outcome, Shared, TorrentConfig, TorrentError};
@@ -30,27 +30,10 @@ pub enum DownloadError {
     /// Existing data could not be read for checking.
     #[error("cannot check existing data: {0}")]
     Check(rivulet_core::piece_io::PieceReadError),
-    /// The data folder cannot be written to, and this session needs to
-    /// (a download, or a seed without a state folder for its resume data).
-    #[error("cannot write to the data folder {}: {error}", dir.display())]
-    NotWritable {
-        /// The data folder.
-        dir: PathBuf,
-        /// What writing there answered (shown in the message, so not also a
-        /// `source`).
-        error: std::io::Error,
-    },
-    /// Another process (a second `rivulet download` or `seed`) holds the
-    /// lock on this torrent's data in this folder.
-    #[error("{name} in {} is in use by another rivulet process (it holds the lock {})", dir.display(), lock.display())]
-    InUse {
-        /// The torrent's name.
-        name: String,
-        /// The data folder.
-        dir: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
-    },
+    /// The data folder cannot be used: not writable, in use by another
+    /// process, or (for a seed) holding none of the data.
+    #[error("{0}")]
+    Folder(FolderError),
     /// Pieces too large to assemble in memory (see
     /// [`torrent::MAX_DOWNLOAD_PIECE_LENGTH`]).
     #[error("pieces of {} are too large to download: rivulet holds a piece in memory until it is verified and accepts pieces of up to {} (this torrent's are {})", name, human(torrent::MAX_DOWNLOAD_PIECE_LENGTH), human(*piece_length))]
@@ -59,14 +42,6 @@ pub enum DownloadError {
         name: String,
         /// Its piece length in bytes.
         piece_length: u64,
-    },
-    /// Seeding a folder that holds none of the torrent's files.
-    #[error("none of the data of {name} is in {}", dir.display())]
-    NoData {
-        /// The torrent's name.
-        name: String,
-        /// The data folder.
-        dir: PathBuf,
     },
     /// Seeding a folder whose files are there but hold not one good piece:
     /// the wrong folder, or other data under the same names, which seeding
@@ -103,6 +78,12 @@ pub enum DownloadError {
 impl From<StorageError> for DownloadError {
     fn from(e: StorageError) -> Self {
         DownloadError::Storage(e)
+    }
+}
+
+impl From<FolderError> for DownloadError {
+    fn from(e: FolderError) -> Self {
+        DownloadError::Folder(e)
     }
 }
 

@@ -23,13 +23,49 @@ use std::path::{Path, PathBuf};
 use rivulet_core::{InfoHash, Metainfo};
 use sha1::{Digest, Sha1};
 
-use crate::download::DownloadError;
 use crate::storage::StorageError;
 
 /// ENOLCK ("no locks available") on Linux: what NFS without a lock daemon
 /// answers. std has no `io::ErrorKind` for it (it is `Uncategorized`, which
 /// cannot be matched), so the errno itself is compared.
 const ENOLCK: i32 = 37;
+
+/// Why a data folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    /// The folder or its lock or resume files cannot be created.
+    #[error("cannot prepare the data folder: {0}")]
+    Storage(StorageError),
+    /// The data folder cannot be written to, and this session needs to
+    /// (a download, or a seed without a state folder for its resume data).
+    #[error("cannot write to the data folder {}: {error}", dir.display())]
+    NotWritable {
+        /// The data folder.
+        dir: PathBuf,
+        /// What writing there answered (shown in the message, so not also a
+        /// `source`).
+        error: std::io::Error,
+    },
+    /// Another process (a second `rivulet download` or `seed`) holds the
+    /// lock on this torrent's data in this folder.
+    #[error("{name} in {} is in use by another rivulet process (it holds the lock {})", dir.display(), lock.display())]
+    InUse {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// Seeding a folder that holds none of the torrent's files.
+    #[error("none of the data of {name} is in {}", dir.display())]
+    NoData {
+        /// The torrent's name.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+    },
+}
 
 /// How a session may use its data folder.
 #[derive(Debug, Clone, Default)]
@@ -67,15 +103,15 @@ pub struct DataFolder {
 impl DataFolder {
     /// Locks `metainfo`'s data in `dir` for this process, after checking
     /// what `options` asks: with `seed`, that some of the data is there
-    /// ([`DownloadError::NoData`]; nothing is created then); for a folder
+    /// ([`FolderError::NoData`]; nothing is created then); for a folder
     /// that cannot be written to, that a state folder is given. Fails with
-    /// [`DownloadError::InUse`] when another process holds the lock.
+    /// [`FolderError::InUse`] when another process holds the lock.
     /// Blocking, but only a handful of file-system calls (no data is read).
     pub fn open(
         metainfo: &Metainfo,
         dir: &Path,
         options: &FolderOptions,
-    ) -> Result<DataFolder, DownloadError> {
+    ) -> Result<DataFolder, FolderError> {
         let info = &metainfo.info;
         if options.seed
             && !info
@@ -83,7 +119,7 @@ impl DataFolder {
                 .iter()
                 .any(|f| f.is_stored() && dir.join(f.relative_path()).exists())
         {
-            return Err(DownloadError::NoData {
+            return Err(FolderError::NoData {
                 name: info.name.clone(),
                 dir: dir.to_owned(),
             });
@@ -96,7 +132,7 @@ impl DataFolder {
                 Err(e) if is_not_writable(&e) => {
                     let Some(state_dir) = options.state_dir.as_ref().filter(|_| options.seed)
                     else {
-                        return Err(DownloadError::NotWritable {
+                        return Err(FolderError::NotWritable {
                             dir: dir.to_owned(),
                             error: e,
                         });
@@ -112,7 +148,7 @@ impl DataFolder {
         let lock = match lock.try_lock() {
             Ok(()) => Some(lock),
             Err(TryLockError::WouldBlock) => {
-                return Err(DownloadError::InUse {
+                return Err(FolderError::InUse {
                     name: info.name.clone(),
                     dir: dir.to_owned(),
                     lock: lock_path,
@@ -176,7 +212,7 @@ fn state_resume_path(
     state_dir: &Path,
     info_hash: &InfoHash,
     dir: &Path,
-) -> Result<PathBuf, DownloadError> {
+) -> Result<PathBuf, FolderError> {
     let canonical = dir.canonicalize().map_err(|e| storage_error(dir, e))?;
     let digest = Sha1::digest(canonical.as_os_str().as_bytes());
     let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -205,8 +241,8 @@ fn is_not_writable(e: &io::Error) -> bool {
     )
 }
 
-fn storage_error(path: &Path, error: io::Error) -> DownloadError {
-    DownloadError::Storage(StorageError::Io {
+fn storage_error(path: &Path, error: io::Error) -> FolderError {
+    FolderError::Storage(StorageError::Io {
         path: path.to_owned(),
         error,
     })
@@ -236,7 +272,7 @@ mod tests {
         assert!(first.is_locked());
         assert_eq!(first.resume_path(), resume_path(dir.path(), &m.info_hash));
         let e = DataFolder::open(&m, dir.path(), &FolderOptions::default()).unwrap_err();
-        assert!(matches!(e, DownloadError::InUse { .. }), "{e}");
+        assert!(matches!(e, FolderError::InUse { .. }), "{e}");
         assert!(
             e.to_string()
                 .starts_with(&format!("f.bin in {} is in use", dir.path().display())),
@@ -257,7 +293,7 @@ mod tests {
             state_dir: None,
         };
         let e = DataFolder::open(&torrent(), dir.path(), &options).unwrap_err();
-        assert!(matches!(e, DownloadError::NoData { .. }), "{e}");
+        assert!(matches!(e, FolderError::NoData { .. }), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         std::fs::write(dir.path().join("f.bin"), b"0123456789").unwrap();
         DataFolder::open(&torrent(), dir.path(), &options).unwrap();

@@ -106,7 +106,7 @@ impl Scraper {
     /// A scraper with these options.
     pub fn new(options: ScrapeOptions) -> Result<Self, TrackerError> {
         Ok(Scraper {
-            http: http_client(None).map_err(TrackerError::Transport)?,
+            http: http_client(None).map_err(|e| TrackerError::Transport(e.to_string()))?,
             options,
         })
     }

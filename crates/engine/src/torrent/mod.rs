@@ -209,10 +209,9 @@ pub enum TorrentError {
     /// Resume data could not be saved.
     #[error("{0}")]
     Resume(ResumeError),
-    /// The tracker client could not be set up (its HTTP client; announce
-    /// errors are reported as text by [`crate::announce`]).
+    /// The tracker client could not be set up (its HTTP client).
     #[error("{0}")]
-    Trackers(String),
+    Trackers(crate::announce::ClientError),
     /// A piece verification task on the blocking pool failed (it panicked:
     /// a bug).
     #[error("internal error: the piece verification task failed: {0}")]
@@ -534,7 +533,11 @@ mod tests {
         );
         let outcome = shared.outcome();
         shared.fail(TorrentError::AlreadyRan);
-        shared.fail(TorrentError::Trackers("second".into()));
+        shared.fail(TorrentError::Read(StorageError::OutOfRange {
+            piece: 0,
+            begin: 0,
+            len: 0,
+        }));
         let now = outcome.borrow().clone();
         match now {
             Outcome::Failed(e) => assert!(matches!(*e, TorrentError::AlreadyRan), "{e}"),
