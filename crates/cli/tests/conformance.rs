@@ -225,16 +225,7 @@ fn torrents_that_cannot_be_downloaded_yet_are_refused_clearly() {
     )
     .unwrap();
     let v2 = tmp.path().join("v2.torrent");
-    std::fs::write(
-        &v2,
-        torrent(B::d(&[
-            ("name", B::s("t")),
-            ("piece length", B::I(16384)),
-            ("meta version", B::I(2)),
-            ("file tree", B::d(&[("a", leaf(5))])),
-        ])),
-    )
-    .unwrap();
+    std::fs::write(&v2, torrent(v2_only(B::d(&[("a", leaf(5))])))).unwrap();
     let out = tmp.path().join("out");
     for (file, why) in [
         (&huge, "too large to download"),
@@ -306,12 +297,7 @@ fn info_shows_v1_and_v2_hashes() {
     let v2 = tmp.path().join("v2.torrent");
     std::fs::write(
         &v2,
-        torrent(B::d(&[
-            ("name", B::s("t")),
-            ("piece length", B::I(16384)),
-            ("meta version", B::I(2)),
-            ("file tree", B::d(&[("a", leaf(5)), ("b", leaf(40000))])),
-        ])),
+        torrent(v2_only(B::d(&[("a", leaf(5)), ("b", leaf(40000))]))),
     )
     .unwrap();
     let text = String::from_utf8(rivulet(&["info".as_ref(), v2.as_os_str()]).stdout).unwrap();

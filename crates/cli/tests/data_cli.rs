@@ -13,25 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::rivulet::{can_mount_read_only, rivulet_bin};
+use support::rivulet::{can_mount_read_only, create_torrent, rivulet_bin};
 use support::{next_loopback, single_file, Rivulet, RivuletCmd};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// `rivulet create DATA -o OUT` with 64 KiB pieces and no tracker.
-fn create(data: &Path, out: &Path) -> PathBuf {
-    let o = Command::new(rivulet_bin())
-        .arg("create")
-        .arg(data)
-        .arg("-o")
-        .arg(out)
-        .args(["--piece-length", "65536", "--no-date", "--quiet"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out.to_path_buf()
-}
 
 /// Runs `rivulet ARGS...` to the end: exit code, stdout and stderr together.
 fn rivulet(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (i32, String) {
@@ -71,7 +56,7 @@ fn verify_names_a_file_longer_than_the_torrent_says() {
     let source = tmp.path().join("source");
     std::fs::create_dir_all(&source).unwrap();
     std::fs::write(source.join("six.txt"), b"hello\n").unwrap();
-    let torrent = create(&source.join("six.txt"), &tmp.path().join("six.torrent"));
+    let torrent = create_torrent(&source.join("six.txt"), &tmp.path().join("six.torrent"));
     let (code, out) = verify(&torrent, &source);
     assert_eq!(code, 0, "{out}");
     assert!(out.lines().any(|l| l == "complete"), "{out}");
@@ -104,7 +89,7 @@ fn six_bytes_in_a_hundred(tmp: &Path) -> (PathBuf, PathBuf) {
     let source = tmp.join("source");
     std::fs::create_dir_all(&source).unwrap();
     std::fs::write(source.join("six.txt"), b"hello\n").unwrap();
-    let torrent = create(&source.join("six.txt"), &tmp.join("six.torrent"));
+    let torrent = create_torrent(&source.join("six.txt"), &tmp.join("six.torrent"));
     let data = tmp.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mut long = b"hello\n".to_vec();
@@ -181,7 +166,7 @@ fn stalled_download(torrent: &Path, dir: &Path, mute: SocketAddr) -> Rivulet {
 fn a_second_rivulet_on_the_same_data_says_it_is_in_use() {
     let tmp = tempfile::tempdir().unwrap();
     let data = single_file(&tmp.path().join("source"), "file.bin", 300_000, 11);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
     let dir = tmp.path().join("download");
     // Accepted by the kernel, never answered.
     let mute = TcpListener::bind((next_loopback(), 0)).unwrap();
@@ -221,7 +206,7 @@ fn a_second_rivulet_on_the_same_data_says_it_is_in_use() {
 fn seed_without_the_data_says_so_and_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = single_file(&tmp.path().join("source"), "file.bin", 300_000, 12);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
 
     for dir in [tmp.path().join("empty"), tmp.path().join("absent")] {
         if dir.ends_with("empty") {
@@ -305,7 +290,7 @@ fn seed_serves_complete_data_from_a_read_only_folder() {
     let seed_dir = tmp.path().join("seed");
     let size = 1024 * 1024 + 77;
     let data = single_file(&seed_dir, "file.bin", size, 14);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
     let pieces = size.div_ceil(65536);
     std::fs::OpenOptions::new()
         .append(true)
@@ -387,7 +372,7 @@ fn incomplete_data_in_a_read_only_folder_is_an_error() {
     let dir = tmp.path().join("data");
     let size = 300_000;
     let data = single_file(&dir, "file.bin", size, 15);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
     std::fs::OpenOptions::new()
         .write(true)
         .open(&data)
@@ -439,7 +424,7 @@ fn read_only_seed_trusts_resume_data_written_while_writable() {
     let tmp = tempfile::tempdir().unwrap();
     let seed_dir = tmp.path().join("seed");
     let data = single_file(&seed_dir, "file.bin", 300_000, 16);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
     let state = tmp.path().join("state");
     let seeder = |read_only: bool| {
         let cmd = RivuletCmd::seed(&torrent, &seed_dir)

@@ -49,6 +49,26 @@ for path in sys.argv[1:]:
     }))
 "#;
 
+/// What libtorrent makes of each of `files`, in order (one JSON value each).
+fn libtorrent_views(files: &[std::path::PathBuf]) -> Vec<Value> {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(LIBTORRENT_LOADER)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "libtorrent loader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// What rivulet's `info --json` says, in the loader's terms.
 fn rivulet_view(v: &Value) -> Value {
     let files: Vec<Value> = v["files"]
@@ -90,22 +110,7 @@ fn odd_torrents_load_exactly_as_in_libtorrent() {
             p
         })
         .collect();
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(LIBTORRENT_LOADER)
-        .args(&paths)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "libtorrent loader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lt: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lt = libtorrent_views(&paths);
     assert_eq!(lt.len(), cases.len());
 
     let mut mismatches = Vec::new();
@@ -161,22 +166,7 @@ fn webtorrent_fixtures_hash_as_in_libtorrent() {
         .collect();
     files.sort();
     assert!(files.len() >= 9);
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(LIBTORRENT_LOADER)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lt: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lt = libtorrent_views(&files);
     for (file, lt) in files.iter().zip(&lt) {
         let o = Command::new(env!("CARGO_BIN_EXE_rivulet"))
             .args(["info", "--json"])

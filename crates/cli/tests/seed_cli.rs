@@ -7,30 +7,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::data::first_difference;
-use support::rivulet::rivulet_bin;
+use support::rivulet::{create_torrent, rivulet_bin};
 use support::{assert_same_tree, next_loopback, poll_until, single_file, RivuletCmd};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// `rivulet create DATA -o OUT` with 64 KiB pieces and no tracker.
-fn create(data: &Path, out: &Path) -> PathBuf {
-    let o = Command::new(rivulet_bin())
-        .arg("create")
-        .arg(data)
-        .arg("-o")
-        .arg(out)
-        .args(["--piece-length", "65536", "--no-date", "--quiet"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out.to_path_buf()
-}
 
 /// A seeder hashes its data the first time and trusts its resume data the
 /// next; a downloader given its address fetches everything, seeds for the
@@ -41,7 +25,7 @@ fn seed_serve_a_download_then_seed_again_from_resume_data() {
     let seed_dir = tmp.path().join("seed");
     let size = 3 * 1024 * 1024 + 123;
     let data = single_file(&seed_dir, "file.bin", size, 7);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
     let pieces = size.div_ceil(65536);
 
     let seed_ip = next_loopback();
@@ -111,7 +95,7 @@ fn seed_on_a_taken_port_takes_the_next() {
     let tmp = tempfile::tempdir().unwrap();
     let seed_dir = tmp.path().join("seed");
     let data = single_file(&seed_dir, "small.bin", 100_000, 8);
-    let torrent = create(&data, &tmp.path().join("small.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("small.torrent"));
     let ip = next_loopback();
     let taken = std::net::TcpListener::bind((ip, 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
@@ -142,7 +126,7 @@ fn seed_with_every_port_taken_fails_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let seed_dir = tmp.path().join("seed");
     let data = single_file(&seed_dir, "small.bin", 100_000, 9);
-    let torrent = create(&data, &tmp.path().join("small.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("small.torrent"));
     let ip = next_loopback();
     // Ten consecutive ports held on this address (from a base the system
     // found free, moving on when one of the next nine is not).
@@ -186,7 +170,7 @@ fn seed_with_damaged_data_repairs_it_then_serves_everything() {
     let good_dir = tmp.path().join("good");
     let size = 2 * 1024 * 1024 + 5;
     let data = single_file(&good_dir, "file.bin", size, 10);
-    let torrent = create(&data, &tmp.path().join("file.torrent"));
+    let torrent = create_torrent(&data, &tmp.path().join("file.torrent"));
     let pieces = size.div_ceil(65536);
 
     // A copy with three pieces damaged (one byte each) and the tail cut off.

@@ -139,6 +139,17 @@ pub fn leaf(len: i64) -> B {
     )])
 }
 
+/// A v2-only info dict named `t` with 16 KiB pieces and `tree` as its
+/// file tree.
+pub fn v2_only(tree: B) -> B {
+    B::d(&[
+        ("name", B::s("t")),
+        ("piece length", B::I(16384)),
+        ("meta version", B::I(2)),
+        ("file tree", tree),
+    ])
+}
+
 /// The .torrent around an info dict.
 pub fn torrent(info: B) -> Vec<u8> {
     B::d(&[("info", info)]).encode()
@@ -287,12 +298,7 @@ pub fn cases() -> Vec<Case> {
         // v2 and hybrids (items 3 and 4).
         case("hybrid", torrent(hybrid(multi(b"t", vec![file(5, &[b"a"]), pad(16379), file(5, &[b"b"])]), pads_tree())), Paths(&["t/a", "t/b"])),
         case("hybrid single file", torrent(hybrid(single(b"a"), B::d(&[("a", leaf(5))]))), Paths(&["a"])),
-        case("v2 only", torrent(B::d(&[
-            ("name", B::s("t")),
-            ("piece length", B::I(16384)),
-            ("meta version", B::I(2)),
-            ("file tree", B::d(&[("a", leaf(20000)), ("d", B::d(&[("b", leaf(5))]))])),
-        ])), Paths(&["t/a", "t/d/b"])),
+        case("v2 only", torrent(v2_only(B::d(&[("a", leaf(20000)), ("d", B::d(&[("b", leaf(5))]))]))), Paths(&["t/a", "t/d/b"])),
         case("hybrid, other name in v2", torrent(hybrid(single(b"a"), B::d(&[("b", leaf(5))]))), Refused),
         case("hybrid, other length in v2", torrent(hybrid(single(b"a"), B::d(&[("a", leaf(6))]))), Refused),
         case("hybrid, v1 not aligned", torrent(hybrid(multi(b"t", vec![file(5, &[b"a"]), file(5, &[b"b"])]), pads_tree())), Refused),

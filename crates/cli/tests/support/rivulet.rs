@@ -13,6 +13,22 @@ use super::netns::Netns;
 use super::{is_listening, poll_until, Proc};
 
 /// The rivulet binary built for these tests.
+/// `rivulet create DATA -o OUT` with 64 KiB pieces and no tracker; returns
+/// OUT.
+pub fn create_torrent(data: &Path, out: &Path) -> PathBuf {
+    let o = Command::new(rivulet_bin())
+        .arg("create")
+        .arg(data)
+        .arg("-o")
+        .arg(out)
+        .args(["--piece-length", "65536", "--no-date", "--quiet"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.to_path_buf()
+}
+
 pub fn rivulet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rivulet"))
 }
