@@ -39,10 +39,13 @@ use crate::resume::ResumeError;
 use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
 
+mod link;
 mod peers;
 mod verify;
 
-pub(crate) use peers::{PeerCommand, PeerCounters, PeerEntry, RegisterRefusal};
+pub(crate) use link::PeerLink;
+pub use peers::PeerCommand;
+pub(crate) use peers::{PeerCounters, PeerEntry, RegisterRefusal};
 use verify::FailedPiece;
 
 /// Largest piece length a download accepts. Pieces are assembled in
@@ -353,6 +356,21 @@ impl Shared {
         }
     }
 
+    /// Waits until no piece is being verified; returns whether it had to
+    /// wait (tests that run peers in memory use it to know they are quiet).
+    #[cfg(test)]
+    pub(crate) async fn settled(&self) -> bool {
+        let mut waited = false;
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return waited;
+            }
+            waited = true;
+            idle.await;
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug; the state is still the best
         // information there is, so carry on with it rather than poisoning every task.
@@ -390,6 +408,17 @@ impl Shared {
     /// Watches [`Shared::shut_down`]: turns `true` when it is called.
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// The length of piece `piece` in bytes (the last one may be short).
+    pub fn piece_len(&self, piece: u32) -> u32 {
+        let info = &self.info;
+        let start = u64::from(piece) * info.piece_length;
+        let len = info
+            .total_length()
+            .saturating_sub(start)
+            .min(info.piece_length);
+        u32::try_from(len).unwrap_or(u32::MAX)
     }
 
     /// Whether every piece is verified.

@@ -18,9 +18,9 @@ use super::{Shared, State};
 use crate::choker;
 use crate::picker::PeerKey;
 
-/// Commands to one peer connection.
+/// Commands from the torrent to one peer connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PeerCommand {
+pub enum PeerCommand {
     /// We completed this piece: tell the peer.
     Have(u32),
     /// Another peer delivered this block first: cancel our request.

@@ -1,0 +1,62 @@
+//! The narrow interface through which a peer connection reaches its torrent
+//! ([`TorrentAccess`]): what a [`super::PeerState`] may ask and tell, and
+//! nothing else. The engine implements it on the torrent's shared state
+//! (`crate::torrent::link`); tests and fuzz targets implement it in memory.
+
+use rivulet_wire::Bitfield;
+
+use crate::picker::Block;
+
+/// What the torrent made of a block a peer sent us, which we had asked the
+/// peer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// A block we needed: it is stored (and its piece verified once
+    /// complete), and other peers asked for it get a cancel.
+    New,
+    /// We already had it (end-game duplicate): dropped and counted as waste.
+    Duplicate,
+    /// Not a block of any piece in progress, or of the wrong size: the peer
+    /// misbehaves.
+    Invalid,
+}
+
+/// What a peer connection may see and do of its torrent. Every call is
+/// short: an implementation may take a lock for each, never across calls.
+pub trait TorrentAccess {
+    /// The length of piece `piece` in bytes (`piece` is below the piece count
+    /// the connection was given).
+    fn piece_len(&self, piece: u32) -> u32;
+    /// Whether we have piece `piece` (verified and written).
+    fn have(&self, piece: u32) -> bool;
+    /// Every piece we have, to announce to a new peer.
+    fn have_pieces(&self) -> Bitfield;
+    /// Whether we have every piece.
+    fn is_complete(&self) -> bool;
+    /// Whether a peer with pieces `bits` (every piece, when `seed`) has a
+    /// piece we still lack.
+    fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool;
+    /// The peer's pieces now count towards availability.
+    fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool);
+    /// The peer's pieces no longer count towards availability.
+    fn remove_peer_pieces(&mut self, bits: &Bitfield, seed: bool);
+    /// The peer got piece `piece`; returns whether we lack it.
+    fn peer_has(&mut self, piece: u32) -> bool;
+    /// Up to `want` blocks to request from this peer, among pieces for which
+    /// `allowed` is true; they are recorded as requested from it.
+    fn pick(&mut self, allowed: &dyn Fn(u32) -> bool, want: usize) -> Vec<Block>;
+    /// Requests to this peer that will not be answered (choke, reject,
+    /// timeout, or picked but not sent): the blocks go back to the pool.
+    fn requests_dropped(&mut self, blocks: &[Block]);
+    /// A block we asked this peer for arrived.
+    fn block_received(&mut self, block: Block, data: &[u8]) -> Accepted;
+    /// Bytes of a block nobody asked for (or cancelled): counted as waste.
+    fn block_wasted(&mut self, len: u32);
+    /// A block was queued for the peer (`first`: the first one ever on this
+    /// connection).
+    fn block_sent(&mut self, len: u32, first: bool);
+    /// The peer became interested (or not): returns whether it holds an
+    /// upload slot now (and so must be unchoked, or, when it lost interest,
+    /// choked).
+    fn peer_interested(&mut self, interested: bool) -> bool;
+}

@@ -1,0 +1,339 @@
+//! The tokio driver of a peer connection: connects (or takes an accepted
+//! socket), exchanges handshakes, registers with the torrent, then moves
+//! bytes between the socket, the torrent's commands, the disk and the
+//! [`PeerState`] until the connection ends. All protocol decisions are the
+//! core's; this file only does I/O and keeps time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rivulet_wire::{Handshake, Reserved};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+
+use super::{Flow, PeerError, PeerParams, PeerState};
+use crate::cache::{ChunkKey, ReadCache, CHUNK_LEN};
+use crate::picker::Block;
+use crate::stats::io_reason;
+use crate::storage::StorageError;
+use crate::torrent::{PeerCommand, PeerLink, Shared, TorrentError};
+
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 128;
+
+/// Connects to `addr` (from the configured local address, if any) and runs the
+/// connection until it ends. Returns whether data moved either way (so the
+/// caller can reset its reconnect backoff).
+pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bool {
+    let connect = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = shared.config.bind {
+            if ip.is_ipv4() != addr.is_ipv4() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "bound to an address of the other family",
+                ));
+            }
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        socket.connect(addr).await
+    };
+    let stream = match timeout(shared.config.connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "connect failed");
+            shared.stats.connect_failed(addr, io_reason(&e));
+            return false;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "connect timed out");
+            shared
+                .stats
+                .connect_failed(addr, "no answer (timed out)".into());
+            return false;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(Arc::clone(&shared), addr, false);
+    let result = conn.run(stream, BytesMut::with_capacity(64 * 1024)).await;
+    conn.log_end(&result);
+    if let (Err(e), false) = (&result, conn.registered) {
+        // Connected, but never became a peer: as unreachable to the user.
+        let reason = match e {
+            PeerError::Io(io) => io_reason(io),
+            other => other.to_string(),
+        };
+        shared.stats.connect_failed(addr, reason);
+    }
+    conn.useful
+}
+
+/// Runs a connection the peer opened, once the listener has read the start of
+/// its handshake (in `rbuf`, not consumed) and found the torrent.
+pub(crate) async fn accept_and_run(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    rbuf: BytesMut,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(shared, addr, true);
+    let result = conn.run(stream, rbuf).await;
+    conn.log_end(&result);
+}
+
+/// Writes what the socket takes of the core's outgoing bytes, in one
+/// vectored write. Cancel-safe: a write that has not completed wrote nothing.
+async fn write_some(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    core: &PeerState,
+) -> std::io::Result<usize> {
+    writer.write_vectored(&core.transmit(MAX_IOV)).await
+}
+
+/// A finished read of piece data for the peer.
+struct ReadDone {
+    /// The chunk read (cached), or `None` for a request that straddles two
+    /// chunks, read on its own.
+    chunk: Option<ChunkKey>,
+    /// Where the block starts in `data`.
+    offset: u32,
+    block: Block,
+    data: Result<Bytes, StorageError>,
+}
+
+/// One connection's I/O side, and what it reports when it ends.
+struct Connection {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    incoming: bool,
+    registered: bool,
+    useful: bool,
+    up: u64,
+    down: u64,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, addr: SocketAddr, incoming: bool) -> Self {
+        Connection {
+            shared,
+            addr,
+            incoming,
+            registered: false,
+            useful: false,
+            up: 0,
+            down: 0,
+        }
+    }
+
+    /// One line per connection that ends, with what it moved each way.
+    fn log_end(&self, result: &Result<(), PeerError>) {
+        let (up, down) = (self.up, self.down);
+        match result {
+            Ok(()) => {
+                tracing::debug!(addr = %self.addr, incoming = self.incoming, up, down, "peer closed")
+            }
+            Err(e) => {
+                tracing::debug!(addr = %self.addr, incoming = self.incoming, up, down, error = %e, "peer dropped")
+            }
+        }
+    }
+
+    /// Exchanges handshakes (ours first when we connected; after reading the
+    /// start of theirs when they did), then runs the session.
+    async fn run(&mut self, mut stream: TcpStream, mut rbuf: BytesMut) -> Result<(), PeerError> {
+        let shared = Arc::clone(&self.shared);
+        let ours = Handshake::new(shared.info_hash, shared.config.peer_id);
+        stream.write_all(&ours.to_bytes()).await?;
+        let theirs = timeout(shared.config.handshake_timeout, async {
+            loop {
+                if let Some(h) = Handshake::decode(&mut rbuf)? {
+                    return Ok::<_, PeerError>(h);
+                }
+                if stream.read_buf(&mut rbuf).await? == 0 {
+                    return Err(PeerError::ClosedInHandshake);
+                }
+            }
+        })
+        .await
+        .map_err(|_| PeerError::Timeout("waiting for handshake"))??;
+        if theirs.info_hash != shared.info_hash {
+            return Err(PeerError::WrongTorrent);
+        }
+        if theirs.peer_id == shared.config.peer_id {
+            return Err(PeerError::OurOwnConnection);
+        }
+        let fast = theirs.reserved.contains(Reserved::FAST);
+        let extended = theirs.reserved.contains(Reserved::EXTENSION_PROTOCOL);
+        tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast, "handshake done");
+
+        let (mut link, mut commands) =
+            PeerLink::register(&shared, self.addr, theirs.peer_id, self.incoming)
+                .map_err(PeerError::from)?;
+        self.registered = true;
+        let params = PeerParams {
+            ip: self.addr.ip(),
+            info_hash: *shared.info_hash.as_bytes(),
+            piece_count: Some(shared.info.num_pieces()),
+            fast,
+            extended,
+            request_timeout: shared.config.request_timeout,
+        };
+        let mut core = PeerState::new(params, Instant::now().into_std());
+        let result = self
+            .session(&mut core, &mut link, stream, rbuf, &mut commands)
+            .await;
+        self.useful = core.useful();
+        (self.up, self.down) = link.totals();
+        link.unregister(core.peer_pieces(), core.is_seed());
+        result
+    }
+
+    async fn session(
+        &mut self,
+        core: &mut PeerState,
+        link: &mut PeerLink,
+        stream: TcpStream,
+        mut rbuf: BytesMut,
+        commands: &mut mpsc::UnboundedReceiver<PeerCommand>,
+    ) -> Result<(), PeerError> {
+        let (mut reader, mut writer) = stream.into_split();
+        core.start(link);
+        // The peer's first messages may have arrived with its handshake.
+        core.receive(&mut rbuf, Instant::now().into_std(), link)?;
+        let mut read: Option<JoinHandle<ReadDone>> = None;
+        loop {
+            let now = Instant::now().into_std();
+            core.fill_pipeline(now, link);
+            if read.is_none() {
+                read = self.serve(core, link);
+            }
+            let wake = Instant::from_std(core.next_timeout());
+            tokio::select! {
+                n = reader.read_buf(&mut rbuf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                    core.receive(&mut rbuf, Instant::now().into_std(), link)?;
+                    // Make room without reallocating on every read.
+                    if rbuf.capacity() - rbuf.len() < 32 * 1024 {
+                        rbuf.reserve(64 * 1024);
+                    }
+                }
+                written = write_some(&mut writer, core), if core.unsent() > 0 => {
+                    let n = written?;
+                    if n == 0 {
+                        return Err(PeerError::ClosedWhileSending);
+                    }
+                    core.consumed(n, Instant::now().into_std());
+                }
+                done = async { match read.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
+                    read = None;
+                    let done = done.map_err(PeerError::Internal)?;
+                    self.on_read(core, link, done)?;
+                }
+                cmd = commands.recv() => {
+                    let flow = match cmd {
+                        Some(cmd) => core.command(cmd, link)?,
+                        None => Flow::Close,
+                    };
+                    if flow == Flow::Close {
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => core.on_timeout(Instant::now().into_std(), link)?,
+            }
+        }
+    }
+
+    /// Hands the core the blocks it wants to serve that are in the read
+    /// cache, until it wants one that is not: that one's chunk is read on the
+    /// blocking pool (the returned task).
+    fn serve(&self, core: &mut PeerState, link: &mut PeerLink) -> Option<JoinHandle<ReadDone>> {
+        while let Some(b) = core.next_read() {
+            let cached = self
+                .shared
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(b.piece, b.begin, b.len);
+            match cached {
+                Some(data) => core.block_read(b, &data, link),
+                None => return Some(self.start_read(b)),
+            }
+        }
+        None
+    }
+
+    fn start_read(&self, b: Block) -> JoinHandle<ReadDone> {
+        let (key, _) = ReadCache::locate(b.piece, b.begin);
+        let chunk_begin = key.1 * CHUNK_LEN;
+        let piece_len = self.shared.piece_len(b.piece);
+        let chunk_len = CHUNK_LEN.min(piece_len.saturating_sub(chunk_begin));
+        // A block-aligned request always lies in one chunk; an odd one that
+        // straddles two is read on its own.
+        let (chunk, begin, len) = if b.begin + b.len <= chunk_begin + chunk_len {
+            (Some(key), chunk_begin, chunk_len)
+        } else {
+            (None, b.begin, b.len)
+        };
+        let storage = Arc::clone(&self.shared.storage);
+        let mut buf = self
+            .shared
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .buffer(len as usize);
+        tokio::task::spawn_blocking(move || {
+            let data = storage
+                .read(b.piece, begin, &mut buf)
+                .map(|()| buf.freeze());
+            ReadDone {
+                chunk,
+                offset: b.begin.saturating_sub(begin),
+                block: b,
+                data,
+            }
+        })
+    }
+
+    fn on_read(
+        &self,
+        core: &mut PeerState,
+        link: &mut PeerLink,
+        done: ReadDone,
+    ) -> Result<(), PeerError> {
+        let data = match done.data {
+            Ok(d) => d,
+            Err(e) => {
+                // The data we announced is gone or unreadable: nothing served
+                // from this torrent can be trusted to work any more.
+                self.shared.fail(TorrentError::Read(e));
+                return Err(PeerError::Storage {
+                    piece: done.block.piece,
+                });
+            }
+        };
+        // The block's place in what was read (within it by construction;
+        // clamped all the same).
+        let end = (done.offset as usize + done.block.len as usize).min(data.len());
+        let block = data.slice((done.offset as usize).min(end)..end);
+        if let Some(key) = done.chunk {
+            self.shared
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, data);
+        }
+        core.block_read(done.block, &block, link);
+        Ok(())
+    }
+}

@@ -1,0 +1,974 @@
+//! Peer cores paired in memory, with a virtual clock: no socket, no sleep.
+//!
+//! A [`Node`] is a torrent's real shared state (`Shared`: picker, choker,
+//! verification, smart ban) over in-memory storage. A [`Net`] holds
+//! connections between nodes; each side of a connection is a [`PeerState`]
+//! with its `PeerLink`, exactly as the tokio driver would run it, or a
+//! scripted peer whose messages the test writes by hand. Bytes move between
+//! the sides through pipes that may be rate-limited, and time moves only
+//! when the test advances it (to the cores' next wake-up, or by a step).
+//! Piece verification still runs on tokio's blocking pool; the net waits for
+//! it ([`Shared::settled`]) before it calls itself quiet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rivulet_core::PeerId;
+use rivulet_testkit::fixture::{Fixture, BLOCK};
+use rivulet_wire::{BlockRequest, Limits, Message, MessageDecoder};
+use tokio::sync::mpsc;
+
+use super::{Flow, PeerError, PeerParams, PeerState};
+use crate::storage::{MemoryStorage, Storage};
+use crate::torrent::{PeerCommand, PeerLink, Shared, TorrentConfig};
+
+/// A torrent on one (virtual) host.
+struct Node {
+    shared: Arc<Shared>,
+    storage: Arc<MemoryStorage>,
+    ip: IpAddr,
+    id: PeerId,
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+}
+
+impl Node {
+    /// A node holding `data` (the fixture's, or a corrupted copy), with the
+    /// pieces `have` marks as verified.
+    fn with(fx: &Fixture, n: u8, data: Vec<u8>, have: &[bool], config: TorrentConfig) -> Node {
+        let storage = Arc::new(MemoryStorage::with_data(u64::from(fx.piece_length), data));
+        let id = config.peer_id;
+        let shared = Shared::new(
+            Arc::new(fx.metainfo.info.clone()),
+            fx.info_hash(),
+            config,
+            Arc::clone(&storage) as Arc<dyn Storage>,
+            have,
+        );
+        Node {
+            shared,
+            storage,
+            ip: ip(n),
+            id,
+        }
+    }
+
+    fn seeder(fx: &Fixture, n: u8) -> Node {
+        Node::with(
+            fx,
+            n,
+            fx.data.clone(),
+            &vec![true; fx.num_pieces()],
+            TorrentConfig::default(),
+        )
+    }
+
+    fn leecher(fx: &Fixture, n: u8) -> Node {
+        Node::leecher_with(fx, n, TorrentConfig::default())
+    }
+
+    fn leecher_with(fx: &Fixture, n: u8, config: TorrentConfig) -> Node {
+        Node::with(
+            fx,
+            n,
+            vec![0; fx.data.len()],
+            &vec![false; fx.num_pieces()],
+            config,
+        )
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, 6881)
+    }
+
+    fn is_complete(&self) -> bool {
+        self.shared.is_complete()
+    }
+
+    fn stat(&self, f: impl Fn(&crate::stats::Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        f(&self.shared.stats).load(Ordering::Relaxed)
+    }
+}
+
+/// One side of a connection run by a peer core, as the driver runs it.
+struct End {
+    core: PeerState,
+    link: Option<PeerLink>,
+    commands: mpsc::UnboundedReceiver<PeerCommand>,
+    storage: Arc<MemoryStorage>,
+    /// Bytes received, not yet a whole message.
+    inbox: BytesMut,
+}
+
+/// A peer the test plays by hand: what it received, decoded.
+struct Script {
+    decoder: MessageDecoder,
+    inbox: BytesMut,
+    got: Vec<Message>,
+}
+
+enum Side {
+    Core(Box<End>),
+    Script(Script),
+}
+
+/// Bytes on their way from one side to the other.
+#[derive(Default)]
+struct Pipe {
+    queue: BytesMut,
+    /// Bytes per second; `None`: everything arrives at once.
+    rate: Option<u64>,
+    credit: u64,
+}
+
+/// A connection between two sides, and how it ended (per side).
+struct Conn {
+    sides: [Side; 2],
+    pipes: [Pipe; 2],
+    /// Every message each side sent, decoded.
+    sent: [Vec<Message>; 2],
+    decoders: [MessageDecoder; 2],
+    ended: Option<[Option<Result<(), String>>; 2]>,
+}
+
+impl Conn {
+    fn core(&mut self, side: usize) -> &mut End {
+        match &mut self.sides[side] {
+            Side::Core(e) => e,
+            Side::Script(_) => panic!("side {side} is scripted"),
+        }
+    }
+
+    fn script(&mut self, side: usize) -> &mut Script {
+        match &mut self.sides[side] {
+            Side::Script(s) => s,
+            Side::Core(_) => panic!("side {side} is a core"),
+        }
+    }
+
+    /// Ends the connection: each core side leaves its torrent, as the driver
+    /// does; `why` is the result of the side that ended it.
+    fn close(&mut self, side: usize, why: Result<(), PeerError>) {
+        if self.ended.is_some() {
+            return;
+        }
+        let mut ended = [None, None];
+        ended[side] = Some(why.map_err(|e| e.to_string()));
+        ended[1 - side] = Some(Ok(()));
+        for s in &mut self.sides {
+            if let Side::Core(e) = s {
+                if let Some(link) = e.link.take() {
+                    link.unregister(e.core.peer_pieces(), e.core.is_seed());
+                }
+            }
+        }
+        self.ended = Some(ended);
+    }
+
+    fn is_open(&self) -> bool {
+        self.ended.is_none()
+    }
+
+    /// How side `side` ended (`Ok` also when the other side ended it).
+    fn result(&self, side: usize) -> Option<Result<(), String>> {
+        self.ended.as_ref().and_then(|e| e[side].clone())
+    }
+}
+
+/// Connections in memory and the virtual clock.
+struct Net {
+    now: Instant,
+    conns: Vec<Conn>,
+}
+
+/// The parameters of a connection to a node's torrent.
+fn params(node: &Node, remote: IpAddr, fast: bool) -> PeerParams {
+    PeerParams {
+        ip: remote,
+        info_hash: *node.shared.info_hash.as_bytes(),
+        piece_count: Some(node.shared.info.num_pieces()),
+        fast,
+        extended: true,
+        request_timeout: node.shared.config.request_timeout,
+    }
+}
+
+impl Net {
+    fn new() -> Net {
+        Net {
+            now: Instant::now(),
+            conns: Vec::new(),
+        }
+    }
+
+    fn end(&self, node: &Node, remote: &Node, incoming: bool, p: PeerParams) -> Side {
+        let (mut link, commands) =
+            PeerLink::register(&node.shared, remote.addr(), remote.id, incoming).unwrap();
+        let mut core = PeerState::new(p, self.now);
+        core.start(&mut link);
+        Side::Core(Box::new(End {
+            core,
+            link: Some(link),
+            commands,
+            storage: Arc::clone(&node.storage),
+            inbox: BytesMut::new(),
+        }))
+    }
+
+    /// `a` connects to `b`; both run cores. Returns the connection's index
+    /// (side 0 is `a`).
+    fn connect(&mut self, a: &Node, b: &Node, fast: bool) -> usize {
+        let sa = self.end(a, b, false, params(a, b.ip, fast));
+        let sb = self.end(b, a, true, params(b, a.ip, fast));
+        self.add([sa, sb])
+    }
+
+    /// A scripted peer (side 1) at `remote` connects to `node` (side 0).
+    fn connect_script(&mut self, node: &Node, remote: &Node, fast: bool) -> usize {
+        let s = self.end(node, remote, true, params(node, remote.ip, fast));
+        let script = Side::Script(Script {
+            decoder: MessageDecoder::with_limits(Limits::default()),
+            inbox: BytesMut::new(),
+            got: Vec::new(),
+        });
+        self.add([s, script])
+    }
+
+    fn add(&mut self, sides: [Side; 2]) -> usize {
+        self.conns.push(Conn {
+            sides,
+            pipes: [Pipe::default(), Pipe::default()],
+            sent: [Vec::new(), Vec::new()],
+            decoders: [
+                MessageDecoder::with_limits(Limits::default()),
+                MessageDecoder::with_limits(Limits::default()),
+            ],
+            ended: None,
+        });
+        self.conns.len() - 1
+    }
+
+    /// Connects `a` to `b` with parameters of the test's choosing.
+    fn connect_with(&mut self, a: &Node, b: &Node, pa: PeerParams, pb: PeerParams) -> usize {
+        let sa = self.end(a, b, false, pa);
+        let sb = self.end(b, a, true, pb);
+        self.add([sa, sb])
+    }
+
+    /// The torrent of side `side` of connection `c` sends it `cmd`.
+    fn command(&mut self, c: usize, side: usize, cmd: PeerCommand) {
+        let conn = &mut self.conns[c];
+        let e = conn.core(side);
+        let link = e.link.as_mut().expect("open");
+        match e.core.command(cmd, link) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Close) => conn.close(side, Ok(())),
+            Err(err) => conn.close(side, Err(err)),
+        }
+    }
+
+    /// What the scripted side of connection `c` received.
+    fn got(&mut self, c: usize) -> Vec<Message> {
+        self.conns[c].script(1).got.clone()
+    }
+
+    /// The scripted side of connection `c` sends `msg`.
+    fn send(&mut self, c: usize, msg: Message) {
+        let conn = &mut self.conns[c];
+        let side = match conn.sides {
+            [_, Side::Script(_)] => 1,
+            _ => 0,
+        };
+        msg.encode(&mut conn.pipes[side].queue);
+        conn.sent[side].push(msg);
+    }
+
+    /// One pass over every connection: commands, pipelines, serving, and
+    /// bytes moved as far as the pipes allow. Returns whether anything
+    /// happened.
+    fn pump(&mut self) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        for conn in &mut self.conns {
+            if !conn.is_open() {
+                continue;
+            }
+            for i in 0..2 {
+                if let Side::Core(e) = &mut conn.sides[i] {
+                    let Some(link) = e.link.as_mut() else {
+                        continue;
+                    };
+                    let mut close = None;
+                    while let Ok(cmd) = e.commands.try_recv() {
+                        moved = true;
+                        match e.core.command(cmd, link) {
+                            Ok(Flow::Continue) => {}
+                            Ok(Flow::Close) => close = Some(Ok(())),
+                            Err(err) => close = Some(Err(err)),
+                        }
+                        if close.is_some() {
+                            break;
+                        }
+                    }
+                    if let Some(why) = close {
+                        conn.close(i, why);
+                        break;
+                    }
+                    e.core.fill_pipeline(now, link);
+                    // Reads are instant here: from the node's storage.
+                    while let Some(b) = e.core.next_read() {
+                        let mut buf = vec![0; b.len as usize];
+                        e.storage.read(b.piece, b.begin, &mut buf).unwrap();
+                        e.core.block_read(b, &Bytes::from(buf), link);
+                    }
+                    let out = e.core.take_transmit(now);
+                    if !out.is_empty() {
+                        let mut copy = BytesMut::from(&out[..]);
+                        while let Ok(Some(m)) = conn.decoders[i].decode(&mut copy) {
+                            conn.sent[i].push(m);
+                        }
+                        conn.pipes[i].queue.extend_from_slice(&out);
+                    }
+                }
+                // Deliver what the pipe lets through to the other side.
+                let pipe = &mut conn.pipes[i];
+                let n = match pipe.rate {
+                    None => pipe.queue.len(),
+                    Some(_) => pipe.queue.len().min(pipe.credit as usize),
+                };
+                if n == 0 {
+                    continue;
+                }
+                moved = true;
+                if pipe.rate.is_some() {
+                    pipe.credit -= n as u64;
+                }
+                let bytes = pipe.queue.split_to(n);
+                match &mut conn.sides[1 - i] {
+                    Side::Core(e) => {
+                        let Some(link) = e.link.as_mut() else {
+                            continue;
+                        };
+                        // Partial messages wait in the inbox, as in the
+                        // driver's read buffer.
+                        e.inbox.extend_from_slice(&bytes);
+                        if let Err(err) = e.core.receive(&mut e.inbox, now, link) {
+                            conn.close(1 - i, Err(err));
+                            break;
+                        }
+                    }
+                    Side::Script(s) => {
+                        s.inbox.extend_from_slice(&bytes);
+                        while let Ok(Some(m)) = s.decoder.decode(&mut s.inbox) {
+                            s.got.push(m);
+                        }
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// Runs until nothing moves and no piece is being verified.
+    async fn settle(&mut self, nodes: &[&Node]) {
+        for _ in 0..100_000 {
+            let moved = self.pump();
+            let mut verified = false;
+            for n in nodes {
+                verified |= n.shared.settled().await;
+            }
+            if !moved && !verified {
+                return;
+            }
+        }
+        panic!("the net never settles");
+    }
+
+    /// Moves the clock by `dt`: pipes earn their rate's worth, cores whose
+    /// wake-up is due run their timers, then everything settles.
+    async fn advance(&mut self, dt: Duration, nodes: &[&Node]) {
+        self.now += dt;
+        let now = self.now;
+        for conn in &mut self.conns {
+            for pipe in &mut conn.pipes {
+                if let Some(rate) = pipe.rate {
+                    pipe.credit += (rate as f64 * dt.as_secs_f64()) as u64;
+                }
+            }
+            if !conn.is_open() {
+                continue;
+            }
+            for i in 0..2 {
+                if let Side::Core(e) = &mut conn.sides[i] {
+                    if let Some(link) = e.link.as_mut() {
+                        if now >= e.core.next_timeout() {
+                            if let Err(err) = e.core.on_timeout(now, link) {
+                                conn.close(i, Err(err));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.settle(nodes).await;
+    }
+
+    /// Advances to the earliest wake-up of any core.
+    async fn next(&mut self, nodes: &[&Node]) {
+        let wake = self
+            .conns
+            .iter()
+            .filter(|c| c.is_open())
+            .flat_map(|c| c.sides.iter())
+            .filter_map(|s| match s {
+                Side::Core(e) => Some(e.core.next_timeout()),
+                Side::Script(_) => None,
+            })
+            .min()
+            .expect("no core to wake");
+        let dt = wake.saturating_duration_since(self.now);
+        self.advance(dt, nodes).await;
+    }
+}
+
+fn fixture() -> Arc<Fixture> {
+    Fixture::single(7)
+}
+
+fn requests(msgs: &[Message]) -> Vec<BlockRequest> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(msgs: &[Message], pred: impl Fn(&Message) -> bool) -> usize {
+    msgs.iter().filter(|m| pred(m)).count()
+}
+
+// ---------------------------------------------------------------------------
+
+/// The plain case: a leecher gets every piece from a seeder, verified,
+/// in no virtual time at all.
+#[tokio::test]
+async fn a_leecher_downloads_everything_from_a_seeder() {
+    let fx = fixture();
+    let (leecher, seeder) = (Node::leecher(&fx, 2), Node::seeder(&fx, 3));
+    let mut net = Net::new();
+    let c = net.connect(&leecher, &seeder, true);
+    net.settle(&[&leecher, &seeder]).await;
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+    assert_eq!(leecher.stat(|s| &s.downloaded), fx.data.len() as u64);
+    assert_eq!(seeder.stat(|s| &s.uploaded), fx.data.len() as u64);
+    assert_eq!(leecher.stat(|s| &s.wasted), 0);
+    // Each block asked for once; then, both seeds, the connection closed
+    // cleanly.
+    let asked = requests(&net.conns[c].sent[0]);
+    assert_eq!(asked.len(), fx.all_blocks().len());
+    assert_eq!(net.conns[c].result(0), Some(Ok(())));
+    assert_eq!(net.conns[c].result(1), Some(Ok(())));
+}
+
+/// Choking (BEP 3): a choke voids the leecher's requests, which go back to
+/// the pool for other peers; nothing is asked while choked; an unchoke
+/// starts the pipeline again.
+#[tokio::test]
+async fn a_choke_voids_requests_until_the_unchoke() {
+    let fx = fixture();
+    let (leecher, seeder, other) = (
+        Node::leecher(&fx, 2),
+        Node::seeder(&fx, 3),
+        Node::seeder(&fx, 4),
+    );
+    let nodes = [&leecher, &seeder, &other];
+    let mut net = Net::new();
+    let c = net.connect(&leecher, &seeder, false);
+    // Slow enough that the download is under way for a while.
+    net.conns[c].pipes[1].rate = Some(64 * 1024);
+    net.advance(Duration::from_millis(100), &nodes).await;
+    // A free upload slot: unchoked at once, and the pipeline is full.
+    assert!(!net.conns[c].core(1).core.am_choking());
+    assert!(net.conns[c].core(0).core.outstanding().count() >= 4);
+    net.advance(Duration::from_millis(500), &nodes).await;
+    assert!(!leecher.is_complete());
+
+    net.command(c, 1, PeerCommand::Choke);
+    // The choke waits behind the blocks already on their way.
+    for _ in 0..100 {
+        if net.conns[c].core(0).core.peer_choking() {
+            break;
+        }
+        net.advance(Duration::from_millis(100), &nodes).await;
+    }
+    assert!(net.conns[c].core(0).core.peer_choking());
+    assert_eq!(net.conns[c].core(0).core.outstanding().count(), 0);
+    let asked_before = requests(&net.conns[c].sent[0]).len();
+    net.advance(Duration::from_secs(3), &nodes).await;
+    assert_eq!(
+        requests(&net.conns[c].sent[0]).len(),
+        asked_before,
+        "asked while choked"
+    );
+    assert!(!leecher.is_complete());
+
+    // The voided requests are free for another peer, which finishes the job.
+    let d = net.connect(&leecher, &other, false);
+    net.settle(&nodes).await;
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+    assert!(!requests(&net.conns[d].sent[0]).is_empty());
+}
+
+/// An unchoke after a choke starts the requests again.
+#[tokio::test]
+async fn an_unchoke_restarts_the_pipeline() {
+    let fx = fixture();
+    let (leecher, seeder) = (Node::leecher(&fx, 2), Node::seeder(&fx, 3));
+    let nodes = [&leecher, &seeder];
+    let mut net = Net::new();
+    let c = net.connect(&leecher, &seeder, true);
+    net.conns[c].pipes[1].rate = Some(64 * 1024);
+    net.advance(Duration::from_millis(100), &nodes).await;
+    net.command(c, 1, PeerCommand::Choke);
+    while !net.conns[c].core(0).core.peer_choking() {
+        net.advance(Duration::from_millis(100), &nodes).await;
+    }
+    let asked = requests(&net.conns[c].sent[0]).len();
+    net.command(c, 1, PeerCommand::Unchoke);
+    net.conns[c].pipes[1].rate = None;
+    net.settle(&nodes).await;
+    assert!(requests(&net.conns[c].sent[0]).len() > asked);
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+}
+
+/// The request pipeline holds about two seconds of the peer's rate: four
+/// times the rate, four times the requests in flight.
+#[tokio::test]
+async fn the_pipeline_follows_the_peers_rate() {
+    let fx = Fixture::sized(9, 256 * 1024, 8 * 1024 * 1024);
+    let mut targets = Vec::new();
+    for rate in [128 * 1024, 512 * 1024] {
+        let (leecher, seeder) = (Node::leecher(&fx, 2), Node::seeder(&fx, 3));
+        let nodes = [&leecher, &seeder];
+        let mut net = Net::new();
+        let c = net.connect(&leecher, &seeder, true);
+        net.conns[c].pipes[1].rate = Some(rate);
+        net.settle(&nodes).await;
+        // Before the rate is known: 32 requests.
+        assert_eq!(net.conns[c].core(0).core.queue_target(), 32);
+        for _ in 0..60 {
+            net.advance(Duration::from_millis(100), &nodes).await;
+        }
+        let core = &net.conns[c].core(0).core;
+        let expected = (2 * rate / u64::from(BLOCK)) as usize;
+        let target = core.queue_target();
+        assert!(
+            target * 4 >= expected * 3 && target * 4 <= expected * 5,
+            "rate {rate}: target {target}, expected about {expected}"
+        );
+        assert_eq!(core.outstanding().count(), target);
+        targets.push(target);
+    }
+    assert!(targets[1] >= 3 * targets[0], "{targets:?}");
+}
+
+/// Serving side: requests the seeder cannot take are rejected (fast
+/// extension), a cancelled request is answered with a reject instead of the
+/// block, and requests outside a piece close the connection.
+#[tokio::test]
+async fn rejects_and_cancels_when_serving() {
+    let fx = fixture();
+    let mut have = vec![false; fx.num_pieces()];
+    have[..10].fill(true);
+    let seeder = Node::with(&fx, 3, fx.data.clone(), &have, TorrentConfig::default());
+    let peer = Node::leecher(&fx, 5);
+    let nodes = [&seeder];
+    let mut net = Net::new();
+    let c = net.connect_script(&seeder, &peer, true);
+    let r = |piece, offset| BlockRequest {
+        piece,
+        offset,
+        length: BLOCK,
+    };
+    net.send(c, Message::HaveNone);
+    net.send(c, Message::Interested);
+    net.settle(&nodes).await;
+    assert!(net.got(c).contains(&Message::Unchoke));
+    // A piece it lacks: rejected. A piece it has: served.
+    net.send(c, Message::Request(r(15, 0)));
+    net.send(c, Message::Request(r(1, 0)));
+    // Asked and cancelled at once: a reject, not the block.
+    net.send(c, Message::Request(r(2, 0)));
+    net.send(c, Message::Cancel(r(2, 0)));
+    net.settle(&nodes).await;
+    let got = net.got(c);
+    assert!(got.contains(&Message::RejectRequest(r(15, 0))));
+    assert!(got.contains(&Message::RejectRequest(r(2, 0))));
+    let pieces: Vec<(u32, u32)> = got
+        .iter()
+        .filter_map(|m| match m {
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => {
+                assert_eq!(&data[..], fx.block(&r(*piece, *offset)).unwrap());
+                Some((*piece, *offset))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pieces, vec![(1, 0)]);
+    // A block that runs past its piece: dropped as misbehaving.
+    net.send(
+        c,
+        Message::Request(BlockRequest {
+            piece: 1,
+            offset: 30 * 1024,
+            length: BLOCK,
+        }),
+    );
+    net.settle(&nodes).await;
+    let why = net.conns[c].result(0).unwrap().unwrap_err();
+    assert!(why.contains("outside its piece"), "{why}");
+}
+
+/// Downloading side: a rejected request leaves the pipeline and is not
+/// asked of the same peer again at once; a reject for something never asked
+/// is ignored.
+#[tokio::test]
+async fn a_rejected_request_is_not_asked_again_at_once() {
+    let fx = fixture();
+    let (leecher, peer) = (Node::leecher(&fx, 2), Node::seeder(&fx, 5));
+    let nodes = [&leecher];
+    let mut net = Net::new();
+    let c = net.connect_script(&leecher, &peer, true);
+    net.send(c, Message::HaveAll);
+    net.send(c, Message::Unchoke);
+    net.settle(&nodes).await;
+    let asked = requests(&net.got(c));
+    assert_eq!(asked.len(), 32);
+    let first = asked[0];
+    net.send(c, Message::RejectRequest(first));
+    net.send(
+        c,
+        Message::RejectRequest(BlockRequest {
+            piece: 0,
+            offset: 0,
+            length: 1,
+        }),
+    );
+    net.settle(&nodes).await;
+    let core = &net.conns[c].core(0).core;
+    assert!(!core
+        .outstanding()
+        .any(|b| b.piece == first.piece && b.begin == first.offset));
+    let again = requests(&net.got(c));
+    assert_eq!(
+        again.iter().filter(|r| **r == first).count(),
+        1,
+        "asked again"
+    );
+    // A second later, with nobody else to ask, it is asked again.
+    net.advance(Duration::from_secs(1), &nodes).await;
+    let later = requests(&net.got(c));
+    assert_eq!(later.iter().filter(|r| **r == first).count(), 2);
+    assert!(net.conns[c].is_open());
+}
+
+/// End-game: the last blocks are asked of every peer, and whoever is late
+/// gets a cancel.
+#[tokio::test]
+async fn end_game_cancels_at_the_slower_peer() {
+    let fx = fixture();
+    let (leecher, fast, slow) = (
+        Node::leecher(&fx, 2),
+        Node::seeder(&fx, 3),
+        Node::seeder(&fx, 4),
+    );
+    let nodes = [&leecher, &fast, &slow];
+    let mut net = Net::new();
+    let s = net.connect(&leecher, &slow, true);
+    net.conns[s].pipes[1].rate = Some(16 * 1024);
+    let f = net.connect(&leecher, &fast, true);
+    net.conns[f].pipes[1].rate = Some(256 * 1024);
+    for _ in 0..100 {
+        if leecher.is_complete() {
+            break;
+        }
+        net.advance(Duration::from_millis(100), &nodes).await;
+    }
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+    let cancels = count(&net.conns[s].sent[0], |m| matches!(m, Message::Cancel(_)));
+    assert!(cancels > 0, "no cancel to the slow peer");
+    // Every cancel names a block that was asked of it.
+    let asked = requests(&net.conns[s].sent[0]);
+    for m in &net.conns[s].sent[0] {
+        if let Message::Cancel(r) = m {
+            assert!(asked.contains(r));
+        }
+    }
+}
+
+/// BEP 6: a peer with no pieces gets a set of allowed-fast pieces and may
+/// fetch exactly those while it stays choked.
+#[tokio::test]
+async fn allowed_fast_pieces_are_served_while_choked() {
+    let fx = fixture();
+    let config = TorrentConfig {
+        upload_slots: 0,
+        ..TorrentConfig::default()
+    };
+    let seeder = Node::with(
+        &fx,
+        3,
+        fx.data.clone(),
+        &vec![true; fx.num_pieces()],
+        config,
+    );
+    let leecher = Node::leecher(&fx, 2);
+    let nodes = [&leecher, &seeder];
+    let mut net = Net::new();
+    let c = net.connect(&leecher, &seeder, true);
+    net.settle(&nodes).await;
+    let offered: Vec<u32> = net.conns[c].sent[1]
+        .iter()
+        .filter_map(|m| match m {
+            Message::AllowedFast { piece } => Some(*piece),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offered.len(), 10);
+    assert_eq!(
+        count(&net.conns[c].sent[1], |m| matches!(m, Message::Unchoke)),
+        0
+    );
+    for r in requests(&net.conns[c].sent[0]) {
+        assert!(offered.contains(&r.piece), "asked for {r:?} while choked");
+    }
+    let have: Vec<u32> = (0..fx.num_pieces() as u32)
+        .filter(|p| leecher.shared.have_pieces()[*p as usize])
+        .collect();
+    let mut expected = offered.clone();
+    expected.sort_unstable();
+    assert_eq!(have, expected);
+}
+
+/// A peer that keeps asking for what we will not give (here, while choked)
+/// is dropped after 1,000 such requests; they are forgiven at 50 a second.
+#[tokio::test]
+async fn a_request_flood_is_cut_off() {
+    let fx = fixture();
+    let r = BlockRequest {
+        piece: 0,
+        offset: 0,
+        length: BLOCK,
+    };
+    for pause in [false, true] {
+        let (seeder, peer) = (Node::seeder(&fx, 3), Node::leecher(&fx, 5));
+        let nodes = [&seeder];
+        let mut net = Net::new();
+        let c = net.connect_script(&seeder, &peer, true);
+        // (No have-none: with it, allowed-fast pieces could be asked for.)
+        for _ in 0..1000 {
+            net.send(c, Message::Request(r));
+        }
+        net.settle(&nodes).await;
+        assert!(net.conns[c].is_open());
+        assert_eq!(
+            count(&net.got(c), |m| matches!(m, Message::RejectRequest(_))),
+            1000
+        );
+        if pause {
+            // One second later, 50 of them are forgiven.
+            net.next(&nodes).await;
+            for _ in 0..50 {
+                net.send(c, Message::Request(r));
+            }
+            net.settle(&nodes).await;
+            assert!(net.conns[c].is_open());
+        }
+        net.send(c, Message::Request(r));
+        net.settle(&nodes).await;
+        let why = net.conns[c].result(0).unwrap().unwrap_err();
+        assert!(why.contains("request flood"), "{why}");
+    }
+}
+
+/// Smart ban with several senders: a piece made of one peer's bad block and
+/// another peer's good one fails; nobody is banned on suspicion; once a good
+/// copy is verified, the sender of the differing block is banned and
+/// disconnected, the honest peer is not.
+#[tokio::test]
+async fn smart_ban_names_the_sender_of_the_bad_block() {
+    let fx = fixture();
+    let (leecher, liar, honest) = (
+        Node::leecher(&fx, 2),
+        Node::seeder(&fx, 4),
+        Node::seeder(&fx, 3),
+    );
+    let nodes = [&leecher, &honest];
+    let mut net = Net::new();
+    let l = net.connect_script(&leecher, &liar, true);
+    net.send(l, Message::HaveAll);
+    net.send(l, Message::Unchoke);
+    net.settle(&nodes).await;
+    // The liar answers its first request with bad data, then chokes.
+    let first = requests(&net.got(l))[0];
+    let mut bad = fx.block(&first).unwrap().to_vec();
+    bad[100] ^= 0xff;
+    net.send(
+        l,
+        Message::Piece {
+            piece: first.piece,
+            offset: first.offset,
+            data: Bytes::from(bad),
+        },
+    );
+    net.send(l, Message::Choke);
+    net.settle(&nodes).await;
+    assert!(!leecher.shared.is_banned(liar.ip));
+    // The honest peer sends the rest, the other half of that piece included.
+    let h = net.connect(&leecher, &honest, true);
+    net.settle(&nodes).await;
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+    assert_eq!(leecher.stat(|s| &s.hash_failures), 1);
+    assert!(leecher.shared.is_banned(liar.ip));
+    assert!(!leecher.shared.is_banned(honest.ip));
+    // The banned peer was told to go; the honest one stayed to the end.
+    assert_eq!(net.conns[l].result(0), Some(Ok(())));
+    assert!(!net.conns[l].is_open());
+    assert!(net.conns[h].result(0) != Some(Err(String::new())));
+    // The failed piece was fetched twice: once mixed, once from the honest peer.
+    let again = requests(&net.conns[h].sent[0])
+        .iter()
+        .filter(|r| r.piece == first.piece)
+        .count();
+    assert!(again >= 3, "piece {} asked {again} times", first.piece);
+}
+
+/// Request timeouts run on the core's clock: a peer that sends nothing has
+/// its requests given back after 20 s, then gets one request at a time;
+/// after a second timeout it is dropped (at 62 s of virtual time).
+#[tokio::test]
+async fn a_stalled_peer_is_snubbed_then_dropped() {
+    let fx = fixture();
+    let (leecher, peer) = (Node::leecher(&fx, 2), Node::seeder(&fx, 5));
+    let nodes = [&leecher];
+    let mut net = Net::new();
+    let start = net.now;
+    let c = net.connect_script(&leecher, &peer, true);
+    net.send(c, Message::HaveAll);
+    net.send(c, Message::Unchoke);
+    net.settle(&nodes).await;
+    assert_eq!(requests(&net.got(c)).len(), 32);
+    let (mut snubbed_at, mut probation) = (None, None);
+    while net.conns[c].is_open() {
+        net.next(&nodes).await;
+        if snubbed_at.is_none() && net.conns[c].core(0).core.queue_target() == 1 {
+            snubbed_at = Some(net.now - start);
+            // Its 32 requests went back to the pool, not to be asked of it
+            // again for a request timeout.
+            assert_eq!(net.conns[c].core(0).core.outstanding().count(), 0);
+        }
+        if net.conns[c].is_open() && net.conns[c].core(0).core.outstanding().count() == 1 {
+            probation.get_or_insert(net.now - start);
+        }
+        assert!(net.now - start < Duration::from_secs(120), "never dropped");
+    }
+    assert_eq!(snubbed_at, Some(Duration::from_secs(21)));
+    // One request at a time once those blocks may be asked again; its
+    // time to answer starts then.
+    assert_eq!(probation, Some(Duration::from_secs(41)));
+    assert_eq!(requests(&net.got(c)).len(), 33);
+    assert_eq!(net.now - start, Duration::from_secs(62));
+    let why = net.conns[c].result(0).unwrap().unwrap_err();
+    assert!(why.contains("stalled"), "{why}");
+}
+
+/// Neither side wants anything: the connection is let go after a minute.
+#[tokio::test]
+async fn an_idle_connection_is_let_go() {
+    let fx = fixture();
+    let (a, b) = (Node::leecher(&fx, 2), Node::leecher(&fx, 3));
+    let nodes = [&a, &b];
+    let mut net = Net::new();
+    let start = net.now;
+    let c = net.connect(&a, &b, true);
+    net.settle(&nodes).await;
+    while net.conns[c].is_open() {
+        net.next(&nodes).await;
+    }
+    assert_eq!(net.now - start, Duration::from_secs(62));
+    let why = net.conns[c].result(0).unwrap().unwrap_err();
+    assert!(why.contains("nothing to exchange"), "{why}");
+}
+
+/// Two seeds have nothing to say to each other.
+#[tokio::test]
+async fn two_seeds_part_at_once() {
+    let fx = fixture();
+    let (a, b) = (Node::seeder(&fx, 2), Node::seeder(&fx, 3));
+    let mut net = Net::new();
+    let c = net.connect(&a, &b, true);
+    net.settle(&[&a, &b]).await;
+    assert!(!net.conns[c].is_open());
+    let ended = [net.conns[c].result(0), net.conns[c].result(1)];
+    assert!(
+        ended
+            .iter()
+            .any(|r| matches!(r, Some(Err(e)) if e.contains("both sides are seeds"))),
+        "{ended:?}"
+    );
+}
+
+/// A connection may start before the torrent's info is known (a magnet
+/// link): the peer's pieces are kept aside, nothing is asked or announced,
+/// and once the info arrives the download runs as usual.
+#[tokio::test]
+async fn a_connection_can_start_before_the_info_is_known() {
+    let fx = fixture();
+    let (leecher, seeder) = (Node::leecher(&fx, 2), Node::seeder(&fx, 3));
+    let nodes = [&leecher, &seeder];
+    let mut net = Net::new();
+    let mut early = params(&leecher, seeder.ip, true);
+    early.piece_count = None;
+    let c = net.connect_with(&leecher, &seeder, early, params(&seeder, leecher.ip, true));
+    net.settle(&nodes).await;
+    let sent = &net.conns[c].sent[0];
+    assert!(requests(sent).is_empty());
+    assert_eq!(count(sent, |m| matches!(m, Message::Interested)), 0);
+    assert_eq!(
+        count(sent, |m| matches!(
+            m,
+            Message::Bitfield(_) | Message::HaveNone | Message::HaveAll
+        )),
+        0
+    );
+    assert!(!leecher.is_complete());
+    let n = fx.num_pieces();
+    {
+        let e = net.conns[c].core(0);
+        let link = e.link.as_mut().unwrap();
+        e.core.set_piece_count(n, link).unwrap();
+        assert!(e.core.is_seed());
+        assert!(e.core.am_interested());
+    }
+    net.settle(&nodes).await;
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+}

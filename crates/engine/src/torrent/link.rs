@@ -1,0 +1,186 @@
+//! A registered peer connection's handle on its torrent: [`PeerLink`]
+//! implements [`TorrentAccess`], the narrow interface of the peer core, on
+//! the shared state. Each call takes the state lock once, briefly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rivulet_core::PeerId;
+use rivulet_wire::Bitfield;
+use tokio::sync::mpsc;
+
+use super::{PeerCommand, PeerCounters, RegisterRefusal, Shared};
+use crate::peer::{Accepted, TorrentAccess};
+use crate::picker::{Block, PeerKey, Received};
+
+/// One registered connection's access to its torrent.
+pub(crate) struct PeerLink {
+    shared: Arc<Shared>,
+    key: PeerKey,
+    counters: Arc<PeerCounters>,
+}
+
+impl PeerLink {
+    /// Registers a handshaken connection (see [`Shared::register`]): the link,
+    /// and the channel on which the torrent sends it commands.
+    pub(crate) fn register(
+        shared: &Arc<Shared>,
+        addr: SocketAddr,
+        peer_id: PeerId,
+        incoming: bool,
+    ) -> Result<(PeerLink, mpsc::UnboundedReceiver<PeerCommand>), RegisterRefusal> {
+        let (key, commands, counters) = shared.register(addr, peer_id, incoming)?;
+        let link = PeerLink {
+            shared: Arc::clone(shared),
+            key,
+            counters,
+        };
+        Ok((link, commands))
+    }
+
+    /// Payload bytes sent to and received from the peer so far.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.counters.up.load(Ordering::Relaxed),
+            self.counters.down.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The connection ended: the torrent forgets it (its requests go back to
+    /// the pool, its pieces stop counting, its upload slot is free).
+    pub(crate) fn unregister(self, bits: &Bitfield, seed: bool) {
+        self.shared.unregister(self.key, Some(bits), seed);
+    }
+}
+
+impl TorrentAccess for PeerLink {
+    fn piece_len(&self, piece: u32) -> u32 {
+        self.shared.piece_len(piece)
+    }
+
+    fn have(&self, piece: u32) -> bool {
+        self.shared.lock().have.get(piece as usize)
+    }
+
+    fn have_pieces(&self) -> Bitfield {
+        self.shared.lock().have.clone()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.shared.is_complete()
+    }
+
+    fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool {
+        let state = self.shared.lock();
+        if seed {
+            !state.picker.is_complete()
+        } else {
+            state.picker.is_interesting(|p| bits.get(p as usize))
+        }
+    }
+
+    fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool) {
+        let mut state = self.shared.lock();
+        if seed {
+            state.picker.add_seed();
+        } else {
+            state.picker.add_peer_pieces(bits.ones().map(|p| p as u32));
+        }
+    }
+
+    fn remove_peer_pieces(&mut self, bits: &Bitfield, seed: bool) {
+        let mut state = self.shared.lock();
+        if seed {
+            state.picker.remove_seed();
+        } else {
+            state
+                .picker
+                .remove_peer_pieces(bits.ones().map(|p| p as u32));
+        }
+    }
+
+    fn peer_has(&mut self, piece: u32) -> bool {
+        let mut state = self.shared.lock();
+        state.picker.peer_has(piece);
+        !state.picker.have(piece)
+    }
+
+    fn pick(&mut self, allowed: &dyn Fn(u32) -> bool, want: usize) -> Vec<Block> {
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        state.picker.pick(self.key, allowed, want, &mut state.rng)
+    }
+
+    fn requests_dropped(&mut self, blocks: &[Block]) {
+        let mut state = self.shared.lock();
+        for b in blocks {
+            state.picker.on_request_dropped(*b, self.key);
+        }
+    }
+
+    fn block_received(&mut self, block: Block, data: &[u8]) -> Accepted {
+        let len = u64::from(block.len);
+        let mut state = self.shared.lock();
+        match state.picker.on_block_received(block, self.key) {
+            Received::New {
+                cancel,
+                piece_complete,
+            } => {
+                self.shared
+                    .stats
+                    .downloaded
+                    .fetch_add(len, Ordering::Relaxed);
+                self.counters.down.fetch_add(len, Ordering::Relaxed);
+                Shared::store_block(&mut state, block.piece, block.begin, data);
+                for other in cancel {
+                    if let Some(e) = state.peers.get(&other) {
+                        let _ = e.tx.send(PeerCommand::Cancel(block));
+                    }
+                }
+                if piece_complete {
+                    if let Some(buf) = state.buffers.remove(&block.piece) {
+                        drop(state);
+                        self.shared.verify_piece(block.piece, buf);
+                    }
+                }
+                Accepted::New
+            }
+            Received::Duplicate => {
+                self.shared.stats.wasted.fetch_add(len, Ordering::Relaxed);
+                Accepted::Duplicate
+            }
+            Received::Invalid => Accepted::Invalid,
+        }
+    }
+
+    fn block_wasted(&mut self, len: u32) {
+        self.shared
+            .stats
+            .wasted
+            .fetch_add(u64::from(len), Ordering::Relaxed);
+    }
+
+    fn block_sent(&mut self, len: u32, first: bool) {
+        let len = u64::from(len);
+        self.shared.stats.uploaded.fetch_add(len, Ordering::Relaxed);
+        self.counters.up.fetch_add(len, Ordering::Relaxed);
+        if first {
+            self.shared
+                .stats
+                .peers_served_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn peer_interested(&mut self, interested: bool) -> bool {
+        self.counters
+            .interested
+            .store(interested, Ordering::Relaxed);
+        if interested {
+            self.shared.on_peer_interested(self.key)
+        } else {
+            self.shared.on_peer_not_interested(self.key)
+        }
+    }
+}
