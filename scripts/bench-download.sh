@@ -5,6 +5,10 @@
 #
 #   scripts/bench-download.sh [SIZE_MIB] [ROUNDS]      (defaults: 1024 MiB, 3)
 #
+# BASELINE=/path/to/another/rivulet adds that build as the client `baseline`
+# (say, the last release, to show a change's effect in the same run), and
+# CLIENTS="rivulet baseline rqbit" runs only the clients named, in that order.
+#
 # Everything stays on loopback: opentracker on 127.0.0.1:6969, the seeder on
 # 127.0.0.2; DHT, LSD, UPnP and NAT-PMP are off in every client. Needs
 # opentracker, aria2, python3-libtorrent and time (Debian), and rqbit
@@ -20,7 +24,11 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 rqbit=${RQBIT:-$(command -v rqbit || echo "$HOME/.cargo/bin/rqbit")}
-for tool in opentracker aria2c /usr/bin/time "$rqbit"; do
+clients=${CLIENTS:-rivulet ${BASELINE:+baseline }rqbit aria2 libtorrent}
+need="opentracker /usr/bin/time"
+case " $clients " in *" rqbit "*) need="$need $rqbit" ;; esac
+case " $clients " in *" aria2 "*) need="$need aria2c" ;; esac
+for tool in $need; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 cargo build --release -q -p rivulet --manifest-path "$root/Cargo.toml"
@@ -51,19 +59,25 @@ run() { # name, command...: appends "name wall cpu maxrss_kib" after checking th
 
 : > "$work/results.txt"
 for r in $(seq "$rounds"); do
-  run rivulet "$rivulet" download -q --port 7101 -o "$work/out" "$work/data.torrent"
-  run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --disable-lsd --listen-port 7102 \
-    download --exit-on-finish -o "$work/out" "$work/data.torrent"
-  run aria2 aria2c -q --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
-    --enable-peer-exchange=false --seed-time=0 --listen-port=7103 --file-allocation=none \
-    -d "$work/out" "$work/data.torrent"
-  run libtorrent /usr/bin/python3 "$root/scripts/lt_peer.py" leech "$work/data.torrent" "$work/out" 127.0.0.3 7104
+  for client in $clients; do
+    case $client in
+      rivulet) run rivulet "$rivulet" download -q --port 7101 -o "$work/out" "$work/data.torrent" ;;
+      baseline) run baseline "$BASELINE" download -q --port 7105 -o "$work/out" "$work/data.torrent" ;;
+      rqbit) run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --disable-lsd --listen-port 7102 \
+        download --exit-on-finish -o "$work/out" "$work/data.torrent" ;;
+      aria2) run aria2 aria2c -q --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+        --enable-peer-exchange=false --seed-time=0 --listen-port=7103 --file-allocation=none \
+        -d "$work/out" "$work/data.torrent" ;;
+      libtorrent) run libtorrent /usr/bin/python3 "$root/scripts/lt_peer.py" leech "$work/data.torrent" "$work/out" 127.0.0.3 7104 ;;
+      *) echo "unknown client $client" >&2; exit 1 ;;
+    esac
+  done
   echo "round $r done" >&2
 done
 
 echo "download: ${size_mib} MiB from one libtorrent seeder over loopback, $(nproc) cores, median of $rounds rounds"
 printf '%-11s %8s %8s %9s %10s %10s\n' client wall_s cpu_s rss_MiB wall/rqbit cpu/rqbit
-awk '
+awk -v clients="$clients" '
   { wall[$1] = wall[$1] " " $2; cpu[$1] = cpu[$1] " " $3; rss[$1] = rss[$1] " " $4 }
   function median(list,   a, n, i, j, t) {
     n = split(list, a, " ")
@@ -71,10 +85,11 @@ awk '
     return a[int((n + 1) / 2)]
   }
   END {
-    bw = median(wall["rqbit"]); bc = median(cpu["rqbit"])
-    split("rivulet rqbit aria2 libtorrent", order, " ")
-    for (k = 1; k <= 4; k++) {
+    bw = ("rqbit" in wall) ? median(wall["rqbit"]) : 0; bc = ("rqbit" in cpu) ? median(cpu["rqbit"]) : 0
+    n = split(clients, order, " ")
+    for (k = 1; k <= n; k++) {
       t = order[k]; w = median(wall[t]); c = median(cpu[t])
-      printf "%-11s %8.2f %8.2f %9.1f %9.2fx %9.2fx\n", t, w, c, median(rss[t]) / 1024, w / bw, c / bc
+      printf "%-11s %8.2f %8.2f %9.1f %10s %10s\n", t, w, c, median(rss[t]) / 1024,
+        (bw > 0 ? sprintf("%.2fx", w / bw) : "n/a"), (bc > 0 ? sprintf("%.2fx", c / bc) : "n/a")
     }
   }' "$work/results.txt"

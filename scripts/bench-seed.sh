@@ -6,6 +6,10 @@
 #
 #   scripts/bench-seed.sh [SIZE_MIB] [ROUNDS]      (defaults: 1024 MiB, 3)
 #
+# BASELINE=/path/to/another/rivulet adds that build as the seeder `baseline`
+# (on 127.0.0.5), and SEEDERS="rivulet baseline rqbit" runs only the seeders
+# named, in that order.
+#
 # Everything stays on loopback, one address per peer: rivulet seeds on
 # 127.0.0.2, rqbit on 127.0.0.3, libtorrent on 127.0.0.4, and the leecher
 # (127.0.0.10) connects straight to the seeder, no tracker. DHT, LSD, UPnP,
@@ -28,15 +32,17 @@ cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
 rqbit=${RQBIT:-$(command -v rqbit || echo "$HOME/.cargo/bin/rqbit")}
-for tool in /usr/bin/time /usr/bin/python3 curl ss "$rqbit"; do
+seeders=${SEEDERS:-rivulet ${BASELINE:+baseline }rqbit libtorrent}
+need="/usr/bin/time /usr/bin/python3 curl ss"
+case " $seeders " in *" rqbit "*) need="$need $rqbit" ;; esac
+for tool in $need; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 cargo build --release -q -p rivulet --manifest-path "$root/Cargo.toml"
 rivulet="$root/target/release/rivulet"
-seeders="rivulet rqbit libtorrent"
 if ! "$rivulet" seed --help >/dev/null 2>&1; then
   echo "note: \`rivulet seed\` is not available yet: skipping the rivulet seeder" >&2
-  seeders="rqbit libtorrent"
+  seeders=${seeders//rivulet/}
 fi
 tck=$(getconf CLK_TCK)
 
@@ -54,6 +60,10 @@ start_seeder() { # name: starts it in the background, sets spid, addr
       addr=127.0.0.2:7201
       "$rivulet" seed "$work/data.torrent" -o "$work/seed" --bind 127.0.0.2 --port 7201 -q \
         >"$work/seeder.log" 2>&1 & ;;
+    baseline)
+      addr=127.0.0.5:7204
+      "$BASELINE" seed "$work/data.torrent" -o "$work/seed" --bind 127.0.0.5 --port 7204 -q \
+        >"$work/seeder.log" 2>&1 & ;;
     rqbit) # --overwrite: without it rqbit refuses to open the existing file
       addr=127.0.0.3:7202
       "$rqbit" -v warn --disable-dht --disable-dht-persistence --disable-upnp-port-forward \
@@ -70,7 +80,7 @@ start_seeder() { # name: starts it in the background, sets spid, addr
 
 seeder_ready() { # name: true once it has checked the data and serves it
   case $1 in
-    rivulet) ss -Hltn "src $addr" | grep -q . ;;
+    rivulet|baseline) ss -Hltn "src $addr" | grep -q . ;;
     rqbit) curl -sf "http://127.0.0.3:7302/torrents/0/stats/v1" | grep -q '"state":"live".*"finished":true' ;;
     libtorrent) grep -q ready "$work/seeder.log" ;;
   esac
@@ -140,14 +150,15 @@ awk -v size="$size_mib" -v seeders="$seeders" '
     return a[int((n + 1) / 2)]
   }
   END {
-    bx = median(xfer["rqbit"]); bc = median(cpu["rqbit"])
+    bx = ("rqbit" in xfer) ? median(xfer["rqbit"]) : 0; bc = ("rqbit" in cpu) ? median(cpu["rqbit"]) : 0
     n = split(seeders, order, " ")
     for (k = 1; k <= n; k++) {
       t = order[k]
       if (!(t in xfer)) { printf "%-11s (no successful run)\n", t; continue }
       x = median(xfer[t]); c = median(cpu[t])
-      printf "%-11s %7.2f %10.2f %7.0f %10.2f %13.1f %11.2f %9.2fx %9.2fx\n", t, median(wall[t]), x, size / x,
-        c, median(rss[t]) / 1024, median(lcpu[t]), x / bx, (bc > 0 ? c / bc : 0)
+      printf "%-11s %7.2f %10.2f %7.0f %10.2f %13.1f %11.2f %10s %10s\n", t, median(wall[t]), x, size / x,
+        c, median(rss[t]) / 1024, median(lcpu[t]), (bx > 0 ? sprintf("%.2fx", x / bx) : "n/a"),
+        (bc > 0 ? sprintf("%.2fx", c / bc) : "n/a")
     }
     if ("rivulet" in xfer) {
       x = median(xfer["rivulet"]); c = median(cpu["rivulet"]); fx = 1e9; lc = 1e9
