@@ -1,4 +1,4 @@
-//! The peer connection logic (`peer.rs`, driven through `Download` and
+//! The peer connection logic (`peer/`, driven through `Download` and
 //! `torrent::run`) against fake peers run in-process on loopback addresses: tokio
 //! `TcpListener`s speaking the wire protocol with `rivulet_wire`.
 //!

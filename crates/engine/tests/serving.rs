@@ -1,4 +1,4 @@
-//! Seeding: the listener (`listener.rs`), the serving half of `peer.rs` and
+//! Seeding: the listener (`listener.rs`), the serving half of the peer core (`peer/`) and
 //! the choking in `torrent.rs`, with rivulet as the seeder and fake leechers
 //! run in-process on 127.0.0.x speaking the wire protocol with
 //! `rivulet_wire`.
