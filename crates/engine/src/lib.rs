@@ -25,6 +25,7 @@ pub mod peer;
 pub mod picker;
 pub mod resume;
 pub mod scrape;
+pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod torrent;
