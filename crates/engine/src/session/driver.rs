@@ -24,6 +24,9 @@ pub(super) async fn drive(
     let cancel = session.cancel.clone();
     loop {
         // Wait to be started (at once unless added paused or held).
+        if *control.borrow() == Control::Pause {
+            handle.settle();
+        }
         let wanted = tokio::select! {
             c = control.wait_for(|c| *c != Control::Pause) => c.map_or(Control::Remove, |c| *c),
             () = cancel.cancelled() => Control::Remove,

@@ -136,7 +136,12 @@ impl TorrentHandle {
                 peers: download.peer_sender(),
                 shared: Mutex::new(shared),
                 control: watch::Sender::new(if paused { Control::Pause } else { Control::Run }),
-                phase: watch::Sender::new(Phase::Paused),
+                // Not paused: its driver is about to start it.
+                phase: watch::Sender::new(if paused {
+                    Phase::Paused
+                } else {
+                    Phase::Running
+                }),
                 // What a torrent stopped before its first run ended with.
                 outcome: Mutex::new(if complete {
                     Outcome::Complete
@@ -330,6 +335,18 @@ impl TorrentHandle {
             } else {
                 false
             }
+        });
+    }
+
+    /// Before waiting for a resume: a torrent paused before its first run
+    /// started is paused, not running.
+    pub(super) fn settle(&self) {
+        self.inner.phase.send_if_modified(|p| {
+            let running = *p == Phase::Running;
+            if running {
+                *p = Phase::Paused;
+            }
+            running
         });
     }
 
