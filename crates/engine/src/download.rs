@@ -452,6 +452,7 @@ impl Download {
                 _ = outcome.changed() => {}
                 _ = &mut stop => break outcome.borrow().clone(),
                 _ = tick.tick() => {
+                    self.shared.stats.sample_rates(Instant::now());
                     let done = self.shared.stats.pieces_done.load(Ordering::Relaxed);
                     if done != saved_pieces && last_save.elapsed() >= Duration::from_secs(5) {
                         last_save = Instant::now();
@@ -482,6 +483,7 @@ impl Download {
         self.shared.finish_tasks().await;
         // The chunks of a stopped torrent are of no more use to anyone.
         self.shared.cache.forget();
+        self.shared.stats.reset_rates();
         match (result, saved) {
             // The first error is the one to report (a full disk also makes the
             // resume save fail).

@@ -71,6 +71,11 @@ pub struct TorrentSnapshot {
     pub downloaded: u64,
     /// Payload bytes sent (since the torrent was added).
     pub uploaded: u64,
+    /// Bytes per second received that we needed, over the last few
+    /// seconds ([`crate::stats::RATE_WINDOW`]); 0 when not running.
+    pub down_rate: f64,
+    /// Bytes per second sent, likewise.
+    pub up_rate: f64,
     /// Payload bytes received that we did not need.
     pub wasted: u64,
     /// Pieces that failed their hash check.
@@ -277,6 +282,7 @@ impl TorrentHandle {
         // Peer counts of a run that ended are zero, whatever its last
         // counters said.
         let live = |n: usize| if running { n } else { 0 };
+        let (down_rate, up_rate) = stats.rates();
         TorrentSnapshot {
             info_hash: self.inner.info_hash,
             name: self.inner.name.clone(),
@@ -287,6 +293,8 @@ impl TorrentHandle {
             pieces_have: stats.pieces_done.load(Ordering::Relaxed),
             downloaded: stats.downloaded.load(Ordering::Relaxed),
             uploaded: stats.uploaded.load(Ordering::Relaxed),
+            down_rate: if running { down_rate } else { 0.0 },
+            up_rate: if running { up_rate } else { 0.0 },
             wasted: stats.wasted.load(Ordering::Relaxed),
             hash_failures: stats.hash_failures.load(Ordering::Relaxed),
             peers_connected: live(stats.peers_connected.load(Ordering::Relaxed)),

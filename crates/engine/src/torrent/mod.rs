@@ -516,6 +516,11 @@ impl Shared {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        if self.cancel.is_cancelled() {
+            // The run has ended (an incoming connection routed just before
+            // its end): the connection is dropped, never started.
+            return;
+        }
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
             let _permit = permit;
