@@ -218,3 +218,55 @@ async fn shutdown_stops_every_torrent() {
         assert_eq!(t.snapshot().state, TorrentState::Removed);
     }
 }
+
+/// `max_connections` bounds peer connections across all torrents: with one
+/// allowed and taken by a peer of one torrent, a peer of another torrent is
+/// closed before its handshake is answered.
+#[tokio::test]
+async fn the_session_connection_limit_spans_torrents() {
+    use rivulet_core::PeerId;
+    use rivulet_wire::Handshake;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ip = next_loopback();
+    let session = Session::new(SessionConfig {
+        listen_port: Some(0),
+        bind: Some(IpAddr::V4(ip)),
+        max_connections: 1,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    let (x, y) = (Fixture::single(30), Fixture::single(31));
+    let (dx, dy) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (fx, dir) in [(&x, &dx), (&y, &dy)] {
+        fx.write_to(dir.path());
+        session
+            .add(&fx.metainfo, dir.path(), seeding(), Arc::new(|_| {}))
+            .await
+            .unwrap();
+    }
+    let addr = SocketAddr::new(IpAddr::V4(ip), session.port());
+    let peer = |fx: &Fixture| Handshake::new(fx.info_hash(), PeerId::generate()).to_bytes();
+
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    first.write_all(&peer(&x)).await.unwrap();
+    let mut answer = [0u8; 68];
+    within(
+        PROMPT,
+        "the first peer's handshake",
+        first.read_exact(&mut answer),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&answer[28..48], &x.info_hash().0);
+
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    second.write_all(&peer(&y)).await.unwrap();
+    let mut buf = [0u8; 68];
+    let n = within(PROMPT, "the second peer's end", second.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a handshake");
+    drop(first);
+    session.shutdown().await;
+}

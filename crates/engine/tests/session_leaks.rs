@@ -7,9 +7,10 @@
 //! no peer to get anything from); half announce to a fake UDP tracker on
 //! loopback, which reports every announce on a channel, so the test waits
 //! for the announces themselves (no sleep). Each round: add the 50, wait
-//! until every torrent with a tracker was heard (`started`), remove them all
-//! (each removal waits for its torrent's `stopped`, resume save and tasks),
-//! then count.
+//! until every torrent with a tracker was heard (`started`), pause a third
+//! of them and resume them (a new run each: `stopped`, then `started`
+//! again), remove them all (each removal waits for its torrent's `stopped`,
+//! resume save and tasks), then count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -112,17 +113,43 @@ async fn fifty_torrents_added_and_removed_leak_nothing() {
                 };
                 assert_eq!(h.snapshot().state, want, "torrent {i}");
             }
+            // Pause and resume every third torrent: its run ends and a new
+            // one starts.
+            let mut paused_with_tracker = 0;
+            for (i, h) in handles.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+                h.pause().await;
+                assert_eq!(h.snapshot().state, TorrentState::Paused);
+                h.resume();
+                paused_with_tracker += usize::from(i % 2 == 0);
+            }
+            let mut stopped = 0;
+            let mut seen = HashSet::new();
+            while seen.len() < paused_with_tracker {
+                let a = heard.recv().await.unwrap();
+                match a.event {
+                    2 => assert!(seen.insert(a.info_hash)),
+                    3 => stopped += 1,
+                    _ => {}
+                }
+            }
+            assert_eq!(
+                stopped, paused_with_tracker,
+                "round {round}: stopped on pause"
+            );
             for h in &handles {
                 h.remove().await;
                 assert_eq!(h.snapshot().state, TorrentState::Removed);
             }
             // Every torrent that announced said goodbye before its removal
             // returned.
-            let mut stopped = 0;
             while let Ok(a) = heard.try_recv() {
                 stopped += usize::from(a.event == 3);
             }
-            assert_eq!(stopped, with_tracker, "round {round}: stopped announces");
+            assert_eq!(
+                stopped,
+                with_tracker + paused_with_tracker,
+                "round {round}: stopped announces"
+            );
             assert!(session.torrents().is_empty());
         })
         .await;

@@ -73,6 +73,12 @@ pub const MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
 /// handshaking is dropped after this.
 pub const PEER_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The session has no peer connection left (`SessionConfig::max_connections`
+/// are all open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session has no peer connection left")]
+pub(crate) struct NoConnectionLeft;
+
 /// Settings of one torrent (those of the whole session, such as the peer
 /// id, are in `SessionConfig`).
 #[derive(Debug, Clone)]
@@ -534,12 +540,17 @@ impl Shared {
         });
     }
 
-    /// A session connection for a new peer: `Ok(None)` outside a session,
-    /// `Err(())` when the session has none left.
-    pub(crate) fn connection_permit(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    /// A session connection for a new peer: `Ok(None)` outside a session
+    /// (no limit but `max_peers`).
+    pub(crate) fn connection_permit(
+        &self,
+    ) -> Result<Option<OwnedSemaphorePermit>, NoConnectionLeft> {
         match &self.connections {
             None => Ok(None),
-            Some(s) => Arc::clone(s).try_acquire_owned().map(Some).map_err(|_| ()),
+            Some(s) => Arc::clone(s)
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| NoConnectionLeft),
         }
     }
 
