@@ -8,9 +8,9 @@
 //! It also drives the periodic rechoke ([`Shared::rechoke`]), and when the
 //! torrent shuts down or fails it asks every connection to close.
 //!
-//! Peer tasks are tasks of the torrent's run ([`Shared::spawn_peer`]), each
+//! Peer tasks are tasks of the torrent's run (`Shared::spawn_peer`), each
 //! holding one of the session's connections; the connector returns its
-//! [`Connector`] state when it ends, so that the torrent's next run (after a
+//! `Connector` state when it ends, so that the torrent's next run (after a
 //! pause) knows the same peers.
 //!
 //! Dependencies flow one way: the connector uses [`crate::peer`] and

@@ -10,7 +10,7 @@
 //! Tasks: one accept loop per socket and one per pending handshake, all on
 //! the listener's `TaskTracker`, ended by [`Listener::close`] (or at once
 //! when the listener is dropped). A connection routed to a torrent becomes a
-//! task of that torrent's run ([`Shared::spawn_peer`]), holding one of the
+//! task of that torrent's run (`Shared::spawn_peer`), holding one of the
 //! session's connections.
 
 use std::collections::HashMap;

@@ -14,7 +14,7 @@
 //! starts from [`Shared::renew`], with the same data, counters and cache.
 //!
 //! Tasks: every task of a run (peers, piece verification, the tracker
-//! tiers) is spawned on the run's `TaskTracker` ([`Shared::tasks`]) and
+//! tiers) is spawned on the run's `TaskTracker` (`Shared::tasks`) and
 //! watches its `CancellationToken`, so a stopped run leaves no task behind.
 //!
 //! Concurrency: the state lives behind one `std::sync::Mutex`, held only for
