@@ -82,7 +82,7 @@ async fn fifty_torrents_added_and_removed_leak_nothing() {
     let with_tracker = TORRENTS.div_ceil(2);
     let mut after_round = Vec::new();
     for round in 0..ROUNDS {
-        within(ROUND, "a round of adds and removals", async {
+        let kept = within(ROUND, "a round of adds and removals", async {
             let dirs: Vec<tempfile::TempDir> = (0..TORRENTS)
                 .map(|_| tempfile::tempdir().unwrap())
                 .collect();
@@ -151,9 +151,15 @@ async fn fifty_torrents_added_and_removed_leak_nothing() {
                 "round {round}: stopped announces"
             );
             assert!(session.torrents().is_empty());
+            handles
         })
         .await;
+        // Handles kept after a removal hold no file, socket or task.
         after_round.push((alive_tasks(), open_fds(), rss_bytes()));
+        assert!(kept
+            .iter()
+            .all(|h| h.snapshot().state == TorrentState::Removed));
+        drop(kept);
     }
     eprintln!("after each round (tasks, fds, rss): {after_round:?}");
     let (tasks, fds, rss) = after_round[0];

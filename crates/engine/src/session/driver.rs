@@ -36,7 +36,7 @@ pub(super) async fn drive(
         }
         download.renew();
         let shared = Arc::clone(&download.shared);
-        handle.set_shared(&shared);
+        handle.set_shared(Some(&shared));
         handle.set_phase(Phase::Running);
         if let Some(l) = &session.listener {
             l.add(&shared);
@@ -78,7 +78,9 @@ pub(super) async fn drive(
         if outcome == Outcome::Complete {
             handle.set_complete();
         }
+        // The outcome first: a snapshot in between reads it, not a run.
         handle.set_outcome(outcome);
+        handle.set_shared(None);
         let wanted = *control.borrow();
         if cancel.is_cancelled() || wanted == Control::Remove {
             break;

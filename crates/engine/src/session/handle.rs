@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::cache::TorrentKey;
 use crate::download::Download;
-use crate::stats::{PeerFailure, TrackerStatus};
+use crate::stats::{PeerFailure, Stats, TrackerStatus};
 use crate::torrent::{Outcome, Shared, TorrentError};
 
 /// Where a torrent stands.
@@ -117,8 +117,13 @@ struct Inner {
     resume_path: PathBuf,
     writable: bool,
     peers: tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>,
-    /// The shared state of the current (or last) run.
-    shared: Mutex<Arc<Shared>>,
+    total_bytes: u64,
+    pieces: usize,
+    /// The torrent's counters (the same from run to run).
+    stats: Arc<Stats>,
+    /// The shared state of the current run, while one goes on (a handle
+    /// kept after a removal holds no storage, files or peers).
+    shared: Mutex<Option<Arc<Shared>>>,
     control: watch::Sender<Control>,
     phase: watch::Sender<Phase>,
     /// How the last run ended (`Running` before the first ends).
@@ -129,7 +134,7 @@ struct Inner {
 
 impl TorrentHandle {
     pub(super) fn new(key: TorrentKey, download: &Download, paused: bool) -> Self {
-        let shared = Arc::clone(&download.shared);
+        let shared = &download.shared;
         let complete = shared.is_complete();
         TorrentHandle {
             inner: Arc::new(Inner {
@@ -139,7 +144,10 @@ impl TorrentHandle {
                 resume_path: download.folder().resume_path().to_owned(),
                 writable: download.folder().is_writable(),
                 peers: download.peer_sender(),
-                shared: Mutex::new(shared),
+                total_bytes: shared.info.total_length(),
+                pieces: shared.info.num_pieces(),
+                stats: Arc::clone(&shared.stats),
+                shared: Mutex::new(None),
                 control: watch::Sender::new(if paused { Control::Pause } else { Control::Run }),
                 // Not paused: its driver is about to start it.
                 phase: watch::Sender::new(if paused {
@@ -258,20 +266,20 @@ impl TorrentHandle {
 
     /// The torrent's state now.
     pub fn snapshot(&self) -> TorrentSnapshot {
-        let shared = self.shared();
-        let stats = &shared.stats;
+        let stats = &self.inner.stats;
         let phase = *self.inner.phase.borrow();
-        let outcome = self.outcome();
-        let error = match (phase, outcome) {
-            (Phase::Failed, Outcome::Failed(e)) => Some(e),
-            _ => match &*shared.outcome().borrow() {
-                Outcome::Failed(e) => Some(Arc::clone(e)),
-                _ => None,
-            },
+        let current = match self.shared() {
+            Some(shared) => shared.outcome().borrow().clone(),
+            None => self.outcome(),
         };
+        let error = match current {
+            Outcome::Failed(e) => Some(e),
+            _ => None,
+        };
+        let pieces_have = stats.pieces_done.load(Ordering::Relaxed);
         let state = match phase {
             Phase::Running if error.is_some() => TorrentState::Failed,
-            Phase::Running if shared.is_complete() => TorrentState::Seeding,
+            Phase::Running if pieces_have == self.inner.pieces as u64 => TorrentState::Seeding,
             Phase::Running => TorrentState::Downloading,
             Phase::Paused => TorrentState::Paused,
             Phase::Finished => TorrentState::Finished,
@@ -287,10 +295,10 @@ impl TorrentHandle {
             info_hash: self.inner.info_hash,
             name: self.inner.name.clone(),
             state,
-            total_bytes: shared.info.total_length(),
+            total_bytes: self.inner.total_bytes,
             have_bytes: stats.verified_bytes.load(Ordering::Relaxed),
-            pieces: shared.info.num_pieces(),
-            pieces_have: stats.pieces_done.load(Ordering::Relaxed),
+            pieces: self.inner.pieces,
+            pieces_have,
             downloaded: stats.downloaded.load(Ordering::Relaxed),
             uploaded: stats.uploaded.load(Ordering::Relaxed),
             down_rate: if running { down_rate } else { 0.0 },
@@ -312,22 +320,21 @@ impl TorrentHandle {
 
     // What the driver uses.
 
-    pub(super) fn shared(&self) -> Arc<Shared> {
-        Arc::clone(
-            &self
-                .inner
-                .shared
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    pub(super) fn set_shared(&self, shared: &Arc<Shared>) {
+    /// The current run's shared state (`None`: no run goes on).
+    pub(super) fn set_shared(&self, shared: Option<&Arc<Shared>>) {
         *self
             .inner
             .shared
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(shared);
+            .unwrap_or_else(PoisonError::into_inner) = shared.cloned();
     }
 
     pub(super) fn control(&self) -> watch::Receiver<Control> {
