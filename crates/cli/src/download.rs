@@ -1,21 +1,21 @@
-//! `rivulet download` and `rivulet seed`: one torrent's session, fetching what
-//! is missing from peers and serving what we have.
+//! `rivulet download` and `rivulet seed`: a session with one torrent,
+//! fetching what is missing from peers and serving what we have. The
+//! display and the summary read the torrent's snapshots.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use indicatif::HumanBytes;
 use rivulet_core::Metainfo;
-use rivulet_engine::download::{Download, LengthAction, SeedPolicy};
+use rivulet_engine::download::{LengthAction, SeedPolicy};
 use rivulet_engine::folder::{DataFolder, FolderOptions};
-use rivulet_engine::listener::Listener;
+use rivulet_engine::session::{AddOptions, Session, SessionConfig, TorrentHandle};
 use rivulet_engine::stats::{PeerFailure, TrackerStatus};
-use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_engine::torrent::{Outcome, TorrentConfig};
 
 use crate::args;
 use crate::progress::{self, Field};
@@ -174,7 +174,11 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         }
     }
     let total = metainfo.info.total_length();
-    let listener = Listener::bind(args.bind, args.port)?;
+    let session = Session::new(SessionConfig {
+        listen_port: Some(args.port),
+        bind: args.bind,
+        ..SessionConfig::default()
+    })?;
     // Locked after binding (so that a run that cannot listen writes
     // nothing) and before the port notice (so that a second run on the same
     // data says only that it is in use).
@@ -189,34 +193,45 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
             folder.resume_path().display()
         );
     }
-    if args.port != 0 && listener.port() != args.port {
+    if args.port != 0 && session.port() != args.port {
         eprintln!(
             "port {} is in use: listening on port {} instead",
             args.port,
-            listener.port()
+            session.port()
         );
     }
-    let config = TorrentConfig {
-        max_peers: args.max_peers,
-        listen_port: listener.port(),
-        bind: args.bind,
-        ..TorrentConfig::default()
+    // Only addresses of --bind's family can be reached (checked above).
+    let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
+    let options = AddOptions {
+        config: TorrentConfig {
+            max_peers: args.max_peers,
+            ..TorrentConfig::default()
+        },
+        seed: policy,
+        peers: args
+            .peers
+            .iter()
+            .flat_map(|p| p.addrs.iter().copied().filter(family_ok))
+            .collect(),
+        paused: false,
     };
     let check_bar = Arc::new(progress::bytes_bar(total, "Checking", args.quiet));
     let bar = Arc::clone(&check_bar);
-    let (mut dl, report) = Download::prepare_in(
-        &metainfo,
-        folder,
-        config,
-        Arc::new(move |done| bar.set_position(done)),
-    )
-    .await?;
+    let added = session
+        .add_in(
+            &metainfo,
+            folder,
+            options,
+            Arc::new(move |done| bar.set_position(done)),
+        )
+        .await;
     check_bar.finish_and_clear();
-    if !dl.folder().is_writable() {
+    let (torrent, report) = added?;
+    if !torrent.is_writable() {
         eprintln!(
             "the data folder {} is read-only: serving it as it is; resume data goes to {}",
             args.output.display(),
-            dl.folder().resume_path().display()
+            torrent.resume_path().display()
         );
     }
     // Shown even with --quiet: rivulet changed (or would not change) a file.
@@ -264,45 +279,40 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                 report.have, report.trusted, report.checked
             );
         }
-        for addr in listener.local_addrs() {
+        for addr in session.local_addrs() {
             eprintln!("listening on {addr}");
         }
     }
-    listener.add(&dl.shared);
-    let tx = dl.peer_sender();
-    // Only addresses of --bind's family can be reached (checked above).
-    let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
-    for p in &args.peers {
-        for addr in p.addrs.iter().filter(|a| family_ok(a)) {
-            let _ = tx.send(*addr);
-        }
-    }
-    let already = dl.shared.stats.verified_bytes.load(Ordering::Relaxed);
+    let already = torrent.snapshot().have_bytes;
     // When the data became complete: the download's time and average rate
     // end there, not when seeding after it ends.
     let completed = Arc::new(std::sync::OnceLock::new());
     let completion_watch = {
-        let mut outcome = dl.shared.outcome();
-        let completed = Arc::clone(&completed);
+        let (torrent, completed) = (torrent.clone(), Arc::clone(&completed));
         tokio::spawn(async move {
-            if outcome.wait_for(|o| *o == Outcome::Complete).await.is_ok() {
-                let _ = completed.set(Instant::now());
-            }
+            torrent.completed().await;
+            let _ = completed.set(Instant::now());
         })
     };
-    let display = (!args.quiet).then(|| spawn_display(Arc::clone(&dl.shared), total));
-    let outcome = dl.run(interrupted(), policy).await;
+    let display = (!args.quiet).then(|| spawn_display(torrent.clone(), total));
+    // Until Ctrl-C, or the torrent stops by itself (complete, seeding
+    // done, failed); then the session stops it cleanly.
+    tokio::select! {
+        () = interrupted() => {}
+        () = torrent.stopped() => {}
+    }
+    session.shutdown().await;
+    let outcome = torrent.outcome();
     // Unset if the session ended as it completed: then `started.elapsed()`
     // is the same time anyway.
     completion_watch.abort();
-    drop(listener);
     if let Some((handle, bar)) = display {
         handle.abort();
         bar.finish_and_clear();
     }
-    let stats = &dl.shared.stats;
-    let fetched = stats.verified_bytes.load(Ordering::Relaxed) - already;
-    let uploaded = stats.uploaded.load(Ordering::Relaxed);
+    let stats = torrent.snapshot();
+    let fetched = stats.have_bytes - already;
+    let uploaded = stats.uploaded;
     let ratio = uploaded as f64 / total.max(1) as f64;
     match outcome {
         Outcome::Complete => {
@@ -319,16 +329,8 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                         progress::took(fetching),
                         HumanBytes(fetched),
                         HumanBytes((fetched as f64 / secs) as u64),
-                        progress::plural(
-                            stats.hash_failures.load(Ordering::Relaxed),
-                            "hash failure",
-                            "hash failures"
-                        ),
-                        progress::plural(
-                            stats.peers_banned.load(Ordering::Relaxed) as u64,
-                            "peer",
-                            "peers"
-                        ),
+                        progress::plural(stats.hash_failures, "hash failure", "hash failures"),
+                        progress::plural(stats.peers_banned as u64, "peer", "peers"),
                     );
                 }
                 let seeded = if policy.seed {
@@ -342,11 +344,7 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
                 eprintln!(
                     "{seeded}uploaded {} to {} (ratio {ratio:.2}) in {}",
                     HumanBytes(uploaded),
-                    progress::plural(
-                        stats.peers_served_total.load(Ordering::Relaxed) as u64,
-                        "peer",
-                        "peers"
-                    ),
+                    progress::plural(stats.peers_served_total as u64, "peer", "peers"),
                     progress::took(started.elapsed()),
                 );
             }
@@ -355,17 +353,16 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
         Outcome::Running => {
             eprintln!(
                 "stopped at {} of {}, uploaded {}; run the same command again to resume",
-                HumanBytes(stats.verified_bytes.load(Ordering::Relaxed)),
+                HumanBytes(stats.have_bytes),
                 HumanBytes(total),
                 HumanBytes(uploaded),
             );
             // Why nothing (or little) happened, as the status line said.
-            for (url, error) in failing_trackers(&stats.trackers()) {
+            for (url, error) in failing_trackers(&stats.trackers) {
                 eprintln!("tracker {url}: {error}");
             }
-            let failures = stats.connect_failures.load(Ordering::Relaxed);
-            if let (true, Some(last)) = (fetched == 0 && failures > 0, stats.last_connect_failure())
-            {
+            let failures = stats.connect_failures;
+            if let (true, Some(last)) = (fetched == 0 && failures > 0, &stats.last_peer_failure) {
                 eprintln!(
                     "no data from peers: {} failed, the last to {}: {}",
                     progress::plural(failures, "connection", "connections"),
@@ -421,14 +418,12 @@ fn peer_problem(connected: usize, last: Option<&PeerFailure>) -> Option<String> 
 /// terminal there is no status line, and each new problem is printed as a
 /// line of its own instead (logs of a service say why it sits idle too).
 fn spawn_display(
-    shared: Arc<Shared>,
+    torrent: TorrentHandle,
     total: u64,
 ) -> (tokio::task::JoinHandle<()>, indicatif::ProgressBar) {
     let bar = progress::status_bar();
     let b = bar.clone();
     let handle = tokio::spawn(async move {
-        let stats = &shared.stats;
-        let pieces = shared.info.num_pieces();
         let window = Duration::from_secs(5);
         let (mut down_rate, mut up_rate) = (
             progress::RateWindow::new(window),
@@ -443,16 +438,16 @@ fn spawn_display(
         loop {
             tick.tick().await;
             let now = Instant::now();
-            let up = stats.uploaded.load(Ordering::Relaxed);
-            let down = down_rate.sample(now, stats.downloaded.load(Ordering::Relaxed));
+            let stats = torrent.snapshot();
+            let up = stats.uploaded;
+            let down = down_rate.sample(now, stats.downloaded);
             let up_r = up_rate.sample(now, up);
-            let done = stats.verified_bytes.load(Ordering::Relaxed);
+            let done = stats.have_bytes;
             // Connected of known; peers that connected to us count as known.
-            let connected = stats.peers_connected.load(Ordering::Relaxed);
-            let known = stats.peers_known.load(Ordering::Relaxed)
-                + stats.peers_incoming.load(Ordering::Relaxed);
-            let trackers = stats.trackers();
-            let last_failure = stats.last_connect_failure();
+            let connected = stats.peers_connected;
+            let known = stats.peers_known + stats.peers_incoming;
+            let trackers = stats.trackers;
+            let last_failure = stats.last_peer_failure;
             let tracker = tracker_problem(&trackers);
             let peer = (done < total)
                 .then(|| peer_problem(connected, last_failure.as_ref()))
@@ -490,9 +485,9 @@ fn spawn_display(
                 uploaded: up,
                 connected,
                 known: known.max(connected),
-                serving: stats.peers_serving.load(Ordering::Relaxed),
-                pieces_done: stats.pieces_done.load(Ordering::Relaxed),
-                pieces,
+                serving: stats.peers_serving,
+                pieces_done: stats.pieces_have,
+                pieces: stats.pieces,
                 tracker,
                 peer,
             };

@@ -185,7 +185,28 @@ pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, Clien
 }
 
 impl Announcer {
-    /// An announcer for `shared`'s torrent that reports listening on `port` and
+    /// An announcer of a session's torrent: the session's HTTP client and
+    /// UDP sockets, default timeouts.
+    pub(crate) fn with_clients(
+        shared: Arc<Shared>,
+        port: u16,
+        peers: mpsc::UnboundedSender<SocketAddr>,
+        http: reqwest::Client,
+        udp: Arc<UdpSockets>,
+    ) -> Self {
+        Announcer {
+            http,
+            udp,
+            shared,
+            port,
+            key: rand::thread_rng().gen(),
+            peers,
+            timeouts: AnnounceTimeouts::default(),
+        }
+    }
+
+    /// An announcer for `shared`'s torrent outside a session (its own HTTP
+    /// client and UDP sockets) that reports listening on `port` and
     /// hands the peers it learns to `peers`, with the default
     /// [`AnnounceTimeouts`].
     pub fn new(
@@ -281,16 +302,19 @@ impl Announcer {
                 PeerAddr::Host { name, port } if lookups < MAX_HOST_LOOKUPS => {
                     lookups += 1;
                     let (name, port, peers) = (name.clone(), *port, self.peers.clone());
-                    tokio::spawn(async move {
-                        let lookup = tokio::net::lookup_host((name.as_str(), port));
-                        if let Ok(Ok(mut addrs)) =
-                            tokio::time::timeout(HOST_LOOKUP_TIMEOUT, lookup).await
-                        {
-                            if let Some(addr) = addrs.next() {
-                                let _ = peers.send(addr);
+                    let cancel = self.shared.cancel.clone();
+                    self.shared
+                        .tasks
+                        .spawn(cancel.run_until_cancelled_owned(async move {
+                            let lookup = tokio::net::lookup_host((name.as_str(), port));
+                            if let Ok(Ok(mut addrs)) =
+                                tokio::time::timeout(HOST_LOOKUP_TIMEOUT, lookup).await
+                            {
+                                if let Some(addr) = addrs.next() {
+                                    let _ = peers.send(addr);
+                                }
                             }
-                        }
-                    });
+                        }));
                 }
                 PeerAddr::Host { .. } => {}
             }
@@ -316,11 +340,12 @@ impl Announcer {
         }
         wait_stop(&mut stop).await;
         // Each tier task sends its own `stopped` and returns; wait a bounded
-        // time, then drop whatever is left (JoinSet aborts on drop).
+        // time, then end whatever is left (and wait for it to be gone).
         let _ = tokio::time::timeout(stop_timeout, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
+        tasks.shutdown().await;
     }
 }
 

@@ -8,6 +8,11 @@
 //! It also drives the periodic rechoke ([`Shared::rechoke`]), and when the
 //! torrent shuts down or fails it asks every connection to close.
 //!
+//! Peer tasks are tasks of the torrent's run (`Shared::spawn_peer`), each
+//! holding one of the session's connections; the connector returns its
+//! `Connector` state when it ends, so that the torrent's next run (after a
+//! pause) knows the same peers.
+//!
 //! Dependencies flow one way: the connector uses [`crate::peer`] and
 //! [`crate::torrent`]; neither knows about the connector.
 
@@ -22,7 +27,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::choker;
-use crate::torrent::{Outcome, Shared, TorrentConfig};
+use crate::torrent::{Outcome, Settings, Shared};
 
 /// Failed or useless sessions in a row (some 40 minutes of backoff) after
 /// which the connector forgets a peer.
@@ -36,12 +41,35 @@ const MAX_BACKOFF_DOUBLINGS: u32 = 8;
 /// something happens (a new address, a connection ending).
 const CONNECT_TICK: Duration = Duration::from_secs(1);
 
+/// What the connector keeps from one run of a torrent to the next: the
+/// peers it knows, and where new ones arrive.
+#[derive(Debug)]
+pub(crate) struct Connector {
+    candidates: Candidates,
+    new_peers: mpsc::UnboundedReceiver<SocketAddr>,
+}
+
+impl Connector {
+    /// A connector that knows no peer yet; new ones arrive on `new_peers`.
+    pub(crate) fn new(new_peers: mpsc::UnboundedReceiver<SocketAddr>) -> Self {
+        Connector {
+            candidates: Candidates::default(),
+            new_peers,
+        }
+    }
+}
+
 /// Keeps up to `max_peers` connections open to the known peers (counting
 /// those that connected to us), reconnecting with exponential backoff, and
 /// rechokes every [`choker::RECHOKE_INTERVAL`], until the torrent shuts down
-/// or fails. New peers arrive on `new_peers` (from `--peer`, trackers, ...).
-pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<SocketAddr>) {
-    let mut candidates = Candidates::default();
+/// or fails. New peers arrive on the connector's channel (from `--peer`,
+/// trackers, ...). Returns the connector, every peer due again at once.
+pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector {
+    let Connector {
+        mut candidates,
+        mut new_peers,
+    } = connector;
+    candidates.restart();
     // Each peer task reports here when it ends, and whether data moved.
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
     let mut outcome = shared.outcome();
@@ -72,6 +100,10 @@ pub async fn run(shared: Arc<Shared>, mut new_peers: mpsc::UnboundedReceiver<Soc
     }
     // Tell every connection to close.
     shared.disconnect_all();
+    Connector {
+        candidates,
+        new_peers,
+    }
 }
 
 /// Whether the torrent failed or is shutting down. A complete torrent goes
@@ -91,17 +123,25 @@ fn connect_due(
     let room = shared
         .config
         .max_peers
-        .saturating_sub(candidates.connected() + incoming);
+        .saturating_sub(candidates.connected() + incoming)
+        .min(shared.connections_left());
     for addr in candidates.take_due(Instant::now(), room, |ip| shared.is_banned(ip)) {
+        // Another torrent of the session may have taken the last
+        // connection since `room` was counted: try again later.
+        let Ok(permit) = shared.connection_permit() else {
+            candidates.on_exit(addr, true, Instant::now());
+            continue;
+        };
         tracing::debug!(%addr, "connecting");
-        let (shared, exit_tx) = (Arc::clone(shared), exit_tx.clone());
+        let (peer_shared, exit_tx) = (Arc::clone(shared), exit_tx.clone());
         let span = tracing::debug_span!(parent: &shared.span, "peer", %addr);
-        tokio::spawn(
+        shared.spawn_peer(
             async move {
-                let useful = crate::peer::connect_and_run(shared, addr).await;
+                let useful = crate::peer::connect_and_run(peer_shared, addr).await;
                 let _ = exit_tx.send((addr, useful));
             }
             .instrument(span),
+            permit,
         );
     }
     shared
@@ -112,7 +152,7 @@ fn connect_due(
 
 /// Our own listening address as trackers would report it, when bound to one
 /// address (so that we do not connect to ourselves).
-fn own_addr(config: &TorrentConfig) -> Option<SocketAddr> {
+fn own_addr(config: &Settings) -> Option<SocketAddr> {
     config
         .bind
         .map(|ip| SocketAddr::new(ip, config.listen_port))
@@ -147,6 +187,14 @@ impl Candidates {
     /// Learns of a peer; one already known keeps its state.
     fn add(&mut self, addr: SocketAddr) {
         self.known.entry(addr).or_default();
+    }
+
+    /// A new run of the torrent: no task runs for any peer, and every one
+    /// is due at once.
+    fn restart(&mut self) {
+        for c in self.known.values_mut() {
+            *c = Candidate::default();
+        }
     }
 
     /// Peers known.
@@ -287,9 +335,9 @@ mod tests {
 
     #[test]
     fn our_own_address_is_known_only_when_bound() {
-        let mut config = TorrentConfig {
+        let mut config = Settings {
             listen_port: 7000,
-            ..TorrentConfig::default()
+            ..Settings::standalone(crate::torrent::TorrentConfig::default())
         };
         assert_eq!(own_addr(&config), None);
         config.bind = Some(addr(9).ip());

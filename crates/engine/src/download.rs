@@ -1,5 +1,10 @@
 //! Downloading one torrent into a folder: storage, the resume check, the
 //! peer driver and periodic resume saves, behind one handle.
+//!
+//! A [`Download`] runs alone (the tests do, with its own peer id, HTTP
+//! client and read cache) or as a torrent of a [`crate::session::Session`],
+//! which lends it those. [`Download::run`] ends with every task of the run
+//! finished; [`Download::renew`] readies it for another run (after a pause).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,13 +18,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::announce::{Announcer, STOP_TIMEOUT};
-use crate::connector;
+use crate::announce::Announcer;
+use crate::cache::TorrentCache;
+use crate::connector::{self, Connector};
+use crate::udp_socket::UdpSockets;
 
 use crate::folder::{DataFolder, FolderError, FolderOptions};
 use crate::resume::{ResumeData, ResumeError};
 use crate::storage::{create_links, FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
-use crate::torrent::{self, Outcome, Shared, TorrentConfig, TorrentError};
+use crate::torrent::{self, Outcome, Parts, Settings, Shared, TorrentConfig, TorrentError};
 
 /// Why a download could not start.
 #[derive(Debug, thiserror::Error)]
@@ -172,16 +179,30 @@ impl SeedPolicy {
     }
 }
 
+/// The tracker clients a session lends its torrents.
+#[derive(Debug, Clone)]
+pub(crate) struct TrackerClients {
+    pub http: reqwest::Client,
+    pub udp: Arc<UdpSockets>,
+}
+
 /// A running download.
 #[derive(Debug)]
 pub struct Download {
-    /// State shared with the peer tasks (counters, outcome).
+    /// State shared with the peer tasks (counters, outcome) of the current
+    /// (or last) run.
     pub shared: Arc<Shared>,
     /// The data folder, its resume path, and the lock held while this runs.
     folder: DataFolder,
     peers: mpsc::UnboundedSender<SocketAddr>,
-    peers_rx: Option<mpsc::UnboundedReceiver<SocketAddr>>,
+    /// The known peers; taken by a run, given back when it ends.
+    connector: Option<Connector>,
+    /// A run ended: [`Download::renew`] before the next.
+    ran: bool,
     tiers: Vec<Vec<String>>,
+    /// The session's tracker clients (outside a session, the announcer
+    /// makes its own).
+    clients: Option<TrackerClients>,
 }
 
 impl Download {
@@ -208,6 +229,35 @@ impl Download {
         metainfo: &Metainfo,
         folder: DataFolder,
         config: TorrentConfig,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(Self, StartReport), DownloadError> {
+        Self::prepare_with(metainfo, folder, Settings::standalone(config), progress).await
+    }
+
+    /// As [`Download::prepare_in`], outside a session but with the given
+    /// peer id, bind address and listening port.
+    pub async fn prepare_with(
+        metainfo: &Metainfo,
+        folder: DataFolder,
+        settings: Settings,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(Self, StartReport), DownloadError> {
+        let parts = Parts {
+            settings,
+            cache: TorrentCache::private(torrent::STANDALONE_READ_CACHE),
+            connections: None,
+            stats: Arc::default(),
+        };
+        Self::prepare_parts(metainfo, folder, parts, None, progress).await
+    }
+
+    /// The common part of every `prepare`: `parts` and `clients` come from
+    /// the session, if any.
+    pub(crate) async fn prepare_parts(
+        metainfo: &Metainfo,
+        folder: DataFolder,
+        parts: Parts,
+        clients: Option<TrackerClients>,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Self, StartReport), DownloadError> {
         check_piece_length(metainfo)?;
@@ -288,18 +338,30 @@ impl Download {
             .await
             .map_err(DownloadError::Internal)??
         };
-        let shared = Shared::new(info, info_hash, config, Arc::new(storage), &have);
+        let shared = Shared::build(info, info_hash, parts, Arc::new(storage), &have);
         let (peers, peers_rx) = mpsc::unbounded_channel();
         Ok((
             Download {
                 shared,
                 folder,
                 peers,
-                peers_rx: Some(peers_rx),
+                connector: Some(Connector::new(peers_rx)),
+                ran: false,
                 tiers: metainfo.tracker_tiers(),
+                clients,
             },
             report,
         ))
+    }
+
+    /// Readies a download whose run ended for another run: a new
+    /// [`Shared`] (see [`Shared::renew`]) with the pieces had, the same
+    /// counters, and the peers known. Does nothing before the first run.
+    pub fn renew(&mut self) {
+        if self.ran {
+            self.shared = self.shared.renew();
+            self.ran = false;
+        }
     }
 
     /// The data folder, with where resume data goes.
@@ -323,29 +385,47 @@ impl Download {
         stop: impl std::future::Future<Output = ()>,
         seed: SeedPolicy,
     ) -> Outcome {
-        let Some(peers_rx) = self.peers_rx.take() else {
+        if self.ran {
+            return Outcome::Failed(Arc::new(TorrentError::AlreadyRan));
+        }
+        let Some(connector) = self.connector.take() else {
             return Outcome::Failed(Arc::new(TorrentError::AlreadyRan));
         };
+        self.ran = true;
         let span = self.shared.span.clone();
-        let driver = tokio::spawn(
-            connector::run(Arc::clone(&self.shared), peers_rx).instrument(span.clone()),
-        );
         let (stop_announcing, announcing_stopped) = watch::channel(false);
-        let announcer = if self.tiers.is_empty() {
-            None
-        } else {
-            match Announcer::new(
+        let port = self.shared.config.listen_port;
+        let announcer = match (&self.clients, self.tiers.is_empty()) {
+            (_, true) => None,
+            (Some(c), false) => Some(Announcer::with_clients(
                 Arc::clone(&self.shared),
-                self.shared.config.listen_port,
+                port,
                 self.peers.clone(),
-            ) {
-                Ok(a) => Some(tokio::spawn(
-                    a.run(self.tiers.clone(), announcing_stopped)
-                        .instrument(span),
-                )),
-                Err(e) => return Outcome::Failed(Arc::new(TorrentError::Trackers(e))),
+                c.http.clone(),
+                Arc::clone(&c.udp),
+            )),
+            (None, false) => {
+                match Announcer::new(Arc::clone(&self.shared), port, self.peers.clone()) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        self.connector = Some(connector);
+                        return Outcome::Failed(Arc::new(TorrentError::Trackers(e)));
+                    }
+                }
             }
         };
+        // Every task of the run is on `shared.tasks`: the connector, the
+        // tracker tiers, and through them the peers.
+        let driver = self
+            .shared
+            .tasks
+            .spawn(connector::run(Arc::clone(&self.shared), connector).instrument(span.clone()));
+        if let Some(a) = announcer {
+            self.shared.tasks.spawn(
+                a.run(self.tiers.clone(), announcing_stopped)
+                    .instrument(span),
+            );
+        }
         let mut outcome = self.shared.outcome();
         // Once a second: the seeding limits; every 5 s: resume data, when
         // pieces were added.
@@ -372,6 +452,7 @@ impl Download {
                 _ = outcome.changed() => {}
                 _ = &mut stop => break outcome.borrow().clone(),
                 _ = tick.tick() => {
+                    self.shared.stats.sample_rates(Instant::now());
                     let done = self.shared.stats.pieces_done.load(Ordering::Relaxed);
                     if done != saved_pieces && last_save.elapsed() >= Duration::from_secs(5) {
                         last_save = Instant::now();
@@ -383,18 +464,26 @@ impl Download {
                 }
             }
         };
-        // No new peers, then close the ones we have.
+        // No new peers, then close the ones we have: the connector sees the
+        // shutdown, tells every peer to disconnect, and returns the peers it
+        // knows for the next run.
         self.shared.shut_down();
-        driver.abort();
+        match driver.await {
+            Ok(connector) => self.connector = Some(connector),
+            Err(e) => tracing::error!(error = %e, "the connector task failed"),
+        }
         self.shared.disconnect_all();
         // Nothing may write to the files after the resume data records them.
         self.shared.quiesce().await;
         let saved = self.save_resume().await;
-        // Trackers hear `completed`/`stopped`, within a bounded wait.
+        // Trackers hear `completed`/`stopped`, within the announcer's
+        // bounded wait; peers end (at once, or after a short grace when
+        // still connecting); then every task of the run has finished.
         let _ = stop_announcing.send(true);
-        if let Some(a) = announcer {
-            let _ = tokio::time::timeout(STOP_TIMEOUT + Duration::from_secs(1), a).await;
-        }
+        self.shared.finish_tasks().await;
+        // The chunks of a stopped torrent are of no more use to anyone.
+        self.shared.cache.forget();
+        self.shared.stats.reset_rates();
         match (result, saved) {
             // The first error is the one to report (a full disk also makes the
             // resume save fail).

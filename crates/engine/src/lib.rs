@@ -1,7 +1,12 @@
-//! The download engine: one torrent's peer connections, piece picker,
-//! storage, resume data and tracker announces, on tokio.
+//! The download engine: a session of torrents, each with its peer
+//! connections, piece picker, storage, resume data and tracker announces,
+//! on tokio.
 //!
-//! [`download::Download`] is the entry point: it checks what is on disk
+//! [`session::Session`] is the entry point: it owns what torrents share (peer
+//! id, listener, tracker clients, read cache, connection limit), and each
+//! torrent added to it is driven through a [`session::TorrentHandle`]
+//! (pause, resume, remove, snapshots). Under it, [`download::Download`] runs
+//! one torrent (also alone, as the tests do): it checks what is on disk
 //! (trusting [`resume`] data where files are unchanged), then runs the
 //! connector ([`connector`]), the peer tasks ([`peer`]), the tracker tiers
 //! ([`announce`]) and periodic resume saves until every piece is verified and
@@ -25,6 +30,7 @@ pub mod peer;
 pub mod picker;
 pub mod resume;
 pub mod scrape;
+pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod torrent;

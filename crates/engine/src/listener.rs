@@ -6,6 +6,12 @@
 //! handshake (more are closed at once), each for at most
 //! [`HANDSHAKE_TIMEOUT`]; once the torrent is known, its `max_peers` bounds the
 //! connections it takes on.
+//!
+//! Tasks: one accept loop per socket and one per pending handshake, all on
+//! the listener's `TaskTracker`, ended by [`Listener::close`] (or at once
+//! when the listener is dropped). A connection routed to a torrent becomes a
+//! task of that torrent's run (`Shared::spawn_peer`), holding one of the
+//! session's connections.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,7 +26,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::torrent::Shared;
@@ -53,12 +60,13 @@ pub enum ListenError {
 
 type Torrents = Arc<Mutex<HashMap<InfoHash, Weak<Shared>>>>;
 
-/// Accepts peers for the torrents added to it, until dropped.
+/// Accepts peers for the torrents added to it, until closed or dropped.
 #[derive(Debug)]
 pub struct Listener {
     addrs: Vec<SocketAddr>,
     torrents: Torrents,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
 }
 
 impl Listener {
@@ -109,7 +117,8 @@ impl Listener {
         let torrents: Torrents = Arc::default();
         let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
         let mut addrs = Vec::new();
-        let mut tasks = Vec::new();
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
         for std_listener in sockets {
             let addr = std_listener.local_addr().map_err(|e| ListenError::Bind {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -118,16 +127,20 @@ impl Listener {
             let listener = TcpListener::from_std(std_listener)
                 .map_err(|e| ListenError::Bind { addr, source: e })?;
             addrs.push(addr);
-            tasks.push(tokio::spawn(accept_loop(
+            let accept = accept_loop(
                 listener,
                 Arc::clone(&torrents),
                 Arc::clone(&pending),
-            )));
+                tasks.clone(),
+                cancel.clone(),
+            );
+            tasks.spawn(cancel.clone().run_until_cancelled_owned(accept));
         }
         Ok(Listener {
             addrs,
             torrents,
             tasks,
+            cancel,
         })
     }
 
@@ -159,11 +172,21 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Stops listening: closes the sockets, drops pending handshakes, and
+    /// waits until every task of the listener has ended (connections already
+    /// handed to torrents are theirs).
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        // Each task ends at its next poll.
+        self.cancel.cancel();
     }
 }
 
@@ -210,7 +233,13 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-async fn accept_loop(listener: TcpListener, torrents: Torrents, pending: Arc<Semaphore>) {
+async fn accept_loop(
+    listener: TcpListener,
+    torrents: Torrents,
+    pending: Arc<Semaphore>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -219,7 +248,9 @@ async fn accept_loop(listener: TcpListener, torrents: Torrents, pending: Arc<Sem
                     tracing::debug!(%addr, "too many pending handshakes: closed");
                     continue;
                 };
-                tokio::spawn(incoming(stream, addr, Arc::clone(&torrents), permit));
+                // Pending handshakes end with the listener.
+                let handshake = incoming(stream, addr, Arc::clone(&torrents), permit);
+                tasks.spawn(cancel.clone().run_until_cancelled_owned(handshake));
             }
             Err(e) => {
                 // Out of file descriptors, typically: give the system a moment
@@ -272,9 +303,15 @@ async fn incoming(
     if shared.is_shutting_down() || shared.is_banned(addr.ip()) {
         return;
     }
+    let Ok(connection) = shared.connection_permit() else {
+        tracing::debug!(%addr, "the session has no connection left: closed");
+        return;
+    };
     drop(permit);
     let span = tracing::debug_span!(parent: &shared.span, "peer", %addr, incoming = true);
-    crate::peer::accept_and_run(shared, stream, addr, rbuf)
-        .instrument(span)
-        .await;
+    let peer_shared = Arc::clone(&shared);
+    shared.spawn_peer(
+        crate::peer::accept_and_run(peer_shared, stream, addr, rbuf).instrument(span),
+        connection,
+    );
 }

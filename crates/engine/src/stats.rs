@@ -2,10 +2,16 @@
 //! torrent's lock: bytes, pieces, peers, hash failures, each tracker's last
 //! announce outcome and the last failed outgoing connection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The span over which [`Stats::rates`] are measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// Counters that are cheap to read at any time (for progress displays).
 #[derive(Debug, Default)]
@@ -42,6 +48,17 @@ pub struct Stats {
     /// Each tracker's last announce outcome, by URL; see
     /// [`Stats::trackers`].
     trackers: Mutex<BTreeMap<String, TrackerStatus>>,
+    /// Samples of (`downloaded`, `uploaded`) for the rates.
+    rates: Mutex<Rates>,
+}
+
+/// (when, downloaded, uploaded) samples, oldest first, spanning at most
+/// [`RATE_WINDOW`] plus one sample before it.
+#[derive(Debug, Default)]
+struct Rates {
+    samples: VecDeque<(Instant, u64, u64)>,
+    /// Bytes per second down and up over the window, at the last sample.
+    now: (f64, f64),
 }
 
 /// Why an outgoing connection to a peer failed: what a display shows when
@@ -82,6 +99,45 @@ impl Stats {
     /// Records the outcome of an announce to `url`.
     pub(crate) fn tracker_outcome(&self, url: &str, status: TrackerStatus) {
         lock_or_recover(&self.trackers).insert(url.to_owned(), status);
+    }
+
+    /// Takes a sample of the byte counters at `now` for [`Stats::rates`]
+    /// (the torrent's run does, every second).
+    pub(crate) fn sample_rates(&self, now: Instant) {
+        let (down, up) = (
+            self.downloaded.load(Ordering::Relaxed),
+            self.uploaded.load(Ordering::Relaxed),
+        );
+        let mut r = lock_or_recover(&self.rates);
+        r.samples.push_back((now, down, up));
+        while r
+            .samples
+            .get(1)
+            .is_some_and(|(t, _, _)| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            r.samples.pop_front();
+        }
+        r.now = match r.samples.front() {
+            Some(&(t0, d0, u0)) if now > t0 => {
+                let dt = now.duration_since(t0).as_secs_f64();
+                (
+                    down.saturating_sub(d0) as f64 / dt,
+                    up.saturating_sub(u0) as f64 / dt,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+    }
+
+    /// Forgets the samples (a run ended: its rates are 0).
+    pub(crate) fn reset_rates(&self) {
+        *lock_or_recover(&self.rates) = Rates::default();
+    }
+
+    /// Bytes per second received (that we needed) and sent over the last
+    /// [`RATE_WINDOW`], as of the last sample.
+    pub fn rates(&self) -> (f64, f64) {
+        lock_or_recover(&self.rates).now
     }
 
     /// Each tracker announced to so far with its last outcome, by URL.
@@ -135,6 +191,27 @@ mod tests {
         );
         let acronym = std::io::Error::other("TLS handshake failed");
         assert_eq!(io_reason(&acronym), "TLS handshake failed");
+    }
+
+    #[test]
+    fn rates_cover_the_last_five_seconds() {
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        stats.sample_rates(at(0));
+        assert_eq!(stats.rates(), (0.0, 0.0));
+        stats.downloaded.store(1000, Ordering::Relaxed);
+        stats.uploaded.store(500, Ordering::Relaxed);
+        stats.sample_rates(at(1000));
+        assert_eq!(stats.rates(), (1000.0, 500.0));
+        stats.downloaded.store(3000, Ordering::Relaxed);
+        stats.sample_rates(at(2000));
+        assert_eq!(stats.rates(), (1500.0, 250.0));
+        // Nothing more moves: once the window holds no byte, the rates are 0.
+        stats.sample_rates(at(8000));
+        assert_eq!(stats.rates(), (0.0, 0.0));
+        stats.reset_rates();
+        assert_eq!(stats.rates(), (0.0, 0.0));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One UDP socket per address family, shared by every UDP tracker request of
-//! an announcer (or of one scrape).
+//! a session (or of one announcer outside a session, or of one scrape).
 //!
 //! The socket is not connected, so it can talk to every tracker. One receive
 //! task reads it and hands each datagram to the requests registered for the
@@ -7,6 +7,10 @@
 //! connected socket would. Requests to the same tracker all see its
 //! datagrams, and each request's `UdpTrackerClient` keeps only those with its
 //! own transaction ids: that is the demultiplexing by transaction id.
+//!
+//! The receive tasks are on the sockets' `TaskTracker`; [`UdpSockets::close`]
+//! ends them and waits (a session does at shutdown), dropping the last
+//! handle on a socket aborts its task.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +21,8 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Datagrams queued for one request before further ones are dropped (like
 /// datagrams lost on the way): a tracker cannot make us buffer more.
@@ -32,6 +38,8 @@ pub(crate) struct UdpSockets {
     bind: Option<IpAddr>,
     v4: tokio::sync::Mutex<Option<Arc<Endpoint>>>,
     v6: tokio::sync::Mutex<Option<Arc<Endpoint>>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
 }
 
 /// Who is waiting for datagrams from which address, each with an id for
@@ -44,7 +52,8 @@ struct Endpoint {
     socket: Arc<UdpSocket>,
     routes: Arc<Mutex<Routes>>,
     next_id: AtomicU64,
-    receiver: JoinHandle<()>,
+    /// The receive task (`None` when cancelled).
+    receiver: JoinHandle<Option<()>>,
 }
 
 impl Drop for Endpoint {
@@ -88,7 +97,20 @@ impl UdpSockets {
             bind,
             v4: tokio::sync::Mutex::new(None),
             v6: tokio::sync::Mutex::new(None),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Closes the sockets: their receive tasks end (requests still
+    /// registered see their tracker fall silent), and no socket opens again.
+    pub(crate) async fn close(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        for slot in [&self.v4, &self.v6] {
+            slot.lock().await.take();
+        }
+        self.tasks.wait().await;
     }
 
     /// Registers for datagrams from `addr` on the socket of its family,
@@ -98,10 +120,15 @@ impl UdpSockets {
         let slot = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
         let endpoint = {
             let mut slot = slot.lock().await;
+            if self.cancel.is_cancelled() {
+                return Err(std::io::Error::other("the session is shutting down"));
+            }
             match slot.as_ref() {
                 Some(e) if !e.receiver.is_finished() => Arc::clone(e),
                 _ => {
-                    let e = Arc::new(Endpoint::open(self.bind_addr(addr)).await?);
+                    let e = Arc::new(
+                        Endpoint::open(self.bind_addr(addr), &self.tasks, &self.cancel).await?,
+                    );
                     *slot = Some(Arc::clone(&e));
                     e
                 }
@@ -132,10 +159,15 @@ impl UdpSockets {
 }
 
 impl Endpoint {
-    async fn open(bind: SocketAddr) -> std::io::Result<Endpoint> {
+    async fn open(
+        bind: SocketAddr,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Endpoint> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let routes = Arc::new(Mutex::new(Routes::new()));
-        let receiver = tokio::spawn(receive(Arc::clone(&socket), Arc::clone(&routes)));
+        let receive = receive(Arc::clone(&socket), Arc::clone(&routes));
+        let receiver = tasks.spawn(cancel.clone().run_until_cancelled_owned(receive));
         Ok(Endpoint {
             socket,
             routes,

@@ -28,9 +28,10 @@ use bytes::BytesMut;
 use rivulet_core::{InfoHash, PeerId};
 use rivulet_engine::cache::CHUNK_LEN;
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
+use rivulet_engine::folder::{DataFolder, FolderOptions};
 use rivulet_engine::listener::{Listener, MAX_PENDING_HANDSHAKES};
 use rivulet_engine::peer::SERVE_QUEUE;
-use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
+use rivulet_engine::torrent::{Outcome, Settings, Shared, TorrentConfig};
 use rivulet_testkit::next_loopback;
 use rivulet_wire::{
     allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message,
@@ -124,13 +125,17 @@ impl Node {
         let mut config = TorrentConfig {
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
-            bind: Some(IpAddr::V4(ip)),
-            listen_port: listener.port(),
             ..TorrentConfig::default()
         };
         tweak(&mut config);
+        let settings = Settings {
+            bind: Some(IpAddr::V4(ip)),
+            listen_port: listener.port(),
+            ..Settings::standalone(config)
+        };
+        let folder = DataFolder::open(&fx.metainfo, dir.path(), &FolderOptions::default()).unwrap();
         let (mut dl, report) =
-            Download::prepare(&fx.metainfo, dir.path(), config, Arc::new(|_| {}))
+            Download::prepare_with(&fx.metainfo, folder, settings, Arc::new(|_| {}))
                 .await
                 .unwrap();
         listener.add(&dl.shared);

@@ -44,18 +44,34 @@ impl Fixture {
     /// A single-file torrent (`data.bin`) of `total` bytes in pieces of
     /// `piece_length`.
     pub fn sized(seed: u64, piece_length: u32, total: usize) -> Arc<Fixture> {
-        Fixture::make(seed, piece_length, total, &[])
+        Fixture::make(seed, piece_length, total, &[], None)
+    }
+
+    /// As [`Fixture::sized`], with `announce` as its tracker (or none).
+    pub fn announced(
+        seed: u64,
+        piece_length: u32,
+        total: usize,
+        announce: Option<&str>,
+    ) -> Arc<Fixture> {
+        Fixture::make(seed, piece_length, total, &[], announce)
     }
 
     /// The default fixture, in one file `data.bin` when `files` is empty,
     /// else in these files (path, length) under a `multi` folder.
     pub fn build(seed: u64, files: &[(&[&str], usize)]) -> Arc<Fixture> {
-        let fx = Fixture::make(seed, PIECE_LEN, TOTAL, files);
+        let fx = Fixture::make(seed, PIECE_LEN, TOTAL, files, None);
         assert_eq!(fx.num_pieces(), PIECES);
         fx
     }
 
-    fn make(seed: u64, piece_length: u32, total: usize, files: &[(&[&str], usize)]) -> Arc<Self> {
+    fn make(
+        seed: u64,
+        piece_length: u32,
+        total: usize,
+        files: &[(&[&str], usize)],
+        announce: Option<&str>,
+    ) -> Arc<Self> {
         let mut data = vec![0u8; total];
         StdRng::seed_from_u64(seed).fill_bytes(&mut data);
         let pieces: Vec<u8> = data
@@ -86,7 +102,11 @@ impl Fixture {
                 .with("name", OwnedValue::str("multi"))
                 .with("files", OwnedValue::List(list));
         }
-        let torrent = OwnedValue::dict().with("info", info).to_bytes();
+        let mut torrent = OwnedValue::dict().with("info", info);
+        if let Some(url) = announce {
+            torrent = torrent.with("announce", OwnedValue::str(url));
+        }
+        let torrent = torrent.to_bytes();
         let metainfo = Metainfo::from_bytes(&torrent).unwrap();
         assert_eq!(
             metainfo.info.num_pieces(),

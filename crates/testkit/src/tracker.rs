@@ -304,3 +304,34 @@ pub fn good_udp(peers: Vec<SocketAddr>) -> impl Fn(&[u8]) -> Vec<Vec<u8>> + Send
         vec![answer.encode()]
     }
 }
+
+/// An announce a [`reporting_udp`] tracker received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpAnnounce {
+    /// The torrent's info-hash.
+    pub info_hash: [u8; 20],
+    /// BEP 15's event: 0 none, 1 completed, 2 started, 3 stopped.
+    pub event: u32,
+}
+
+/// [`good_udp`], also reporting each announce on a channel, so that a test
+/// waits for the announce itself.
+pub fn reporting_udp(
+    peers: Vec<SocketAddr>,
+) -> (
+    impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + Sync,
+    tokio::sync::mpsc::UnboundedReceiver<UdpAnnounce>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let good = good_udp(peers);
+    let handler = move |p: &[u8]| {
+        if p.len() >= 84 && action_tid(p).0 == 1 {
+            let _ = tx.send(UdpAnnounce {
+                info_hash: p[16..36].try_into().unwrap(),
+                event: u32::from_be_bytes(p[80..84].try_into().unwrap()),
+            });
+        }
+        good(p)
+    };
+    (handler, rx)
+}

@@ -44,7 +44,6 @@ impl Node {
     /// pieces `have` marks as verified.
     fn with(fx: &Fixture, n: u8, data: Vec<u8>, have: &[bool], config: TorrentConfig) -> Node {
         let storage = Arc::new(MemoryStorage::with_data(u64::from(fx.piece_length), data));
-        let id = config.peer_id;
         let shared = Shared::new(
             Arc::new(fx.metainfo.info.clone()),
             fx.info_hash(),
@@ -52,6 +51,7 @@ impl Node {
             Arc::clone(&storage) as Arc<dyn Storage>,
             have,
         );
+        let id = shared.config.peer_id;
         Node {
             shared,
             storage,

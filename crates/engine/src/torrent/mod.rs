@@ -7,6 +7,16 @@
 //! displays are [`crate::stats`]. Dependencies flow one way: `peer` and
 //! `connector` use this module, which uses neither.
 //!
+//! Settings: [`TorrentConfig`] is what is chosen per torrent; [`Settings`]
+//! adds what a torrent takes from its session (peer id, bind address,
+//! listening port). A [`Shared`] serves one run of a torrent: stopping it
+//! (pause, removal, the end of a download) retires it, and a later run
+//! starts from [`Shared::renew`], with the same data, counters and cache.
+//!
+//! Tasks: every task of a run (peers, piece verification, the tracker
+//! tiers) is spawned on the run's `TaskTracker` (`Shared::tasks`) and
+//! watches its `CancellationToken`, so a stopped run leaves no task behind.
+//!
 //! Concurrency: the state lives behind one `std::sync::Mutex`, held only for
 //! short bookkeeping (picking blocks, recording a received block), never across
 //! an `.await` or while hashing or doing disk I/O. Hashing and writing a
@@ -20,6 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::net::IpAddr;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,10 +40,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rivulet_core::{Info, InfoHash, PeerId};
 use rivulet_wire::Bitfield;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::cache::ReadCache;
+use crate::cache::TorrentCache;
 use crate::choker::Choker;
 use crate::picker::{PeerKey, PiecePicker};
 use crate::resume::ResumeError;
@@ -58,13 +71,23 @@ pub const MAX_DOWNLOAD_PIECE_LENGTH: u64 = 64 * 1024 * 1024;
 /// Most bytes of pieces in progress held in memory at once.
 pub const MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Settings of a download.
+/// How long a peer task may go on once its torrent stops: a connected
+/// peer ends at once (it is told to disconnect); one still connecting or
+/// handshaking is dropped after this.
+pub const PEER_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The session has no peer connection left (`SessionConfig::max_connections`
+/// are all open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session has no peer connection left")]
+pub(crate) struct NoConnectionLeft;
+
+/// Settings of one torrent (those of the whole session, such as the peer
+/// id, are in `SessionConfig`).
 #[derive(Debug, Clone)]
 pub struct TorrentConfig {
     /// Most peer connections at once.
     pub max_peers: usize,
-    /// Our peer id.
-    pub peer_id: PeerId,
     /// Timeout for a TCP connect.
     pub connect_timeout: Duration,
     /// Timeout for the peer's handshake after connecting.
@@ -74,32 +97,70 @@ pub struct TorrentConfig {
     pub request_timeout: Duration,
     /// Most pieces in progress at once (bounds download buffer memory).
     pub max_pieces_in_progress: usize,
-    /// The port we tell trackers we listen on.
-    pub listen_port: u16,
-    /// The local address for outgoing connections and tracker requests (and
-    /// the one the listener binds to); `None`: any.
-    pub bind: Option<IpAddr>,
     /// Regular upload slots (plus one optimistic unchoke).
     pub upload_slots: usize,
-    /// Bytes of piece data kept in the read cache for serving.
-    pub read_cache_bytes: usize,
 }
 
 impl Default for TorrentConfig {
     fn default() -> Self {
         TorrentConfig {
             max_peers: 50,
-            peer_id: PeerId::generate(),
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
             max_pieces_in_progress: 16,
-            listen_port: 6881,
-            bind: None,
             upload_slots: crate::choker::DEFAULT_SLOTS,
-            read_cache_bytes: 8 * 1024 * 1024,
         }
     }
+}
+
+/// What a torrent runs with: its own [`TorrentConfig`] (reached through
+/// `Deref`: `settings.max_peers`) and what it takes from its session.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Our peer id (the session's).
+    pub peer_id: PeerId,
+    /// The local address for outgoing connections and tracker requests (and
+    /// the one the listener binds to); `None`: any.
+    pub bind: Option<IpAddr>,
+    /// The port we tell trackers we listen on.
+    pub listen_port: u16,
+    /// The torrent's own settings.
+    pub torrent: TorrentConfig,
+}
+
+impl Settings {
+    /// `torrent` outside a session: a fresh peer id, any address, port 6881.
+    pub fn standalone(torrent: TorrentConfig) -> Self {
+        Settings {
+            peer_id: PeerId::generate(),
+            bind: None,
+            listen_port: 6881,
+            torrent,
+        }
+    }
+}
+
+impl Deref for Settings {
+    type Target = TorrentConfig;
+
+    fn deref(&self) -> &TorrentConfig {
+        &self.torrent
+    }
+}
+
+/// Bytes of the read cache of a torrent outside a session.
+pub const STANDALONE_READ_CACHE: usize = 8 * 1024 * 1024;
+
+/// What a torrent's [`Shared`] takes from outside it: settings, its view
+/// of the read cache, the session's connection limit and the counters
+/// (kept from one run to the next).
+#[derive(Debug, Clone)]
+pub(crate) struct Parts {
+    pub settings: Settings,
+    pub cache: TorrentCache,
+    pub connections: Option<Arc<Semaphore>>,
+    pub stats: Arc<Stats>,
 }
 
 pub(crate) struct State {
@@ -143,7 +204,7 @@ impl State {
 
 /// The picker for `info` with the pieces in `have` already had, and as many
 /// pieces in progress at once as the configuration and memory allow.
-fn new_picker(info: &Info, config: &TorrentConfig, have: &[bool], rng: &mut StdRng) -> PiecePicker {
+fn new_picker(info: &Info, config: &Settings, have: &[bool], rng: &mut StdRng) -> PiecePicker {
     let piece_length = u32::try_from(info.piece_length).unwrap_or(u32::MAX);
     let mut picker = PiecePicker::new(
         piece_length,
@@ -260,11 +321,11 @@ pub struct Shared {
     /// Its info-hash.
     pub info_hash: InfoHash,
     /// Settings.
-    pub config: TorrentConfig,
+    pub config: Settings,
     /// Where the data goes.
     pub storage: Arc<dyn Storage>,
-    /// Counters.
-    pub stats: Stats,
+    /// Counters (shared with the torrent's later runs).
+    pub stats: Arc<Stats>,
     pub(crate) state: Mutex<State>,
     outcome: watch::Sender<Outcome>,
     /// Set when the download is stopping: complete pieces are no longer
@@ -275,8 +336,17 @@ pub struct Shared {
     /// waits for them to finish.
     in_flight: AtomicUsize,
     idle: Notify,
-    /// Chunks of pieces recently read for peers.
-    pub(crate) cache: Mutex<ReadCache>,
+    /// Chunks of pieces recently read for peers: this torrent's view of the
+    /// session's cache.
+    pub(crate) cache: TorrentCache,
+    /// Connections the whole session may still open (none: no limit beyond
+    /// `max_peers`); each peer task holds a permit.
+    pub(crate) connections: Option<Arc<Semaphore>>,
+    /// Every task of this run: peers, verifications, tracker tiers.
+    pub(crate) tasks: TaskTracker,
+    /// Cancelled when the run stops: tasks still going end (peers after
+    /// [`PEER_CLOSE_GRACE`]).
+    pub(crate) cancel: CancellationToken,
     /// Set when the torrent is shutting down: the connector and the listener
     /// stop taking peers.
     shutdown: watch::Sender<bool>,
@@ -293,8 +363,9 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// Shared state for `info`, with `have` the pieces already verified
-    /// (resume data or a recheck).
+    /// Shared state for `info` outside a session (its own peer id and read
+    /// cache, see [`Settings::standalone`]), with `have` the pieces already
+    /// verified (resume data or a recheck).
     pub fn new(
         info: Arc<Info>,
         info_hash: InfoHash,
@@ -302,11 +373,54 @@ impl Shared {
         storage: Arc<dyn Storage>,
         have: &[bool],
     ) -> Arc<Self> {
+        let parts = Parts {
+            settings: Settings::standalone(config),
+            cache: TorrentCache::private(STANDALONE_READ_CACHE),
+            connections: None,
+            stats: Arc::default(),
+        };
+        Shared::build(info, info_hash, parts, storage, have)
+    }
+
+    /// A fresh run of the same torrent: same data, settings, cache and
+    /// counters; the pieces had now; new peer registry, tasks and outcome.
+    pub fn renew(&self) -> Arc<Self> {
+        let parts = Parts {
+            settings: self.config.clone(),
+            cache: self.cache.clone(),
+            connections: self.connections.clone(),
+            stats: Arc::clone(&self.stats),
+        };
+        // Counters of peers describe the run that ended (all its peers are
+        // gone); the totals go on.
+        self.stats.peers_known.store(0, Ordering::Relaxed);
+        let have = self.have_pieces();
+        Shared::build(
+            Arc::clone(&self.info),
+            self.info_hash,
+            parts,
+            Arc::clone(&self.storage),
+            &have,
+        )
+    }
+
+    pub(crate) fn build(
+        info: Arc<Info>,
+        info_hash: InfoHash,
+        parts: Parts,
+        storage: Arc<dyn Storage>,
+        have: &[bool],
+    ) -> Arc<Self> {
+        let Parts {
+            settings: config,
+            cache,
+            connections,
+            stats,
+        } = parts;
         let mut rng = StdRng::from_entropy();
         let span =
             tracing::info_span!("torrent", name = %info.name, hash = %&info_hash.to_hex()[..8]);
         let picker = new_picker(&info, &config, have, &mut rng);
-        let stats = Stats::default();
         let verified: u64 = (0..info.num_pieces() as u32)
             .filter(|p| picker.have(*p))
             .map(|p| u64::from(picker.piece_len(p)))
@@ -332,7 +446,10 @@ impl Shared {
             storage,
             stats,
             state: Mutex::new(State::new(picker, bits, rng, config.upload_slots)),
-            cache: Mutex::new(ReadCache::new(config.read_cache_bytes)),
+            cache,
+            connections,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
             config,
             outcome,
             closing: AtomicBool::new(false),
@@ -424,6 +541,62 @@ impl Shared {
     /// Whether every piece is verified.
     pub fn is_complete(&self) -> bool {
         self.lock().picker.is_complete()
+    }
+
+    /// Runs a peer connection (`fut`) as a task of this run, holding
+    /// `permit` (a session connection) until it ends. When the run stops,
+    /// the task gets [`PEER_CLOSE_GRACE`] to end by itself (a connected
+    /// peer is told to disconnect and does at once), then is dropped.
+    pub(crate) fn spawn_peer<F>(&self, fut: F, permit: Option<OwnedSemaphorePermit>)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if self.cancel.is_cancelled() {
+            // The run has ended (an incoming connection routed just before
+            // its end): the connection is dropped, never started.
+            return;
+        }
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            let _permit = permit;
+            tokio::pin!(fut);
+            tokio::select! {
+                () = &mut fut => {}
+                () = cancel.cancelled() => {
+                    let _ = tokio::time::timeout(PEER_CLOSE_GRACE, fut).await;
+                }
+            }
+        });
+    }
+
+    /// A session connection for a new peer: `Ok(None)` outside a session
+    /// (no limit but `max_peers`).
+    pub(crate) fn connection_permit(
+        &self,
+    ) -> Result<Option<OwnedSemaphorePermit>, NoConnectionLeft> {
+        match &self.connections {
+            None => Ok(None),
+            Some(s) => Arc::clone(s)
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| NoConnectionLeft),
+        }
+    }
+
+    /// Connections the session may still open (`usize::MAX` outside one).
+    pub(crate) fn connections_left(&self) -> usize {
+        self.connections
+            .as_ref()
+            .map_or(usize::MAX, |s| s.available_permits())
+    }
+
+    /// Ends the run's tasks: cancels them, then waits until every one has
+    /// finished (peers within [`PEER_CLOSE_GRACE`]; the caller bounds the
+    /// tracker tiers' farewell).
+    pub(crate) async fn finish_tasks(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn finish(&self, outcome: Outcome) {

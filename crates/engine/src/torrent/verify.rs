@@ -79,7 +79,8 @@ impl Shared {
             return;
         }
         let shared = Arc::clone(self);
-        tokio::spawn(async move {
+        // A task of the run: finishing the run waits for it.
+        self.tasks.spawn(async move {
             let expected = shared.info.pieces.get(piece as usize).copied();
             let storage = Arc::clone(&shared.storage);
             let result = tokio::task::spawn_blocking(move || {

@@ -1,0 +1,104 @@
+//! The task that drives one torrent of a session: runs it while its handle
+//! says so, stops it cleanly on a pause, a removal or the session's
+//! shutdown, and takes it out of the session at the end.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::handle::{Control, Phase};
+use super::{AddOptions, Inner, TorrentHandle};
+use crate::download::Download;
+use crate::torrent::Outcome;
+
+/// Runs `download` as `handle` asks until it is removed or the session
+/// shuts down. Each run ends with all its tasks finished and its resume
+/// data saved (see [`Download::run`]).
+pub(super) async fn drive(
+    session: Arc<Inner>,
+    mut download: Download,
+    handle: TorrentHandle,
+    options: AddOptions,
+) {
+    let mut control = handle.control();
+    let cancel = session.cancel.clone();
+    loop {
+        // Wait to be started (at once unless added paused or held).
+        if *control.borrow() == Control::Pause {
+            handle.settle();
+        }
+        let wanted = tokio::select! {
+            c = control.wait_for(|c| *c != Control::Pause) => c.map_or(Control::Remove, |c| *c),
+            () = cancel.cancelled() => Control::Remove,
+        };
+        if wanted == Control::Remove {
+            break;
+        }
+        download.renew();
+        let shared = Arc::clone(&download.shared);
+        handle.set_shared(Some(&shared));
+        handle.set_phase(Phase::Running);
+        if let Some(l) = &session.listener {
+            l.add(&shared);
+        }
+        // Peers given when adding are tried again on every run.
+        handle.add_peers(options.peers.iter().copied());
+        let stop = {
+            let mut control = control.clone();
+            let cancel = cancel.clone();
+            async move {
+                tokio::select! {
+                    _ = control.wait_for(|c| *c != Control::Run) => {}
+                    () = cancel.cancelled() => {}
+                }
+            }
+        };
+        let mut outcome_rx = shared.outcome();
+        let complete = async {
+            if outcome_rx
+                .wait_for(|o| *o == Outcome::Complete)
+                .await
+                .is_ok()
+            {
+                handle.set_complete();
+            }
+            // Only the run ends the select.
+            std::future::pending::<Outcome>().await
+        };
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            o = download.run(stop, options.seed) => o,
+            o = complete => o,
+        };
+        if let Some(l) = &session.listener {
+            l.remove(&shared.info_hash);
+        }
+        tracing::debug!(parent: &shared.span, ?outcome, ran = ?started.elapsed(), "run ended");
+        let failed = matches!(outcome, Outcome::Failed(_));
+        if outcome == Outcome::Complete {
+            handle.set_complete();
+        }
+        // The outcome first: a snapshot in between reads it, not a run.
+        handle.set_outcome(outcome);
+        handle.set_shared(None);
+        let wanted = *control.borrow();
+        if cancel.is_cancelled() || wanted == Control::Remove {
+            break;
+        }
+        if wanted == Control::Pause {
+            handle.set_phase(Phase::Paused);
+            continue;
+        }
+        // Ended by itself: finished, or failed. It waits for a resume.
+        handle.hold();
+        handle.set_phase(if failed {
+            Phase::Failed
+        } else {
+            Phase::Finished
+        });
+    }
+    session.torrents().remove(&handle.key());
+    // The data folder is unlocked when `download` goes.
+    drop(download);
+    handle.set_phase(Phase::Removed);
+}

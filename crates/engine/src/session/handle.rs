@@ -1,0 +1,383 @@
+//! [`TorrentHandle`]: how a program drives one torrent of a session, and
+//! [`TorrentSnapshot`], what it reads of it.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rivulet_core::InfoHash;
+use tokio::sync::watch;
+
+use crate::cache::TorrentKey;
+use crate::download::Download;
+use crate::stats::{PeerFailure, Stats, TrackerStatus};
+use crate::torrent::{Outcome, Shared, TorrentError};
+
+/// Where a torrent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TorrentState {
+    /// Running, with pieces missing.
+    Downloading,
+    /// Running with every piece: serving peers.
+    Seeding,
+    /// Paused: no peers, no announces; resume data saved.
+    Paused,
+    /// Stopped by itself: complete, and seeding was not asked for or
+    /// reached its limit.
+    Finished,
+    /// Stopped on an error (see [`TorrentSnapshot::error`]).
+    Failed,
+    /// Removed from the session.
+    Removed,
+}
+
+/// What the driver asks of a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Control {
+    Run,
+    Pause,
+    Remove,
+}
+
+/// What the driver reports: whether a run is going on, and how the last
+/// one ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Running,
+    Paused,
+    Finished,
+    Failed,
+    Removed,
+}
+
+/// A torrent's state as a display reads it, at one moment.
+#[derive(Debug, Clone)]
+pub struct TorrentSnapshot {
+    /// The torrent's info-hash.
+    pub info_hash: InfoHash,
+    /// Its name.
+    pub name: String,
+    /// Where it stands.
+    pub state: TorrentState,
+    /// Bytes in the torrent.
+    pub total_bytes: u64,
+    /// Bytes of verified pieces.
+    pub have_bytes: u64,
+    /// Pieces in the torrent.
+    pub pieces: usize,
+    /// Verified pieces.
+    pub pieces_have: u64,
+    /// Payload bytes received that we needed (since the torrent was added).
+    pub downloaded: u64,
+    /// Payload bytes sent (since the torrent was added).
+    pub uploaded: u64,
+    /// Bytes per second received that we needed, over the last few
+    /// seconds ([`crate::stats::RATE_WINDOW`]); 0 when not running.
+    pub down_rate: f64,
+    /// Bytes per second sent, likewise.
+    pub up_rate: f64,
+    /// Payload bytes received that we did not need.
+    pub wasted: u64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+    /// Peers connected now.
+    pub peers_connected: usize,
+    /// Peers known (from trackers and the caller), connected or not.
+    pub peers_known: usize,
+    /// Peers connected now that connected to us.
+    pub peers_incoming: usize,
+    /// Peers being served now (unchoked and interested).
+    pub peers_serving: usize,
+    /// Connections that received at least one block from us.
+    pub peers_served_total: usize,
+    /// Peers banned for sending bad data.
+    pub peers_banned: usize,
+    /// Outgoing connections that failed before their handshake.
+    pub connect_failures: u64,
+    /// The last of those.
+    pub last_peer_failure: Option<PeerFailure>,
+    /// Each tracker announced to, with its last outcome, by URL.
+    pub trackers: Vec<(String, TrackerStatus)>,
+    /// Why the torrent stopped, when it failed.
+    pub error: Option<Arc<TorrentError>>,
+}
+
+/// A torrent of a [`crate::session::Session`]. Cheap to clone; every clone
+/// drives the same torrent.
+#[derive(Debug, Clone)]
+pub struct TorrentHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    key: TorrentKey,
+    info_hash: InfoHash,
+    name: String,
+    resume_path: PathBuf,
+    writable: bool,
+    peers: tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>,
+    total_bytes: u64,
+    pieces: usize,
+    /// The torrent's counters (the same from run to run).
+    stats: Arc<Stats>,
+    /// The shared state of the current run, while one goes on (a handle
+    /// kept after a removal holds no storage, files or peers).
+    shared: Mutex<Option<Arc<Shared>>>,
+    control: watch::Sender<Control>,
+    phase: watch::Sender<Phase>,
+    /// How the last run ended (`Running` before the first ends).
+    outcome: Mutex<Outcome>,
+    /// Set once the data is complete.
+    complete: watch::Sender<bool>,
+}
+
+impl TorrentHandle {
+    pub(super) fn new(key: TorrentKey, download: &Download, paused: bool) -> Self {
+        let shared = &download.shared;
+        let complete = shared.is_complete();
+        TorrentHandle {
+            inner: Arc::new(Inner {
+                key,
+                info_hash: shared.info_hash,
+                name: shared.info.name.clone(),
+                resume_path: download.folder().resume_path().to_owned(),
+                writable: download.folder().is_writable(),
+                peers: download.peer_sender(),
+                total_bytes: shared.info.total_length(),
+                pieces: shared.info.num_pieces(),
+                stats: Arc::clone(&shared.stats),
+                shared: Mutex::new(None),
+                control: watch::Sender::new(if paused { Control::Pause } else { Control::Run }),
+                // Not paused: its driver is about to start it.
+                phase: watch::Sender::new(if paused {
+                    Phase::Paused
+                } else {
+                    Phase::Running
+                }),
+                // What a torrent stopped before its first run ended with.
+                outcome: Mutex::new(if complete {
+                    Outcome::Complete
+                } else {
+                    Outcome::Running
+                }),
+                complete: watch::Sender::new(complete),
+            }),
+        }
+    }
+
+    /// The torrent's key in its session.
+    pub(super) fn key(&self) -> TorrentKey {
+        self.inner.key
+    }
+
+    /// Its info-hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.inner.info_hash
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Where its resume data goes.
+    pub fn resume_path(&self) -> &std::path::Path {
+        &self.inner.resume_path
+    }
+
+    /// Whether its data folder can be written to (a read-only one is only
+    /// served).
+    pub fn is_writable(&self) -> bool {
+        self.inner.writable
+    }
+
+    /// Hands the torrent peers to connect to.
+    pub fn add_peers(&self, peers: impl IntoIterator<Item = std::net::SocketAddr>) {
+        for p in peers {
+            let _ = self.inner.peers.send(p);
+        }
+    }
+
+    /// Pauses the torrent and waits until it is: peers closed, pieces being
+    /// written finished, resume data saved, `stopped` sent to trackers. A
+    /// torrent that already stopped stays as it is.
+    pub async fn pause(&self) {
+        self.inner.control.send_if_modified(|c| {
+            if *c == Control::Run {
+                *c = Control::Pause;
+                true
+            } else {
+                false
+            }
+        });
+        let mut phase = self.inner.phase.subscribe();
+        let _ = phase.wait_for(|p| *p != Phase::Running).await;
+    }
+
+    /// Starts the torrent again after a pause, or after it finished or
+    /// failed (a failure is tried again). Returns at once.
+    pub fn resume(&self) {
+        self.inner.control.send_if_modified(|c| {
+            if *c == Control::Pause {
+                *c = Control::Run;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Removes the torrent from its session, as a pause stops it, and waits
+    /// until it is gone (its tasks ended, its data folder unlocked). Its
+    /// data stays on disk.
+    pub async fn remove(&self) {
+        self.inner.control.send_replace(Control::Remove);
+        let mut phase = self.inner.phase.subscribe();
+        let _ = phase.wait_for(|p| *p == Phase::Removed).await;
+    }
+
+    /// Resolves once the data is complete (at once if it is).
+    pub async fn completed(&self) {
+        let mut complete = self.inner.complete.subscribe();
+        let _ = complete.wait_for(|c| *c).await;
+    }
+
+    /// Resolves once the torrent stopped by itself (finished or failed) or
+    /// was removed; not on a pause.
+    pub async fn stopped(&self) {
+        let mut phase = self.inner.phase.subscribe();
+        let _ = phase
+            .wait_for(|p| matches!(p, Phase::Finished | Phase::Failed | Phase::Removed))
+            .await;
+    }
+
+    /// How the torrent's last run ended: [`Outcome::Running`] while none
+    /// ended, or when it was stopped (paused, removed, shut down) with pieces
+    /// missing; [`Outcome::Complete`] when its data was complete at the end;
+    /// [`Outcome::Failed`] on an error.
+    pub fn outcome(&self) -> Outcome {
+        self.inner
+            .outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The torrent's state now.
+    pub fn snapshot(&self) -> TorrentSnapshot {
+        let stats = &self.inner.stats;
+        let phase = *self.inner.phase.borrow();
+        let current = match self.shared() {
+            Some(shared) => shared.outcome().borrow().clone(),
+            None => self.outcome(),
+        };
+        let error = match current {
+            Outcome::Failed(e) => Some(e),
+            _ => None,
+        };
+        let pieces_have = stats.pieces_done.load(Ordering::Relaxed);
+        let state = match phase {
+            Phase::Running if error.is_some() => TorrentState::Failed,
+            Phase::Running if pieces_have == self.inner.pieces as u64 => TorrentState::Seeding,
+            Phase::Running => TorrentState::Downloading,
+            Phase::Paused => TorrentState::Paused,
+            Phase::Finished => TorrentState::Finished,
+            Phase::Failed => TorrentState::Failed,
+            Phase::Removed => TorrentState::Removed,
+        };
+        let running = phase == Phase::Running;
+        // Peer counts of a run that ended are zero, whatever its last
+        // counters said.
+        let live = |n: usize| if running { n } else { 0 };
+        let (down_rate, up_rate) = stats.rates();
+        TorrentSnapshot {
+            info_hash: self.inner.info_hash,
+            name: self.inner.name.clone(),
+            state,
+            total_bytes: self.inner.total_bytes,
+            have_bytes: stats.verified_bytes.load(Ordering::Relaxed),
+            pieces: self.inner.pieces,
+            pieces_have,
+            downloaded: stats.downloaded.load(Ordering::Relaxed),
+            uploaded: stats.uploaded.load(Ordering::Relaxed),
+            down_rate: if running { down_rate } else { 0.0 },
+            up_rate: if running { up_rate } else { 0.0 },
+            wasted: stats.wasted.load(Ordering::Relaxed),
+            hash_failures: stats.hash_failures.load(Ordering::Relaxed),
+            peers_connected: live(stats.peers_connected.load(Ordering::Relaxed)),
+            peers_known: live(stats.peers_known.load(Ordering::Relaxed)),
+            peers_incoming: live(stats.peers_incoming.load(Ordering::Relaxed)),
+            peers_serving: live(stats.peers_serving.load(Ordering::Relaxed)),
+            peers_served_total: stats.peers_served_total.load(Ordering::Relaxed),
+            peers_banned: stats.peers_banned.load(Ordering::Relaxed),
+            connect_failures: stats.connect_failures.load(Ordering::Relaxed),
+            last_peer_failure: stats.last_connect_failure(),
+            trackers: stats.trackers(),
+            error,
+        }
+    }
+
+    // What the driver uses.
+
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The current run's shared state (`None`: no run goes on).
+    pub(super) fn set_shared(&self, shared: Option<&Arc<Shared>>) {
+        *self
+            .inner
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = shared.cloned();
+    }
+
+    pub(super) fn control(&self) -> watch::Receiver<Control> {
+        self.inner.control.subscribe()
+    }
+
+    /// After a run ended by itself: the torrent waits for a resume.
+    pub(super) fn hold(&self) {
+        self.inner.control.send_if_modified(|c| {
+            if *c == Control::Run {
+                *c = Control::Pause;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Before waiting for a resume: a torrent paused before its first run
+    /// started is paused, not running.
+    pub(super) fn settle(&self) {
+        self.inner.phase.send_if_modified(|p| {
+            let running = *p == Phase::Running;
+            if running {
+                *p = Phase::Paused;
+            }
+            running
+        });
+    }
+
+    pub(super) fn set_phase(&self, phase: Phase) {
+        self.inner.phase.send_replace(phase);
+    }
+
+    pub(super) fn set_outcome(&self, outcome: Outcome) {
+        *self
+            .inner
+            .outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = outcome;
+    }
+
+    pub(super) fn set_complete(&self) {
+        self.inner.complete.send_replace(true);
+    }
+}

@@ -1,0 +1,326 @@
+//! A session: what every torrent of one program shares, and the torrents.
+//!
+//! A [`Session`] owns the peer id, the [`Listener`] (incoming connections
+//! are routed by info-hash to its torrents), one HTTP client and one set of
+//! UDP sockets for every tracker request, the read cache (one byte budget
+//! for all torrents, each torrent's chunks under its own key), the limit on
+//! peer connections across all torrents, and any number of torrents.
+//! Torrents are added with [`Session::add`] (or [`Session::add_in`], for a
+//! data folder the caller already locked), which checks the data as
+//! [`Download::prepare_in`] does, and are then driven through a
+//! [`TorrentHandle`]: [`pause`](TorrentHandle::pause),
+//! [`resume`](TorrentHandle::resume), [`remove`](TorrentHandle::remove),
+//! and [`snapshot`](TorrentHandle::snapshot) for what a display shows.
+//!
+//! # Tasks
+//!
+//! Every task is tracked. The session's `TaskTracker` holds one driver task
+//! per torrent (`driver`); the listener's holds its accept loops and pending
+//! handshakes; the UDP sockets' hold their receive tasks. Each run of a
+//! torrent (from start or resume to pause, removal, completion or shutdown)
+//! has a tracker of its own, for its connector, peers, piece verifications
+//! and tracker tiers; [`Download::run`] returns only once all of them have
+//! ended. Nothing is detached, and nothing is aborted without being waited
+//! for.
+//!
+//! # Shutdown order
+//!
+//! [`Session::shutdown`]: no more torrents are added; every torrent's run
+//! stops as a pause does (no new peers; peers told to disconnect; pieces
+//! being written finish; resume data saved; `stopped` sent to the trackers
+//! within the announcer's bounded wait; the run's tasks finished), and its
+//! driver ends; then the listener closes (its tasks finished), then the UDP
+//! sockets.
+//!
+//! # Locks
+//!
+//! The session's torrent table is a leaf lock (held only to insert, remove
+//! or copy handles). A torrent's state lock comes before nothing; the read
+//! cache's lock is a leaf lock, never held with a torrent's state lock.
+
+mod driver;
+mod handle;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rivulet_core::{InfoHash, Metainfo, PeerId};
+use tokio::sync::Semaphore;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::announce::{http_client, ClientError};
+use crate::cache::{ReadCache, TorrentCache, TorrentKey};
+use crate::download::{Download, DownloadError, SeedPolicy, StartReport, TrackerClients};
+use crate::folder::{DataFolder, FolderOptions};
+use crate::listener::{ListenError, Listener};
+use crate::torrent::{Parts, Settings, TorrentConfig};
+use crate::udp_socket::UdpSockets;
+
+pub use handle::{TorrentHandle, TorrentSnapshot, TorrentState};
+
+/// Settings of a whole session (those of one torrent are a
+/// [`TorrentConfig`]).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our peer id, for every torrent.
+    pub peer_id: PeerId,
+    /// The port to listen on for peers (the next free one when taken, see
+    /// [`Listener::bind`]; 0: any free port); `None`: no listener, and
+    /// trackers are told port 6881 (a session that only connects out).
+    pub listen_port: Option<u16>,
+    /// The local address to listen on and to connect and announce from;
+    /// `None`: every address.
+    pub bind: Option<IpAddr>,
+    /// Bytes of piece data kept in the read cache, for all torrents.
+    pub read_cache_bytes: usize,
+    /// Most peer connections at once across all torrents (each torrent also
+    /// has its own `max_peers`).
+    pub max_connections: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            peer_id: PeerId::generate(),
+            listen_port: Some(6881),
+            bind: None,
+            read_cache_bytes: 8 * 1024 * 1024,
+            max_connections: 500,
+        }
+    }
+}
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The listener could not bind.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The HTTP client for trackers could not be built.
+    #[error(transparent)]
+    Trackers(#[from] ClientError),
+}
+
+/// Why a torrent could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    /// Its data folder, or the check of its data, failed.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    /// The session already has a torrent with this info-hash.
+    #[error("the torrent {} is already in this session", .0.to_hex())]
+    Duplicate(InfoHash),
+    /// The session is shutting down.
+    #[error("the session is shutting down")]
+    ShuttingDown,
+}
+
+/// How to add a torrent.
+#[derive(Debug, Clone, Default)]
+pub struct AddOptions {
+    /// The torrent's own settings.
+    pub config: TorrentConfig,
+    /// What to do once the data is complete.
+    pub seed: SeedPolicy,
+    /// Peers to connect to besides those trackers name (also after a
+    /// resume).
+    pub peers: Vec<SocketAddr>,
+    /// Add it paused: checked, but not started until resumed.
+    pub paused: bool,
+}
+
+/// A session: shared resources and torrents. Cheap to clone; the session
+/// shuts its torrents down (without waiting) when the last clone is dropped,
+/// [`Session::shutdown`] does it and waits.
+#[derive(Debug, Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+    _guard: Arc<DropGuard>,
+}
+
+/// What the session's torrents share; their driver tasks hold it.
+#[derive(Debug)]
+struct Inner {
+    config: SessionConfig,
+    listener: Option<Listener>,
+    trackers: TrackerClients,
+    cache: Arc<Mutex<ReadCache>>,
+    connections: Arc<Semaphore>,
+    torrents: Mutex<HashMap<TorrentKey, TorrentHandle>>,
+    next_key: AtomicU64,
+    /// One driver task per torrent.
+    tasks: TaskTracker,
+    /// Cancelled at shutdown: every driver stops its torrent and ends.
+    cancel: CancellationToken,
+}
+
+impl Inner {
+    fn torrents(&self) -> MutexGuard<'_, HashMap<TorrentKey, TorrentHandle>> {
+        // Plain bookkeeping: a panic while holding it leaves nothing half done.
+        self.torrents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Session {
+    /// Starts a session: binds the listener (when `config.listen_port` says
+    /// so) and builds the tracker clients. Must be called within a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Listen`] when no port can be listened on,
+    /// [`SessionError::Trackers`] when the HTTP client cannot be built.
+    pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
+        let listener = match config.listen_port {
+            Some(port) => Some(Listener::bind(config.bind, port)?),
+            None => None,
+        };
+        let trackers = TrackerClients {
+            http: http_client(config.bind)?,
+            udp: Arc::new(UdpSockets::new(config.bind)),
+        };
+        let cancel = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            listener,
+            trackers,
+            cache: Arc::new(Mutex::new(ReadCache::new(config.read_cache_bytes))),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            torrents: Mutex::default(),
+            next_key: AtomicU64::new(1),
+            tasks: TaskTracker::new(),
+            cancel: cancel.clone(),
+            config,
+        });
+        Ok(Session {
+            inner,
+            _guard: Arc::new(cancel.drop_guard()),
+        })
+    }
+
+    /// The session's settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The port we listen on (and tell trackers); without a listener, 6881.
+    pub fn port(&self) -> u16 {
+        self.inner.listener.as_ref().map_or(6881, Listener::port)
+    }
+
+    /// The addresses listened on (none without a listener).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.inner
+            .listener
+            .as_ref()
+            .map_or(&[], |l| l.local_addrs())
+    }
+
+    /// The torrents of the session.
+    pub fn torrents(&self) -> Vec<TorrentHandle> {
+        self.inner.torrents().values().cloned().collect()
+    }
+
+    /// Adds `metainfo` with its data in `dir` (locked with
+    /// [`DataFolder::open`] and default options), as [`Session::add_in`].
+    pub async fn add(
+        &self,
+        metainfo: &Metainfo,
+        dir: &Path,
+        options: AddOptions,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(TorrentHandle, StartReport), AddError> {
+        let folder = DataFolder::open(metainfo, dir, &FolderOptions::default())
+            .map_err(DownloadError::from)?;
+        self.add_in(metainfo, folder, options, progress).await
+    }
+
+    /// Adds `metainfo` with its data in the locked `folder`: checks the data
+    /// as [`Download::prepare_in`] does (`progress` sees the bytes checked),
+    /// then starts it (unless `options.paused`). Returns once the check is
+    /// done.
+    pub async fn add_in(
+        &self,
+        metainfo: &Metainfo,
+        folder: DataFolder,
+        options: AddOptions,
+        progress: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(TorrentHandle, StartReport), AddError> {
+        let inner = &self.inner;
+        if inner.cancel.is_cancelled() {
+            return Err(AddError::ShuttingDown);
+        }
+        if self
+            .torrents()
+            .iter()
+            .any(|t| t.info_hash() == metainfo.info_hash)
+        {
+            return Err(AddError::Duplicate(metainfo.info_hash));
+        }
+        let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let parts = Parts {
+            settings: Settings {
+                peer_id: inner.config.peer_id,
+                bind: inner.config.bind,
+                listen_port: self.port(),
+                torrent: options.config.clone(),
+            },
+            cache: TorrentCache::new(Arc::clone(&inner.cache), key),
+            connections: Some(Arc::clone(&inner.connections)),
+            stats: Arc::default(),
+        };
+        let (download, report) = Download::prepare_parts(
+            metainfo,
+            folder,
+            parts,
+            Some(inner.trackers.clone()),
+            progress,
+        )
+        .await?;
+        let handle = {
+            let mut torrents = inner.torrents();
+            // Checked again: another add of the same torrent may have
+            // finished its check meanwhile.
+            if torrents
+                .values()
+                .any(|t| t.info_hash() == metainfo.info_hash)
+            {
+                return Err(AddError::Duplicate(metainfo.info_hash));
+            }
+            if inner.cancel.is_cancelled() {
+                return Err(AddError::ShuttingDown);
+            }
+            let handle = TorrentHandle::new(key, &download, options.paused);
+            torrents.insert(key, handle.clone());
+            handle
+        };
+        for addr in &options.peers {
+            let _ = download.peer_sender().send(*addr);
+        }
+        inner.tasks.spawn(driver::drive(
+            Arc::clone(inner),
+            download,
+            handle.clone(),
+            options,
+        ));
+        Ok((handle, report))
+    }
+
+    /// Stops every torrent cleanly (peers closed, resume data saved,
+    /// `stopped` sent to trackers within the bounded wait), then the
+    /// listener and the UDP sockets, and returns once every task of the
+    /// session has ended. Torrents cannot be added any more.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.cancel.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        if let Some(l) = &inner.listener {
+            l.close().await;
+        }
+        inner.trackers.udp.close().await;
+    }
+}
