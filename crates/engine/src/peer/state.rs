@@ -649,7 +649,7 @@ impl PeerState {
         }
     }
 
-    /// How many requests to keep in flight: about [`QUEUE_SECONDS`] of the
+    /// How many requests to keep in flight: about two seconds of the
     /// peer's rate, within its `reqq`.
     pub fn queue_target(&self) -> usize {
         if self.snubs > 0 {
