@@ -37,8 +37,12 @@ use crate::addr::next_loopback;
 use crate::fixture::{bitfield, within, Fixture};
 
 /// How long [`FakePeer::wait`] and [`Conn`]'s waits give something that
-/// should happen at once.
+/// should happen at once, unless told otherwise ([`Conn::connect_within`]).
 pub const PROMPT: Duration = Duration::from_secs(5);
+
+/// How long [`tcp_from`] may take to connect on loopback (generous: a
+/// loaded machine must not fail a test here).
+pub const CONNECT: Duration = Duration::from_secs(10);
 
 /// What a fake peer saw and did, in order, over all its connections
 /// (numbered from 0 in the order they were accepted or made).
@@ -261,11 +265,11 @@ pub fn encode(msgs: impl IntoIterator<Item = Message>) -> BytesMut {
 
 /// A TCP connection to `to` from `ip` (port chosen by the system), so that
 /// each fake peer has an address of its own; fails the test if it cannot
-/// connect within [`PROMPT`].
+/// connect within [`CONNECT`].
 pub async fn tcp_from(ip: Ipv4Addr, to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(IpAddr::V4(ip), 0)).unwrap();
-    let stream = within(PROMPT, "connect", socket.connect(to))
+    let stream = within(CONNECT, "connect", socket.connect(to))
         .await
         .unwrap_or_else(|e| panic!("connect from {ip} to {to}: {e}"));
     stream.set_nodelay(true).unwrap();
@@ -305,6 +309,8 @@ pub struct Conn {
     peer_id: PeerId,
     ip: Ipv4Addr,
     hello: Option<Handshake>,
+    /// How long [`Conn::expect`] and [`Conn::closed`] wait.
+    patience: Duration,
 }
 
 impl Conn {
@@ -329,6 +335,7 @@ impl Conn {
             peer_id,
             ip,
             hello: None,
+            patience: PROMPT,
         }
     }
 
@@ -337,12 +344,35 @@ impl Conn {
     /// `None` if the other side hangs up first. Fails the test if it
     /// answers for another info-hash, or not within [`PROMPT`].
     pub async fn connect(from: Ipv4Addr, to: SocketAddr, ours: Handshake) -> Option<Conn> {
+        Conn::connect_within(PROMPT, from, to, ours).await
+    }
+
+    /// [`Conn::connect`], waiting `patience` for the handshake and, later,
+    /// in [`Conn::expect`] and [`Conn::closed`].
+    pub async fn connect_within(
+        patience: Duration,
+        from: Ipv4Addr,
+        to: SocketAddr,
+        ours: Handshake,
+    ) -> Option<Conn> {
         let stream = tcp_from(from, to).await;
         let log = EventLog::new();
         log.record(Event::Accepted(0));
         let mut conn = Conn::new(0, stream, log, None, ours.peer_id);
+        conn.patience = patience;
         conn.write(&ours.to_bytes()).await;
-        let theirs = within(PROMPT, "the other side's handshake", conn.read_handshake()).await?;
+        let theirs = within(
+            patience,
+            "the other side's handshake",
+            conn.read_handshake(),
+        )
+        .await;
+        let Some(theirs) = theirs else {
+            if let Some(Event::Violation(_, bad)) = conn.log.events().last() {
+                panic!("the other side's handshake: {bad}");
+            }
+            return None;
+        };
         assert_eq!(
             theirs.info_hash, ours.info_hash,
             "the other side's handshake"
@@ -607,9 +637,11 @@ impl Conn {
     }
 
     /// Waits for a message matching `pred`; fails the test if the other
-    /// side hangs up first or it does not come within [`PROMPT`].
+    /// side hangs up first or it does not come within its patience
+    /// ([`PROMPT`] unless [`Conn::connect_within`] said otherwise).
     pub async fn expect(&mut self, what: &str, pred: impl Fn(&Message) -> bool) -> Message {
-        let found = tokio::time::timeout(PROMPT, async {
+        let limit = self.patience;
+        let found = tokio::time::timeout(limit, async {
             while let Some(m) = self.recv().await {
                 if pred(&m) {
                     return Some(m);
@@ -621,17 +653,19 @@ impl Conn {
         match found {
             Ok(Some(m)) => m,
             Ok(None) => panic!("{what}: hung up; got {:?}", tail(&self.got())),
-            Err(_) => panic!("{what}: not within {PROMPT:?}; got {:?}", tail(&self.got())),
+            Err(_) => panic!("{what}: not within {limit:?}; got {:?}", tail(&self.got())),
         }
     }
 
     /// Reads until the other side hangs up; returns the messages that came
-    /// meanwhile. Fails the test if it does not hang up within [`PROMPT`],
-    /// or sends something undecodable.
+    /// meanwhile. Fails the test if it does not hang up within its
+    /// patience, or sends something undecodable.
     pub async fn closed(&mut self, what: &str) -> Vec<Message> {
         let from = self.got().len();
-        let done =
-            tokio::time::timeout(PROMPT, async { while self.recv().await.is_some() {} }).await;
+        let done = tokio::time::timeout(self.patience, async {
+            while self.recv().await.is_some() {}
+        })
+        .await;
         assert!(
             done.is_ok(),
             "{what}: no hang-up; got {:?}",
@@ -693,7 +727,8 @@ impl Conn {
 
     /// Splits the connection: a task reads (and logs) everything the other
     /// side sends until it hangs up, and then returns every message of the
-    /// connection; the write half is returned for raw writes.
+    /// connection (or panics, after logging it, if a message does not
+    /// decode); the write half is returned for raw writes.
     pub fn split(self) -> (OwnedWriteHalf, JoinHandle<Vec<Message>>) {
         let (reader, writer) = self.stream.into_split();
         let mut conn = Reader {
@@ -705,7 +740,11 @@ impl Conn {
         };
         let task = tokio::spawn(async move {
             conn.run().await;
-            got(&conn.log.events(), conn.id)
+            let log = conn.log.events();
+            if let Some(Event::Violation(_, bad)) = log.last() {
+                panic!("connection {}: {bad}", conn.id);
+            }
+            got(&log, conn.id)
         });
         (writer, task)
     }
