@@ -6,7 +6,7 @@
 //!
 //! A connection handshakes with the reserved bits, info-hash and peer id the
 //! test chooses, sends any message, serves the blocks of a [`Fixture`]
-//! (honestly, corruptly, not at all, or as a policy closure says, see
+//! (honestly, corruptly, slowly, not at all, or as a policy closure says, see
 //! [`Conn::seed`] and [`Act`]) and records everything in an [`EventLog`]:
 //! the other side's handshake, each message it sent, each message and block
 //! sent to it, each rule it broke, and when it closed the connection. Tests
@@ -290,6 +290,9 @@ pub enum Act {
     Reject,
     /// Send this message.
     Send(Message),
+    /// Wait this long before the next act: a slow peer. (Behaviour, not
+    /// synchronisation: a test waits on the log, never on this.)
+    Pause(Duration),
     /// From now on, answer nothing (keep reading until the other side
     /// hangs up).
     Hang,
@@ -622,6 +625,7 @@ impl Conn {
                                 }
                                 self.send(m).await;
                             }
+                            Act::Pause(d) => tokio::time::sleep(d).await,
                             Act::Hang => return self.drain().await,
                             Act::Close => return,
                         }
@@ -892,5 +896,112 @@ impl FakePeer {
             .filter(|e| matches!(e, Event::Violation(..)))
             .collect();
         assert!(bad.is_empty(), "fake peer {}: {bad:?}", self.addr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{all, PIECES};
+
+    /// The two halves of the kit against each other: a leecher `Conn`
+    /// fetches every block from an honest `FakePeer`, both logs say so, and
+    /// the seeder sees the leecher hang up.
+    #[tokio::test]
+    async fn a_leecher_fetches_everything_from_an_honest_seeder() {
+        let fx = Fixture::single(1);
+        let seeder = FakePeer::honest(&fx).await;
+        let ours = Handshake::new(fx.info_hash(), PeerId(*b"-LE0001-000000000001"));
+        let mut l = Conn::connect(next_loopback(), seeder.addr, ours)
+            .await
+            .unwrap();
+        assert_eq!(l.hello().info_hash, fx.info_hash());
+        let m = l
+            .expect("bitfield", |m| matches!(m, Message::Bitfield(_)))
+            .await;
+        assert_eq!(m, bitfield(&all()));
+        l.unchoked().await;
+        let bytes = l.fetch(&fx, &fx.all_blocks(), 8).await;
+        assert_eq!(bytes, fx.data.len() as u64);
+        drop(l);
+        seeder.wait("the leecher hangs up", |l| eof(l, 0)).await;
+        let log = seeder.log();
+        assert_eq!(served(&log).len(), fx.all_blocks().len());
+        assert_eq!(requests(&log).len(), fx.all_blocks().len());
+        assert_eq!(accepts(&log), 1);
+        seeder.assert_no_violation();
+    }
+
+    /// A policy that rejects, pauses, corrupts and closes: the leecher sees
+    /// each, and the seeder logs a request for a piece it never announced
+    /// as a violation.
+    #[tokio::test]
+    async fn policies_and_violations_are_logged() {
+        let fx = Fixture::single(2);
+        let mut have = all();
+        have[PIECES - 1] = false;
+        let seeder = FakePeer::start(&fx, move |c| {
+            c.seed(have.clone(), Reserved::FAST, |n, _| match n {
+                0 => vec![Act::Reject],
+                1 => vec![Act::Pause(Duration::from_millis(200)), Act::Corrupt],
+                _ => vec![Act::Close],
+            })
+        })
+        .await;
+        let ours = Handshake {
+            reserved: Reserved::FAST,
+            ..Handshake::new(fx.info_hash(), PeerId(*b"-LE0001-000000000002"))
+        };
+        let mut l = Conn::connect(next_loopback(), seeder.addr, ours)
+            .await
+            .unwrap();
+        l.unchoked().await;
+        let (a, b) = (fx.blocks_of(0)[0], fx.blocks_of(0)[1]);
+        let missing = fx.blocks_of(PIECES as u32 - 1)[0];
+        let started = Instant::now();
+        l.send_all([a, missing, b].map(Message::Request)).await;
+        l.expect("a reject", |m| *m == Message::RejectRequest(a))
+            .await;
+        let m = l.expect("a block", |m| answered(m).is_some()).await;
+        assert!(started.elapsed() >= Duration::from_millis(200), "no pause");
+        let Message::Piece { data, .. } = m else {
+            unreachable!()
+        };
+        assert_ne!(&data[..], fx.block(&b).unwrap(), "not corrupt");
+        l.send(Message::Request(fx.blocks_of(1)[0])).await;
+        l.closed("the seeder closes").await;
+        let log = seeder.log();
+        assert_eq!(served(&log), vec![b]);
+        assert!(log.iter().any(|e| matches!(
+            e,
+            Event::Violation(0, what) if what.contains("not announced")
+        )));
+    }
+
+    /// The blocking facade: a leecher driven from a plain thread, against a
+    /// fake seeder on the kit's runtime.
+    #[test]
+    fn a_blocking_leecher_sees_blocks_and_the_close() {
+        let fx = Fixture::single(3);
+        let seeder = blocking::block_on(FakePeer::start(&fx, |c| {
+            c.seed(all(), Reserved::FAST, |_, _| vec![Act::Serve])
+        }));
+        let peer = blocking::BlockingPeer::leecher(next_loopback(), seeder.addr, fx.info_hash());
+        let st = peer.wait_for("bitfield", PROMPT, |s| s.has_piece(PIECES as u32 - 1));
+        assert!(st.reserved[7] & 0x04 != 0, "fast bit: {st:?}");
+        peer.interested();
+        peer.wait_unchoked(PROMPT);
+        let r = fx.blocks_of(2)[1];
+        peer.send(Message::Request(r)).unwrap();
+        let st = peer.wait_for("the block", PROMPT, |s| s.pieces == 1);
+        assert_eq!(st.blocks, vec![(r.piece, r.offset, r.length)]);
+        let since = std::time::Instant::now();
+        drop(seeder);
+        let (_, st) = peer.wait_closed(since, PROMPT);
+        assert!(st.closed.is_some());
+        let log = peer.log();
+        assert!(log
+            .iter()
+            .any(|e| matches!(e, Event::Sent(0, Message::HaveNone))));
     }
 }
