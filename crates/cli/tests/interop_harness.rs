@@ -424,7 +424,8 @@ fn three_clients_leech_at_once_in_a_netns() {
     eprintln!("libtorrent → 3 clients in a netns: {:?}", started.elapsed());
 }
 
-/// The raw peer handshakes with a libtorrent seeder (127.0.0.13), is
+/// The hand-driven fake peer (the test kit's `BlockingPeer`) handshakes
+/// with a libtorrent seeder (127.0.0.13), is
 /// unchoked, gets the block it asks for, and sees the connection close when
 /// libtorrent goes away.
 #[test]

@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use rivulet_core::{InfoHash, PeerId};
 use rivulet_wire::{BlockRequest, Handshake, Message, MessageDecoder, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -304,9 +304,8 @@ pub enum Act {
 /// [`Conn::connect`]. Dropping it closes the connection.
 pub struct Conn {
     id: usize,
-    stream: TcpStream,
-    rbuf: BytesMut,
-    decoder: MessageDecoder,
+    inbox: Inbox,
+    writer: OwnedWriteHalf,
     log: EventLog,
     fx: Option<Arc<Fixture>>,
     peer_id: PeerId,
@@ -328,11 +327,19 @@ impl Conn {
             Ok(IpAddr::V4(ip)) => ip,
             other => panic!("a fake peer lives on IPv4, not {other:?}"),
         };
+        // Halves from the start, so that `split` can hand the reading to a
+        // task of its own as it is.
+        let (half, writer) = stream.into_split();
         Conn {
             id,
-            stream,
-            rbuf: BytesMut::with_capacity(64 * 1024),
-            decoder: MessageDecoder::new(),
+            inbox: Inbox {
+                id,
+                half,
+                rbuf: BytesMut::with_capacity(64 * 1024),
+                decoder: MessageDecoder::new(),
+                log: log.clone(),
+            },
+            writer,
             log,
             fx,
             peer_id,
@@ -433,37 +440,22 @@ impl Conn {
     /// Reads more bytes; false (and `Eof` logged) once the other side hung
     /// up.
     pub async fn read_more(&mut self) -> bool {
-        let how = match self.stream.read_buf(&mut self.rbuf).await {
-            Ok(0) => "end of stream".to_owned(),
-            Err(e) => format!("read error: {e}"),
-            Ok(_) => return true,
-        };
-        self.record(Event::Eof(self.id, Instant::now(), how));
-        false
+        self.inbox.read_more().await
     }
 
     /// Writes raw bytes. A failed write means the other side hung up, which
     /// the next read reports.
     pub async fn write(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes).await;
+        let _ = self.writer.write_all(bytes).await;
     }
 
     /// The other side's handshake (logged); `None` if it hung up first or
     /// sent no handshake.
     async fn read_handshake(&mut self) -> Option<Handshake> {
-        let theirs = loop {
-            match Handshake::decode(&mut self.rbuf) {
-                Ok(Some(h)) => break h,
-                Ok(None) => {}
-                Err(e) => {
-                    self.violation(format!("bad handshake: {e}"));
-                    return None;
-                }
-            }
-            if !self.read_more().await {
-                return None;
-            }
-        };
+        let theirs = self
+            .inbox
+            .next(|_, buf| Handshake::decode(buf), "bad handshake")
+            .await?;
         self.record(Event::Hello(self.id, theirs));
         self.hello = Some(theirs);
         Some(theirs)
@@ -497,22 +489,7 @@ impl Conn {
     /// up (or sent something undecodable, logged as a violation).
     /// Cancel-safe (bytes read stay in the buffer), so usable in `select!`.
     pub async fn recv(&mut self) -> Option<Message> {
-        loop {
-            match self.decoder.decode(&mut self.rbuf) {
-                Ok(Some(m)) => {
-                    self.record(Event::Got(self.id, m.clone()));
-                    return Some(m);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.violation(format!("undecodable message: {e}"));
-                    return None;
-                }
-            }
-            if !self.read_more().await {
-                return None;
-            }
-        }
+        self.inbox.recv().await
     }
 
     /// Reads and logs everything until the other side hangs up.
@@ -590,7 +567,8 @@ impl Conn {
 
     /// Whether a whole message from the other side is already buffered.
     pub fn more_buffered(&self) -> bool {
-        !self.rbuf.is_empty() && self.decoder.bytes_needed(&self.rbuf) == 0
+        let inbox = &self.inbox;
+        !inbox.rbuf.is_empty() && inbox.decoder.bytes_needed(&inbox.rbuf) == 0
     }
 
     /// The message loop of [`Conn::seed`], after the bitfield. Unchokes
@@ -734,57 +712,75 @@ impl Conn {
     /// connection (or panics, after logging it, if a message does not
     /// decode); the write half is returned for raw writes.
     pub fn split(self) -> (OwnedWriteHalf, JoinHandle<Vec<Message>>) {
-        let (reader, writer) = self.stream.into_split();
-        let mut conn = Reader {
-            id: self.id,
-            reader,
-            rbuf: self.rbuf,
-            decoder: self.decoder,
-            log: self.log,
-        };
+        let mut inbox = self.inbox;
         let task = tokio::spawn(async move {
-            conn.run().await;
-            let log = conn.log.events();
+            while inbox.recv().await.is_some() {}
+            let log = inbox.log.events();
             if let Some(Event::Violation(_, bad)) = log.last() {
-                panic!("connection {}: {bad}", conn.id);
+                panic!("connection {}: {bad}", inbox.id);
             }
-            got(&log, conn.id)
+            got(&log, inbox.id)
         });
-        (writer, task)
+        (self.writer, task)
     }
 }
 
-/// The read half of a split [`Conn`].
-struct Reader {
+/// The reading half of a [`Conn`]: decodes and logs what the other side
+/// sends.
+struct Inbox {
     id: usize,
-    reader: tokio::net::tcp::OwnedReadHalf,
+    half: OwnedReadHalf,
     rbuf: BytesMut,
     decoder: MessageDecoder,
     log: EventLog,
 }
 
-impl Reader {
-    /// Logs every message until the other side hangs up or sends something
-    /// undecodable.
-    async fn run(&mut self) {
+impl Inbox {
+    /// Reads more bytes; false (and `Eof` logged) once the other side hung
+    /// up.
+    async fn read_more(&mut self) -> bool {
+        let how = match self.half.read_buf(&mut self.rbuf).await {
+            Ok(0) => "end of stream".to_owned(),
+            Err(e) => format!("read error: {e}"),
+            Ok(_) => return true,
+        };
+        self.log.record(Event::Eof(self.id, Instant::now(), how));
+        false
+    }
+
+    /// The next thing `decode` (given the message decoder and the bytes
+    /// read) finds in what the other side sends; `None`
+    /// once it hung up, or sent what `decode` refuses (logged as a
+    /// violation, `bad` saying what it is). Cancel-safe: bytes read stay in
+    /// the buffer.
+    async fn next<T, E: std::fmt::Display>(
+        &mut self,
+        mut decode: impl FnMut(&mut MessageDecoder, &mut BytesMut) -> Result<Option<T>, E>,
+        bad: &str,
+    ) -> Option<T> {
         loop {
-            loop {
-                match self.decoder.decode(&mut self.rbuf) {
-                    Ok(Some(m)) => self.log.record(Event::Got(self.id, m)),
-                    Ok(None) => break,
-                    Err(e) => {
-                        let what = format!("undecodable message: {e}");
-                        return self.log.record(Event::Violation(self.id, what));
-                    }
+            match decode(&mut self.decoder, &mut self.rbuf) {
+                Ok(Some(t)) => return Some(t),
+                Ok(None) => {}
+                Err(e) => {
+                    let what = format!("{bad}: {e}");
+                    self.log.record(Event::Violation(self.id, what));
+                    return None;
                 }
             }
-            let how = match self.reader.read_buf(&mut self.rbuf).await {
-                Ok(0) => "end of stream".to_owned(),
-                Err(e) => format!("read error: {e}"),
-                Ok(_) => continue,
-            };
-            return self.log.record(Event::Eof(self.id, Instant::now(), how));
+            if !self.read_more().await {
+                return None;
+            }
         }
+    }
+
+    /// The next message, logged.
+    async fn recv(&mut self) -> Option<Message> {
+        let m = self
+            .next(MessageDecoder::decode, "undecodable message")
+            .await?;
+        self.log.record(Event::Got(self.id, m.clone()));
+        Some(m)
     }
 }
 
