@@ -425,9 +425,8 @@ fn three_clients_leech_at_once_in_a_netns() {
 }
 
 /// The hand-driven fake peer (the test kit's `BlockingPeer`) handshakes
-/// with a libtorrent seeder (127.0.0.13), is
-/// unchoked, gets the block it asks for, and sees the connection close when
-/// libtorrent goes away.
+/// with a libtorrent seeder (127.0.0.13), is unchoked, gets the block it
+/// asks for, and sees the connection close when libtorrent goes away.
 #[test]
 #[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
 fn raw_peer_talks_to_libtorrent() {
