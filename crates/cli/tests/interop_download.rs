@@ -13,15 +13,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
+use rivulet_testkit::fixture::Fixture;
+use rivulet_testkit::peer::blocking::block_on;
+use rivulet_testkit::peer::{Act, FakePeer};
+use rivulet_wire::Reserved;
 use support::{
     assert_same_tree, make_torrent, multi_file_tree, next_loopback, poll_until, require_libtorrent,
     require_program, single_file, Aria2, Aria2Config, LtConfig, LtPeer, OpenTracker,
@@ -226,111 +228,6 @@ fn from_four_seeders_at_once_each_contributing() {
     assert!(up.iter().map(|u| u.1).sum::<u64>() >= size);
 }
 
-/// A fake peer that claims every piece and answers requests with `serve`:
-/// given (piece, begin, length) it returns the block to send, or `None` to
-/// hang up. Counts the connections it accepted.
-struct FakePeer {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-}
-
-impl FakePeer {
-    fn start(
-        ip: Ipv4Addr,
-        info_hash: [u8; 20],
-        num_pieces: usize,
-        serve: impl Fn(u32, u32, u32, usize) -> Option<Vec<u8>> + Send + Sync + 'static,
-    ) -> FakePeer {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&connections);
-        let serve = Arc::new(serve);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                let serve = Arc::clone(&serve);
-                thread::spawn(move || {
-                    let _ = fake_session(stream, info_hash, num_pieces, n, &*serve);
-                });
-            }
-        });
-        FakePeer { addr, connections }
-    }
-}
-
-fn fake_session(
-    mut s: TcpStream,
-    info_hash: [u8; 20],
-    num_pieces: usize,
-    connection: usize,
-    serve: &dyn Fn(u32, u32, u32, usize) -> Option<Vec<u8>>,
-) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut theirs = [0u8; 68];
-    s.read_exact(&mut theirs)?;
-    if theirs[28..48] != info_hash {
-        return Ok(());
-    }
-    let mut hs = vec![19u8];
-    hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&[0; 8]);
-    hs.extend_from_slice(&info_hash);
-    // One peer id per fake peer (its listening address): rivulet refuses a
-    // second connection with a peer id it is already connected to.
-    let me = s.local_addr()?;
-    let octet = match me.ip() {
-        std::net::IpAddr::V4(v4) => v4.octets()[3],
-        std::net::IpAddr::V6(_) => 0,
-    };
-    let id = format!("-XX0001-{octet:03}{:05}0000", me.port());
-    hs.extend_from_slice(&id.as_bytes()[..20]);
-    s.write_all(&hs)?;
-    // Bitfield with every piece, spare bits zero; then unchoke.
-    let mut bits = vec![0u8; num_pieces.div_ceil(8)];
-    for i in 0..num_pieces {
-        bits[i / 8] |= 0x80 >> (i % 8);
-    }
-    let mut msg = ((bits.len() + 1) as u32).to_be_bytes().to_vec();
-    msg.push(5);
-    msg.extend_from_slice(&bits);
-    msg.extend_from_slice(&[0, 0, 0, 1, 1]);
-    s.write_all(&msg)?;
-    loop {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len == 0 {
-            continue;
-        }
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body)?;
-        if body[0] != 6 || len != 13 {
-            continue; // only requests matter
-        }
-        let field = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
-        let (piece, begin, length) = (field(1), field(5), field(9));
-        let Some(block) = serve(piece, begin, length, connection) else {
-            return Ok(()); // hang up mid-piece
-        };
-        let mut out = ((9 + block.len()) as u32).to_be_bytes().to_vec();
-        out.push(7);
-        out.extend_from_slice(&piece.to_be_bytes());
-        out.extend_from_slice(&begin.to_be_bytes());
-        out.extend_from_slice(&block);
-        s.write_all(&out)?;
-    }
-}
-
-fn info_hash_bytes(hex: &str) -> [u8; 20] {
-    let mut out = [0u8; 20];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    out
-}
-
 #[test]
 #[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
 fn corrupt_and_vanishing_peers_do_not_spoil_the_download() {
@@ -340,37 +237,35 @@ fn corrupt_and_vanishing_peers_do_not_spoil_the_download() {
     let size = 6_000_000u64;
     let piece_len = 64 * 1024u32;
     let data = single_file(&seed_dir, "data.bin", size, 6);
-    let content = Arc::new(std::fs::read(&data).unwrap());
     let (torrent, hash) = make_torrent(&data, None, piece_len);
     let pieces = size.div_ceil(u64::from(piece_len)) as usize;
-    let ih = info_hash_bytes(&hash);
+    // Fake peers that claim every piece (the test kit's, run on a runtime
+    // of their own), serving the same bytes.
+    let fx = Fixture::from_torrent(
+        &std::fs::read(&torrent).unwrap(),
+        std::fs::read(&data).unwrap(),
+    );
+    assert_eq!(fx.info_hash().to_hex(), hash);
+    let every_piece = vec![true; pieces];
 
-    let block_of = move |content: &[u8], piece: u32, begin: u32, length: u32| -> Option<Vec<u8>> {
-        let start = u64::from(piece) * u64::from(piece_len) + u64::from(begin);
-        let end = start + u64::from(length);
-        content
-            .get(start as usize..end as usize)
-            .map(<[u8]>::to_vec)
-    };
     // Sends right-sized blocks of wrong bytes.
-    let c = Arc::clone(&content);
-    let corrupt = FakePeer::start(next_loopback(), ih, pieces, move |p, b, l, _| {
-        block_of(&c, p, b, l).map(|mut v| {
-            v.iter_mut().for_each(|x| *x = !*x);
-            v
-        })
-    });
+    let have = every_piece.clone();
+    let corrupt = block_on(FakePeer::start(&fx, move |c| {
+        c.seed(have.clone(), Reserved::NONE, |_, _| vec![Act::Corrupt])
+    }));
     // Serves good blocks but hangs up after three, in the middle of a piece.
-    let c = Arc::clone(&content);
     let served = Arc::new(AtomicUsize::new(0));
     let s2 = Arc::clone(&served);
-    let vanishing = FakePeer::start(next_loopback(), ih, pieces, move |p, b, l, _| {
-        if s2.fetch_add(1, Ordering::SeqCst) % 4 == 3 {
-            None
-        } else {
-            block_of(&c, p, b, l)
-        }
-    });
+    let vanishing = block_on(FakePeer::start(&fx, move |c| {
+        let s2 = Arc::clone(&s2);
+        c.seed(every_piece.clone(), Reserved::NONE, move |_, _| {
+            if s2.fetch_add(1, Ordering::SeqCst) % 4 == 3 {
+                vec![Act::Close]
+            } else {
+                vec![Act::Serve]
+            }
+        })
+    }));
     // An honest seeder, slowed down so the bad peers get their share.
     let seeder = libtorrent_seeder(
         &torrent,
@@ -396,7 +291,7 @@ fn corrupt_and_vanishing_peers_do_not_spoil_the_download() {
         "the vanishing peer was never used"
     );
     // Banned: never connected to again.
-    assert_eq!(corrupt.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(corrupt.connections(), 1);
 }
 
 #[test]

@@ -18,16 +18,17 @@ mod support;
 use std::fs;
 use std::time::{Duration, Instant};
 
+use rivulet_core::InfoHash;
+use rivulet_testkit::peer::blocking::BlockingPeer;
+use rivulet_wire::{BlockRequest, Message};
 use support::data::{
     assert_same_tree_except_empty_files, compare_trees, first_difference, list_files,
     multi_file_layout,
 };
-use support::raw_peer;
 use support::rivulet::{listening_lines, parse_human_bytes, uploaded_text};
 use support::{
     assert_same_tree, loopback, make_torrent, make_torrent_with, multi_file_tree, single_file,
-    Aria2, Aria2Config, LtConfig, LtPeer, Netns, OpenTracker, RawPeer, TorrentOptions,
-    TransmissionDaemon,
+    Aria2, Aria2Config, LtConfig, LtPeer, Netns, OpenTracker, TorrentOptions, TransmissionDaemon,
 };
 
 /// The data helpers need no program: they run in every `cargo test`.
@@ -423,9 +424,9 @@ fn three_clients_leech_at_once_in_a_netns() {
     eprintln!("libtorrent → 3 clients in a netns: {:?}", started.elapsed());
 }
 
-/// The raw peer handshakes with a libtorrent seeder (127.0.0.13), is
-/// unchoked, gets the block it asks for, and sees the connection close when
-/// libtorrent goes away.
+/// The hand-driven fake peer (the test kit's `BlockingPeer`) handshakes
+/// with a libtorrent seeder (127.0.0.13), is unchoked, gets the block it
+/// asks for, and sees the connection close when libtorrent goes away.
 #[test]
 #[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
 fn raw_peer_talks_to_libtorrent() {
@@ -435,7 +436,7 @@ fn raw_peer_talks_to_libtorrent() {
     let (torrent, hash) = make_torrent(&content, None, 32 * 1024);
     let seeder = LtPeer::seeder(&torrent, &seed_dir, loopback(13));
     let ih: [u8; 20] = support::hex_to_bytes(&hash).try_into().unwrap();
-    let mut peer = RawPeer::connect(loopback(14), seeder.addr(), ih);
+    let peer = BlockingPeer::leecher(loopback(14), seeder.addr(), InfoHash(ih));
     let st = peer.wait_for("its bitfield", Duration::from_secs(10), |s| {
         s.has_piece(0) && s.extended_handshake.is_some()
     });
@@ -445,8 +446,12 @@ fn raw_peer_talks_to_libtorrent() {
     );
     peer.interested();
     peer.wait_unchoked(Duration::from_secs(20));
-    peer.send(&raw_peer::request(1, 16 * 1024, 16 * 1024))
-        .unwrap();
+    peer.send(Message::Request(BlockRequest {
+        piece: 1,
+        offset: 16 * 1024,
+        length: 16 * 1024,
+    }))
+    .unwrap();
     let st = peer.wait_for("the block", Duration::from_secs(10), |s| s.pieces == 1);
     assert_eq!(st.blocks, vec![(1, 16 * 1024, 16 * 1024)]);
     let since = Instant::now();

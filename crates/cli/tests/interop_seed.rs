@@ -28,9 +28,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rivulet_core::InfoHash;
+use rivulet_testkit::peer::blocking::BlockingPeer;
+use rivulet_wire::{BlockRequest, Message};
 use serde_json::Value;
 use support::data::assert_same_tree_except_empty_files;
-use support::raw_peer::{self, RawPeer};
 use support::{
     assert_same_tree, free_port, hex_to_bytes, make_torrent, make_torrent_with, multi_file_tree,
     next_loopback, poll_until, require_libtorrent, require_program, single_file, Aria2,
@@ -608,8 +610,8 @@ impl Arena {
 
     /// A raw peer from its own address, interested, unchoked, that has
     /// seen the seeder advertise `reqq` 500 and claim every piece.
-    fn unchoked_peer(&self) -> RawPeer {
-        let mut peer = RawPeer::connect(next_loopback(), self.seeder_addr, self.hash);
+    fn unchoked_peer(&self) -> BlockingPeer {
+        let peer = BlockingPeer::leecher(next_loopback(), self.seeder_addr, InfoHash(self.hash));
         let n = self.num_pieces();
         let st = peer.wait_for("bitfield and extended handshake", MINUTE, |s| {
             s.extended_handshake.is_some() && (0..n).all(|i| s.has_piece(i))
@@ -647,6 +649,15 @@ impl Arena {
     }
 }
 
+/// A `request` message.
+fn request(piece: u32, offset: u32, length: u32) -> Message {
+    Message::Request(BlockRequest {
+        piece,
+        offset,
+        length,
+    })
+}
+
 /// A leecher that sends 20,000 requests for valid blocks at once (40 times
 /// the `reqq` of 500 the seeder advertised) is disconnected; meanwhile the
 /// libtorrent leecher goes on being served.
@@ -655,19 +666,19 @@ impl Arena {
 fn flooding_leecher_is_disconnected_while_others_are_served() {
     let started = Instant::now();
     let mut arena = Arena::start();
-    let mut flooder = arena.unchoked_peer();
+    let flooder = arena.unchoked_peer();
     // Served like anyone until it floods.
-    flooder.send(&raw_peer::request(1, 0, 16 * 1024)).unwrap();
+    flooder.send(request(1, 0, 16 * 1024)).unwrap();
     flooder.wait_for("a valid block", MINUTE, |s| s.pieces == 1);
     let progress_before = arena.progress();
     let blocks_per_piece = arena.piece_len / (16 * 1024);
     // Whole blocks of the full pieces only (the last piece is shorter).
     let full_pieces = arena.num_pieces() - 1;
-    let mut flood = Vec::with_capacity(20_000 * 17);
+    let mut flood = Vec::with_capacity(20_000);
     for i in 0..20_000u32 {
         let piece = (i / blocks_per_piece) % full_pieces;
         let begin = (i % blocks_per_piece) * 16 * 1024;
-        flood.extend_from_slice(&raw_peer::request(piece, begin, 16 * 1024));
+        flood.push(request(piece, begin, 16 * 1024));
     }
     let since = Instant::now();
     flooder.send_in_background(flood);
@@ -717,11 +728,11 @@ fn out_of_range_requests_are_disconnected_while_others_are_served() {
     ];
     let progress_before = arena.progress();
     for (what, (piece, begin, length)) in bad {
-        let mut peer = arena.unchoked_peer();
-        peer.send(&raw_peer::request(1, block, block)).unwrap();
+        let peer = arena.unchoked_peer();
+        peer.send(request(1, block, block)).unwrap();
         peer.wait_for("a valid block", MINUTE, |s| s.pieces == 1);
         let since = Instant::now();
-        peer.send(&raw_peer::request(piece, begin, length))
+        peer.send(request(piece, begin, length))
             .unwrap_or_else(|e| panic!("{what}: cannot send: {e}"));
         let (after, st) = peer.wait_closed(since, Duration::from_secs(30));
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The peer connection logic (`peer/`, driven through `Download` and
-//! `torrent::run`) against fake peers run in-process on loopback addresses: tokio
-//! `TcpListener`s speaking the wire protocol with `rivulet_wire`.
+//! `torrent::run`) against fake peers run in-process on loopback addresses:
+//! the test kit's `FakePeer` (`rivulet_testkit::peer`), listeners speaking
+//! the wire protocol with `rivulet_wire`.
 //!
 //! Each test builds a small torrent in memory (20 pieces of 32 KiB, the last
 //! one short, real SHA-1 hashes of deterministic data), downloads it into a
@@ -19,453 +20,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{HashSet, VecDeque};
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use rivulet_core::{InfoHash, PeerId};
+use bytes::Bytes;
+use rivulet_core::InfoHash;
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
 use rivulet_engine::torrent::{Outcome, Shared, TorrentConfig};
-use rivulet_testkit::next_loopback;
-use rivulet_wire::{BlockRequest, Handshake, Message, MessageDecoder, Reserved};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use rivulet_wire::{BlockRequest, Message, Reserved};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use rivulet_testkit::fixture::{all, bitfield, within, Fixture, BLOCK, PIECES, PIECE_LEN, TOTAL};
+use rivulet_testkit::peer::{
+    accepts, cancels, eof, position, requests, served, summary, Act, Event as Ev, FakePeer,
+};
 
-/// Time a test may wait for something that should happen at once.
-const PROMPT: Duration = Duration::from_secs(5);
 /// Time a whole download may take.
 const DOWNLOAD: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// Fake peers
-
-/// What a fake peer saw and did, in order, over all its connections
-/// (numbered from 0 in the order they were accepted). Some fields are only
-/// read through `Debug`, in failure messages.
-#[allow(dead_code)]
-#[derive(Debug, Clone)]
-enum Ev {
-    Accepted(usize),
-    /// Rivulet's handshake.
-    Hello(usize, Handshake),
-    /// A message from rivulet.
-    Got(usize, Message),
-    /// A message the fake peer sent (blocks are `Served`).
-    Sent(usize, Message),
-    /// The fake peer sent this block (`true`: the right data).
-    Served(usize, BlockRequest, bool),
-    /// Something rivulet must never do.
-    Violation(usize, String),
-    /// Rivulet closed the connection.
-    Eof(usize),
-}
-
-type Log = Arc<watch::Sender<Vec<Ev>>>;
-
-/// Requests rivulet sent, with the connection they came on.
-fn requests(log: &[Ev]) -> Vec<(usize, BlockRequest)> {
-    log.iter()
-        .filter_map(|e| match e {
-            Ev::Got(c, Message::Request(r)) => Some((*c, *r)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Cancels rivulet sent.
-fn cancels(log: &[Ev]) -> Vec<BlockRequest> {
-    log.iter()
-        .filter_map(|e| match e {
-            Ev::Got(_, Message::Cancel(r)) => Some(*r),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Blocks the fake peer sent.
-fn served(log: &[Ev]) -> Vec<BlockRequest> {
-    log.iter()
-        .filter_map(|e| match e {
-            Ev::Served(_, r, _) => Some(*r),
-            _ => None,
-        })
-        .collect()
-}
-
-fn eof(log: &[Ev], conn: usize) -> bool {
-    log.iter().any(|e| matches!(e, Ev::Eof(c) if *c == conn))
-}
-
-fn accepts(log: &[Ev]) -> usize {
-    log.iter().filter(|e| matches!(e, Ev::Accepted(_))).count()
-}
-
-/// Position in the log of the first event matching `pred`.
-fn position(log: &[Ev], pred: impl Fn(&Ev) -> bool) -> Option<usize> {
-    log.iter().position(pred)
-}
-
-/// One accepted connection, seen from the fake peer.
-struct Conn {
-    id: usize,
-    stream: TcpStream,
-    rbuf: BytesMut,
-    decoder: MessageDecoder,
-    log: Log,
-    fx: Arc<Fixture>,
-    peer_id: PeerId,
-}
-
-/// What a fake peer does with one request.
-#[derive(Debug, Clone)]
-enum Act {
-    /// Send the block.
-    Serve,
-    /// Send the block with every byte flipped.
-    Corrupt,
-    /// Answer with a BEP 6 reject.
-    Reject,
-    /// Send this message.
-    Send(Message),
-    /// From now on, answer nothing (keep reading until rivulet hangs up).
-    Hang,
-}
-
-impl Conn {
-    fn record(&self, e: Ev) {
-        self.log.send_modify(|l| l.push(e));
-    }
-
-    fn violation(&self, what: String) {
-        self.record(Ev::Violation(self.id, what));
-    }
-
-    /// Reads more bytes; false (and `Eof` logged) once rivulet hung up.
-    async fn read_more(&mut self) -> bool {
-        match self.stream.read_buf(&mut self.rbuf).await {
-            Ok(0) | Err(_) => {
-                self.record(Ev::Eof(self.id));
-                false
-            }
-            Ok(_) => true,
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        // A failed write means rivulet hung up, which the next read reports.
-        let _ = self.stream.write_all(bytes).await;
-    }
-
-    /// Reads rivulet's handshake, then answers for `info_hash` with the
-    /// extension bits `reserved`. False if rivulet hung up first.
-    async fn handshake_as(&mut self, reserved: Reserved, info_hash: InfoHash) -> bool {
-        let theirs = loop {
-            match Handshake::decode(&mut self.rbuf) {
-                Ok(Some(h)) => break h,
-                Ok(None) => {}
-                Err(e) => {
-                    self.violation(format!("bad handshake: {e}"));
-                    return false;
-                }
-            }
-            if !self.read_more().await {
-                return false;
-            }
-        };
-        self.record(Ev::Hello(self.id, theirs));
-        if theirs.info_hash != self.fx.info_hash() {
-            self.violation("handshake for another torrent".into());
-        }
-        let ours = Handshake {
-            reserved,
-            info_hash,
-            peer_id: self.peer_id,
-        };
-        self.write(&ours.to_bytes()).await;
-        true
-    }
-
-    async fn handshake(&mut self, reserved: Reserved) -> bool {
-        let info_hash = self.fx.info_hash();
-        self.handshake_as(reserved, info_hash).await
-    }
-
-    /// The next message from rivulet, logged; `None` once it hung up.
-    /// Cancel-safe (bytes read stay in the buffer), so usable in `select!`.
-    async fn recv(&mut self) -> Option<Message> {
-        loop {
-            match self.decoder.decode(&mut self.rbuf) {
-                Ok(Some(m)) => {
-                    self.record(Ev::Got(self.id, m.clone()));
-                    return Some(m);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.violation(format!("undecodable message: {e}"));
-                    return None;
-                }
-            }
-            if !self.read_more().await {
-                return None;
-            }
-        }
-    }
-
-    /// Reads and logs everything until rivulet hangs up.
-    async fn drain(&mut self) {
-        while self.recv().await.is_some() {}
-    }
-
-    async fn send(&mut self, m: Message) {
-        let mut buf = BytesMut::new();
-        m.encode(&mut buf);
-        self.write(&buf).await;
-        self.record(Ev::Sent(self.id, m));
-    }
-
-    /// Sends the block asked for by `r`, corrupted or not.
-    async fn send_block(&mut self, r: BlockRequest, corrupt: bool) {
-        let Some(block) = self.fx.block(&r) else {
-            return;
-        };
-        let mut data = block.to_vec();
-        if corrupt {
-            data.iter_mut().for_each(|b| *b = !*b);
-        }
-        let m = Message::Piece {
-            piece: r.piece,
-            offset: r.offset,
-            data: Bytes::from(data),
-        };
-        let mut buf = BytesMut::new();
-        m.encode(&mut buf);
-        self.write(&buf).await;
-        self.record(Ev::Served(self.id, r, !corrupt));
-    }
-
-    /// Checks a request from rivulet: a real block, of a piece announced.
-    fn check_request(&self, r: &BlockRequest, have: &[bool], choked: bool) -> bool {
-        if choked {
-            self.violation(format!("request while choked: {r:?}"));
-            false
-        } else if self.fx.block(r).is_none() {
-            self.violation(format!("request that is not a block: {r:?}"));
-            false
-        } else if !have[r.piece as usize] {
-            self.violation(format!("request for a piece not announced: {r:?}"));
-            false
-        } else {
-            true
-        }
-    }
-
-    /// Handshakes with `reserved`, announces `have` in a bitfield, unchokes
-    /// once rivulet is interested, and answers the n-th valid request `r` of
-    /// this connection as `policy(n, r)` says, until rivulet hangs up.
-    async fn seed(
-        mut self,
-        have: Vec<bool>,
-        reserved: Reserved,
-        policy: impl FnMut(usize, &BlockRequest) -> Vec<Act>,
-    ) {
-        if !self.handshake(reserved).await {
-            return;
-        }
-        self.send(bitfield(&have)).await;
-        self.serve(have, false, policy).await;
-    }
-
-    /// Whether a whole message from rivulet is already buffered.
-    fn more_buffered(&self) -> bool {
-        !self.rbuf.is_empty() && self.decoder.bytes_needed(&self.rbuf) == 0
-    }
-
-    /// The message loop of [`Conn::seed`], after the bitfield. Unchokes
-    /// (if not yet) once rivulet says it is interested and every message it
-    /// sent with that has been read, so that a request sent before the
-    /// unchoke is seen as one.
-    async fn serve(
-        &mut self,
-        mut have: Vec<bool>,
-        mut unchoked: bool,
-        mut policy: impl FnMut(usize, &BlockRequest) -> Vec<Act>,
-    ) {
-        let mut n = 0;
-        let mut interested = false;
-        while let Some(m) = self.recv().await {
-            match m {
-                Message::Interested => interested = true,
-                Message::Request(r) => {
-                    if !self.check_request(&r, &have, !unchoked) {
-                        continue;
-                    }
-                    let acts = policy(n, &r);
-                    n += 1;
-                    for act in acts {
-                        match act {
-                            Act::Serve => self.send_block(r, false).await,
-                            Act::Corrupt => self.send_block(r, true).await,
-                            Act::Reject => self.send(Message::RejectRequest(r)).await,
-                            Act::Send(m) => {
-                                if let Message::Have { piece } = m {
-                                    have[piece as usize] = true;
-                                }
-                                self.send(m).await;
-                            }
-                            Act::Hang => return self.drain().await,
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if interested && !unchoked && !self.more_buffered() {
-                self.send(Message::Unchoke).await;
-                unchoked = true;
-            }
-        }
-    }
-}
-
-/// A fake peer: a listener on its own 127.0.0.x and the connections it
-/// accepted, each run by the test's behaviour.
-struct FakePeer {
-    addr: SocketAddr,
-    log: Log,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FakePeer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FakePeer {
-    async fn start<F, Fut>(fx: &Arc<Fixture>, behaviour: F) -> FakePeer
-    where
-        F: Fn(Conn) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        FakePeer::start_on(next_loopback(), fx, behaviour).await
-    }
-
-    async fn start_on<F, Fut>(ip: Ipv4Addr, fx: &Arc<Fixture>, behaviour: F) -> FakePeer
-    where
-        F: Fn(Conn) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind((ip, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (log, _) = watch::channel(Vec::new());
-        let log = Arc::new(log);
-        let (fx, conn_log) = (Arc::clone(fx), Arc::clone(&log));
-        let task = tokio::spawn(async move {
-            // Dropped with the task, which aborts every connection.
-            let mut conns = JoinSet::new();
-            for id in 0.. {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                conn_log.send_modify(|l| l.push(Ev::Accepted(id)));
-                let mut peer_id = *b"-FK0001-000000000000";
-                peer_id[8..12].copy_from_slice(&ip.octets());
-                peer_id[12..20].copy_from_slice(&(id as u64).to_be_bytes());
-                let conn = Conn {
-                    id,
-                    stream,
-                    rbuf: BytesMut::with_capacity(64 * 1024),
-                    decoder: MessageDecoder::new(),
-                    log: Arc::clone(&conn_log),
-                    fx: Arc::clone(&fx),
-                    peer_id: PeerId(peer_id),
-                };
-                conns.spawn(behaviour(conn));
-            }
-        });
-        FakePeer { addr, log, task }
-    }
-
-    fn ip(&self) -> Ipv4Addr {
-        match self.addr.ip() {
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(_) => unreachable!(),
-        }
-    }
-
-    /// Everything logged so far.
-    fn log(&self) -> Vec<Ev> {
-        self.log.borrow().clone()
-    }
-
-    /// Waits until the log satisfies `pred`; fails the test after `PROMPT`.
-    async fn wait(&self, what: &str, pred: impl Fn(&[Ev]) -> bool) {
-        let mut rx = self.log.subscribe();
-        let waited =
-            tokio::time::timeout(PROMPT, async { rx.wait_for(|l| pred(l)).await.map(|_| ()) })
-                .await;
-        if waited.is_err() {
-            panic!(
-                "fake peer {}: not within {PROMPT:?}: {what}\nlog: {:#?}",
-                self.addr,
-                summary(&self.log())
-            );
-        }
-    }
-
-    /// Asserts rivulet never broke the rules this fake peer checks.
-    fn assert_no_violation(&self) {
-        let bad: Vec<_> = self
-            .log()
-            .into_iter()
-            .filter(|e| matches!(e, Ev::Violation(..)))
-            .collect();
-        assert!(bad.is_empty(), "fake peer {}: {bad:?}", self.addr);
-    }
-}
-
-/// The log without block payloads, for failure messages: its first and
-/// last 30 events.
-fn summary(log: &[Ev]) -> Vec<String> {
-    let show = |e: &Ev| match e {
-        Ev::Got(c, Message::Bitfield(_)) => format!("Got({c}, Bitfield)"),
-        Ev::Sent(c, Message::Bitfield(_)) => format!("Sent({c}, Bitfield)"),
-        Ev::Sent(
-            c,
-            Message::Piece {
-                piece,
-                offset,
-                data,
-            },
-        ) => {
-            format!("Sent({c}, Piece {piece} {offset} +{})", data.len())
-        }
-        other => format!("{other:?}"),
-    };
-    if log.len() <= 60 {
-        return log.iter().map(show).collect();
-    }
-    let mut out: Vec<String> = log[..30].iter().map(show).collect();
-    out.push(format!("... {} more ...", log.len() - 60));
-    out.extend(log[log.len() - 30..].iter().map(show));
-    out
-}
-
-/// An honest fake seeder: every piece, serves every request.
-async fn honest(fx: &Arc<Fixture>) -> FakePeer {
-    FakePeer::start(fx, |c| {
-        c.seed(all(), Reserved::NONE, |_, _| vec![Act::Serve])
-    })
-    .await
-}
 
 // ---------------------------------------------------------------------------
 // The download
@@ -554,7 +130,7 @@ async fn downloads_from_one_honest_seeder() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let seeder = honest(&fx).await;
+    let seeder = FakePeer::honest(&fx).await;
     let dl = Running::start(&fx, dir.path(), config()).await;
     assert_eq!(dl.report.have, 0);
     dl.add(&seeder);
@@ -1012,7 +588,7 @@ async fn protocol_garbage_disconnects() {
         c.drain().await;
     })
     .await;
-    let good = honest(&fx).await;
+    let good = FakePeer::honest(&fx).await;
     let dl = Running::start(&fx, dir.path(), config()).await;
     let started = Instant::now();
     dl.add(&garbage);
@@ -1054,7 +630,7 @@ async fn corrupt_sole_sender_is_banned() {
         c.seed(all(), Reserved::NONE, |_, _| vec![Act::Corrupt])
     })
     .await;
-    let good = honest(&fx).await;
+    let good = FakePeer::honest(&fx).await;
     let dl = Running::start(&fx, dir.path(), config()).await;
     dl.add(&liar);
     liar.wait("rivulet hangs up on the liar", |l| eof(l, 0))
@@ -1091,7 +667,7 @@ async fn stalled_peer_is_dropped_after_two_timeouts() {
     let fx = Fixture::single(9);
     let dir = tempfile::tempdir().unwrap();
     let stalled = FakePeer::start(&fx, |c| c.seed(all(), Reserved::NONE, |_, _| vec![])).await;
-    let good = honest(&fx).await;
+    let good = FakePeer::honest(&fx).await;
     let dl = Running::start(
         &fx,
         dir.path(),
@@ -1186,7 +762,7 @@ async fn end_game_cancels_at_the_slower_peer() {
         }
     })
     .await;
-    let fast = honest(&fx).await;
+    let fast = FakePeer::honest(&fx).await;
     let dl = Running::start(
         &fx,
         dir.path(),
@@ -1292,7 +868,7 @@ async fn resumes_after_stop() {
     assert!(resume.is_file(), "no resume file at {}", resume.display());
     drop(dl);
 
-    let second = honest(&fx).await;
+    let second = FakePeer::honest(&fx).await;
     let dl = Running::start(&fx, dir.path(), config()).await;
     assert_eq!(
         dl.report,
@@ -1333,7 +909,7 @@ async fn resumes_after_stop() {
 async fn stop_closes_peer_connections() {
     let fx = Fixture::single(12);
     let dir = tempfile::tempdir().unwrap();
-    let seeder = honest(&fx).await;
+    let seeder = FakePeer::honest(&fx).await;
     let (mut dl, _) = Download::prepare(&fx.metainfo, dir.path(), config(), Arc::new(|_| {}))
         .await
         .unwrap();
@@ -1364,7 +940,7 @@ async fn completion_closes_peer_connections() {
     for seed in 0..10 {
         let fx = Fixture::single(100 + seed);
         let dir = tempfile::tempdir().unwrap();
-        let seeder = honest(&fx).await;
+        let seeder = FakePeer::honest(&fx).await;
         let dl = Running::start(&fx, dir.path(), config()).await;
         dl.add(&seeder);
         assert_eq!(dl.finish().await, Outcome::Complete);
@@ -1390,7 +966,7 @@ async fn rejecting_peer_does_not_starve_the_download() {
         c.seed(all(), Reserved::FAST, |_, _| vec![Act::Reject])
     })
     .await;
-    let good = honest(&fx).await;
+    let good = FakePeer::honest(&fx).await;
     let dl = Running::start(&fx, dir.path(), config()).await;
     dl.add(&rejecter);
     rejecter
@@ -1416,7 +992,7 @@ async fn timed_out_blocks_go_to_an_idle_peer() {
     let fx = Fixture::single(14);
     let dir = tempfile::tempdir().unwrap();
     let stalled = FakePeer::start(&fx, |c| c.seed(all(), Reserved::NONE, |_, _| vec![])).await;
-    let good = honest(&fx).await;
+    let good = FakePeer::honest(&fx).await;
     let dl = Running::start(
         &fx,
         dir.path(),

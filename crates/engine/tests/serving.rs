@@ -7,7 +7,8 @@
 //! hashes of deterministic data) into a temporary folder, lets
 //! `Download::prepare` find it complete (or, on purpose, not), puts a
 //! `Listener` on its own loopback address in front of it and runs it with
-//! `SeedPolicy::FOREVER`. Fake leechers connect from their own addresses,
+//! `SeedPolicy::FOREVER`. Fake leechers (the test kit's `Conn`,
+//! `rivulet_testkit::peer`) connect from their own addresses,
 //! handshake for the torrent and assert on what a peer observes: the
 //! messages rivulet sends, the bytes of every block, when it hangs up; and on
 //! the `Stats` counters.
@@ -18,7 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,17 +35,16 @@ use rivulet_engine::peer::SERVE_QUEUE;
 use rivulet_engine::torrent::{Outcome, Settings, Shared, TorrentConfig};
 use rivulet_testkit::next_loopback;
 use rivulet_wire::{
-    allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message,
-    MessageDecoder, Reserved,
+    allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message, Reserved,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Barrier};
 use tokio::task::{JoinHandle, JoinSet};
 
 use rivulet_testkit::fixture::{within, Fixture, BLOCK, PIECES};
+use rivulet_testkit::peer::{answered, check_piece, encode, show, tail, tcp_from, Conn};
 
 /// Time a test may wait for something that should happen at once.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -224,16 +224,7 @@ fn damage(fx: &Fixture, dir: &std::path::Path, pieces: &[u32]) {
 }
 
 // ---------------------------------------------------------------------------
-// Fake leechers
-
-/// A TCP connection to `to` from `ip`.
-async fn tcp_from(ip: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(ip), 0)).unwrap();
-    let stream = within(PROMPT, "connect", socket.connect(to)).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
+// Fake leechers: the test kit's `Conn`, connected out to a rivulet.
 
 /// Reads until the peer hangs up; returns what it sent meanwhile.
 async fn read_to_close(stream: &mut TcpStream, what: &str) -> Vec<u8> {
@@ -246,248 +237,30 @@ async fn read_to_close(stream: &mut TcpStream, what: &str) -> Vec<u8> {
     got
 }
 
-/// A message, without block payloads, for failure messages.
-fn show(m: &Message) -> String {
-    match m {
-        Message::Piece {
-            piece,
-            offset,
-            data,
-        } => format!("Piece {piece} {offset} +{}", data.len()),
-        Message::Bitfield(_) => "Bitfield".into(),
-        Message::Extended { id, .. } => format!("Extended {id}"),
-        other => format!("{other:?}"),
-    }
+/// A fake leecher connected from a fresh address with a fresh peer id,
+/// past the handshakes.
+async fn leecher(node: &Node, reserved: Reserved, fx: &Fixture) -> Conn {
+    let ip = next_loopback();
+    leecher_as(node, ip, fresh_peer_id(ip), reserved, fx.info_hash())
+        .await
+        .unwrap_or_else(|| panic!("rivulet hung up during the handshake"))
 }
 
-/// The last messages of `log`, for failure messages.
-fn tail(log: &[Message]) -> Vec<String> {
-    log.iter()
-        .skip(log.len().saturating_sub(30))
-        .map(show)
-        .collect()
-}
-
-/// The request a piece message answers.
-fn answered(m: &Message) -> Option<BlockRequest> {
-    match m {
-        Message::Piece {
-            piece,
-            offset,
-            data,
-        } => Some(BlockRequest {
-            piece: *piece,
-            offset: *offset,
-            length: data.len() as u32,
-        }),
-        _ => None,
-    }
-}
-
-/// Asserts a piece message carries the torrent's bytes; returns the
-/// request it answers.
-fn check_piece(fx: &Fixture, m: &Message) -> BlockRequest {
-    let r = answered(m).unwrap();
-    let Message::Piece { data, .. } = m else {
-        unreachable!()
-    };
-    let want = fx
-        .range(&r)
-        .unwrap_or_else(|| panic!("block outside the torrent: {r:?}"));
-    assert!(data[..] == want[..], "wrong bytes for {r:?}");
-    r
-}
-
-fn encode(msgs: impl IntoIterator<Item = Message>) -> BytesMut {
-    let mut buf = BytesMut::new();
-    for m in msgs {
-        m.encode(&mut buf);
-    }
-    buf
-}
-
-/// A fake leecher connected to a rivulet.
-struct Leecher {
+/// A fake leecher connected from `ip`, that sent its handshake and read
+/// rivulet's; `None` if rivulet hangs up first.
+async fn leecher_as(
+    node: &Node,
     ip: Ipv4Addr,
-    stream: TcpStream,
-    rbuf: BytesMut,
-    decoder: MessageDecoder,
-    /// Rivulet's handshake.
-    hello: Handshake,
-    /// Every message rivulet sent, in order.
-    got: Vec<Message>,
-}
-
-impl Leecher {
-    /// Connects from a fresh address with a fresh peer id and handshakes.
-    async fn connect(node: &Node, reserved: Reserved, fx: &Fixture) -> Leecher {
-        let ip = next_loopback();
-        Leecher::connect_as(node, ip, fresh_peer_id(ip), reserved, fx.info_hash())
-            .await
-            .unwrap_or_else(|| panic!("rivulet hung up during the handshake"))
-    }
-
-    /// Connects from `ip`, sends a handshake and reads rivulet's; `None` if
-    /// rivulet hangs up first.
-    async fn connect_as(
-        node: &Node,
-        ip: Ipv4Addr,
-        peer_id: PeerId,
-        reserved: Reserved,
-        info_hash: InfoHash,
-    ) -> Option<Leecher> {
-        let mut stream = tcp_from(ip, node.addr).await;
-        let ours = Handshake {
-            reserved,
-            info_hash,
-            peer_id,
-        };
-        stream.write_all(&ours.to_bytes()).await.unwrap();
-        let mut rbuf = BytesMut::with_capacity(64 * 1024);
-        let hello = within(PROMPT, "rivulet's handshake", async {
-            loop {
-                if let Some(h) = Handshake::decode(&mut rbuf).unwrap() {
-                    return Some(h);
-                }
-                match stream.read_buf(&mut rbuf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await?;
-        assert_eq!(hello.info_hash, info_hash, "rivulet's handshake");
-        Some(Leecher {
-            ip,
-            stream,
-            rbuf,
-            decoder: MessageDecoder::new(),
-            hello,
-            got: Vec::new(),
-        })
-    }
-
-    /// The next message from rivulet (logged); `None` once it hung up.
-    async fn recv(&mut self) -> Option<Message> {
-        loop {
-            if let Some(m) = self.decoder.decode(&mut self.rbuf).unwrap() {
-                self.got.push(m.clone());
-                return Some(m);
-            }
-            match self.stream.read_buf(&mut self.rbuf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Waits for a message matching `pred`; fails the test if rivulet hangs
-    /// up first or it does not come promptly.
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Message) -> bool) -> Message {
-        let found = tokio::time::timeout(PROMPT, async {
-            while let Some(m) = self.recv().await {
-                if pred(&m) {
-                    return Some(m);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(m)) => m,
-            Ok(None) => panic!("{what}: rivulet hung up; got {:?}", tail(&self.got)),
-            Err(_) => panic!("{what}: not within {PROMPT:?}; got {:?}", tail(&self.got)),
-        }
-    }
-
-    /// Reads until rivulet hangs up; returns the messages that came
-    /// meanwhile. Fails the test if it does not hang up promptly.
-    async fn closed(&mut self, what: &str) -> Vec<Message> {
-        let from = self.got.len();
-        let done =
-            tokio::time::timeout(PROMPT, async { while self.recv().await.is_some() {} }).await;
-        assert!(
-            done.is_ok(),
-            "{what}: rivulet did not hang up; got {:?}",
-            tail(&self.got)
-        );
-        self.got[from..].to_vec()
-    }
-
-    async fn send(&mut self, m: Message) {
-        self.send_all([m]).await;
-    }
-
-    /// Sends messages in one write (errors ignored: a hang-up shows on read).
-    async fn send_all(&mut self, msgs: impl IntoIterator<Item = Message>) {
-        let _ = self.stream.write_all(&encode(msgs)).await;
-    }
-
-    /// Says it is interested and waits to be unchoked.
-    async fn unchoked(&mut self) {
-        self.send(Message::Interested).await;
-        self.expect("unchoke after interested", |m| *m == Message::Unchoke)
-            .await;
-    }
-
-    /// Requests `blocks` with `depth` requests in flight, checking that each
-    /// is answered once with the right bytes; returns the bytes received.
-    /// Fails on a choke, a reject, an unrequested block or a hang-up.
-    async fn fetch(&mut self, fx: &Fixture, blocks: &[BlockRequest], depth: usize) -> u64 {
-        let mut pending: VecDeque<BlockRequest> = blocks.iter().copied().collect();
-        let mut in_flight: HashSet<BlockRequest> = HashSet::new();
-        let mut bytes = 0;
-        while !pending.is_empty() || !in_flight.is_empty() {
-            let mut batch = Vec::new();
-            while in_flight.len() < depth {
-                let Some(r) = pending.pop_front() else { break };
-                assert!(in_flight.insert(r), "test requests {r:?} twice");
-                batch.push(Message::Request(r));
-            }
-            self.send_all(batch).await;
-            let m = self.recv().await.unwrap_or_else(|| {
-                panic!(
-                    "hung up with {} requests unanswered; got {:?}",
-                    in_flight.len(),
-                    tail(&self.got)
-                )
-            });
-            match m {
-                Message::Piece { .. } => {
-                    let r = check_piece(fx, &m);
-                    assert!(
-                        in_flight.remove(&r),
-                        "block not (or no longer) requested: {r:?}"
-                    );
-                    bytes += u64::from(r.length);
-                }
-                Message::Choke | Message::RejectRequest(_) => {
-                    panic!("{} while fetching; got {:?}", show(&m), tail(&self.got))
-                }
-                _ => {}
-            }
-        }
-        bytes
-    }
-
-    /// Splits the connection: a task reads (and logs) everything rivulet
-    /// sends until it hangs up; the write half is returned.
-    fn split(self) -> (OwnedWriteHalf, JoinHandle<Vec<Message>>) {
-        let (mut reader, writer) = self.stream.into_split();
-        let (mut rbuf, mut decoder, mut got) = (self.rbuf, self.decoder, self.got);
-        let task = tokio::spawn(async move {
-            loop {
-                while let Some(m) = decoder.decode(&mut rbuf).unwrap() {
-                    got.push(m);
-                }
-                match reader.read_buf(&mut rbuf).await {
-                    Ok(0) | Err(_) => return got,
-                    Ok(_) => {}
-                }
-            }
-        });
-        (writer, task)
-    }
+    peer_id: PeerId,
+    reserved: Reserved,
+    info_hash: InfoHash,
+) -> Option<Conn> {
+    let ours = Handshake {
+        reserved,
+        info_hash,
+        peer_id,
+    };
+    Conn::connect_within(PROMPT, ip, node.addr, ours).await
 }
 
 // ---------------------------------------------------------------------------
@@ -503,10 +276,13 @@ impl Leecher {
 async fn serves_every_block_to_a_leecher() {
     let fx = big(1);
     let seeder = Node::seeder(&fx, |_| {}).await;
-    let mut l = Leecher::connect(&seeder, modern(), &fx).await;
-    assert!(l.hello.reserved.contains(Reserved::FAST), "rivulet's bits");
+    let mut l = leecher(&seeder, modern(), &fx).await;
     assert!(
-        l.hello.reserved.contains(Reserved::EXTENSION_PROTOCOL),
+        l.hello().reserved.contains(Reserved::FAST),
+        "rivulet's bits"
+    );
+    assert!(
+        l.hello().reserved.contains(Reserved::EXTENSION_PROTOCOL),
         "rivulet's bits"
     );
 
@@ -563,11 +339,11 @@ async fn serves_every_block_to_a_leecher() {
     assert_eq!(count(&stats.peers_incoming), 1, "incoming peers");
     assert_eq!(count(&stats.peers_serving), 1, "peers being served");
     assert!(
-        !l.got
+        !l.got()
             .iter()
             .any(|m| matches!(m, Message::Choke | Message::RejectRequest(_))),
         "{:?}",
-        tail(&l.got)
+        tail(&l.got())
     );
     assert_eq!(seeder.stop().await, Outcome::Complete);
 }
@@ -607,7 +383,7 @@ async fn out_of_range_requests_close_the_connection() {
         ("piece index u32::MAX", r(u32::MAX, 0, BLOCK)),
     ];
     for (what, bad) in cases {
-        let mut l = Leecher::connect(&seeder, modern(), &fx).await;
+        let mut l = leecher(&seeder, modern(), &fx).await;
         l.unchoked().await;
         let good = fx.blocks_of(0)[0];
         l.send_all([Message::Request(bad), Message::Request(good)])
@@ -623,7 +399,7 @@ async fn out_of_range_requests_close_the_connection() {
     assert_eq!(stat(&seeder.shared.stats.uploaded), 0);
     assert_eq!(count(&seeder.shared.stats.peers_connected), 0);
     // Still serving.
-    let mut l = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut l = leecher(&seeder, modern(), &fx).await;
     l.unchoked().await;
     within(PROMPT, "a block after the bad requests", async {
         l.fetch(&fx, &fx.blocks_of(last), 2).await
@@ -642,7 +418,7 @@ async fn request_flood_is_dropped_while_others_are_served() {
     let seeder = Node::seeder(&fx, |_| {}).await;
 
     let good = {
-        let mut good = Leecher::connect(&seeder, modern(), &fx).await;
+        let mut good = leecher(&seeder, modern(), &fx).await;
         let fx = Arc::clone(&fx);
         tokio::spawn(async move {
             good.unchoked().await;
@@ -658,7 +434,7 @@ async fn request_flood_is_dropped_while_others_are_served() {
         })
     };
 
-    let mut flooder = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut flooder = leecher(&seeder, modern(), &fx).await;
     flooder.unchoked().await;
     // 3,000 distinct valid requests: 16 KiB at offsets 0..150 of every piece.
     let flood: Vec<BlockRequest> = (0..3000u32)
@@ -721,12 +497,12 @@ async fn choked_leecher_gets_rejects_and_allowed_fast_pieces() {
     let fx = Fixture::single(4);
     let seeder = Node::seeder(&fx, |c| c.upload_slots = 1).await;
 
-    let mut first = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut first = leecher(&seeder, modern(), &fx).await;
     first.unchoked().await;
 
-    let mut second = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut second = leecher(&seeder, modern(), &fx).await;
     let set = allowed_fast_set(
-        IpAddr::V4(second.ip),
+        IpAddr::V4(second.ip()),
         fx.info_hash().as_bytes(),
         PIECES as u32,
         ALLOWED_FAST,
@@ -747,7 +523,7 @@ async fn choked_leecher_gets_rejects_and_allowed_fast_pieces() {
         })
         .await;
     let mut offered: Vec<u32> = second
-        .got
+        .got()
         .iter()
         .filter_map(|m| match m {
             Message::AllowedFast { piece } => Some(*piece),
@@ -770,11 +546,11 @@ async fn choked_leecher_gets_rejects_and_allowed_fast_pieces() {
     assert_eq!(check_piece(&fx, &m), allowed);
     assert!(
         !second
-            .got
+            .got()
             .iter()
             .any(|m| *m == Message::Unchoke || answered(m) == Some(denied)),
         "the second leecher was unchoked or served {denied:?}: {:?}",
-        tail(&second.got)
+        tail(&second.got())
     );
 
     // The first one is still served.
@@ -815,7 +591,7 @@ async fn pieces_we_lack_are_not_announced_and_rejected() {
     );
     assert_eq!(seeder.outcome(), Outcome::Running);
 
-    let mut l = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut l = leecher(&seeder, modern(), &fx).await;
     let m = l
         .expect("the seeder's bitfield", |m| {
             matches!(m, Message::Bitfield(_) | Message::HaveAll)
@@ -837,7 +613,7 @@ async fn pieces_we_lack_are_not_announced_and_rejected() {
     l.unchoked().await;
     // Offered before the unchoke (sent on have-none, which came first).
     let mut offered: Vec<u32> = l
-        .got
+        .got()
         .iter()
         .filter_map(|m| match m {
             Message::AllowedFast { piece } => Some(*piece),
@@ -846,7 +622,7 @@ async fn pieces_we_lack_are_not_announced_and_rejected() {
         .collect();
     offered.sort_unstable();
     let mut want: Vec<u32> = allowed_fast_set(
-        IpAddr::V4(l.ip),
+        IpAddr::V4(l.ip()),
         fx.info_hash().as_bytes(),
         PIECES as u32,
         ALLOWED_FAST,
@@ -870,11 +646,11 @@ async fn pieces_we_lack_are_not_announced_and_rejected() {
     let good = fx.blocks_of(have)[0];
     within(PROMPT, "a piece we have", l.fetch(&fx, &[good], 1)).await;
     assert!(
-        !l.got
+        !l.got()
             .iter()
             .any(|m| answered(m).is_some_and(|r| missing.contains(&r.piece))),
         "{:?}",
-        tail(&l.got)
+        tail(&l.got())
     );
     assert_eq!(seeder.stop().await, Outcome::Running);
 }
@@ -890,7 +666,7 @@ async fn pieces_we_lack_are_not_announced_and_rejected() {
 async fn every_request_gets_one_answer_despite_cancels() {
     let fx = big(6);
     let seeder = Node::seeder(&fx, |_| {}).await;
-    let mut l = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut l = leecher(&seeder, modern(), &fx).await;
     l.unchoked().await;
 
     let blocks = fx.all_blocks();
@@ -973,7 +749,7 @@ async fn every_request_gets_one_answer_despite_cancels() {
         "{served} served, {rejected} rejected"
     );
     let bytes: u64 = l
-        .got
+        .got()
         .iter()
         .filter_map(answered)
         .map(|r| u64::from(r.length))
@@ -1019,11 +795,11 @@ async fn listener_refuses_strangers_and_duplicates() {
 
     let ip = next_loopback();
     let id = fresh_peer_id(ip);
-    let mut first = Leecher::connect_as(&seeder, ip, id, modern(), fx.info_hash())
+    let mut first = leecher_as(&seeder, ip, id, modern(), fx.info_hash())
         .await
         .unwrap();
     first.unchoked().await;
-    let twin = Leecher::connect_as(&seeder, next_loopback(), id, modern(), fx.info_hash()).await;
+    let twin = leecher_as(&seeder, next_loopback(), id, modern(), fx.info_hash()).await;
     if let Some(mut twin) = twin {
         let after = twin.closed("hang-up on a duplicate peer id").await;
         assert!(after.is_empty(), "the duplicate got {:?}", tail(&after));
@@ -1325,7 +1101,7 @@ async fn random_peers_never_bring_the_seeder_down() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(41);
     let pieces = fx.num_pieces() as u32;
     for round in 0..80 {
-        let l = Leecher::connect(&seeder, modern(), &fx).await;
+        let l = leecher(&seeder, modern(), &fx).await;
         let (mut writer, reader) = l.split();
         let garbage = if round % 5 == 4 {
             let n = rng.gen_range(1..5000);
@@ -1345,7 +1121,7 @@ async fn random_peers_never_bring_the_seeder_down() {
             .unwrap();
         assert_eq!(seeder.outcome(), Outcome::Complete, "after round {round}");
     }
-    let mut honest = Leecher::connect(&seeder, modern(), &fx).await;
+    let mut honest = leecher(&seeder, modern(), &fx).await;
     honest.unchoked().await;
     let blocks = fx.all_blocks();
     let bytes = within(
@@ -1382,7 +1158,7 @@ async fn listener_bounds_pending_handshakes() {
     within(PROMPT, "a handshake once the silent peers left", async {
         loop {
             let peer_ip = next_loopback();
-            if Leecher::connect_as(
+            if leecher_as(
                 &node,
                 peer_ip,
                 fresh_peer_id(peer_ip),
@@ -1408,18 +1184,18 @@ async fn incoming_connections_are_bounded_by_max_peers() {
     let fx = Fixture::single(52);
     let node = Node::seeder(&fx, |c| c.max_peers = 2).await;
     let is_have_all = |m: &Message| *m == Message::HaveAll;
-    let mut a = Leecher::connect(&node, modern(), &fx).await;
+    let mut a = leecher(&node, modern(), &fx).await;
     a.expect("a session for the first peer", is_have_all).await;
-    let mut b = Leecher::connect(&node, modern(), &fx).await;
+    let mut b = leecher(&node, modern(), &fx).await;
     b.expect("a session for the second peer", is_have_all).await;
-    let mut c = Leecher::connect(&node, modern(), &fx).await;
+    let mut c = leecher(&node, modern(), &fx).await;
     let got = c.closed("the third peer is closed").await;
     assert!(!got.iter().any(is_have_all), "{:?}", tail(&got));
     assert_eq!(count(&node.shared.stats.peers_connected), 2);
     drop(a);
     within(PROMPT, "a session once a peer left", async {
         loop {
-            let mut d = Leecher::connect(&node, modern(), &fx).await;
+            let mut d = leecher(&node, modern(), &fx).await;
             while let Some(m) = d.recv().await {
                 if is_have_all(&m) {
                     return;
@@ -1442,9 +1218,9 @@ async fn incoming_connections_are_bounded_by_max_peers() {
 async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     let fx = Fixture::single(53);
     let node = Node::seeder(&fx, |c| c.upload_slots = 1).await;
-    let mut first = Leecher::connect(&node, modern(), &fx).await;
+    let mut first = leecher(&node, modern(), &fx).await;
     first.unchoked().await;
-    let mut second = Leecher::connect(&node, modern(), &fx).await;
+    let mut second = leecher(&node, modern(), &fx).await;
     second.send(Message::Interested).await;
     let started = tokio::time::Instant::now();
     // Longer than `expect`'s own limit: the first rechoke is up to 10 s away.
@@ -1461,11 +1237,11 @@ async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
         unchoked,
         Ok(true),
         "the second leecher is unchoked at the first rechoke; got {:?}",
-        tail(&second.got)
+        tail(&second.got())
     );
     eprintln!("second leecher unchoked after {:?}", started.elapsed());
     assert_eq!(count(&node.shared.stats.peers_serving), 2);
     // The first one kept its slot (nothing else wanted it).
-    assert!(!first.got.contains(&Message::Choke));
+    assert!(!first.got().contains(&Message::Choke));
     node.stop().await;
 }

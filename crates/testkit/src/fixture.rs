@@ -119,6 +119,19 @@ impl Fixture {
         })
     }
 
+    /// A fixture for a torrent made elsewhere (by libtorrent, say): its
+    /// `.torrent` file and its content, every file in torrent order.
+    pub fn from_torrent(torrent: &[u8], data: Vec<u8>) -> Arc<Fixture> {
+        let metainfo = Metainfo::from_bytes(torrent).unwrap();
+        assert_eq!(metainfo.info.total_length(), data.len() as u64, "content");
+        let piece_length = u32::try_from(metainfo.info.piece_length).unwrap();
+        Arc::new(Fixture {
+            metainfo,
+            data,
+            piece_length,
+        })
+    }
+
     /// The torrent's info-hash.
     pub fn info_hash(&self) -> InfoHash {
         self.metainfo.info_hash

@@ -17,7 +17,10 @@
 //!   Transmission as a leecher (it refuses peers on 127.0.0.0/8).
 //! - [`rivulet`]: [`RivuletCmd`] / [`Rivulet`], `rivulet seed` and
 //!   `rivulet download` runs driven by the test.
-//! - [`raw_peer`]: [`RawPeer`], a hand-driven peer that misbehaves on purpose.
+//!
+//! The fake BitTorrent peer (a listening seeder, or a leecher driven by hand
+//! that misbehaves on purpose) is the test kit's: `rivulet_testkit::peer`,
+//! with `peer::blocking` for these synchronous tests.
 //!
 //! Use it from a test file with `mod support;`. A missing program fails the
 //! test with the Debian package to install ([`require_program`]); nothing is
@@ -34,7 +37,6 @@ pub mod aria2;
 pub mod data;
 pub mod libtorrent;
 pub mod netns;
-pub mod raw_peer;
 pub mod rivulet;
 pub mod torrent;
 pub mod tracker;
@@ -49,8 +51,6 @@ pub use data::{assert_same_tree, compare_trees, multi_file_tree, single_file};
 pub use libtorrent::{LtConfig, LtPeer, LtStatus};
 #[allow(unused_imports)]
 pub use netns::Netns;
-#[allow(unused_imports)]
-pub use raw_peer::{RawPeer, RawState};
 #[allow(unused_imports)]
 pub use rivulet::{Rivulet, RivuletCmd, RivuletExit};
 #[allow(unused_imports)]
@@ -487,7 +487,7 @@ pub fn hex_to_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Tracker answers and extended handshakes, read with `rivulet-bencode`
+/// Tracker answers, read with `rivulet-bencode`
 /// into an owned [`Value`](bencode::Value).
 pub mod bencode {
     pub use rivulet_bencode::OwnedValue as Value;
