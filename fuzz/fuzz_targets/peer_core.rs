@@ -79,7 +79,7 @@ impl TorrentAccess for Torrent {
             self.picker.on_request_dropped(*b, 0);
         }
     }
-    fn block_received(&mut self, block: Block, _data: &[u8]) -> Accepted {
+    fn block_received(&mut self, block: Block, _data: Bytes) -> Accepted {
         match self.picker.on_block_received(block, 0) {
             Received::New { piece_complete, .. } => {
                 if piece_complete {

@@ -105,7 +105,6 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
         .with_context(|| format!("cannot read {}", args.torrent.display()))?;
     let metainfo = Metainfo::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid torrent", args.torrent.display()))?;
-    rivulet_engine::download::check_piece_length(&metainfo)?;
     if mode == Mode::Download && args.peers.is_empty() && metainfo.tracker_tiers().is_empty() {
         bail!(
             "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"

@@ -41,15 +41,6 @@ pub enum DownloadError {
     /// process, or (for a seed) holding none of the data.
     #[error("{0}")]
     Folder(FolderError),
-    /// Pieces too large to assemble in memory (see
-    /// [`torrent::MAX_DOWNLOAD_PIECE_LENGTH`]).
-    #[error("pieces of {} are too large to download: rivulet holds a piece in memory until it is verified and accepts pieces of up to {} (this torrent's are {})", name, human(torrent::MAX_DOWNLOAD_PIECE_LENGTH), human(*piece_length))]
-    PieceTooLarge {
-        /// The torrent's name.
-        name: String,
-        /// Its piece length in bytes.
-        piece_length: u64,
-    },
     /// Seeding a folder whose files are there but hold not one good piece:
     /// the wrong folder, or other data under the same names, which seeding
     /// would overwrite with what peers send.
@@ -260,7 +251,6 @@ impl Download {
         clients: Option<TrackerClients>,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Self, StartReport), DownloadError> {
-        check_piece_length(metainfo)?;
         let info = Arc::new(metainfo.info.clone());
         let info_hash = metainfo.info_hash;
         let dir = folder.dir.clone();
@@ -552,26 +542,6 @@ fn trim_too_long(
         });
     }
     Ok(report)
-}
-
-/// Refuses a torrent whose pieces cannot be assembled in memory
-/// ([`DownloadError::PieceTooLarge`]); call before touching the data folder.
-pub fn check_piece_length(metainfo: &Metainfo) -> Result<(), DownloadError> {
-    if metainfo.info.piece_length > torrent::MAX_DOWNLOAD_PIECE_LENGTH {
-        return Err(DownloadError::PieceTooLarge {
-            name: metainfo.info.name.clone(),
-            piece_length: metainfo.info.piece_length,
-        });
-    }
-    Ok(())
-}
-
-/// "64 MiB" for a byte count that is a whole number of MiB, else bytes.
-fn human(bytes: u64) -> String {
-    match bytes % (1024 * 1024) {
-        0 => format!("{} MiB", bytes / (1024 * 1024)),
-        _ => format!("{bytes} bytes"),
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! nothing else. The engine implements it on the torrent's shared state
 //! (`crate::torrent::link`); tests and fuzz targets implement it in memory.
 
+use bytes::Bytes;
 use rivulet_wire::Bitfield;
 
 use crate::picker::Block;
@@ -48,8 +49,9 @@ pub trait TorrentAccess {
     /// Requests to this peer that will not be answered (choke, reject,
     /// timeout, or picked but not sent): the blocks go back to the pool.
     fn requests_dropped(&mut self, blocks: &[Block]);
-    /// A block we asked this peer for arrived.
-    fn block_received(&mut self, block: Block, data: &[u8]) -> Accepted;
+    /// A block we asked this peer for arrived (`data`: its bytes, shared
+    /// with the receive buffer, never copied).
+    fn block_received(&mut self, block: Block, data: Bytes) -> Accepted;
     /// Bytes of a block nobody asked for (or cancelled): counted as waste.
     fn block_wasted(&mut self, len: u32);
     /// A block was queued for the peer (`first`: the first one ever on this

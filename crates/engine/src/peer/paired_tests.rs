@@ -972,3 +972,42 @@ async fn a_connection_can_start_before_the_info_is_known() {
     assert!(leecher.is_complete());
     assert_eq!(leecher.storage.contents(), fx.data);
 }
+
+/// Pieces of 16 blocks from three seeders at different speeds: the blocks
+/// of a piece arrive out of order, are written as they come and hashed once
+/// the run from the piece's start reaches them; every piece verifies.
+#[tokio::test]
+async fn pieces_shared_by_several_peers_verify() {
+    let fx = Fixture::sized(11, 256 * 1024, 3 * 1024 * 1024 + 5000);
+    let leecher = Node::leecher(&fx, 2);
+    let seeders = [
+        Node::seeder(&fx, 3),
+        Node::seeder(&fx, 4),
+        Node::seeder(&fx, 5),
+    ];
+    let nodes = [&leecher, &seeders[0], &seeders[1], &seeders[2]];
+    let mut net = Net::new();
+    for (i, s) in seeders.iter().enumerate() {
+        let c = net.connect(&leecher, s, true);
+        net.conns[c].pipes[1].rate = Some(256 * 1024 * (i as u64 + 1));
+    }
+    for _ in 0..200 {
+        if leecher.is_complete() {
+            break;
+        }
+        net.advance(Duration::from_millis(100), &nodes).await;
+    }
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+    assert_eq!(leecher.stat(|s| &s.hash_failures), 0);
+    // Every seeder sent some of it.
+    for c in 0..3 {
+        assert!(
+            count(&net.conns[c].sent[1], |m| matches!(
+                m,
+                Message::Piece { .. }
+            )) > 0,
+            "seeder {c} sent nothing"
+        );
+    }
+}

@@ -382,7 +382,7 @@ impl PeerState {
                 piece,
                 offset,
                 data,
-            } => self.on_block(piece, offset, &data, now, t)?,
+            } => self.on_block(piece, offset, data, now, t)?,
             Message::RejectRequest(r) => {
                 let b = block(r);
                 if let Some(i) = self.outstanding.iter().position(|x| *x == b) {
@@ -702,7 +702,7 @@ impl PeerState {
         &mut self,
         piece: u32,
         offset: u32,
-        data: &[u8],
+        data: Bytes,
         now: Instant,
         t: &mut impl TorrentAccess,
     ) -> Result<(), PeerError> {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rivulet_core::PeerId;
 use rivulet_wire::Bitfield;
 use tokio::sync::mpsc;
@@ -119,31 +120,25 @@ impl TorrentAccess for PeerLink {
         }
     }
 
-    fn block_received(&mut self, block: Block, data: &[u8]) -> Accepted {
+    fn block_received(&mut self, block: Block, data: Bytes) -> Accepted {
         let len = u64::from(block.len);
         let mut state = self.shared.lock();
         match state.picker.on_block_received(block, self.key) {
-            Received::New {
-                cancel,
-                piece_complete,
-            } => {
+            Received::New { cancel, .. } => {
                 self.shared
                     .stats
                     .downloaded
                     .fetch_add(len, Ordering::Relaxed);
                 self.counters.down.fetch_add(len, Ordering::Relaxed);
-                Shared::store_block(&mut state, block.piece, block.begin, data);
                 for other in cancel {
                     if let Some(e) = state.peers.get(&other) {
                         let _ = e.tx.send(PeerCommand::Cancel(block));
                     }
                 }
-                if piece_complete {
-                    if let Some(buf) = state.buffers.remove(&block.piece) {
-                        drop(state);
-                        self.shared.verify_piece(block.piece, buf);
-                    }
-                }
+                drop(state);
+                // To disk at once; the piece is hashed as its blocks land
+                // (`disk`), so its completion needs no signal from here.
+                self.shared.submit_block(block.piece, block.begin, data);
                 Accepted::New
             }
             Received::Duplicate => {

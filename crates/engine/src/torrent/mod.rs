@@ -23,9 +23,10 @@
 //! complete piece run on tokio's blocking pool. Peer tasks talk to each other
 //! only through the state and their command channels (`have`, `cancel`).
 //!
-//! Piece life: picked (buffer allocated) → blocks copied into the buffer →
-//! complete → SHA-1 off the reactor → written → marked had (or, on a hash
-//! failure, dropped and fetched again; its senders lose trust).
+//! Piece life: picked → each block written as it arrives and hashed as the
+//! run of blocks from the piece's start grows (`disk`, off the reactor) →
+//! all hashed → marked had (or, on a hash failure, fetched again; its
+//! senders lose trust).
 
 use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
@@ -52,6 +53,7 @@ use crate::resume::ResumeError;
 use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
 
+mod disk;
 mod link;
 mod peers;
 mod verify;
@@ -60,16 +62,6 @@ pub(crate) use link::PeerLink;
 pub use peers::PeerCommand;
 pub(crate) use peers::{PeerCounters, PeerEntry, RegisterRefusal};
 use verify::FailedPiece;
-
-/// Largest piece length a download accepts. Pieces are assembled in
-/// memory until their hash is checked, so a torrent with huge pieces (its
-/// format allows up to 1 GiB) would need that much per piece in progress;
-/// such torrents are refused with a clear error until blocks are written as
-/// they arrive.
-pub const MAX_DOWNLOAD_PIECE_LENGTH: u64 = 64 * 1024 * 1024;
-
-/// Most bytes of pieces in progress held in memory at once.
-pub const MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// How long a peer task may go on once its torrent stops: a connected
 /// peer ends at once (it is told to disconnect); one still connecting or
@@ -166,8 +158,6 @@ pub(crate) struct Parts {
 pub(crate) struct State {
     pub picker: PiecePicker,
     pub have: Bitfield,
-    /// Buffers of pieces in progress, allocated when a piece is first picked.
-    pub buffers: HashMap<u32, Vec<u8>>,
     pub peers: HashMap<PeerKey, PeerEntry>,
     /// Address of every connection made, kept after it closes so that bad
     /// blocks it left behind can still be blamed on the right peer.
@@ -188,7 +178,6 @@ impl State {
         State {
             picker,
             have,
-            buffers: HashMap::new(),
             peers: HashMap::new(),
             addrs: HashMap::new(),
             next_key: 0,
@@ -212,13 +201,9 @@ fn new_picker(info: &Info, config: &Settings, have: &[bool], rng: &mut StdRng) -
         |p| have.get(p as usize).copied().unwrap_or(false),
         rng,
     );
-    // Pieces in progress are held whole in memory until verified: with
-    // large pieces, fewer of them at once, so that at most
-    // `MAX_BUFFERED_BYTES` are buffered (but always two, to keep peers busy).
-    let by_memory = usize::try_from(MAX_BUFFERED_BYTES / info.piece_length.max(1))
-        .unwrap_or(usize::MAX)
-        .max(2);
-    picker.set_max_in_progress(config.max_pieces_in_progress.min(by_memory));
+    // Blocks go to disk as they arrive (`disk`): pieces in progress cost no
+    // memory, whatever their size.
+    picker.set_max_in_progress(config.max_pieces_in_progress);
     picker
 }
 
@@ -276,10 +261,13 @@ pub enum TorrentError {
     /// The tracker client could not be set up (its HTTP client).
     #[error("{0}")]
     Trackers(crate::announce::ClientError),
-    /// A piece verification task on the blocking pool failed (it panicked:
+    /// The task that writes and hashes received blocks failed (it panicked:
     /// a bug).
-    #[error("internal error: the piece verification task failed: {0}")]
-    VerifyTask(tokio::task::JoinError),
+    #[error("internal error: the disk task failed: {0}")]
+    DiskTask(tokio::task::JoinError),
+    /// Blocks written a moment ago could not be read back to hash them.
+    #[error("cannot read back data just written: {0}")]
+    ReadBack(StorageError),
     /// [`crate::download::Download::run`] was called a second time.
     #[error("this download already ran")]
     AlreadyRan,
@@ -332,10 +320,13 @@ pub struct Shared {
     /// verified or written, so that the final resume data describes files that
     /// nothing writes to any more.
     closing: AtomicBool,
-    /// Pieces being hashed and written right now, and a wake-up for whoever
+    /// Blocks queued to be written and hashed, and a wake-up for whoever
     /// waits for them to finish.
     in_flight: AtomicUsize,
     idle: Notify,
+    /// The queue of the run's disk worker (`disk`), started with the first
+    /// block; `None` before, and once closed.
+    disk: Mutex<Option<std::sync::mpsc::Sender<disk::Job>>>,
     /// Chunks of pieces recently read for peers: this torrent's view of the
     /// session's cache.
     pub(crate) cache: TorrentCache,
@@ -455,6 +446,7 @@ impl Shared {
             closing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            disk: Mutex::new(None),
             shutdown: watch::channel(false).0,
             span,
         })
@@ -464,6 +456,7 @@ impl Shared {
     /// written. After this, the files change no more.
     pub async fn quiesce(&self) {
         self.closing.store(true, Ordering::SeqCst);
+        self.close_disk();
         loop {
             let idle = self.idle.notified();
             if self.in_flight.load(Ordering::SeqCst) == 0 {

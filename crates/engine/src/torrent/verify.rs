@@ -1,17 +1,12 @@
-//! Piece verification and smart ban: a complete piece is hashed and written
-//! on the blocking pool, then marked had and announced to every peer; a
-//! piece that fails its hash goes back to the picker, and the peers whose
-//! blocks were wrong are banned.
+//! What follows a piece's hash check (`disk` hashes): a verified piece is
+//! marked had and announced to every peer; a piece that fails goes back to
+//! the picker, and the peers whose blocks were wrong are banned.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use sha1::{Digest, Sha1};
-
-use super::{Outcome, PeerCommand, Shared, State, TorrentError};
-use crate::picker::BLOCK_LEN;
+use super::{Outcome, PeerCommand, Shared, State};
 
 /// A piece that failed its hash check: who sent which block, and that block's
 /// SHA-1, so that once a good copy arrives the sender of each differing block
@@ -22,32 +17,27 @@ pub(super) struct FailedPiece {
 }
 
 impl FailedPiece {
-    /// The record of the bad copy `buf`, whose blocks came from `senders`
-    /// (by block index; `None`: unknown). Blocks of unknown senders are left
-    /// out: there is nobody to blame for them.
-    fn new(senders: &[Option<IpAddr>], buf: &[u8]) -> Self {
+    /// The record of a bad copy whose blocks came from `senders` and had the
+    /// digests `digests` (both by block index; a sender `None`: unknown).
+    /// Blocks of unknown senders are left out: there is nobody to blame for
+    /// them.
+    fn new(senders: &[Option<IpAddr>], digests: &[[u8; 20]]) -> Self {
         let blocks = senders
             .iter()
+            .zip(digests)
             .enumerate()
-            .filter_map(|(i, ip)| Some((i, (*ip)?, Sha1::digest(block(buf, i)?).into())))
+            .filter_map(|(i, (ip, digest))| Some((i, (*ip)?, *digest)))
             .collect();
         FailedPiece { blocks }
     }
 
-    /// The senders of blocks that differ from the same block of `good`, a
-    /// copy of the piece that passed its hash check.
-    fn culprits<'a>(&'a self, good: &'a [u8]) -> impl Iterator<Item = IpAddr> + 'a {
-        self.blocks.iter().filter_map(move |(i, ip, hash)| {
-            let good = block(good, *i)?;
-            (Sha1::digest(good).as_slice() != hash).then_some(*ip)
-        })
+    /// The senders of blocks that differ from the same block of a copy of
+    /// the piece that passed its hash check (`good`: its block digests).
+    fn culprits<'a>(&'a self, good: &'a [[u8; 20]]) -> impl Iterator<Item = IpAddr> + 'a {
+        self.blocks
+            .iter()
+            .filter_map(move |(i, ip, digest)| (good.get(*i)? != digest).then_some(*ip))
     }
-}
-
-/// Block `i` of a piece's bytes (the last one may be shorter).
-fn block(buf: &[u8], i: usize) -> Option<&[u8]> {
-    let start = i.checked_mul(BLOCK_LEN as usize)?;
-    buf.get(start..start.saturating_add(BLOCK_LEN as usize).min(buf.len()))
 }
 
 /// The address that sent every block of a piece, when one did (and all
@@ -58,68 +48,26 @@ fn sole_sender(senders: &[Option<IpAddr>]) -> Option<IpAddr> {
 }
 
 impl Shared {
-    /// Copies a received block into its piece buffer, allocating the buffer
-    /// with the piece's first block.
-    pub(crate) fn store_block(state: &mut State, piece: u32, begin: u32, data: &[u8]) {
-        let len = state.picker.piece_len(piece) as usize;
-        let buf = state.buffers.entry(piece).or_insert_with(|| vec![0; len]);
-        if let Some(dest) = buf.get_mut(begin as usize..begin as usize + data.len()) {
-            dest.copy_from_slice(data);
-        }
+    /// Whether `piece` failed its check before (smart ban then needs the
+    /// block digests of the good copy).
+    pub(super) fn failed_before(&self, piece: u32) -> bool {
+        self.lock().failed.contains_key(&piece)
     }
 
-    /// Hashes a complete piece on the blocking pool, writes it if good, and
-    /// records the result.
-    pub(crate) fn verify_piece(self: &Arc<Self>, piece: u32, buf: Vec<u8>) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.closing.load(Ordering::SeqCst) {
-            // Stopping: the piece is dropped (and fetched again next time).
-            self.lock().picker.on_piece_failed(piece);
-            self.piece_done();
-            return;
-        }
-        let shared = Arc::clone(self);
-        // A task of the run: finishing the run waits for it.
-        self.tasks.spawn(async move {
-            let expected = shared.info.pieces.get(piece as usize).copied();
-            let storage = Arc::clone(&shared.storage);
-            let result = tokio::task::spawn_blocking(move || {
-                let ok = expected.is_some_and(|e| Sha1::digest(&buf).as_slice() == e);
-                let written = if ok {
-                    storage.write(piece, 0, &buf)
-                } else {
-                    Ok(())
-                };
-                (ok, written, buf)
-            })
-            .await;
-            match result {
-                Ok((true, Ok(()), buf)) => shared.piece_verified(piece, &buf),
-                Ok((true, Err(e), _)) => shared.fail(TorrentError::write(e)),
-                Ok((false, _, buf)) => shared.piece_failed(piece, &buf),
-                Err(e) => shared.fail(TorrentError::VerifyTask(e)),
-            }
-            shared.piece_done();
-        });
-    }
-
-    fn piece_done(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    fn piece_verified(&self, piece: u32, buf: &[u8]) {
+    /// `piece` (`len` bytes) is written and its hash matched; `digests`, its
+    /// block digests when it had failed before.
+    pub(super) fn piece_verified(&self, piece: u32, len: u32, digests: Option<&[[u8; 20]]>) {
         let mut state = self.lock();
         state.picker.on_piece_verified(piece);
         state.have.set(piece as usize);
         self.stats.pieces_done.fetch_add(1, Ordering::Relaxed);
         self.stats
             .verified_bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            .fetch_add(u64::from(len), Ordering::Relaxed);
         // Smart ban: compare each block of earlier bad copies with the good one.
-        if let Some(failures) = state.failed.remove(&piece) {
-            let culprits: HashSet<IpAddr> = failures.iter().flat_map(|f| f.culprits(buf)).collect();
+        if let (Some(failures), Some(good)) = (state.failed.remove(&piece), digests) {
+            let culprits: HashSet<IpAddr> =
+                failures.iter().flat_map(|f| f.culprits(good)).collect();
             for ip in culprits {
                 self.ban(&mut state, ip);
             }
@@ -134,14 +82,16 @@ impl Shared {
         }
     }
 
-    fn piece_failed(&self, piece: u32, buf: &[u8]) {
+    /// `piece` (`len` bytes) failed its hash check; `digests`: the digests of
+    /// its blocks as they were sent.
+    pub(super) fn piece_failed(&self, piece: u32, len: u32, digests: &[[u8; 20]]) {
         self.stats.hash_failures.fetch_add(1, Ordering::Relaxed);
         self.stats
             .wasted
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            .fetch_add(u64::from(len), Ordering::Relaxed);
         self.stats
             .downloaded
-            .fetch_sub(buf.len() as u64, Ordering::Relaxed);
+            .fetch_sub(u64::from(len), Ordering::Relaxed);
         let mut state = self.lock();
         let senders = state.picker.block_senders(piece);
         state.picker.on_piece_failed(piece);
@@ -156,7 +106,7 @@ impl Shared {
             // Several senders: remember who sent what, and name the culprit
             // once a good copy arrives (block by block). Nobody is punished
             // on suspicion: an honest peer shares pieces with liars too.
-            let record = FailedPiece::new(&blocks, buf);
+            let record = FailedPiece::new(&blocks, digests);
             state.failed.entry(piece).or_default().push(record);
         }
         Self::prune_addrs(&mut state);
@@ -175,7 +125,10 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use sha1::{Digest, Sha1};
+
     use super::*;
+    use crate::picker::BLOCK_LEN;
 
     fn ip(n: u8) -> Option<IpAddr> {
         Some(IpAddr::from([127, 0, 0, n]))
@@ -190,6 +143,12 @@ mod tests {
         assert_eq!(sole_sender(&[]), None);
     }
 
+    fn digests(buf: &[u8]) -> Vec<[u8; 20]> {
+        buf.chunks(BLOCK_LEN as usize)
+            .map(|b| Sha1::digest(b).into())
+            .collect()
+    }
+
     /// Smart ban: of the senders of a bad copy, only those whose blocks
     /// differ from the good copy are named, the short last block included.
     #[test]
@@ -199,6 +158,7 @@ mod tests {
         let mut bad = good.clone();
         bad[BLOCK_LEN as usize + 5] ^= 1; // block 1, from 127.0.0.2
         bad[len - 1] ^= 1; // block 2, the short one, from 127.0.0.3
+        let (good, bad) = (digests(&good), digests(&bad));
         let failed = FailedPiece::new(&[ip(1), ip(2), ip(3)], &bad);
         let culprits: HashSet<IpAddr> = failed.culprits(&good).collect();
         assert_eq!(culprits, HashSet::from([ip(2).unwrap(), ip(3).unwrap()]));

@@ -1,0 +1,201 @@
+//! Blocks go to disk as they arrive, and each piece is hashed as the run of
+//! its blocks from the start grows: no piece is ever held whole in memory,
+//! whatever its size.
+//!
+//! A peer hands a block it received (and the picker accepted) to
+//! [`Shared::submit_block`]; one worker per run, on tokio's blocking pool,
+//! takes the blocks in order of arrival. It writes each one where it
+//! belongs, then feeds the piece's SHA-1: a block that continues the hashed
+//! prefix is hashed from memory, and so are, read back from disk (the page
+//! cache, in practice), the blocks written earlier out of order that now
+//! continue it. When the prefix covers the piece, the digest decides:
+//! verified ([`Shared::piece_verified`]) or failed
+//! ([`Shared::piece_failed`]). The per-block digests smart ban needs are
+//! computed only then, and only when needed, by reading the piece back
+//! block by block.
+//!
+//! The worker holds a weak reference to the torrent and ends when the queue
+//! is closed ([`Shared::quiesce`]) or the torrent is gone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Weak};
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use super::{Shared, TorrentError};
+use crate::picker::BLOCK_LEN;
+
+/// A block to write and hash.
+pub(crate) struct Job {
+    piece: u32,
+    begin: u32,
+    data: Bytes,
+}
+
+/// The hash of one piece in progress.
+struct PieceHash {
+    hasher: Sha1,
+    /// Bytes from the piece's start hashed so far.
+    hashed: u32,
+    /// Blocks written past the hashed prefix: offset to length.
+    ahead: BTreeMap<u32, u32>,
+}
+
+impl PieceHash {
+    fn new() -> Self {
+        PieceHash {
+            hasher: Sha1::new(),
+            hashed: 0,
+            ahead: BTreeMap::new(),
+        }
+    }
+}
+
+impl Shared {
+    /// Queues a block the picker accepted, to be written and hashed. Dropped
+    /// once the torrent is stopping (its piece will not be verified).
+    pub(crate) fn submit_block(self: &Arc<Self>, piece: u32, begin: u32, data: Bytes) {
+        let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        if disk.is_none() {
+            // Started with the first block, from a peer task (so inside the
+            // runtime), as a task of the run.
+            let (tx, rx) = mpsc::channel();
+            let weak = Arc::downgrade(self);
+            let worker = self.tasks.spawn_blocking(move || worker(&weak, &rx));
+            // Should the worker ever panic (a bug), the torrent stops with
+            // that error, and nobody waits for the blocks it left.
+            let weak = Arc::downgrade(self);
+            self.tasks.spawn(async move {
+                if let (Err(e), Some(shared)) = (worker.await, weak.upgrade()) {
+                    shared.fail(TorrentError::DiskTask(e));
+                    shared.in_flight.store(0, Ordering::SeqCst);
+                    shared.idle.notify_waiters();
+                }
+            });
+            *disk = Some(tx);
+        }
+        if let Some(tx) = disk.as_ref() {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if tx.send(Job { piece, begin, data }).is_err() {
+                // The worker is gone (it only ends once closing): nothing to
+                // wait for.
+                self.job_done();
+            }
+        }
+    }
+
+    /// Closes the queue: the worker finishes what it was given, then ends.
+    pub(super) fn close_disk(&self) {
+        self.disk.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    pub(super) fn job_done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Writes one block and hashes what it makes contiguous; settles the
+    /// piece once it is all hashed.
+    fn on_disk_job(&self, job: Job, pieces: &mut HashMap<u32, PieceHash>, buf: &mut [u8]) {
+        let Job { piece, begin, data } = job;
+        if self.closing.load(Ordering::SeqCst) {
+            // Stopping: nothing more is written (the files must not change
+            // after the final resume save); the piece is fetched again
+            // next time.
+            return;
+        }
+        if let Err(e) = self.storage.write(piece, begin, &data) {
+            self.fail(TorrentError::write(e));
+            return;
+        }
+        let len = self.piece_len(piece);
+        let p = pieces.entry(piece).or_insert_with(PieceHash::new);
+        if begin != p.hashed {
+            // Out of order: hashed when the prefix reaches it, read back.
+            p.ahead.insert(begin, data.len() as u32);
+            return;
+        }
+        p.hasher.update(&data);
+        p.hashed += data.len() as u32;
+        while let Some(n) = p.ahead.remove(&p.hashed) {
+            let Some(block) = buf.get_mut(..n as usize) else {
+                break;
+            };
+            if let Err(e) = self.storage.read(piece, p.hashed, block) {
+                self.fail(TorrentError::ReadBack(e));
+                return;
+            }
+            p.hasher.update(&*block);
+            p.hashed += n;
+        }
+        if p.hashed < len {
+            return;
+        }
+        let Some(done) = pieces.remove(&piece) else {
+            return;
+        };
+        let digest = done.hasher.finalize();
+        let good = self
+            .info
+            .pieces
+            .get(piece as usize)
+            .is_some_and(|expected| digest.as_slice() == expected);
+        if good {
+            let hashes = if self.failed_before(piece) {
+                match self.block_digests(piece, len, buf) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        self.fail(TorrentError::ReadBack(e));
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            self.piece_verified(piece, len, hashes.as_deref());
+        } else {
+            match self.block_digests(piece, len, buf) {
+                Ok(h) => self.piece_failed(piece, len, &h),
+                Err(e) => self.fail(TorrentError::ReadBack(e)),
+            }
+        }
+    }
+
+    /// The SHA-1 of each block of `piece` as it is on disk (smart ban).
+    fn block_digests(
+        &self,
+        piece: u32,
+        len: u32,
+        buf: &mut [u8],
+    ) -> Result<Vec<[u8; 20]>, crate::storage::StorageError> {
+        let mut out = Vec::with_capacity(len.div_ceil(BLOCK_LEN) as usize);
+        let mut at = 0;
+        while at < len {
+            let n = BLOCK_LEN.min(len - at);
+            let block = buf.get_mut(..n as usize).unwrap_or_default();
+            self.storage.read(piece, at, block)?;
+            out.push(Sha1::digest(&*block).into());
+            at += n;
+        }
+        Ok(out)
+    }
+}
+
+/// The worker: takes jobs until the queue closes or the torrent is gone.
+fn worker(shared: &Weak<Shared>, jobs: &mpsc::Receiver<Job>) {
+    let mut pieces = HashMap::new();
+    let mut buf = vec![0u8; BLOCK_LEN as usize];
+    while let Ok(job) = jobs.recv() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.on_disk_job(job, &mut pieces, &mut buf);
+        shared.job_done();
+    }
+}
