@@ -210,6 +210,10 @@ impl Connection {
         // The peer's first messages may have arrived with its handshake.
         core.receive(&mut rbuf, Instant::now().into_std(), link)?;
         let mut read: Option<JoinHandle<ReadDone>> = None;
+        // One timer for the connection's life, moved only when the core's
+        // wake-up changes (about once a second), not re-armed per event.
+        let timer = tokio::time::sleep_until(Instant::from_std(core.next_timeout()));
+        tokio::pin!(timer);
         loop {
             let now = Instant::now().into_std();
             core.fill_pipeline(now, link);
@@ -217,6 +221,9 @@ impl Connection {
                 read = self.serve(core, link);
             }
             let wake = Instant::from_std(core.next_timeout());
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             tokio::select! {
                 n = reader.read_buf(&mut rbuf) => {
                     if n? == 0 {
@@ -249,7 +256,7 @@ impl Connection {
                         return Ok(());
                     }
                 }
-                _ = tokio::time::sleep_until(wake) => core.on_timeout(Instant::now().into_std(), link)?,
+                () = &mut timer => core.on_timeout(Instant::now().into_std(), link)?,
             }
         }
     }
