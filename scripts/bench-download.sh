@@ -8,6 +8,7 @@
 # BASELINE=/path/to/another/rivulet adds that build as the client `baseline`
 # (say, the last release, to show a change's effect in the same run), and
 # CLIENTS="rivulet baseline rqbit" runs only the clients named, in that order.
+# PIECE=16M sets the piece length (default 1M).
 #
 # Everything stays on loopback: opentracker on 127.0.0.1:6969, the seeder on
 # 127.0.0.2; DHT, LSD, UPnP and NAT-PMP are off in every client. Needs
@@ -37,7 +38,7 @@ rivulet="$root/target/release/rivulet"
 mkdir -p "$work/seed" "$work/tracker"
 chmod 755 "$work/tracker"
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > "$work/seed/data.bin"
-hash=$("$rivulet" create -q --no-date --piece-length 1M -t http://127.0.0.1:6969/announce \
+hash=$("$rivulet" create -q --no-date --piece-length "${PIECE:-1M}" -t http://127.0.0.1:6969/announce \
   -o "$work/data.torrent" "$work/seed/data.bin")
 echo "$hash" > "$work/tracker/whitelist"
 chmod 644 "$work/tracker/whitelist"
@@ -75,7 +76,7 @@ for r in $(seq "$rounds"); do
   echo "round $r done" >&2
 done
 
-echo "download: ${size_mib} MiB from one libtorrent seeder over loopback, $(nproc) cores, median of $rounds rounds"
+echo "download: ${size_mib} MiB (pieces of ${PIECE:-1M}) from one libtorrent seeder over loopback, $(nproc) cores, median of $rounds rounds"
 printf '%-11s %8s %8s %9s %10s %10s\n' client wall_s cpu_s rss_MiB wall/rqbit cpu/rqbit
 awk -v clients="$clients" '
   { wall[$1] = wall[$1] " " $2; cpu[$1] = cpu[$1] " " $3; rss[$1] = rss[$1] " " $4 }
