@@ -149,7 +149,7 @@ impl Default for AnnounceTimeouts {
 #[derive(Clone)]
 pub struct Announcer {
     shared: Arc<Shared>,
-    http: reqwest::Client,
+    http: HttpClient,
     port: u16,
     key: u32,
     peers: mpsc::UnboundedSender<SocketAddr>,
@@ -167,21 +167,44 @@ impl std::fmt::Debug for Announcer {
     }
 }
 
-/// The tracker client could not be set up: its HTTP client failed to build
-/// (no TLS backend, for example).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create the HTTP client for trackers: {0}")]
-pub struct ClientError(reqwest::Error);
-
 /// The HTTP client for tracker requests: bounded redirects, our user agent,
 /// gzip. Timeouts are applied per request by the callers.
-pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, ClientError> {
+pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .local_address(bind)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .user_agent(format!("rivulet/{}", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(ClientError)
+}
+
+/// The HTTP client for trackers, built at the first HTTP request and then
+/// shared by every clone: a program with no HTTP tracker never pays for it
+/// (its TLS set-up is about 2 MiB of memory).
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    bind: Option<IpAddr>,
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+}
+
+impl HttpClient {
+    /// A client that will send from `bind` (any address: `None`).
+    pub(crate) fn new(bind: Option<IpAddr>) -> Self {
+        HttpClient {
+            bind,
+            client: Arc::default(),
+        }
+    }
+
+    /// The client, built now if it was not yet. A client that cannot be built
+    /// (no TLS backend, say) fails every HTTP tracker request with the reason.
+    pub(crate) fn get(&self) -> Result<&reqwest::Client, TrackerError> {
+        self.client
+            .get_or_init(|| http_client(self.bind).map_err(describe))
+            .as_ref()
+            .map_err(|e| {
+                TrackerError::Transport(format!("cannot create the HTTP client for trackers: {e}"))
+            })
+    }
 }
 
 impl Announcer {
@@ -191,7 +214,7 @@ impl Announcer {
         shared: Arc<Shared>,
         port: u16,
         peers: mpsc::UnboundedSender<SocketAddr>,
-        http: reqwest::Client,
+        http: HttpClient,
         udp: Arc<UdpSockets>,
     ) -> Self {
         Announcer {
@@ -209,20 +232,16 @@ impl Announcer {
     /// client and UDP sockets) that reports listening on `port` and
     /// hands the peers it learns to `peers`, with the default
     /// [`AnnounceTimeouts`].
-    pub fn new(
-        shared: Arc<Shared>,
-        port: u16,
-        peers: mpsc::UnboundedSender<SocketAddr>,
-    ) -> Result<Self, ClientError> {
-        Ok(Announcer {
-            http: http_client(shared.config.bind)?,
+    pub fn new(shared: Arc<Shared>, port: u16, peers: mpsc::UnboundedSender<SocketAddr>) -> Self {
+        Announcer {
+            http: HttpClient::new(shared.config.bind),
             udp: Arc::new(UdpSockets::new(shared.config.bind)),
             shared,
             port,
             key: rand::thread_rng().gen(),
             peers,
             timeouts: AnnounceTimeouts::default(),
-        })
+        }
     }
 
     /// The same announcer with other timeouts (tests use short ones).
@@ -284,7 +303,7 @@ impl Announcer {
             }
         } else {
             let full = announce_url(url, &req)?;
-            let body = http_get(&self.http, &full, self.timeouts.http).await?;
+            let body = http_get(self.http.get()?, &full, self.timeouts.http).await?;
             parse_announce_response(&body)
         }
     }

@@ -173,7 +173,7 @@ impl SeedPolicy {
 /// The tracker clients a session lends its torrents.
 #[derive(Debug, Clone)]
 pub(crate) struct TrackerClients {
-    pub http: reqwest::Client,
+    pub http: crate::announce::HttpClient,
     pub udp: Arc<UdpSockets>,
 }
 
@@ -394,15 +394,11 @@ impl Download {
                 c.http.clone(),
                 Arc::clone(&c.udp),
             )),
-            (None, false) => {
-                match Announcer::new(Arc::clone(&self.shared), port, self.peers.clone()) {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        self.connector = Some(connector);
-                        return Outcome::Failed(Arc::new(TorrentError::Trackers(e)));
-                    }
-                }
-            }
+            (None, false) => Some(Announcer::new(
+                Arc::clone(&self.shared),
+                port,
+                self.peers.clone(),
+            )),
         };
         // Every task of the run is on `shared.tasks`: the connector, the
         // tracker tiers, and through them the peers.

@@ -99,9 +99,7 @@ fn setup_with(timeouts: AnnounceTimeouts, complete: bool) -> Setup {
     let shared = shared(complete);
     let info_hash = shared.info_hash;
     let (tx, rx) = mpsc::unbounded_channel();
-    let announcer = Announcer::new(shared, 6881, tx)
-        .unwrap()
-        .with_timeouts(timeouts);
+    let announcer = Announcer::new(shared, 6881, tx).with_timeouts(timeouts);
     Setup {
         announcer,
         peers: rx,

@@ -224,8 +224,11 @@ impl Connection {
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
+            // A disk queue too full: no more reading until it drains.
+            let disk_busy = self.shared.disk_busy();
             tokio::select! {
-                n = reader.read_buf(&mut rbuf) => {
+                () = self.shared.disk_room(), if disk_busy => {}
+                n = reader.read_buf(&mut rbuf), if !disk_busy => {
                     if n? == 0 {
                         return Ok(());
                     }

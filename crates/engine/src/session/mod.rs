@@ -52,7 +52,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::announce::{http_client, ClientError};
+use crate::announce::HttpClient;
 use crate::cache::{ReadCache, TorrentCache, TorrentKey};
 use crate::download::{Download, DownloadError, SeedPolicy, StartReport, TrackerClients};
 use crate::folder::{DataFolder, FolderOptions};
@@ -100,9 +100,6 @@ pub enum SessionError {
     /// The listener could not bind.
     #[error(transparent)]
     Listen(#[from] ListenError),
-    /// The HTTP client for trackers could not be built.
-    #[error(transparent)]
-    Trackers(#[from] ClientError),
 }
 
 /// Why a torrent could not be added.
@@ -167,20 +164,19 @@ impl Inner {
 
 impl Session {
     /// Starts a session: binds the listener (when `config.listen_port` says
-    /// so) and builds the tracker clients. Must be called within a tokio
+    /// so) and sets up the tracker clients (built when first used). Must be called within a tokio
     /// runtime.
     ///
     /// # Errors
     ///
-    /// [`SessionError::Listen`] when no port can be listened on,
-    /// [`SessionError::Trackers`] when the HTTP client cannot be built.
+    /// [`SessionError::Listen`] when no port can be listened on.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
         let listener = match config.listen_port {
             Some(port) => Some(Listener::bind(config.bind, port)?),
             None => None,
         };
         let trackers = TrackerClients {
-            http: http_client(config.bind)?,
+            http: HttpClient::new(config.bind),
             udp: Arc::new(UdpSockets::new(config.bind)),
         };
         let cancel = CancellationToken::new();

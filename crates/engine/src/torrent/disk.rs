@@ -14,6 +14,12 @@
 //! computed only then, and only when needed, by reading the piece back
 //! block by block.
 //!
+//! The queue is bounded in bytes: while it holds more than
+//! [`DISK_QUEUE_HIGH`], peers stop reading from their sockets
+//! ([`Shared::disk_busy`], [`Shared::disk_room`]) until the worker has
+//! brought it below [`DISK_QUEUE_LOW`]. So a disk, or a hasher, slower than
+//! the network slows the download instead of filling memory.
+//!
 //! The worker holds a weak reference to the torrent and ends when the queue
 //! is closed ([`Shared::quiesce`]) or the torrent is gone.
 
@@ -26,6 +32,11 @@ use sha1::{Digest, Sha1};
 
 use super::{Shared, TorrentError};
 use crate::picker::BLOCK_LEN;
+
+/// Bytes of blocks waiting for the worker above which peers stop reading.
+pub const DISK_QUEUE_HIGH: usize = 8 * 1024 * 1024;
+/// Bytes of blocks waiting below which peers read again.
+pub const DISK_QUEUE_LOW: usize = 4 * 1024 * 1024;
 
 /// A block to write and hash.
 pub(crate) struct Job {
@@ -74,17 +85,21 @@ impl Shared {
                 if let (Err(e), Some(shared)) = (worker.await, weak.upgrade()) {
                     shared.fail(TorrentError::DiskTask(e));
                     shared.in_flight.store(0, Ordering::SeqCst);
+                    shared.queued.store(0, Ordering::SeqCst);
                     shared.idle.notify_waiters();
+                    shared.drained.notify_waiters();
                 }
             });
             *disk = Some(tx);
         }
         if let Some(tx) = disk.as_ref() {
+            let len = data.len();
             self.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.queued.fetch_add(len, Ordering::SeqCst);
             if tx.send(Job { piece, begin, data }).is_err() {
                 // The worker is gone (it only ends once closing): nothing to
                 // wait for.
-                self.job_done();
+                self.job_done(len);
             }
         }
     }
@@ -94,9 +109,32 @@ impl Shared {
         self.disk.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    pub(super) fn job_done(&self) {
+    fn job_done(&self, len: usize) {
+        let before = self.queued.fetch_sub(len, Ordering::SeqCst);
+        if before.saturating_sub(len) <= DISK_QUEUE_LOW {
+            self.drained.notify_waiters();
+        }
         if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.idle.notify_waiters();
+        }
+    }
+
+    /// Whether the disk queue is too full for peers to read more.
+    pub(crate) fn disk_busy(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) > DISK_QUEUE_HIGH
+    }
+
+    /// Waits until the disk queue is no longer [`Shared::disk_busy`].
+    pub(crate) async fn disk_room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check, so a wake-up in between is kept.
+            drained.as_mut().enable();
+            if !self.disk_busy() {
+                return;
+            }
+            drained.await;
         }
     }
 
@@ -195,7 +233,8 @@ fn worker(shared: &Weak<Shared>, jobs: &mpsc::Receiver<Job>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let len = job.data.len();
         shared.on_disk_job(job, &mut pieces, &mut buf);
-        shared.job_done();
+        shared.job_done(len);
     }
 }

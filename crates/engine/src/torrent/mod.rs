@@ -258,9 +258,6 @@ pub enum TorrentError {
     /// Resume data could not be saved.
     #[error("{0}")]
     Resume(ResumeError),
-    /// The tracker client could not be set up (its HTTP client).
-    #[error("{0}")]
-    Trackers(crate::announce::ClientError),
     /// The task that writes and hashes received blocks failed (it panicked:
     /// a bug).
     #[error("internal error: the disk task failed: {0}")]
@@ -324,6 +321,10 @@ pub struct Shared {
     /// waits for them to finish.
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Bytes of blocks in the disk queue, and a wake-up for peers waiting
+    /// for it to drain.
+    queued: AtomicUsize,
+    drained: Notify,
     /// The queue of the run's disk worker (`disk`), started with the first
     /// block; `None` before, and once closed.
     disk: Mutex<Option<std::sync::mpsc::Sender<disk::Job>>>,
@@ -446,6 +447,8 @@ impl Shared {
             closing: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            queued: AtomicUsize::new(0),
+            drained: Notify::new(),
             disk: Mutex::new(None),
             shutdown: watch::channel(false).0,
             span,
