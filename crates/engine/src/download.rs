@@ -459,13 +459,14 @@ impl Download {
             Err(e) => tracing::error!(error = %e, "the connector task failed"),
         }
         self.shared.disconnect_all();
+        // Trackers hear `completed`/`stopped` while the data is flushed and
+        // the resume data saved, within the announcer's bounded wait.
+        let _ = stop_announcing.send(true);
         // Nothing may write to the files after the resume data records them.
         self.shared.quiesce().await;
         let saved = self.save_resume().await;
-        // Trackers hear `completed`/`stopped`, within the announcer's
-        // bounded wait; peers end (at once, or after a short grace when
-        // still connecting); then every task of the run has finished.
-        let _ = stop_announcing.send(true);
+        // Peers end (at once, or after a short grace when still
+        // connecting); then every task of the run has finished.
         self.shared.finish_tasks().await;
         // The chunks of a stopped torrent are of no more use to anyone.
         self.shared.cache.forget();
