@@ -106,11 +106,16 @@ pub struct PiecePicker {
     partials: Vec<Partial>,
     /// Per piece: how many connected peers (other than seeds) have it.
     avail: Vec<u32>,
-    /// Pieces sorted by `avail`; `pos` is the inverse permutation.
+    /// Missing pieces sorted by `avail`, then (from the last entry of
+    /// `bucket_start` on) the retired ones: in progress or had, in no order,
+    /// so that choosing a new piece never walks past pieces already had
+    /// (the cost per piece stays flat however many pieces the torrent has).
+    /// `pos` is the inverse permutation.
     order: Vec<u32>,
     pos: Vec<u32>,
-    /// `bucket_start[a]` is the first index in `order` of a piece with
-    /// availability `a`; the last entry is `order.len()`.
+    /// `bucket_start[a]` is the first index in `order` of a missing piece
+    /// with availability `a`; the last entry is where the retired pieces
+    /// start.
     bucket_start: Vec<u32>,
     /// Connected peers that have every piece.
     seeds: u32,
@@ -147,11 +152,15 @@ impl PiecePicker {
             })
             .collect();
         let have_count = state.iter().filter(|s| **s == PieceState::Have).count() as u32;
-        let mut order: Vec<u32> = (0..n).collect();
+        let missing = n - have_count;
+        let mut order: Vec<u32> = (0..n)
+            .filter(|p| state[*p as usize] == PieceState::Missing)
+            .collect();
         // Fisher-Yates: the tie-break order between equally rare pieces.
         for i in (1..order.len()).rev() {
             order.swap(i, rng.gen_range(0..=i));
         }
+        order.extend((0..n).filter(|p| state[*p as usize] != PieceState::Missing));
         let mut pos = vec![0u32; n as usize];
         for (i, p) in order.iter().enumerate() {
             pos[*p as usize] = i as u32;
@@ -166,7 +175,7 @@ impl PiecePicker {
             avail: vec![0; n as usize],
             order,
             pos,
-            bucket_start: vec![0, n],
+            bucket_start: vec![0, missing],
             seeds: 0,
             max_in_progress: 64,
         }
@@ -269,15 +278,60 @@ impl PiecePicker {
         self.pos[pj as usize] = j;
     }
 
+    /// Whether `piece` is among the retired pieces of `order`.
+    fn retired(&self, piece: u32) -> bool {
+        self.state.get(piece as usize) != Some(&PieceState::Missing)
+    }
+
+    /// The index in `order` where the retired pieces start.
+    fn retired_start(&self) -> u32 {
+        self.bucket_start.last().copied().unwrap_or(0)
+    }
+
+    /// Makes sure buckets up to `a` exist (new ones are empty, just before
+    /// the retired pieces).
+    fn ensure_bucket(&mut self, a: usize) {
+        while self.bucket_start.len() < a + 2 {
+            self.bucket_start.push(self.retired_start());
+        }
+    }
+
+    /// Moves a missing piece out of its bucket to the retired pieces: one
+    /// swap per bucket above its own (a few), never a walk of the order.
+    fn retire(&mut self, piece: u32) {
+        let a = self.avail[piece as usize] as usize;
+        for b in a..self.bucket_start.len() - 1 {
+            // Its bucket's last place, then the first of the next bucket.
+            let last = self.bucket_start[b + 1] - 1;
+            self.swap_order(self.pos[piece as usize], last);
+            self.bucket_start[b + 1] -= 1;
+        }
+    }
+
+    /// Moves a retired piece back into the bucket of its availability.
+    fn unretire(&mut self, piece: u32) {
+        let a = self.avail[piece as usize] as usize;
+        self.ensure_bucket(a);
+        let top = self.bucket_start.len() - 1;
+        for b in (a + 1..=top).rev() {
+            // The first place above bucket b-1, which then takes it in.
+            let first = self.bucket_start[b];
+            self.swap_order(self.pos[piece as usize], first);
+            self.bucket_start[b] += 1;
+        }
+    }
+
     fn inc(&mut self, piece: u32) {
         let Some(&a) = self.avail.get(piece as usize) else {
             return;
         };
-        let a = a as usize;
-        if self.bucket_start.len() < a + 3 {
-            // Bucket a+1 does not exist yet: it starts empty at the end.
-            self.bucket_start.push(self.order.len() as u32);
+        if self.retired(piece) {
+            // Retired pieces are in no bucket: only the count changes.
+            self.avail[piece as usize] += 1;
+            return;
         }
+        let a = a as usize;
+        self.ensure_bucket(a + 1);
         let last = self.bucket_start[a + 1] - 1;
         self.swap_order(self.pos[piece as usize], last);
         self.bucket_start[a + 1] -= 1;
@@ -289,6 +343,10 @@ impl PiecePicker {
             return;
         };
         if a == 0 {
+            return;
+        }
+        if self.retired(piece) {
+            self.avail[piece as usize] -= 1;
             return;
         }
         let a = a as usize;
@@ -374,11 +432,18 @@ impl PiecePicker {
             let start = rng.gen_range(0..n);
             return (0..n).map(|k| (start + k) % n).find(|p| eligible(*p));
         }
-        self.order.iter().copied().find(|p| eligible(*p))
+        let live = self.retired_start() as usize;
+        self.order
+            .get(..live)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .find(|p| eligible(*p))
     }
 
     fn start_piece(&mut self, piece: u32) -> usize {
         let blocks = self.blocks_in(piece);
+        self.retire(piece);
         self.state[piece as usize] = PieceState::InProgress;
         self.unstarted -= 1;
         self.partials.push(Partial {
@@ -524,6 +589,7 @@ impl PiecePicker {
         };
         let partial = self.partials.swap_remove(i);
         self.state[piece as usize] = PieceState::Missing;
+        self.unretire(piece);
         self.unstarted += 1;
         let mut senders: Vec<(PeerKey, u32)> = Vec::new();
         for s in partial.blocks {
@@ -569,16 +635,20 @@ impl PiecePicker {
 
     #[cfg(test)]
     fn check_invariants(&self) {
-        // Buckets: every piece in bucket a has availability a; pos inverts order.
+        // Buckets: every piece in bucket a is missing and has availability
+        // a; the retired ones after them are exactly the others.
         for (a, w) in self.bucket_start.windows(2).enumerate() {
             for i in w[0]..w[1] {
-                assert_eq!(self.avail[self.order[i as usize] as usize] as usize, a);
+                let p = self.order[i as usize];
+                assert_eq!(self.avail[p as usize] as usize, a);
+                assert_eq!(self.state[p as usize], PieceState::Missing);
             }
         }
-        assert_eq!(
-            *self.bucket_start.last().unwrap() as usize,
-            self.order.len()
-        );
+        assert_eq!(self.bucket_start[0], 0);
+        for i in self.retired_start() as usize..self.order.len() {
+            assert_ne!(self.state[self.order[i] as usize], PieceState::Missing);
+        }
+        assert_eq!(self.order.len(), self.state.len());
         for (i, p) in self.order.iter().enumerate() {
             assert_eq!(self.pos[*p as usize] as usize, i);
         }
