@@ -406,6 +406,7 @@ impl Download {
             .shared
             .tasks
             .spawn(connector::run(Arc::clone(&self.shared), connector).instrument(span.clone()));
+        self.shared.spawn_flusher();
         if let Some(a) = announcer {
             self.shared.tasks.spawn(
                 a.run(self.tiers.clone(), announcing_stopped)

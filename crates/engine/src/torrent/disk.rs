@@ -104,6 +104,38 @@ impl Shared {
         }
     }
 
+    /// Writes the data back to the disk while the download goes on: a flush
+    /// after each verified piece (one at a time; pieces verified during a
+    /// flush wait for the next). The disk is faster than the network, so
+    /// little is ever waiting to be written, and the flush before the final
+    /// resume save, at exit, is short. A task of the run; ends with it.
+    pub(crate) fn spawn_flusher(self: &Arc<Self>) {
+        let shared = Arc::clone(self);
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shared.cancel.cancelled() => return,
+                    () = shared.verified.notified() => {}
+                }
+                if shared.closing.load(Ordering::SeqCst) {
+                    return;
+                }
+                let s = Arc::clone(&shared);
+                match tokio::task::spawn_blocking(move || s.storage.flush()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        shared.fail(TorrentError::write(e));
+                        return;
+                    }
+                    Err(e) => {
+                        shared.fail(TorrentError::DiskTask(e));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     /// Closes the queue: the worker finishes what it was given, then ends.
     pub(super) fn close_disk(&self) {
         self.disk.lock().unwrap_or_else(|e| e.into_inner()).take();

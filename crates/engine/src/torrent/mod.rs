@@ -325,6 +325,8 @@ pub struct Shared {
     /// for it to drain.
     queued: AtomicUsize,
     drained: Notify,
+    /// A piece was verified (wakes the flusher, `disk`).
+    verified: Notify,
     /// The queue of the run's disk worker (`disk`), started with the first
     /// block; `None` before, and once closed.
     disk: Mutex<Option<std::sync::mpsc::Sender<disk::Job>>>,
@@ -449,6 +451,7 @@ impl Shared {
             idle: Notify::new(),
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
+            verified: Notify::new(),
             disk: Mutex::new(None),
             shutdown: watch::channel(false).0,
             span,

@@ -75,6 +75,7 @@ impl Shared {
         for entry in state.peers.values() {
             let _ = entry.tx.send(PeerCommand::Have(piece));
         }
+        self.verified.notify_waiters();
         Self::prune_addrs(&mut state);
         if state.picker.is_complete() {
             drop(state);
