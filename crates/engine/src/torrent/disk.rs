@@ -38,6 +38,10 @@ pub const DISK_QUEUE_HIGH: usize = 8 * 1024 * 1024;
 /// Bytes of blocks waiting below which peers read again.
 pub const DISK_QUEUE_LOW: usize = 4 * 1024 * 1024;
 
+/// Verified bytes after which the flusher writes the data back (a few
+/// milliseconds of disk time; fewer, larger flushes cost less CPU).
+pub const FLUSH_EVERY: u64 = 16 * 1024 * 1024;
+
 /// A block to write and hash.
 pub(crate) struct Job {
     piece: u32,
@@ -105,13 +109,14 @@ impl Shared {
     }
 
     /// Writes the data back to the disk while the download goes on: a flush
-    /// after each verified piece (one at a time; pieces verified during a
-    /// flush wait for the next). The disk is faster than the network, so
-    /// little is ever waiting to be written, and the flush before the final
-    /// resume save, at exit, is short. A task of the run; ends with it.
+    /// each time [`FLUSH_EVERY`] more bytes are verified (one flush at a
+    /// time). A disk faster than the network then never has much waiting to
+    /// be written, and the flush before the final resume save, at exit, is
+    /// short. A task of the run; ends with it.
     pub(crate) fn spawn_flusher(self: &Arc<Self>) {
         let shared = Arc::clone(self);
         self.tasks.spawn(async move {
+            let mut flushed = shared.stats.verified_bytes.load(Ordering::Relaxed);
             loop {
                 tokio::select! {
                     () = shared.cancel.cancelled() => return,
@@ -120,6 +125,11 @@ impl Shared {
                 if shared.closing.load(Ordering::SeqCst) {
                     return;
                 }
+                let verified = shared.stats.verified_bytes.load(Ordering::Relaxed);
+                if verified.saturating_sub(flushed) < FLUSH_EVERY {
+                    continue;
+                }
+                flushed = verified;
                 let s = Arc::clone(&shared);
                 match tokio::task::spawn_blocking(move || s.storage.flush()).await {
                     Ok(Ok(())) => {}
