@@ -19,14 +19,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::announce::Announcer;
-use crate::cache::TorrentCache;
 use crate::connector::{self, Connector};
 use crate::udp_socket::UdpSockets;
 
 use crate::folder::{DataFolder, FolderError, FolderOptions};
 use crate::resume::{ResumeData, ResumeError};
 use crate::storage::{create_links, FileStorage, StorageError, DEFAULT_MAX_OPEN_FILES};
-use crate::torrent::{self, Outcome, Parts, Settings, Shared, TorrentConfig, TorrentError};
+use crate::torrent::{Outcome, Parts, Settings, Shared, TorrentConfig, TorrentError};
 
 /// Why a download could not start.
 #[derive(Debug, thiserror::Error)]
@@ -233,13 +232,14 @@ impl Download {
         settings: Settings,
         progress: Arc<dyn Fn(u64) + Send + Sync>,
     ) -> Result<(Self, StartReport), DownloadError> {
-        let parts = Parts {
-            settings,
-            cache: TorrentCache::private(torrent::STANDALONE_READ_CACHE),
-            connections: None,
-            stats: Arc::default(),
-        };
-        Self::prepare_parts(metainfo, folder, parts, None, progress).await
+        Self::prepare_parts(
+            metainfo,
+            folder,
+            Parts::standalone(settings),
+            None,
+            progress,
+        )
+        .await
     }
 
     /// The common part of every `prepare`: `parts` and `clients` come from

@@ -155,6 +155,19 @@ pub(crate) struct Parts {
     pub stats: Arc<Stats>,
 }
 
+impl Parts {
+    /// The parts of a torrent outside a session: its own read cache, no
+    /// connection limit beyond its own, fresh counters.
+    pub(crate) fn standalone(settings: Settings) -> Self {
+        Parts {
+            settings,
+            cache: TorrentCache::private(STANDALONE_READ_CACHE),
+            connections: None,
+            stats: Arc::default(),
+        }
+    }
+}
+
 pub(crate) struct State {
     pub picker: PiecePicker,
     pub have: Bitfield,
@@ -367,12 +380,7 @@ impl Shared {
         storage: Arc<dyn Storage>,
         have: &[bool],
     ) -> Arc<Self> {
-        let parts = Parts {
-            settings: Settings::standalone(config),
-            cache: TorrentCache::private(STANDALONE_READ_CACHE),
-            connections: None,
-            stats: Arc::default(),
-        };
+        let parts = Parts::standalone(Settings::standalone(config));
         Shared::build(info, info_hash, parts, storage, have)
     }
 
@@ -463,18 +471,12 @@ impl Shared {
     pub async fn quiesce(&self) {
         self.closing.store(true, Ordering::SeqCst);
         self.close_disk();
-        loop {
-            let idle = self.idle.notified();
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
+        self.settled().await;
     }
 
-    /// Waits until no piece is being verified; returns whether it had to
-    /// wait (tests that run peers in memory use it to know they are quiet).
-    #[cfg(test)]
+    /// Waits until no block is waiting to be written and hashed; returns
+    /// whether it had to wait (tests that run peers in memory use it to know
+    /// they are quiet).
     pub(crate) async fn settled(&self) -> bool {
         let mut waited = false;
         loop {
