@@ -46,7 +46,8 @@
 //!   `started` (this session), `uploaded` what we served, `left` what is still
 //!   missing. `completed` is sent once per tier, when the download finishes
 //!   (not when it starts complete); an exit racing it does not cancel it, so a
-//!   tracker never counts it twice. `stopped` goes to the tracker of each tier
+//!   tracker never counts it twice. Nor does it cancel a `started` on its way
+//!   (the tracker may already count us: its answer lets `stopped` follow). `stopped` goes to the tracker of each tier
 //!   that last answered, if that tier's `started` was answered; all final
 //!   announces together get [`STOP_TIMEOUT`] (3 s), after which the tier tasks
 //!   are dropped, so exit is never slow.
@@ -168,9 +169,16 @@ impl std::fmt::Debug for Announcer {
 }
 
 /// The HTTP client for tracker requests: bounded redirects, our user agent,
-/// gzip. Timeouts are applied per request by the callers.
+/// gzip, and no idle connections kept. Timeouts are applied per request by
+/// the callers.
+///
+/// A tracker is asked again only after minutes, and many (opentracker among
+/// them) close the connection after each answer: a kept connection is
+/// worthless, and reusing one the tracker is closing fails the next request
+/// (a `stopped` right after a `completed` was lost that way).
 pub(crate) fn http_client(bind: Option<IpAddr>) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
         .local_address(bind)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .user_agent(format!("rivulet/{}", env!("CARGO_PKG_VERSION")))
@@ -470,6 +478,10 @@ impl Tier {
         event: Event,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Result<AnnounceResponse, TrackerError>> {
+        if event == Event::Started && is_stopping(stop) {
+            // Not sent yet: nothing for the tracker to forget.
+            return None;
+        }
         let announce = self.announcer.announce(url, event, self.tracker_id.clone());
         tokio::pin!(announce);
         tokio::select! {
@@ -477,8 +489,10 @@ impl Tier {
             _ = wait_stop(stop) => {
                 // A `completed` already on its way is finished (`run` bounds
                 // the wait): cancelling it could make us send it again, and
-                // the tracker count the download twice.
-                if event == Event::Completed {
+                // the tracker count the download twice. So is a `started`:
+                // the tracker may have counted us already, and only its
+                // answer lets the `stopped` follow.
+                if matches!(event, Event::Completed | Event::Started) {
                     Some(announce.await)
                 } else {
                     None
