@@ -3,8 +3,11 @@
 //! whatever its size.
 //!
 //! A peer hands a block it received (and the picker accepted) to
-//! [`Shared::submit_block`]; one worker per run, on tokio's blocking pool,
-//! takes the blocks in order of arrival. It writes each one where it
+//! [`Shared::submit_block`]; a few workers per run (one per core, at most
+//! [`MAX_DISK_WORKERS`]), on tokio's blocking pool, take the blocks in order
+//! of arrival, each piece always going to the same worker (by its index), so
+//! that hashing, the bulk of the CPU a download costs, uses every core while
+//! each piece's blocks stay in order. A worker writes each block where it
 //! belongs, then feeds the piece's SHA-1: a block that continues the hashed
 //! prefix is hashed from memory, and so are, read back from disk (the page
 //! cache, in practice), the blocks written earlier out of order that now
@@ -20,8 +23,9 @@
 //! brought it below [`DISK_QUEUE_LOW`]. So a disk, or a hasher, slower than
 //! the network slows the download instead of filling memory.
 //!
-//! The worker holds a weak reference to the torrent and ends when the queue
-//! is closed ([`Shared::quiesce`]) or the torrent is gone.
+//! The queue is counted as one, whichever worker holds a block. A worker
+//! holds a weak reference to the torrent and ends when the queues are closed
+//! ([`Shared::quiesce`]) or the torrent is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -37,6 +41,10 @@ use crate::picker::BLOCK_LEN;
 pub const DISK_QUEUE_HIGH: usize = 8 * 1024 * 1024;
 /// Bytes of blocks waiting below which peers read again.
 pub const DISK_QUEUE_LOW: usize = 4 * 1024 * 1024;
+
+/// The most disk workers a run starts, whatever the number of cores: more
+/// would only contend for the files' locks.
+pub const MAX_DISK_WORKERS: usize = 4;
 
 /// Verified bytes after which the flusher writes the data back (a few
 /// milliseconds of disk time; fewer, larger flushes cost less CPU).
@@ -78,25 +86,37 @@ impl Shared {
         }
         if disk.is_none() {
             // Started with the first block, from a peer task (so inside the
-            // runtime), as a task of the run.
-            let (tx, rx) = mpsc::channel();
-            let weak = Arc::downgrade(self);
-            let worker = self.tasks.spawn_blocking(move || worker(&weak, &rx));
-            // Should the worker ever panic (a bug), the torrent stops with
-            // that error, and nobody waits for the blocks it left.
-            let weak = Arc::downgrade(self);
-            self.tasks.spawn(async move {
-                if let (Err(e), Some(shared)) = (worker.await, weak.upgrade()) {
-                    shared.fail(TorrentError::DiskTask(e));
-                    shared.in_flight.store(0, Ordering::SeqCst);
-                    shared.queued.store(0, Ordering::SeqCst);
-                    shared.idle.notify_waiters();
-                    shared.drained.notify_waiters();
-                }
-            });
-            *disk = Some(tx);
+            // runtime), as tasks of the run.
+            let workers = std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .clamp(1, MAX_DISK_WORKERS);
+            let mut queues = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                let (tx, rx) = mpsc::channel();
+                let weak = Arc::downgrade(self);
+                let worker = self.tasks.spawn_blocking(move || worker(&weak, &rx));
+                // Should a worker ever panic (a bug), the torrent stops with
+                // that error, and nobody waits for the blocks it left.
+                let weak = Arc::downgrade(self);
+                self.tasks.spawn(async move {
+                    if let (Err(e), Some(shared)) = (worker.await, weak.upgrade()) {
+                        shared.fail(TorrentError::DiskTask(e));
+                        shared.in_flight.store(0, Ordering::SeqCst);
+                        shared.queued.store(0, Ordering::SeqCst);
+                        shared.idle.notify_waiters();
+                        shared.drained.notify_waiters();
+                    }
+                });
+                queues.push(tx);
+            }
+            *disk = Some(queues);
         }
-        if let Some(tx) = disk.as_ref() {
+        if let Some(queues) = disk.as_ref() {
+            // Every block of a piece to the same worker, so that it hashes
+            // them in order.
+            let Some(tx) = queues.get(piece as usize % queues.len().max(1)) else {
+                return;
+            };
             let len = data.len();
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             self.queued.fetch_add(len, Ordering::SeqCst);
@@ -146,7 +166,7 @@ impl Shared {
         });
     }
 
-    /// Closes the queue: the worker finishes what it was given, then ends.
+    /// Closes the queues: each worker finishes what it was given, then ends.
     pub(super) fn close_disk(&self) {
         self.disk.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
@@ -267,7 +287,7 @@ impl Shared {
     }
 }
 
-/// The worker: takes jobs until the queue closes or the torrent is gone.
+/// A worker: takes jobs until its queue closes or the torrent is gone.
 fn worker(shared: &Weak<Shared>, jobs: &mpsc::Receiver<Job>) {
     let mut pieces = HashMap::new();
     let mut buf = vec![0u8; BLOCK_LEN as usize];

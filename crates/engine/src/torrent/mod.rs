@@ -340,9 +340,9 @@ pub struct Shared {
     drained: Notify,
     /// A piece was verified (wakes the flusher, `disk`).
     verified: Notify,
-    /// The queue of the run's disk worker (`disk`), started with the first
-    /// block; `None` before, and once closed.
-    disk: Mutex<Option<std::sync::mpsc::Sender<disk::Job>>>,
+    /// The queues of the run's disk workers (`disk`), started with the
+    /// first block; `None` before, and once closed.
+    disk: Mutex<Option<Vec<std::sync::mpsc::Sender<disk::Job>>>>,
     /// Chunks of pieces recently read for peers: this torrent's view of the
     /// session's cache.
     pub(crate) cache: TorrentCache,
