@@ -4,9 +4,15 @@
 //! from a compact description of the swarm and driven by property tests.
 //!
 //! Policy:
-//! - **Finish before starting**: blocks of pieces already in progress come first,
-//!   those closest to completion first, so that pieces complete (and can be
-//!   verified, written and shared) as early as possible.
+//! - **Finish before starting**: blocks of the pieces a peer is already
+//!   fetching come first, then those of pieces nobody is fetching any more
+//!   (requests dropped), those closest to completion first, so that pieces
+//!   complete (and can be verified, written and shared) as early as possible.
+//! - **One piece, one peer**: a peer joins a piece another peer is fetching
+//!   only when it cannot start a new one (none left, or too many in
+//!   progress). A piece's blocks then arrive in order and are hashed as they
+//!   come; shared pieces interleave, and blocks that arrive ahead of the
+//!   hashed prefix must be read back from disk.
 //! - **Random start**: until [`RANDOM_START_PIECES`] pieces are complete, new
 //!   pieces are chosen at random, so that a new peer has something to trade soon.
 //! - **Rarest first**: afterwards, the new piece held by the fewest peers, ties
@@ -81,6 +87,8 @@ enum BlockState {
 #[derive(Debug, Clone)]
 struct Partial {
     piece: u32,
+    /// The peer that last took free blocks of it.
+    owner: Option<PeerKey>,
     blocks: Vec<BlockState>,
     free: u32,
     received: u32,
@@ -376,15 +384,37 @@ impl PiecePicker {
         if want == 0 {
             return out;
         }
-        // 1. Free blocks of pieces in progress, most advanced first.
-        let mut idx: Vec<usize> = (0..self.partials.len())
-            .filter(|i| self.partials[*i].free > 0 && peer_has(self.partials[*i].piece))
-            .collect();
-        idx.sort_by_key(|i| {
+        // 1. Free blocks of pieces in progress: first the peer's own (it
+        // took blocks of them last), then those nobody is fetching (their
+        // requests were dropped), most advanced first in each. Pieces other
+        // peers are fetching come only after new pieces (4.), so that each
+        // piece mostly comes from one peer, in order: its blocks are then
+        // hashed as they arrive, not read back from disk later.
+        let mut own = Vec::new();
+        let mut orphans = Vec::new();
+        let mut others = Vec::new();
+        for (i, p) in self.partials.iter().enumerate() {
+            if p.free == 0 || !peer_has(p.piece) {
+                continue;
+            }
+            let requested = p.blocks.len() as u32 - p.free - p.received;
+            let list = if p.owner == Some(peer) && requested > 0 {
+                &mut own
+            } else if requested == 0 {
+                &mut orphans
+            } else {
+                &mut others
+            };
+            list.push(i);
+        }
+        let advanced = |i: &usize| {
             let p = &self.partials[*i];
             std::cmp::Reverse(p.blocks.len() as u32 - p.free)
-        });
-        for i in idx {
+        };
+        own.sort_by_key(advanced);
+        orphans.sort_by_key(advanced);
+        others.sort_by_key(advanced);
+        for i in own.into_iter().chain(orphans) {
             self.take_free(i, peer, want, &mut out);
             if out.len() >= want {
                 return out;
@@ -398,7 +428,14 @@ impl PiecePicker {
             let i = self.start_piece(piece);
             self.take_free(i, peer, want, &mut out);
         }
-        // 3. End-game: nothing unstarted, nothing free for this peer.
+        // 4. Pieces other peers are fetching.
+        for i in others {
+            if out.len() >= want {
+                return out;
+            }
+            self.take_free(i, peer, want, &mut out);
+        }
+        // 5. End-game: nothing unstarted, nothing free for this peer.
         if out.is_empty() && self.unstarted == 0 {
             self.pick_end_game(peer, &peer_has, want, &mut out);
         }
@@ -415,6 +452,7 @@ impl PiecePicker {
             if *state == BlockState::Free {
                 *state = BlockState::Requested(vec![peer]);
                 self.partials[i].free -= 1;
+                self.partials[i].owner = Some(peer);
                 out.push(self.block_at(piece, index));
             }
             index += 1;
@@ -448,6 +486,7 @@ impl PiecePicker {
         self.unstarted -= 1;
         self.partials.push(Partial {
             piece,
+            owner: None,
             blocks: vec![BlockState::Free; blocks as usize],
             free: blocks,
             received: 0,

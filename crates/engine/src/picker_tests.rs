@@ -96,6 +96,32 @@ fn partial_pieces_are_finished_first() {
 }
 
 #[test]
+fn each_peer_keeps_to_its_own_piece() {
+    // Pieces of 4 blocks; 4 random-start pieces already had.
+    let mut p = PiecePicker::new(
+        4 * BLOCK_LEN,
+        40 * u64::from(BLOCK_LEN),
+        |i| i < 4,
+        &mut rng(),
+    );
+    p.add_seed();
+    let mut r = rng();
+    let a = p.pick(1, all, 2, &mut r);
+    let b = p.pick(2, all, 2, &mut r);
+    // Peer 2 starts another piece rather than join peer 1's.
+    assert!(b.iter().all(|x| x.piece != a[0].piece), "{a:?} {b:?}");
+    // Peer 1 goes on with its own piece before anything else.
+    let a2 = p.pick(1, all, 2, &mut r);
+    assert!(a2.iter().all(|x| x.piece == a[0].piece), "{a:?} {a2:?}");
+    // With no room for another piece, a peer helps with one in progress.
+    p.set_max_in_progress(2);
+    let c = p.pick(3, all, 1, &mut r);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].piece, b[0].piece, "{b:?} {c:?}");
+    p.check_invariants();
+}
+
+#[test]
 fn full_download_with_verification_and_failure() {
     let mut p = picker(5, &[]);
     p.add_seed();
