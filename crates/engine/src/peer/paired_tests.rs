@@ -1011,3 +1011,68 @@ async fn pieces_shared_by_several_peers_verify() {
         );
     }
 }
+
+/// A peer that sends every block of a piece before the piece's first one:
+/// the blocks wait, in memory while they fit in `HOLD_AHEAD` and on disk
+/// past that, until the first arrives; then the piece is hashed from both
+/// and verifies. Pieces of 2 MiB, so that each holds more blocks than the
+/// memory allowance.
+#[tokio::test]
+async fn blocks_sent_far_out_of_order_verify() {
+    let fx = Fixture::sized(12, 2 * 1024 * 1024, 4 * 1024 * 1024 + 5000);
+    assert!(fx.piece_length as usize > crate::torrent::HOLD_AHEAD);
+    let (leecher, peer) = (Node::leecher(&fx, 2), Node::seeder(&fx, 5));
+    let nodes = [&leecher];
+    let mut net = Net::new();
+    let c = net.connect_script(&leecher, &peer, true);
+    net.send(c, Message::HaveAll);
+    net.send(c, Message::Unchoke);
+    let mut answered = 0;
+    let mut firsts = Vec::new();
+    for _ in 0..10_000 {
+        net.settle(&nodes).await;
+        if leecher.is_complete() {
+            break;
+        }
+        let asked = requests(&net.got(c));
+        let new = asked.get(answered..).unwrap_or_default().to_vec();
+        answered = asked.len();
+        let mut sent = 0;
+        for r in new {
+            if r.offset == 0 {
+                firsts.push(r);
+                continue;
+            }
+            let data = Bytes::copy_from_slice(fx.block(&r).unwrap());
+            let (piece, offset) = (r.piece, r.offset);
+            net.send(
+                c,
+                Message::Piece {
+                    piece,
+                    offset,
+                    data,
+                },
+            );
+            sent += 1;
+        }
+        if sent == 0 {
+            // Nothing else asked: now the first blocks.
+            assert!(!firsts.is_empty(), "the leecher stopped asking");
+            for r in firsts.drain(..) {
+                let data = Bytes::copy_from_slice(fx.block(&r).unwrap());
+                let (piece, offset) = (r.piece, r.offset);
+                net.send(
+                    c,
+                    Message::Piece {
+                        piece,
+                        offset,
+                        data,
+                    },
+                );
+            }
+        }
+    }
+    assert!(leecher.is_complete());
+    assert_eq!(leecher.storage.contents(), fx.data);
+    assert_eq!(leecher.stat(|s| &s.hash_failures), 0);
+}

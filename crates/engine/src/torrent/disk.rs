@@ -9,9 +9,10 @@
 //! that hashing, the bulk of the CPU a download costs, uses every core while
 //! each piece's blocks stay in order. A worker writes each block where it
 //! belongs, then feeds the piece's SHA-1: a block that continues the hashed
-//! prefix is hashed from memory, and so are, read back from disk (the page
-//! cache, in practice), the blocks written earlier out of order that now
-//! continue it. When the prefix covers the piece, the digest decides:
+//! prefix is hashed from memory, and so are the blocks written earlier out
+//! of order that now continue it: kept in memory while they fit in
+//! [`HOLD_AHEAD`], read back from disk (the page cache, in practice)
+//! otherwise. When the prefix covers the piece, the digest decides:
 //! verified ([`Shared::piece_verified`]) or failed
 //! ([`Shared::piece_failed`]). The per-block digests smart ban needs are
 //! computed only then, and only when needed, by reading the piece back
@@ -57,13 +58,37 @@ pub(crate) struct Job {
     data: Bytes,
 }
 
+/// Bytes of blocks that arrived ahead of their piece's hashed prefix a
+/// worker keeps in memory to hash later; past this, such blocks are read
+/// back from disk when their turn comes. Peers (libtorrent, with its several
+/// disk threads) often send a few blocks out of order: this spares reading
+/// them back, for little memory.
+pub const HOLD_AHEAD: usize = 1024 * 1024;
+
 /// The hash of one piece in progress.
 struct PieceHash {
     hasher: Sha1,
     /// Bytes from the piece's start hashed so far.
     hashed: u32,
-    /// Blocks written past the hashed prefix: offset to length.
-    ahead: BTreeMap<u32, u32>,
+    /// Blocks written past the hashed prefix, by offset.
+    ahead: BTreeMap<u32, Ahead>,
+}
+
+/// A block written past its piece's hashed prefix.
+enum Ahead {
+    /// Kept in memory (within [`HOLD_AHEAD`]).
+    Held(Bytes),
+    /// To read back from disk: its length.
+    Written(u32),
+}
+
+/// What a worker keeps between jobs.
+struct WorkerState {
+    pieces: HashMap<u32, PieceHash>,
+    /// Bytes of [`Ahead::Held`] blocks.
+    held: usize,
+    /// For reading blocks back.
+    buf: Vec<u8>,
 }
 
 impl PieceHash {
@@ -202,7 +227,7 @@ impl Shared {
 
     /// Writes one block and hashes what it makes contiguous; settles the
     /// piece once it is all hashed.
-    fn on_disk_job(&self, job: Job, pieces: &mut HashMap<u32, PieceHash>, buf: &mut [u8]) {
+    fn on_disk_job(&self, job: Job, w: &mut WorkerState) {
         let Job { piece, begin, data } = job;
         if self.closing.load(Ordering::SeqCst) {
             // Stopping: nothing more is written (the files must not change
@@ -215,29 +240,45 @@ impl Shared {
             return;
         }
         let len = self.piece_len(piece);
-        let p = pieces.entry(piece).or_insert_with(PieceHash::new);
+        let p = w.pieces.entry(piece).or_insert_with(PieceHash::new);
         if begin != p.hashed {
-            // Out of order: hashed when the prefix reaches it, read back.
-            p.ahead.insert(begin, data.len() as u32);
+            // Out of order: hashed when the prefix reaches it, from memory
+            // or read back.
+            let ahead = if w.held + data.len() <= HOLD_AHEAD {
+                w.held += data.len();
+                Ahead::Held(data)
+            } else {
+                Ahead::Written(data.len() as u32)
+            };
+            p.ahead.insert(begin, ahead);
             return;
         }
         p.hasher.update(&data);
         p.hashed += data.len() as u32;
-        while let Some(n) = p.ahead.remove(&p.hashed) {
-            let Some(block) = buf.get_mut(..n as usize) else {
-                break;
-            };
-            if let Err(e) = self.storage.read(piece, p.hashed, block) {
-                self.fail(TorrentError::ReadBack(e));
-                return;
+        while let Some(next) = p.ahead.remove(&p.hashed) {
+            match next {
+                Ahead::Held(block) => {
+                    w.held -= block.len();
+                    p.hasher.update(&block);
+                    p.hashed += block.len() as u32;
+                }
+                Ahead::Written(n) => {
+                    let Some(block) = w.buf.get_mut(..n as usize) else {
+                        break;
+                    };
+                    if let Err(e) = self.storage.read(piece, p.hashed, block) {
+                        self.fail(TorrentError::ReadBack(e));
+                        return;
+                    }
+                    p.hasher.update(&*block);
+                    p.hashed += n;
+                }
             }
-            p.hasher.update(&*block);
-            p.hashed += n;
         }
         if p.hashed < len {
             return;
         }
-        let Some(done) = pieces.remove(&piece) else {
+        let Some(done) = w.pieces.remove(&piece) else {
             return;
         };
         let digest = done.hasher.finalize();
@@ -248,7 +289,7 @@ impl Shared {
             .is_some_and(|expected| digest.as_slice() == expected);
         if good {
             let hashes = if self.failed_before(piece) {
-                match self.block_digests(piece, len, buf) {
+                match self.block_digests(piece, len, &mut w.buf) {
                     Ok(h) => Some(h),
                     Err(e) => {
                         self.fail(TorrentError::ReadBack(e));
@@ -260,7 +301,7 @@ impl Shared {
             };
             self.piece_verified(piece, len, hashes.as_deref());
         } else {
-            match self.block_digests(piece, len, buf) {
+            match self.block_digests(piece, len, &mut w.buf) {
                 Ok(h) => self.piece_failed(piece, len, &h),
                 Err(e) => self.fail(TorrentError::ReadBack(e)),
             }
@@ -289,14 +330,17 @@ impl Shared {
 
 /// A worker: takes jobs until its queue closes or the torrent is gone.
 fn worker(shared: &Weak<Shared>, jobs: &mpsc::Receiver<Job>) {
-    let mut pieces = HashMap::new();
-    let mut buf = vec![0u8; BLOCK_LEN as usize];
+    let mut state = WorkerState {
+        pieces: HashMap::new(),
+        held: 0,
+        buf: vec![0u8; BLOCK_LEN as usize],
+    };
     while let Ok(job) = jobs.recv() {
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let len = job.data.len();
-        shared.on_disk_job(job, &mut pieces, &mut buf);
+        shared.on_disk_job(job, &mut state);
         shared.job_done(len);
     }
 }

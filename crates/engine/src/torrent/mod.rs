@@ -54,6 +54,8 @@ use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
 
 mod disk;
+#[cfg(test)]
+pub(crate) use disk::HOLD_AHEAD;
 mod link;
 mod peers;
 mod verify;
