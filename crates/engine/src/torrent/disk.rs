@@ -39,9 +39,9 @@ use super::{Shared, TorrentError};
 use crate::picker::BLOCK_LEN;
 
 /// Bytes of blocks waiting for the worker above which peers stop reading.
-pub const DISK_QUEUE_HIGH: usize = 8 * 1024 * 1024;
+pub const DISK_QUEUE_HIGH: usize = 4 * 1024 * 1024;
 /// Bytes of blocks waiting below which peers read again.
-pub const DISK_QUEUE_LOW: usize = 4 * 1024 * 1024;
+pub const DISK_QUEUE_LOW: usize = 2 * 1024 * 1024;
 
 /// The most disk workers a run starts, whatever the number of cores: more
 /// would only contend for the files' locks.
