@@ -90,12 +90,15 @@ done
 # gives it (a "martian" address), so it finds no seeder on loopback by
 # itself: when it first announces, the seeders are told to connect to it
 # (lt_peer.py: SIGUSR1 and DATA.torrent.connect). The log at debug level is
-# the only sign of that announce.
+# the only sign of that announce. Its port changes every run: a seeder that
+# knew the last one's port would wait 60 s before connecting to it again.
+tr_runs=0
 transmission_config() {
   rm -rf "$work/tr"; mkdir -p "$work/tr"
+  tr_runs=$((tr_runs + 1))
   cat > "$work/tr/settings.json" <<EOF
 {
-  "bind-address-ipv4": "$net.0.6", "bind-address-ipv6": "::1", "peer-port": $((7106 + off)),
+  "bind-address-ipv4": "$net.0.6", "bind-address-ipv6": "::1", "peer-port": $((7600 + off + tr_runs)),
   "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false, "utp-enabled": false,
   "port-forwarding-enabled": false, "rpc-enabled": false, "blocklist-enabled": false,
   "encryption": 0, "preallocation": 0, "rename-partial-files": false, "incomplete-dir-enabled": false,
@@ -103,7 +106,7 @@ transmission_config() {
   "ratio-limit-enabled": true, "ratio-limit": 0, "message-level": 3
 }
 EOF
-  echo "$net.0.6:$((7106 + off))" > "$work/data.torrent.connect"
+  echo "$net.0.6:$((7600 + off + tr_runs))" > "$work/data.torrent.connect"
 }
 call_seeders() { # once transmission has announced, the seeders connect to it
   local i

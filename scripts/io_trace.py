@@ -5,13 +5,14 @@ speed-over-time plot of scripts/perf-report.sh.
   io_trace.py PARENT_PID OUT [INTERVAL_S]
 
 PARENT_PID is the /usr/bin/time wrapping the client: the client is its one
-child. Writes lines "seconds bytes" to OUT, seconds counted from when the
-client was first seen, bytes from `wchar` in /proc/CLIENT/io (every byte the
+child. Writes lines "seconds bytes" to OUT, seconds counted from the
+client's start (/proc/PID/stat, to 10 ms), bytes from `wchar` in /proc/CLIENT/io (every byte the
 process has written with write, pwrite, writev, ... over all its threads,
 living or exited). Preallocation and sparse files do not matter to it;
 storage written through mmap would not be counted (neither rivulet nor
 rqbit does that). Stops when the client exits.
 """
+import os
 import sys
 import time
 
@@ -55,8 +56,11 @@ while pid is None and time.monotonic() < deadline:
         time.sleep(0.005)
 if pid is None:
     sys.exit(f'io_trace: no child of {parent}')
-t0 = time.monotonic()
-tick = t0
+# seconds from the client's start (its exec, to 10 ms), not from ours
+with open(f'/proc/{pid}/stat') as f:
+    started = int(f.read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK')
+t0 = time.monotonic() - (time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+tick = time.monotonic()
 with open(out, 'w') as f:
     while True:
         w = wchar(pid)
