@@ -10,6 +10,11 @@
 # (on 127.0.0.5), and SEEDERS="rivulet baseline rqbit" runs only the seeders
 # named, in that order.
 #
+# For scripts/perf-report.sh: TSV=FILE appends one row per run (seeder, size,
+# round, wall s, transfer s, seeder CPU s, seeder peak RSS KiB, leecher CPU s,
+# payload bytes; a header first if FILE is empty). LANE=K moves every address
+# to 127.K.0.x and every port up by 1000*K (see bench-download.sh).
+#
 # Everything stays on loopback, one address per peer: rivulet seeds on
 # 127.0.0.2, rqbit on 127.0.0.3, libtorrent on 127.0.0.4, and the leecher
 # (127.0.0.10) connects straight to the seeder, no tracker. DHT, LSD, UPnP,
@@ -28,8 +33,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 chmod 755 "$work"
 spid=
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$work"; }
+cleanup() { if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; fi; rm -rf "$work"; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+lane=${LANE:-0}
+net=127.$lane # every address is $net.0.x
+off=$((1000 * lane)) # added to every port
 
 rqbit=${RQBIT:-$(command -v rqbit || echo "$HOME/.cargo/bin/rqbit")}
 seeders=${SEEDERS:-rivulet ${BASELINE:+baseline }rqbit libtorrent}
@@ -57,22 +66,22 @@ start_seeder() { # name: starts it in the background, sets spid, addr
   local name=$1
   case $name in
     rivulet)
-      addr=127.0.0.2:7201
-      "$rivulet" seed "$work/data.torrent" -o "$work/seed" --bind 127.0.0.2 --port 7201 -q \
+      addr=$net.0.2:$((7201 + off))
+      "$rivulet" seed "$work/data.torrent" -o "$work/seed" --bind "$net.0.2" --port $((7201 + off)) -q \
         >"$work/seeder.log" 2>&1 & ;;
     baseline)
-      addr=127.0.0.5:7204
-      "$BASELINE" seed "$work/data.torrent" -o "$work/seed" --bind 127.0.0.5 --port 7204 -q \
+      addr=$net.0.5:$((7204 + off))
+      "$BASELINE" seed "$work/data.torrent" -o "$work/seed" --bind "$net.0.5" --port $((7204 + off)) -q \
         >"$work/seeder.log" 2>&1 & ;;
     rqbit) # --overwrite: without it rqbit refuses to open the existing file
-      addr=127.0.0.3:7202
+      addr=$net.0.3:$((7202 + off))
       "$rqbit" -v warn --disable-dht --disable-dht-persistence --disable-upnp-port-forward \
-        --disable-lsd --disable-trackers --listen-ip 127.0.0.3 --listen-port 7202 \
-        --http-api-listen-addr 127.0.0.3:7302 \
+        --disable-lsd --disable-trackers --listen-ip "$net.0.3" --listen-port $((7202 + off)) \
+        --http-api-listen-addr "$net.0.3:$((7302 + off))" \
         download --overwrite -o "$work/seed" "$work/data.torrent" >"$work/seeder.log" 2>&1 & ;;
     libtorrent)
-      addr=127.0.0.4:7203
-      /usr/bin/python3 "$root/scripts/lt_peer.py" seed "$work/data.torrent" "$work/seed" 127.0.0.4 7203 \
+      addr=$net.0.4:$((7203 + off))
+      /usr/bin/python3 "$root/scripts/lt_peer.py" seed "$work/data.torrent" "$work/seed" "$net.0.4" $((7203 + off)) \
         >"$work/seeder.log" 2>&1 & ;;
   esac
   spid=$!
@@ -81,20 +90,20 @@ start_seeder() { # name: starts it in the background, sets spid, addr
 seeder_ready() { # name: true once it has checked the data and serves it
   case $1 in
     rivulet|baseline) ss -Hltn "src $addr" | grep -q . ;;
-    rqbit) curl -sf "http://127.0.0.3:7302/torrents/0/stats/v1" | grep -q '"state":"live".*"finished":true' ;;
+    rqbit) curl -sf "http://$net.0.3:$((7302 + off))/torrents/0/stats/v1" | grep -q '"state":"live".*"finished":true' ;;
     libtorrent) grep -q ready "$work/seeder.log" ;;
   esac
 }
 
 wait_seeder() { # name: waits until ready, then until its CPU use settles (<= 2 ticks in 0.5 s)
-  local i a b
-  for i in $(seq 1200); do
+  local a b
+  for _ in $(seq 1200); do
     kill -0 "$spid" 2>/dev/null || { echo "$1 seeder exited:" >&2; tail -5 "$work/seeder.log" >&2; return 1; }
     seeder_ready "$1" && break
     sleep 0.1
   done
   seeder_ready "$1" || { echo "$1 seeder not ready after 120 s" >&2; tail -5 "$work/seeder.log" >&2; return 1; }
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     a=$(cpu_ticks "$spid"); sleep 0.5; b=$(cpu_ticks "$spid")
     [ $((b - a)) -le 2 ] && return 0
   done
@@ -117,7 +126,7 @@ run() { # name: appends "name wall transfer seeder_cpu seeder_hwm_kib leecher_cp
   c0=$(cpu_ticks "$spid")
   echo 5 > "/proc/$spid/clear_refs" # reset VmHWM to the current RSS
   /usr/bin/time -f "%e %U %S" -o "$work/time.txt" timeout 300 /usr/bin/python3 "$root/scripts/lt_peer.py" \
-    leech "$work/data.torrent" "$work/out" 127.0.0.10 7210 "$addr" >"$work/leech.log" 2>&1 \
+    leech "$work/data.torrent" "$work/out" "$net.0.10" $((7210 + off)) "$addr" >"$work/leech.log" 2>&1 \
     || { echo "leecher from $name failed:" >&2; tail -5 "$work/leech.log" "$work/seeder.log" >&2; stop_seeder; return 1; }
   c1=$(cpu_ticks "$spid")
   hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$spid/status")
@@ -129,12 +138,17 @@ run() { # name: appends "name wall transfer seeder_cpu seeder_hwm_kib leecher_cp
   echo "$name $wall $xfer $(awk -v a="$c0" -v b="$c1" -v t="$tck" 'BEGIN { print (b - a) / t }') $hwm" \
     "$(awk -v u="$lu" -v s="$ls" 'BEGIN { print u + s }') $payload" >> "$work/results.txt"
   echo "  $(tail -1 "$work/results.txt")" >&2
+  if [ -n "${TSV:-}" ]; then
+    [ -s "$TSV" ] || printf 'seeder\tsize_mib\tround\twall_s\ttransfer_s\tseed_cpu_s\tseed_hwm_kib\tleech_cpu_s\tpayload\n' > "$TSV"
+    tail -1 "$work/results.txt" | awk -v m="$size_mib" -v r="$round" -v OFS='\t' \
+      '{ print $1, m, r, $2, $3, sprintf("%.2f", $4), $5, sprintf("%.2f", $6), $7 }' >> "$TSV"
+  fi
 }
 
 : > "$work/results.txt"
-for r in $(seq "$rounds"); do
+for round in $(seq "$rounds"); do
   for s in $seeders; do run "$s"; done
-  echo "round $r done" >&2
+  echo "round $round done" >&2
 done
 
 echo "seed: ${size_mib} MiB to one libtorrent leecher over loopback, one seeder at a time, $(nproc) cores, median of $rounds rounds"
