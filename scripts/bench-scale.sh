@@ -19,8 +19,9 @@
 # once. Every client is given every seeder (rivulet: --peer per seeder and
 # --max-peers PEERS; rqbit: --initial-peers and --peer-limit PEERS); the
 # table gives the most peers each had connected at once (counted by the
-# seeders, not taken from the client), wall, CPU, peak RSS, and the data the
-# seeders sent over the torrent's size (above 1: blocks fetched twice).
+# seeders, not taken from the client), how many of them sent it at least one
+# block, wall, CPU, peak RSS, and the data the seeders sent over the
+# torrent's size (above 1: blocks fetched more than once).
 #
 # PARTS="pieces" or PARTS="peers" runs one part; CLIENTS="rivulet" leaves
 # rqbit out. Each client first runs once untimed (a warm-up; WARMUP=0 skips
@@ -176,22 +177,23 @@ if [[ " $parts " == *" peers "* ]]; then
       [ "$(grep -c '^session' "$work/swarm.log" || true)" -gt "$sessions" ] && break; sleep 0.1
     done
     [ "$warm" = 1 ] && return 0
-    grep '^session' "$work/swarm.log" | tail -1 | tr '=' ' ' |
-      awk -v name="$2" '{ print "session", name, $3, $5, $11 }' >> "$work/results.txt"
+    grep '^session' "$work/swarm.log" | tail -1 |
+      awk -v name="$2" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        print "session", name, v["peak_peers"], v["active"], v["bytes"] }' >> "$work/results.txt"
   }
   rounds_of peers
   echo
   echo "peers: ${mib} MiB (pieces of $piece) from $peers seeders (swarm_seed, one process) over loopback, $(nproc) cores, median of $rounds rounds"
-  printf '%-8s %14s %8s %13s %8s %8s %12s\n' client peak_peers wall_s wall_min-max cpu_s rss_MiB served/size
+  printf '%-8s %14s %7s %8s %13s %8s %8s %12s\n' client peak_peers active wall_s wall_min-max cpu_s rss_MiB served/size
   awk -v clients="$clients" -v size=$((mib * 1024 * 1024)) "$awk_lib"'
     $1 == "peers" { wall[$2] = wall[$2] " " $3; cpu[$2] = cpu[$2] " " $4; rss[$2] = rss[$2] " " $5 }
-    $1 == "session" { peak[$2] = peak[$2] " " $3; served[$2] = served[$2] " " $5 }
+    $1 == "session" { peak[$2] = peak[$2] " " $3; active[$2] = active[$2] " " $4; served[$2] = served[$2] " " $5 }
     END {
       nc = split(clients, order, " ")
       for (c = 1; c <= nc; c++) {
         t = order[c]
-        printf "%-8s %14s %8.2f %13s %8.2f %8.1f %12.2f\n", t, sprintf("%d (%d-%d)", median(peak[t]), lo(peak[t]), hi(peak[t])),
-          median(wall[t]), sprintf("%.2f-%.2f", lo(wall[t]), hi(wall[t])), median(cpu[t]), median(rss[t]) / 1024, median(served[t]) / size
+        printf "%-8s %14s %7d %8.2f %13s %8.2f %8.1f %12.2f\n", t, sprintf("%d (%d-%d)", median(peak[t]), lo(peak[t]), hi(peak[t])),
+          median(active[t]), median(wall[t]), sprintf("%.2f-%.2f", lo(wall[t]), hi(wall[t])), median(cpu[t]), median(rss[t]) / 1024, median(served[t]) / size
       }
     }' "$work/results.txt"
 fi

@@ -19,12 +19,14 @@
 //! client's run):
 //!
 //! ```text
-//! session peak_peers=P peers=D connections=C blocks=B bytes=X
+//! session peak_peers=P peers=D active=A connections=C blocks=B bytes=X
 //! ```
 //!
 //! `peak_peers` is the most handshaken connections open at once, `peers` the
-//! number of our addresses that completed a handshake, `connections` the TCP
-//! connections accepted, `blocks` and `bytes` what was served. The peak is
+//! number of our addresses that completed a handshake, `active` the number
+//! that served at least one block (a connected peer the client never asks
+//! is connected but useless), `connections` the TCP connections accepted,
+//! `blocks` and `bytes` what was served. The peak is
 //! the honest figure for "how many peers the client had connected at once".
 //!
 //! Loopback only by intent: nothing stops another address, but the point is
@@ -88,6 +90,7 @@ struct Session {
     handshaken: usize,
     peak: usize,
     addrs: HashSet<Ipv4Addr>,
+    active: HashSet<Ipv4Addr>,
     accepted: u64,
     blocks: u64,
     bytes: u64,
@@ -161,7 +164,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     // the normal end, and a broken rule needs no report.
                     let _ =
                         serve(stream, &torrent, PeerId(peer_id), &session, ip, &mut served).await;
-                    close(&session, &served);
+                    close(&session, &served, ip);
                 });
             }
         });
@@ -172,19 +175,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
 /// Adds what a closed connection did to its session, and reports the
 /// session when it was the last connection open.
-fn close(session: &Shared, served: &Served) {
+fn close(session: &Shared, served: &Served, ip: Ipv4Addr) {
     let mut s = lock(session);
     s.open -= 1;
     if served.handshaken {
         s.handshaken -= 1;
     }
+    if served.blocks > 0 {
+        s.active.insert(ip);
+    }
     s.blocks += served.blocks;
     s.bytes += served.bytes;
     if s.open == 0 {
         println!(
-            "session peak_peers={} peers={} connections={} blocks={} bytes={}",
+            "session peak_peers={} peers={} active={} connections={} blocks={} bytes={}",
             s.peak,
             s.addrs.len(),
+            s.active.len(),
             s.accepted,
             s.blocks,
             s.bytes
