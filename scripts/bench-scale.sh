@@ -6,8 +6,10 @@
 # Part `pieces`: torrents of 10,000, 50,000 and 100,000 pieces of 16 KiB
 # (156 MiB, 781 MiB, 1.53 GiB), each downloaded from one seeder by rivulet
 # and rqbit, alternating; the table gives wall time, CPU time (user + system)
-# and peak RSS, and the wall and CPU microseconds per piece, so that a cost
-# per piece that grows with the piece count shows. PIECES="10000 100000"
+# and peak RSS, and the wall, CPU and user-space CPU microseconds per piece,
+# so that a cost per piece that grows with the piece count shows (user time
+# apart: the kernel's share, page cache and writeback, grows with the file
+# once it outgrows the dirty-page limits, whatever the client does). PIECES="10000 100000"
 # picks the sizes; SEEDER=swarm serves them from swarm_seed (below) instead
 # of a libtorrent seeder (scripts/lt_peer.py, the default).
 #
@@ -71,7 +73,7 @@ make_torrent() { # bytes, piece
 }
 
 warm=0
-run() { # label, name, command...: appends "label name wall cpu maxrss_kib" after checking the data
+run() { # label, name, command...: appends "label name wall cpu maxrss_kib user" after checking the data
   local label=$1 name=$2; shift 2
   rm -rf "$work/out"; mkdir -p "$work/out"; sync
   /usr/bin/time -f "$name %e %U %S %M" -o "$work/time.txt" "$@" >"$work/$name.log" 2>&1 \
@@ -79,7 +81,7 @@ run() { # label, name, command...: appends "label name wall cpu maxrss_kib" afte
   cmp -s "$work/out/data.bin" "$work/seed/data.bin" || { echo "$name: data differs" >&2; return 1; }
   rm -rf "$work/out"
   [ "$warm" = 1 ] && return 0 # a warm-up run counts for nothing
-  awk -v label="$label" '{ print label, $1, $2, $3 + $4, $5 }' "$work/time.txt" >> "$work/results.txt"
+  awk -v label="$label" '{ print label, $1, $2, $3 + $4, $5, $3 }' "$work/time.txt" >> "$work/results.txt"
 }
 
 # The warm-up (unless WARMUP=0), then ROUNDS rounds of every client, each
@@ -135,15 +137,16 @@ if [[ " $parts " == *" pieces "* ]]; then
   done
   echo
   echo "pieces: torrents of 16 KiB pieces from one $seeder seeder over loopback, $(nproc) cores, median of $rounds rounds"
-  printf '%-8s %-8s %8s %13s %8s %8s %10s %10s\n' pieces client wall_s wall_min-max cpu_s rss_MiB wall_us/pc cpu_us/pc
+  printf '%-8s %-8s %8s %13s %8s %8s %10s %10s %10s\n' pieces client wall_s wall_min-max cpu_s rss_MiB wall_us/pc cpu_us/pc user_us/pc
   awk -v clients="$clients" -v sizes="${PIECES:-10000 50000 100000}" "$awk_lib"'
-    $1 ~ /^[0-9]+$/ { k = $1 " " $2; wall[k] = wall[k] " " $3; cpu[k] = cpu[k] " " $4; rss[k] = rss[k] " " $5 }
+    $1 ~ /^[0-9]+$/ { k = $1 " " $2; wall[k] = wall[k] " " $3; cpu[k] = cpu[k] " " $4; rss[k] = rss[k] " " $5; usr[k] = usr[k] " " $6 }
     END {
       ns = split(sizes, size, " "); nc = split(clients, order, " ")
       for (s = 1; s <= ns; s++) for (c = 1; c <= nc; c++) {
         k = size[s] " " order[c]; w = median(wall[k]); u = median(cpu[k])
-        printf "%-8s %-8s %8.2f %13s %8.2f %8.1f %10.1f %10.1f\n", size[s], order[c], w,
-          sprintf("%.2f-%.2f", lo(wall[k]), hi(wall[k])), u, median(rss[k]) / 1024, w * 1e6 / size[s], u * 1e6 / size[s]
+        printf "%-8s %-8s %8.2f %13s %8.2f %8.1f %10.1f %10.1f %10.1f\n", size[s], order[c], w,
+          sprintf("%.2f-%.2f", lo(wall[k]), hi(wall[k])), u, median(rss[k]) / 1024, w * 1e6 / size[s], u * 1e6 / size[s],
+          median(usr[k]) * 1e6 / size[s]
       }
     }' "$work/results.txt"
 fi
