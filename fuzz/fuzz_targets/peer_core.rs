@@ -53,6 +53,9 @@ impl TorrentAccess for Torrent {
             self.picker.is_interesting(|p| bits.get(p as usize))
         }
     }
+    fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32> {
+        self.picker.next_wanted(from, |p| bits.get(p as usize))
+    }
     fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool) {
         if seed {
             self.picker.add_seed();

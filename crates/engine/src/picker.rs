@@ -18,8 +18,9 @@
 //! - **Rarest first**: afterwards, the new piece held by the fewest peers, ties
 //!   broken randomly.
 //! - **End-game**: once no piece is left unstarted and the peer can get no free
-//!   block, it may request blocks already requested from others; the first copy
-//!   to arrive wins and the caller cancels the rest.
+//!   block, it may request blocks already requested from others (at most
+//!   [`END_GAME_REQUESTERS`] peers a block); the first copy to arrive wins
+//!   and the caller cancels the rest.
 //!
 //! Availability is kept in buckets (pieces sorted by how many peers have them,
 //! with the start index of each count), so a `have` message costs O(1): the
@@ -40,6 +41,11 @@ pub const BLOCK_LEN: u32 = 16 * 1024;
 
 /// New pieces are picked at random until this many are complete.
 pub const RANDOM_START_PIECES: u32 = 4;
+
+/// In end-game, the most peers asked for one block: a second copy on its
+/// way saves the download from one slow peer; with every peer asking for
+/// every block (200 peers), a quarter of the data came twice or more.
+pub const END_GAME_REQUESTERS: usize = 2;
 
 /// The engine's handle on a peer connection.
 pub type PeerKey = u32;
@@ -368,7 +374,19 @@ impl PiecePicker {
 
     /// Whether the peer has any piece we still lack.
     pub fn is_interesting(&self, peer_has: impl Fn(u32) -> bool) -> bool {
-        (0..self.num_pieces()).any(|p| self.state[p as usize] != PieceState::Have && peer_has(p))
+        self.next_wanted(0, peer_has).is_some()
+    }
+
+    /// The first piece at or after `from` (wrapping round) that the peer has
+    /// and we still lack. Kept as a hint by the caller, so that checking
+    /// interest again after each piece we get costs O(1) while the hinted
+    /// piece is still wanted, rather than a scan of the whole torrent.
+    pub fn next_wanted(&self, from: u32, peer_has: impl Fn(u32) -> bool) -> Option<u32> {
+        let n = self.num_pieces();
+        let from = if from < n { from } else { 0 };
+        (from..n)
+            .chain(0..from)
+            .find(|p| self.state[*p as usize] != PieceState::Have && peer_has(*p))
     }
 
     /// Up to `want` blocks to request from peer `peer`, which has the pieces for
@@ -509,7 +527,7 @@ impl PiecePicker {
             }
             for (b, s) in p.blocks.iter().enumerate() {
                 if let BlockState::Requested(who) = s {
-                    if !who.contains(&peer) {
+                    if who.len() < END_GAME_REQUESTERS && !who.contains(&peer) {
                         candidates.push((who.len(), i, b));
                     }
                 }

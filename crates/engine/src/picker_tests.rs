@@ -175,6 +175,9 @@ fn end_game_duplicates_and_cancels() {
         }
     );
     assert_eq!(p.on_block_received(dup[0], 1), Received::Duplicate);
+    // The other three blocks have two requesters each: a third peer gets
+    // none of them.
+    assert!(p.pick(3, all, 10, &mut r).is_empty());
     p.check_invariants();
 }
 
@@ -251,6 +254,9 @@ fn interest() {
     let p = picker(4, &[0, 1]);
     assert!(!p.is_interesting(|x| x < 2));
     assert!(p.is_interesting(|x| x == 3));
+    assert_eq!(p.next_wanted(3, |x| x == 2 || x == 3), Some(3));
+    assert_eq!(p.next_wanted(4, |x| x == 2 || x == 3), Some(2));
+    assert_eq!(p.next_wanted(9, |x| x < 2), None);
 }
 
 #[derive(Debug, Clone)]

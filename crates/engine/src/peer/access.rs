@@ -37,6 +37,9 @@ pub trait TorrentAccess {
     /// Whether a peer with pieces `bits` (every piece, when `seed`) has a
     /// piece we still lack.
     fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool;
+    /// The first piece at or after `from` (wrapping round) that a peer with
+    /// pieces `bits` has and we still lack.
+    fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32>;
     /// The peer's pieces now count towards availability.
     fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool);
     /// The peer's pieces no longer count towards availability.

@@ -1076,3 +1076,57 @@ async fn blocks_sent_far_out_of_order_verify() {
     assert_eq!(leecher.storage.contents(), fx.data);
     assert_eq!(leecher.stat(|s| &s.hash_failures), 0);
 }
+
+/// Interest follows what a partial peer has: interested while it has a
+/// piece we lack, not interested once we have got those pieces elsewhere
+/// (checked after every piece we get, from a hint, not by a scan).
+#[tokio::test]
+async fn interest_in_a_partial_peer_ends_when_we_have_its_pieces() {
+    let fx = Fixture::sized(13, 32 * 1024, 40 * 32 * 1024);
+    let (leecher, partial, seeder) = (
+        Node::leecher(&fx, 2),
+        Node::seeder(&fx, 4),
+        Node::seeder(&fx, 3),
+    );
+    let nodes = [&leecher, &seeder];
+    let mut net = Net::new();
+    let p = net.connect_script(&leecher, &partial, true);
+    // Pieces 3 and 7 only; it never unchokes.
+    net.send(
+        p,
+        Message::Bitfield(Bytes::from_static(&[0b0001_0001, 0, 0, 0, 0])),
+    );
+    // Two more that have every other piece (and never unchoke either), so
+    // that 3 and 7 are the rarest and come early, not last.
+    for n in [5, 6] {
+        let other = Node::seeder(&fx, n);
+        let c = net.connect_script(&leecher, &other, true);
+        net.send(
+            c,
+            Message::Bitfield(Bytes::from_static(&[0b1110_1110, 255, 255, 255, 255])),
+        );
+    }
+    net.settle(&nodes).await;
+    assert!(net.got(p).contains(&Message::Interested));
+    // Everything comes from the seeder, a piece at a time.
+    let s = net.connect(&leecher, &seeder, true);
+    net.conns[s].pipes[1].rate = Some(64 * 1024);
+    let has = |piece| leecher.shared.lock().picker.have(piece);
+    let mut lost_at = None;
+    for step in 0..1000 {
+        if leecher.is_complete() {
+            break;
+        }
+        net.advance(Duration::from_millis(100), &nodes).await;
+        let lost = net.got(p).contains(&Message::NotInterested);
+        // Not before both of its pieces are ours; at once after.
+        assert_eq!(lost, has(3) && has(7), "step {step}");
+        if lost && lost_at.is_none() {
+            lost_at = Some(leecher.shared.lock().picker.have_count());
+        }
+    }
+    assert!(leecher.is_complete());
+    // Lost before the end (3 and 7, the rarest, are picked right after
+    // the random start), not only when the download completed.
+    assert!(lost_at.is_some_and(|n| n < 30), "{lost_at:?}");
+}

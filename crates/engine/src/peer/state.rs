@@ -120,6 +120,9 @@ pub struct PeerState {
     // Downloading.
     peer_choking: bool,
     am_interested: bool,
+    /// A piece the peer has that we lacked when last checked: where the
+    /// next check of our interest starts.
+    wanted_hint: u32,
     reqq: usize,
     /// Our requests not yet answered, oldest first.
     outstanding: VecDeque<Block>,
@@ -198,6 +201,7 @@ impl PeerState {
             pieces_known: false,
             peer_choking: true,
             am_interested: false,
+            wanted_hint: 0,
             reqq: DEFAULT_REQQ,
             outstanding: VecDeque::new(),
             last_data: now,
@@ -691,8 +695,11 @@ impl PeerState {
         }
         if !self.seed && self.bits.set(piece as usize) {
             let want = t.peer_has(piece);
-            if want && !self.am_interested {
-                self.set_interested(true);
+            if want {
+                self.wanted_hint = piece;
+                if !self.am_interested {
+                    self.set_interested(true);
+                }
             }
         }
         Ok(())
@@ -769,8 +776,22 @@ impl PeerState {
     }
 
     fn update_interest_after_have(&mut self, t: &mut impl TorrentAccess) {
-        if self.am_interested && !t.is_interesting(&self.bits, self.seed) {
-            self.set_interested(false);
+        if !self.am_interested {
+            return;
+        }
+        if self.seed {
+            if t.is_complete() {
+                self.set_interested(false);
+            }
+            return;
+        }
+        // From the last piece found wanted: O(1) while it still is, and
+        // each piece passed over stays unwanted until the peer announces it
+        // (which moves the hint there), so the whole run costs one pass
+        // over the torrent per peer, not one per piece we get.
+        match t.next_wanted(&self.bits, self.wanted_hint) {
+            Some(p) => self.wanted_hint = p,
+            None => self.set_interested(false),
         }
     }
 

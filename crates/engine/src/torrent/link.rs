@@ -81,6 +81,11 @@ impl TorrentAccess for PeerLink {
         }
     }
 
+    fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32> {
+        let state = self.shared.lock();
+        state.picker.next_wanted(from, |p| bits.get(p as usize))
+    }
+
     fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool) {
         let mut state = self.shared.lock();
         if seed {
