@@ -248,6 +248,8 @@ pub fn create(
 mod tests {
     use std::fs;
 
+    use sha1::Digest;
+
     use super::*;
     use crate::piece_io::{check_pieces, PieceCheck};
     use crate::Metainfo;
@@ -356,5 +358,39 @@ mod tests {
             scan(&dir.path().join("nope")),
             Err(CreateError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn pieces_are_the_sha1_of_the_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        fs::create_dir_all(root.join("z")).unwrap();
+        // Scanned in name order: a, b (empty), c, z/d. Pieces span files, and
+        // with 2 MiB pieces there are fewer pieces than most machines' cores.
+        let files: [(&str, usize); 4] = [
+            ("a", 1_234_567),
+            ("b", 0),
+            ("c", 40_000),
+            ("z/d", 2_000_003),
+        ];
+        let mut all = Vec::new();
+        for (i, (name, len)) in files.iter().enumerate() {
+            let bytes: Vec<u8> = (0..*len).map(|b| (b % 253 + i) as u8).collect();
+            fs::write(root.join(name), &bytes).unwrap();
+            all.extend_from_slice(&bytes);
+        }
+        for piece_length in [16 << 10, 256 << 10, 2 << 20] {
+            let options = CreateOptions {
+                piece_length: Some(piece_length),
+                ..CreateOptions::default()
+            };
+            let bytes = create(&scan(&root).unwrap(), &options, &|_| {}).unwrap();
+            let m = Metainfo::from_bytes(&bytes).unwrap();
+            let want: Vec<[u8; 20]> = all
+                .chunks(piece_length as usize)
+                .map(|piece| sha1::Sha1::digest(piece).into())
+                .collect();
+            assert_eq!(m.info.pieces, want, "piece length {piece_length}");
+        }
     }
 }
