@@ -2,6 +2,7 @@
 //! torrent creation (hash the source data) and verification (check downloaded
 //! data against the torrent's hashes).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::ops::Range;
@@ -79,6 +80,7 @@ pub fn hash_piece(
     let mut reader = Reader {
         buf: std::mem::take(buf),
         open: None,
+        absent: HashSet::new(),
     };
     let hash = reader.hash_piece(layout, files, piece);
     *buf = reader.buf;
@@ -93,6 +95,10 @@ struct Reader {
     buf: Vec<u8>,
     /// The file last read (index in the torrent) and its handle.
     open: Option<(usize, File)>,
+    /// Files found missing: not looked for again (a fresh download would
+    /// otherwise try to open its absent files once per piece, 100,000 times
+    /// for a torrent of 100,000 pieces).
+    absent: HashSet<usize>,
 }
 
 impl Reader {
@@ -100,6 +106,7 @@ impl Reader {
         Reader {
             buf: Vec::new(),
             open: None,
+            absent: HashSet::new(),
         }
     }
 
@@ -214,9 +221,17 @@ impl Reader {
             dest.fill(0);
             return Ok(());
         };
+        if self.absent.contains(&file) {
+            return Err(classify(path, io::ErrorKind::NotFound.into()));
+        }
         let handle = match self.open.take() {
             Some((index, handle)) if index == file => handle,
-            _ => File::open(path).map_err(|e| classify(path, e))?,
+            _ => File::open(path).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    self.absent.insert(file);
+                }
+                classify(path, e)
+            })?,
         };
         let read = handle
             .read_exact_at(dest, offset)
