@@ -673,6 +673,10 @@ async fn stalled_peer_is_dropped_after_two_timeouts() {
         dir.path(),
         TorrentConfig {
             request_timeout: Duration::from_millis(300),
+            // 16 pieces of two blocks in progress at most: after its first
+            // timeout the peer can only be asked for those blocks again.
+            max_pieces_in_progress: 16,
+            min_bytes_in_progress: 0,
             ..config()
         },
     )

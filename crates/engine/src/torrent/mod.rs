@@ -89,8 +89,17 @@ pub struct TorrentConfig {
     /// A peer with requests outstanding that sends nothing for this long has
     /// its requests given to others.
     pub request_timeout: Duration,
-    /// Most pieces in progress at once (bounds download buffer memory).
+    /// Most pieces in progress at once, unless that is less than
+    /// `min_bytes_in_progress`. Each piece in progress is a place where a
+    /// stopped download leaves partial data to fetch again.
     pub max_pieces_in_progress: usize,
+    /// With small pieces, as many pieces in progress as make this many
+    /// bytes, whatever `max_pieces_in_progress` says: 16 pieces of 16 KiB
+    /// would be 16 blocks in flight for all peers together. 100,000 pieces
+    /// of 16 KiB from one libtorrent seeder took 0.79x the time with 1 MiB
+    /// (64 pieces) than with 16 pieces; 4 MiB was faster still but took 33
+    /// MiB of memory instead of 24 (more data in flight).
+    pub min_bytes_in_progress: u64,
     /// Regular upload slots (plus one optimistic unchoke).
     pub upload_slots: usize,
 }
@@ -103,6 +112,7 @@ impl Default for TorrentConfig {
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
             max_pieces_in_progress: 16,
+            min_bytes_in_progress: 1024 * 1024,
             upload_slots: crate::choker::DEFAULT_SLOTS,
         }
     }
@@ -217,8 +227,11 @@ fn new_picker(info: &Info, config: &Settings, have: &[bool], rng: &mut StdRng) -
         rng,
     );
     // Blocks go to disk as they arrive (`disk`): pieces in progress cost no
-    // memory, whatever their size.
-    picker.set_max_in_progress(config.max_pieces_in_progress);
+    // memory, whatever their size. Small pieces: enough of them for
+    // `min_bytes_in_progress`.
+    let by_bytes = usize::try_from(config.min_bytes_in_progress / u64::from(piece_length.max(1)))
+        .unwrap_or(usize::MAX);
+    picker.set_max_in_progress(config.max_pieces_in_progress.max(by_bytes));
     picker
 }
 
