@@ -76,9 +76,8 @@ echo "== speed over time ($trace_seeds seeders)" >&2
 SEEDS=$trace_seeds CLIENTS=$trace_clients TRACE="$work/trace" "$root/scripts/bench-download.sh" "$size" 1 >&2
 
 # --- the data behind the plots ---
-cp "$work/raw-download.tsv" "$work/raw-seed.tsv" "$work/machine.txt" "$out/"
-# medians with min and max, per client and number of seeders; MiB/s is size / wall time
-awk -F'\t' -v OFS='\t' -v clients="$clients" '
+# awk: median, lowest and highest of a space-separated list
+stats='
   function sort(list, a,   n, i, j, t) {
     n = split(list, a, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -87,6 +86,10 @@ awk -F'\t' -v OFS='\t' -v clients="$clients" '
   function med(list,   a, n) { n = sort(list, a); return a[int((n + 1) / 2)] }
   function lo(list,   a) { sort(list, a); return a[1] }
   function hi(list,   a, n) { n = sort(list, a); return a[n] }
+'
+cp "$work/raw-download.tsv" "$work/raw-seed.tsv" "$work/machine.txt" "$out/"
+# medians with min and max, per client and number of seeders; MiB/s is size / wall time
+awk -F'\t' -v OFS='\t' -v clients="$clients" "$stats"'
   NR == 1 { next }
   { k = $1 SUBSEP $2; wall[k] = wall[k] " " $6; cpu[k] = cpu[k] " " $7; rss[k] = rss[k] " " $8; size[k] = $3; n[k]++
     if (!($2 in seen)) { seen[$2] = 1; seeds[++ns] = $2 } }
@@ -100,15 +103,7 @@ awk -F'\t' -v OFS='\t' -v clients="$clients" '
         m / w, m / hi(wall[k]), m / lo(wall[k]), med(cpu[k]), med(cpu[k]) * 1024 / m, med(rss[k]) / 1024
     }
   }' "$work/raw-download.tsv" > "$out/download.tsv"
-awk -F'\t' -v OFS='\t' -v seeders="$seeders" '
-  function sort(list, a,   n, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return n
-  }
-  function med(list,   a, n) { n = sort(list, a); return a[int((n + 1) / 2)] }
-  function lo(list,   a) { sort(list, a); return a[1] }
-  function hi(list,   a, n) { n = sort(list, a); return a[n] }
+awk -F'\t' -v OFS='\t' -v seeders="$seeders" "$stats"'
   NR == 1 { next }
   { x[$1] = x[$1] " " $5; cpu[$1] = cpu[$1] " " $6; rss[$1] = rss[$1] " " $7; lcpu[$1] = lcpu[$1] " " $8; size[$1] = $2; n[$1]++ }
   END {

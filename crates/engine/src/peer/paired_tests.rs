@@ -1025,6 +1025,15 @@ async fn pieces_shared_by_several_peers_verify() {
     }
 }
 
+/// The `piece` message that answers request `r` with the fixture's data.
+fn piece_message(fx: &Fixture, r: BlockRequest) -> Message {
+    Message::Piece {
+        piece: r.piece,
+        offset: r.offset,
+        data: Bytes::copy_from_slice(fx.block(&r).unwrap()),
+    }
+}
+
 /// A peer that sends every block of a piece before the piece's first one:
 /// the blocks wait, in memory while they fit in `HOLD_AHEAD` and on disk
 /// past that, until the first arrives; then the piece is hashed from both
@@ -1056,32 +1065,14 @@ async fn blocks_sent_far_out_of_order_verify() {
                 firsts.push(r);
                 continue;
             }
-            let data = Bytes::copy_from_slice(fx.block(&r).unwrap());
-            let (piece, offset) = (r.piece, r.offset);
-            net.send(
-                c,
-                Message::Piece {
-                    piece,
-                    offset,
-                    data,
-                },
-            );
+            net.send(c, piece_message(&fx, r));
             sent += 1;
         }
         if sent == 0 {
             // Nothing else asked: now the first blocks.
             assert!(!firsts.is_empty(), "the leecher stopped asking");
             for r in firsts.drain(..) {
-                let data = Bytes::copy_from_slice(fx.block(&r).unwrap());
-                let (piece, offset) = (r.piece, r.offset);
-                net.send(
-                    c,
-                    Message::Piece {
-                        piece,
-                        offset,
-                        data,
-                    },
-                );
+                net.send(c, piece_message(&fx, r));
             }
         }
     }
