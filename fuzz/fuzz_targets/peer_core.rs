@@ -46,13 +46,6 @@ impl TorrentAccess for Torrent {
     fn is_complete(&self) -> bool {
         self.picker.is_complete()
     }
-    fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool {
-        if seed {
-            !self.picker.is_complete()
-        } else {
-            self.picker.is_interesting(|p| bits.get(p as usize))
-        }
-    }
     fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32> {
         self.picker.next_wanted(from, |p| bits.get(p as usize))
     }

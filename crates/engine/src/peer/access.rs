@@ -36,7 +36,13 @@ pub trait TorrentAccess {
     fn is_complete(&self) -> bool;
     /// Whether a peer with pieces `bits` (every piece, when `seed`) has a
     /// piece we still lack.
-    fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool;
+    fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool {
+        if seed {
+            !self.is_complete()
+        } else {
+            self.next_wanted(bits, 0).is_some()
+        }
+    }
     /// The first piece at or after `from` (wrapping round) that a peer with
     /// pieces `bits` has and we still lack.
     fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32>;

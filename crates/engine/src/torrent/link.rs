@@ -72,15 +72,6 @@ impl TorrentAccess for PeerLink {
         self.shared.is_complete()
     }
 
-    fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool {
-        let state = self.shared.lock();
-        if seed {
-            !state.picker.is_complete()
-        } else {
-            state.picker.is_interesting(|p| bits.get(p as usize))
-        }
-    }
-
     fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32> {
         let state = self.shared.lock();
         state.picker.next_wanted(from, |p| bits.get(p as usize))
