@@ -17,13 +17,34 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 const URL_GIVEN: &str = "rivulet does not fetch .torrent files from the web: \
                          download it first (for example with `curl -O URL`), then give the file";
 
-/// The .torrent file of `download`, `seed` and `verify`: a path, not a
-/// magnet link or a web address (said plainly, rather than "No such file").
+/// What `download` and `seed` start from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A .torrent file.
+    File(PathBuf),
+    /// A magnet link: the metadata comes from peers (or from an earlier run).
+    Magnet(Box<rivulet_core::Magnet>),
+}
+
+/// The torrent of `download` and `seed`: a .torrent file or a magnet link
+/// (checked here, so that a broken link is an error before anything starts),
+/// not a web address.
+pub fn torrent_source(s: &str) -> Result<Source, String> {
+    if starts_with_ignore_case(s, "magnet:") {
+        return rivulet_core::Magnet::parse(s)
+            .map(|m| Source::Magnet(Box::new(m)))
+            .map_err(|e| format!("invalid magnet link: {e}"));
+    }
+    torrent_file(s).map(Source::File)
+}
+
+/// The .torrent file of `verify`: a path, not a magnet link or a web
+/// address (said plainly, rather than "No such file").
 pub fn torrent_file(s: &str) -> Result<PathBuf, String> {
     if starts_with_ignore_case(s, "magnet:") {
         return Err(
-            "magnet links cannot be downloaded yet (coming in a later release); \
-                    give a .torrent file (`rivulet info MAGNET` shows what the link holds)"
+            "verify needs the .torrent file; for a magnet link, give the one `rivulet download` \
+             kept in DIR/.rivulet/<info-hash>.torrent (or save one with `rivulet info MAGNET --fetch --save FILE`)"
                 .into(),
         );
     }
@@ -201,9 +222,14 @@ mod tests {
     fn torrent_files_are_not_links() {
         assert_eq!(torrent_file("a.torrent"), Ok(PathBuf::from("a.torrent")));
         let magnet = torrent_file("MAGNET:?xt=urn:btih:aa").unwrap_err();
-        assert!(
-            magnet.contains("magnet links cannot be downloaded yet"),
-            "{magnet}"
+        assert!(magnet.contains("verify needs the .torrent file"), "{magnet}");
+        let link = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
+        assert!(matches!(torrent_source(link), Ok(Source::Magnet(_))));
+        let bad = torrent_source("MAGNET:?xt=urn:btih:aa").unwrap_err();
+        assert!(bad.starts_with("invalid magnet link: "), "{bad}");
+        assert_eq!(
+            torrent_source("a.torrent"),
+            Ok(Source::File(PathBuf::from("a.torrent")))
         );
         let web = torrent_file("https://example.org/x.torrent").unwrap_err();
         assert!(web.contains("download it first"), "{web}");

@@ -48,6 +48,27 @@ pub struct Args {
 }
 
 /// Parses "16384", "256K", "256KiB", "4M", "4MiB" (binary multiples).
+/// Writes a .torrent to `output` through a temporary file renamed into
+/// place, so that an interrupted run never leaves a truncated one behind;
+/// an existing file is replaced only when `force`.
+pub fn write_torrent_file(output: &std::path::Path, bytes: &[u8], force: bool) -> Result<()> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    if force {
+        tmp.persist(output)
+    } else {
+        tmp.persist_noclobber(output)
+    }
+    .with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(())
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -115,22 +136,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 
-    // Write to a temporary file and rename, so an interrupted run never leaves a
-    // truncated .torrent behind.
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(&bytes)
-        .with_context(|| format!("cannot write {}", output.display()))?;
-    if args.force {
-        tmp.persist(&output)
-    } else {
-        tmp.persist_noclobber(&output)
-    }
-    .with_context(|| format!("cannot write {}", output.display()))?;
+    write_torrent_file(&output, &bytes, args.force)?;
 
     let m = Metainfo::from_bytes(&bytes).context("the torrent just created does not parse")?;
     if !args.quiet {

@@ -24,9 +24,10 @@ use crate::Outcome as Exit;
 /// What `download` and `seed` share: the torrent, the folder, the network.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// The .torrent file.
-    #[arg(value_parser = args::torrent_file)]
-    torrent: PathBuf,
+    /// The .torrent file, or a magnet link (its metadata is fetched from
+    /// peers, then kept in DIR/.rivulet/ for the next run).
+    #[arg(value_name = "TORRENT|MAGNET", value_parser = args::torrent_source)]
+    torrent: args::Source,
     /// Folder of the data (the torrent's file or top folder goes inside).
     #[arg(short, long, value_name = "DIR", default_value = ".", value_parser = args::data_folder)]
     output: PathBuf,
@@ -100,16 +101,50 @@ pub fn run_seed(args: SeedArgs) -> Result<Exit> {
     start(args.common, SeedPolicy::FOREVER, Mode::Seed)
 }
 
+/// What the session starts from: a torrent read (from its file, or kept by
+/// an earlier run of the same magnet link), or a magnet link whose metadata
+/// is to be fetched.
+enum Start {
+    Loaded(Box<Metainfo>),
+    Fetch(Box<rivulet_core::Magnet>),
+}
+
 fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
-    let bytes = std::fs::read(&args.torrent)
-        .with_context(|| format!("cannot read {}", args.torrent.display()))?;
-    let metainfo = Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", args.torrent.display()))?;
-    if mode == Mode::Download && args.peers.is_empty() && metainfo.tracker_tiers().is_empty() {
-        bail!(
-            "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"
-        );
-    }
+    let start = match &args.torrent {
+        args::Source::File(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let metainfo = Metainfo::from_bytes(&bytes)
+                .with_context(|| format!("{} is not a valid torrent", path.display()))?;
+            if mode == Mode::Download
+                && args.peers.is_empty()
+                && metainfo.tracker_tiers().is_empty()
+            {
+                bail!(
+                    "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"
+                );
+            }
+            Start::Loaded(Box::new(metainfo))
+        }
+        args::Source::Magnet(magnet) => {
+            match crate::magnet::kept(&args.output, &magnet.info_hash) {
+                Some(metainfo) => Start::Loaded(Box::new(metainfo)),
+                None => {
+                    if args.peers.is_empty()
+                        && magnet.trackers.is_empty()
+                        && magnet.peers.is_empty()
+                        && magnet.peer_hosts.is_empty()
+                    {
+                        bail!(
+                        "no peers to fetch the metadata from: the magnet link names no tracker (tr) and no peer (x.pe), \
+                         and DHT is not available yet; give some with --peer IP:PORT"
+                    );
+                    }
+                    Start::Fetch(magnet.clone())
+                }
+            }
+        }
+    };
     // A seeder serves what is there: it creates no folder (a missing one
     // holds none of the data, which `DataFolder::open` reports).
     if mode == Mode::Download {
@@ -120,7 +155,7 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(session(args, metainfo, policy, mode))
+    runtime.block_on(session(args, start, policy, mode))
 }
 
 /// Where resume data goes when the data folder is read-only:
@@ -154,7 +189,7 @@ async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
+async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
     let started = Instant::now();
     // A host name may stand for addresses of both families, but from --bind
     // only its family can be reached: a peer with none such is a mistake to
@@ -172,12 +207,53 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
             );
         }
     }
-    let total = metainfo.info.total_length();
     let session = Session::new(SessionConfig {
         listen_port: Some(args.port),
         bind: args.bind,
         ..SessionConfig::default()
     })?;
+    // Only addresses of --bind's family can be reached (checked above).
+    let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
+    let peers: Vec<SocketAddr> = args
+        .peers
+        .iter()
+        .flat_map(|p| p.addrs.iter().copied().filter(family_ok))
+        .collect();
+    // The link's peers (x.pe) serve the download too, whether the metadata
+    // is fetched now or was kept by an earlier run.
+    let link_peers = match &args.torrent {
+        args::Source::Magnet(m) => m.peers.clone(),
+        args::Source::File(_) => Vec::new(),
+    };
+    let metainfo = match start {
+        Start::Loaded(m) => *m,
+        Start::Fetch(magnet) => {
+            let fetched = tokio::select! {
+                () = interrupted() => None,
+                f = crate::magnet::fetch(&session, &magnet, &peers, args.quiet) => Some(f),
+            };
+            let Some(fetched) = fetched else {
+                session.shutdown().await;
+                eprintln!(
+                    "stopped while fetching the metadata; run the same command again to go on"
+                );
+                return Ok(Exit::Incomplete);
+            };
+            let (bytes, metainfo) = fetched?;
+            // Kept for the next run (and for `verify`); a folder that
+            // cannot take it only costs a fetch next time.
+            let kept = if mode == Mode::Download || args.output.is_dir() {
+                crate::magnet::keep(&args.output, &magnet.info_hash, &bytes)
+            } else {
+                Err(anyhow::anyhow!("no data folder {}", args.output.display()))
+            };
+            if let Err(e) = kept {
+                eprintln!("warning: the fetched .torrent was not kept: {e:#}");
+            }
+            metainfo
+        }
+    };
+    let total = metainfo.info.total_length();
     // Locked after binding (so that a run that cannot listen writes
     // nothing) and before the port notice (so that a second run on the same
     // data says only that it is in use).
@@ -199,18 +275,16 @@ async fn session(args: Common, metainfo: Metainfo, policy: SeedPolicy, mode: Mod
             session.port()
         );
     }
-    // Only addresses of --bind's family can be reached (checked above).
-    let family_ok = |a: &SocketAddr| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
     let options = AddOptions {
         config: TorrentConfig {
             max_peers: args.max_peers,
             ..TorrentConfig::default()
         },
         seed: policy,
-        peers: args
-            .peers
+        peers: peers
             .iter()
-            .flat_map(|p| p.addrs.iter().copied().filter(family_ok))
+            .copied()
+            .chain(link_peers.into_iter().filter(family_ok))
             .collect(),
         paused: false,
     };

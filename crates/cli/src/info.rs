@@ -26,6 +26,29 @@ pub struct Args {
     /// swarm's seeders, leechers and completed downloads.
     #[arg(long)]
     scrape: bool,
+    /// For a magnet link: fetch the torrent's metadata from peers (the
+    /// link's trackers and x.pe peers, and --peer) and show the torrent.
+    #[arg(long)]
+    fetch: bool,
+    /// With --fetch: save the fetched .torrent to FILE (not overwritten
+    /// unless --force).
+    #[arg(long, value_name = "FILE", requires = "fetch")]
+    save: Option<std::path::PathBuf>,
+    /// With --save: overwrite FILE if it exists.
+    #[arg(long, requires = "save")]
+    force: bool,
+    // Help text as an attribute: rustdoc would read "[IPv6]" as a link.
+    #[arg(
+        long = "peer",
+        value_name = "IP:PORT",
+        value_parser = crate::args::peer,
+        requires = "fetch",
+        help = "With --fetch: a peer to ask for the metadata: IP:PORT, [IPv6]:PORT or HOST:PORT; may be repeated"
+    )]
+    peers: Vec<crate::args::Peer>,
+    /// With --fetch: the local address to connect and announce from.
+    #[arg(long, value_name = "IP", requires = "fetch")]
+    bind: Option<std::net::IpAddr>,
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
@@ -35,6 +58,9 @@ pub fn run(args: Args) -> Result<Outcome> {
         .is_some_and(|s| s.eq_ignore_ascii_case("magnet:"))
     {
         let magnet: Magnet = args.target.parse().context("invalid magnet link")?;
+        if args.fetch {
+            return fetch_and_show(&args, &magnet);
+        }
         let tiers: Vec<Vec<String>> = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
         let scraped = args
             .scrape
@@ -53,6 +79,11 @@ pub fn run(args: Args) -> Result<Outcome> {
             }
         }
     } else {
+        if args.fetch {
+            anyhow::bail!(
+                "--fetch is for magnet links: a .torrent file already holds its metadata"
+            );
+        }
         let path = Path::new(&args.target);
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -77,6 +108,66 @@ pub fn run(args: Args) -> Result<Outcome> {
                 print_stdout(&scrape_text(s))?;
             }
         }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `info MAGNET --fetch`: the metadata from peers, shown as a .torrent file
+/// would be (and saved with `--save`).
+fn fetch_and_show(args: &Args, magnet: &Magnet) -> Result<Outcome> {
+    if let Some(path) = &args.save {
+        if path.exists() && !args.force {
+            anyhow::bail!(
+                "{} already exists (use --force to overwrite)",
+                path.display()
+            );
+        }
+    }
+    let peers: Vec<std::net::SocketAddr> = args
+        .peers
+        .iter()
+        .flat_map(|p| p.addrs.iter().copied())
+        .filter(|a| args.bind.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4()))
+        .collect();
+    if peers.is_empty()
+        && magnet.trackers.is_empty()
+        && magnet.peers.is_empty()
+        && magnet.peer_hosts.is_empty()
+    {
+        anyhow::bail!(
+            "no peers to fetch the metadata from: the magnet link names no tracker (tr) and no peer (x.pe), \
+             and DHT is not available yet; give some with --peer IP:PORT"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (bytes, metainfo) = runtime.block_on(async {
+        // Connects out only: nothing listens, nothing is downloaded.
+        let session =
+            rivulet_engine::session::Session::new(rivulet_engine::session::SessionConfig {
+                listen_port: None,
+                bind: args.bind,
+                ..Default::default()
+            })?;
+        let fetched = tokio::select! {
+            f = crate::magnet::fetch(&session, magnet, &peers, args.json) => Some(f),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        session.shutdown().await;
+        fetched.unwrap_or_else(|| Err(anyhow::anyhow!("interrupted before the metadata came")))
+    })?;
+    if let Some(path) = &args.save {
+        crate::create::write_torrent_file(path, &bytes, args.force)?;
+        if !args.json {
+            eprintln!("saved {}", path.display());
+        }
+    }
+    if args.json {
+        print_stdout(&(serde_json::to_string_pretty(&torrent_json(&metainfo))? + "\n"))?;
+    } else {
+        print_stdout(&torrent_text(&metainfo))?;
     }
     Ok(Outcome::Success)
 }

@@ -4,6 +4,7 @@ mod args;
 mod create;
 mod download;
 mod info;
+mod magnet;
 mod manual;
 mod progress;
 mod verify;

@@ -211,12 +211,21 @@ pub struct Info {
     pub warnings: Vec<String>,
     /// Derived from `piece_length` and the file lengths when parsed.
     layout: FileLayout,
+    /// The info dictionary exactly as it was read (what the info-hash is
+    /// the SHA-1 of), for serving it to peers (BEP 9).
+    raw: std::sync::Arc<[u8]>,
 }
 
 impl Info {
     /// Total of all file lengths, padding included.
     pub fn total_length(&self) -> u64 {
         self.files.iter().map(|f| f.length).sum()
+    }
+
+    /// The info dictionary's bytes, exactly as read: their SHA-1 is the
+    /// v1 info-hash.
+    pub fn raw_bytes(&self) -> &[u8] {
+        &self.raw
     }
 
     /// The piece/file geometry of this torrent.
@@ -677,6 +686,7 @@ fn parse_info(
         v2_only,
         warnings,
         layout,
+        raw: std::sync::Arc::from(info.raw()),
     };
     Ok((info, v2_roots))
 }

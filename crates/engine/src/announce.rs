@@ -294,26 +294,7 @@ impl Announcer {
         tracker_id: Option<String>,
     ) -> Result<AnnounceResponse, TrackerError> {
         let req = self.request(event, tracker_id);
-        if is_udp(url) {
-            let outcome = udp_request(
-                url,
-                &self.udp,
-                self.timeouts.udp,
-                self.timeouts.http,
-                |c, now| c.start_announce(req, now),
-            )
-            .await?;
-            match outcome {
-                UdpOutcome::Announce(resp) => Ok(resp),
-                UdpOutcome::Scrape(_) => Err(TrackerError::Transport(
-                    "UDP tracker answered a scrape to an announce".into(),
-                )),
-            }
-        } else {
-            let full = announce_url(url, &req)?;
-            let body = http_get(self.http.get()?, &full, self.timeouts.http).await?;
-            parse_announce_response(&body)
-        }
+        announce_once(&self.http, &self.udp, &self.timeouts, url, req).await
     }
 
     fn deliver(&self, resp: &AnnounceResponse) {
@@ -615,6 +596,33 @@ fn is_stopping(stop: &watch::Receiver<bool>) -> bool {
 }
 
 /// Whether `url` is a `udp://` tracker URL.
+/// One announce of `req` to the tracker at `url` (`http://`, `https://` or
+/// `udp://`), within `timeouts`, whatever the tracker does.
+pub(crate) async fn announce_once(
+    http: &HttpClient,
+    udp: &UdpSockets,
+    timeouts: &AnnounceTimeouts,
+    url: &str,
+    req: AnnounceRequest,
+) -> Result<AnnounceResponse, TrackerError> {
+    if is_udp(url) {
+        let outcome = udp_request(url, udp, timeouts.udp, timeouts.http, |c, now| {
+            c.start_announce(req, now)
+        })
+        .await?;
+        match outcome {
+            UdpOutcome::Announce(resp) => Ok(resp),
+            UdpOutcome::Scrape(_) => Err(TrackerError::Transport(
+                "UDP tracker answered a scrape to an announce".into(),
+            )),
+        }
+    } else {
+        let full = announce_url(url, &req)?;
+        let body = http_get(http.get()?, &full, timeouts.http).await?;
+        parse_announce_response(&body)
+    }
+}
+
 pub(crate) fn is_udp(url: &str) -> bool {
     url.get(..6)
         .is_some_and(|s| s.eq_ignore_ascii_case("udp://"))

@@ -26,6 +26,7 @@ pub mod connector;
 pub mod download;
 pub mod folder;
 pub mod listener;
+pub mod metadata;
 pub mod peer;
 pub mod picker;
 pub mod resume;

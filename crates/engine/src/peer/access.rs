@@ -70,4 +70,10 @@ pub trait TorrentAccess {
     /// upload slot now (and so must be unchoked, or, when it lost interest,
     /// choked).
     fn peer_interested(&mut self, interested: bool) -> bool;
+    /// The torrent's info dictionary as its info-hash covers it, to serve
+    /// to peers that came from a magnet link (BEP 9); `None`: not served
+    /// (what implementations without one, in tests, give).
+    fn metadata(&self) -> Option<&[u8]> {
+        None
+    }
 }

@@ -29,23 +29,7 @@ const MAX_IOV: usize = 128;
 /// connection until it ends. Returns whether data moved either way (so the
 /// caller can reset its reconnect backoff).
 pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bool {
-    let connect = async {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(ip) = shared.config.bind {
-            if ip.is_ipv4() != addr.is_ipv4() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "bound to an address of the other family",
-                ));
-            }
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        socket.connect(addr).await
-    };
+    let connect = connect_tcp(shared.config.bind, addr);
     let stream = match timeout(shared.config.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -74,6 +58,28 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bo
         shared.stats.connect_failed(addr, reason);
     }
     conn.useful
+}
+
+/// Opens a TCP connection to `addr`, from `bind` when given.
+pub(crate) async fn connect_tcp(
+    bind: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = bind {
+        if ip.is_ipv4() != addr.is_ipv4() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "bound to an address of the other family",
+            ));
+        }
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
 }
 
 /// Runs a connection the peer opened, once the listener has read the start of

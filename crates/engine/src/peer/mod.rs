@@ -19,7 +19,7 @@ mod paired_tests;
 pub mod state;
 
 pub use access::{Accepted, TorrentAccess};
-pub(crate) use driver::{accept_and_run, connect_and_run};
+pub(crate) use driver::{accept_and_run, connect_and_run, connect_tcp};
 pub use state::{Flow, PeerParams, PeerState, SERVE_QUEUE};
 
 use crate::torrent::RegisterRefusal;

@@ -21,11 +21,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use rivulet_wire::{
-    piece_header, Bitfield, BlockRequest, ExtendedHandshake, Limits, Message, MessageDecoder,
+    metadata_piece_count, metadata_piece_len, piece_header, Bitfield, BlockRequest,
+    ExtendedHandshake, Limits, Message, MessageDecoder, MetadataMessage, METADATA_PIECE_LEN,
+    UT_METADATA,
 };
 
 use super::access::{Accepted, TorrentAccess};
 use super::PeerError;
+use crate::metadata::UT_METADATA_ID;
 use crate::picker::{Block, BLOCK_LEN};
 use crate::torrent::PeerCommand;
 
@@ -153,6 +156,11 @@ pub struct PeerState {
     /// Requests we could not take (queue full, piece missing, choked).
     unwanted_requests: usize,
     served_any: bool,
+    /// The peer's id for `ut_metadata` messages (BEP 9), if it takes them.
+    their_ut_metadata: Option<u8>,
+    /// Metadata pieces sent to the peer (bounded: a peer asking for the same
+    /// pieces over and over is rejected).
+    metadata_sent: usize,
     // Sending.
     /// Outgoing bytes not yet taken by the socket: `segments` first (blocks
     /// shared with the read cache, and the messages encoded before each), then
@@ -220,6 +228,8 @@ impl PeerState {
             allowed_fast: Vec::new(),
             unwanted_requests: 0,
             served_any: false,
+            their_ut_metadata: None,
+            metadata_sent: 0,
             segments: VecDeque::new(),
             segment_bytes: 0,
             out: BytesMut::with_capacity(64 * 1024),
@@ -233,11 +243,17 @@ impl PeerState {
     /// (bitfield, have-all or have-none; nothing while the info is unknown).
     pub fn start(&mut self, t: &mut impl TorrentAccess) {
         if self.params.extended {
-            let hs = ExtendedHandshake {
+            let mut hs = ExtendedHandshake {
                 v: Some(format!("rivulet {}", env!("CARGO_PKG_VERSION"))),
                 reqq: Some(SERVE_QUEUE as u32),
                 ..ExtendedHandshake::default()
             };
+            if let Some(meta) = t.metadata() {
+                // We serve the info dictionary (BEP 9), to peers that
+                // started from a magnet link.
+                hs.m.insert(UT_METADATA.to_owned(), UT_METADATA_ID);
+                hs.metadata_size = Some(meta.len() as u64);
+            }
             hs.to_message().encode(&mut self.out);
         }
         if self.params.piece_count.is_none() {
@@ -428,8 +444,13 @@ impl PeerState {
                     if let Some(q) = hs.reqq {
                         self.reqq = (q as usize).clamp(MIN_QUEUE, MAX_QUEUE);
                     }
+                    self.their_ut_metadata = hs.extension_id(UT_METADATA);
                 }
             }
+            Message::Extended {
+                id: UT_METADATA_ID,
+                payload,
+            } => self.on_metadata_message(&payload, t)?,
             Message::KeepAlive
             | Message::Port(_)
             | Message::SuggestPiece { .. }
@@ -666,6 +687,46 @@ impl PeerState {
         }
         let blocks = (self.rate * QUEUE_SECONDS / f64::from(BLOCK_LEN)) as usize;
         blocks.clamp(MIN_QUEUE, cap.max(MIN_QUEUE))
+    }
+
+    /// A `ut_metadata` message (BEP 9): requests are answered from the info
+    /// dictionary, or rejected when we lack it or the peer asked for more
+    /// than twice the whole; data and rejects are not for us (we asked for
+    /// nothing: the fetch of a magnet link runs its own connections).
+    fn on_metadata_message(
+        &mut self,
+        payload: &Bytes,
+        t: &impl TorrentAccess,
+    ) -> Result<(), PeerError> {
+        let msg = MetadataMessage::decode(payload).map_err(PeerError::Wire)?;
+        let (MetadataMessage::Request { piece }, Some(id)) = (msg, self.their_ut_metadata) else {
+            return Ok(());
+        };
+        let reply = t.metadata().and_then(|meta| {
+            let size = meta.len() as u64;
+            let pieces = usize::try_from(metadata_piece_count(size)).unwrap_or(usize::MAX);
+            if self.metadata_sent >= 2 * pieces + 4 {
+                return None;
+            }
+            let len = metadata_piece_len(size, piece)?;
+            let start = piece as usize * METADATA_PIECE_LEN;
+            let data = meta.get(start..start + len)?;
+            Some(MetadataMessage::Data {
+                piece,
+                total_size: size,
+                data: Bytes::copy_from_slice(data),
+            })
+        });
+        match reply {
+            Some(data) => {
+                self.metadata_sent += 1;
+                data.to_message(id).encode(&mut self.out);
+            }
+            None => MetadataMessage::Reject { piece }
+                .to_message(id)
+                .encode(&mut self.out),
+        }
+        Ok(())
     }
 
     fn on_bitfield(&mut self, bytes: &[u8], t: &mut impl TorrentAccess) -> Result<(), PeerError> {

@@ -57,6 +57,7 @@ use crate::cache::{ReadCache, TorrentCache, TorrentKey};
 use crate::download::{Download, DownloadError, SeedPolicy, StartReport, TrackerClients};
 use crate::folder::{DataFolder, FolderOptions};
 use crate::listener::{ListenError, Listener};
+use crate::metadata::{FetchEnv, FetchOptions, FetchProgress, MetadataError};
 use crate::torrent::{Parts, Settings, TorrentConfig};
 use crate::udp_socket::UdpSockets;
 
@@ -303,6 +304,38 @@ impl Session {
             options,
         ));
         Ok((handle, report))
+    }
+
+    /// Fetches the info dictionary of `info_hash` from peers (BEP 9), for a
+    /// magnet link: peers come from `options`' trackers (announced to with
+    /// the session's clients) and addresses; see [`crate::metadata`]. Returns
+    /// the verified bytes (their SHA-1 is `info_hash`) once had; `progress`
+    /// sees how it goes about once a second.
+    ///
+    /// # Errors
+    ///
+    /// [`MetadataError::NoSources`] when `options` names no tracker and no
+    /// peer; [`MetadataError::ShuttingDown`] when the session shuts down
+    /// first.
+    pub async fn fetch_metadata(
+        &self,
+        info_hash: InfoHash,
+        options: FetchOptions,
+        progress: &(dyn Fn(&FetchProgress) + Send + Sync),
+    ) -> Result<Vec<u8>, MetadataError> {
+        let inner = &self.inner;
+        if inner.cancel.is_cancelled() {
+            return Err(MetadataError::ShuttingDown);
+        }
+        let env = FetchEnv {
+            peer_id: inner.config.peer_id,
+            bind: inner.config.bind,
+            port: self.port(),
+            http: inner.trackers.http.clone(),
+            udp: Arc::clone(&inner.trackers.udp),
+            cancel: inner.cancel.clone(),
+        };
+        crate::metadata::fetch(env, info_hash, options, progress).await
     }
 
     /// Stops every torrent cleanly (peers closed, resume data saved,

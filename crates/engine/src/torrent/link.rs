@@ -174,4 +174,11 @@ impl TorrentAccess for PeerLink {
             self.shared.on_peer_not_interested(self.key)
         }
     }
+
+    fn metadata(&self) -> Option<&[u8]> {
+        // A torrent loaded from a .torrent file or fetched metadata alike:
+        // both keep the exact bytes. (v2-only torrents have no v1 info-hash
+        // to serve metadata under; they are not downloaded.)
+        Some(self.shared.info.raw_bytes())
+    }
 }
