@@ -222,7 +222,10 @@ mod tests {
     fn torrent_files_are_not_links() {
         assert_eq!(torrent_file("a.torrent"), Ok(PathBuf::from("a.torrent")));
         let magnet = torrent_file("MAGNET:?xt=urn:btih:aa").unwrap_err();
-        assert!(magnet.contains("verify needs the .torrent file"), "{magnet}");
+        assert!(
+            magnet.contains("verify needs the .torrent file"),
+            "{magnet}"
+        );
         let link = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
         assert!(matches!(torrent_source(link), Ok(Source::Magnet(_))));
         let bad = torrent_source("MAGNET:?xt=urn:btih:aa").unwrap_err();

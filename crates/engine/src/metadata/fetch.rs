@@ -201,15 +201,31 @@ impl MetadataFetch {
         if self.single.is_some_and(|s| s != key) {
             return Vec::new();
         }
+        if self
+            .peers
+            .get(&key)
+            .is_none_or(|p| p.done || p.size != size)
+        {
+            return Vec::new();
+        }
+        // Spread over the peers there are: each gets its share of the
+        // pieces (at least one, at most PER_PEER at a time).
+        let sharing = if self.single.is_some() {
+            1
+        } else {
+            self.peers
+                .values()
+                .filter(|p| !p.done && p.size == size)
+                .count()
+                .max(1)
+        };
+        let cap = self.pieces.len().div_ceil(sharing).clamp(1, PER_PEER);
         let Some(peer) = self.peers.get_mut(&key) else {
             return Vec::new();
         };
-        if peer.done || peer.size != size {
-            return Vec::new();
-        }
         let mut out = Vec::new();
         for (i, slot) in self.pieces.iter_mut().enumerate() {
-            if peer.asked.len() >= PER_PEER {
+            if peer.asked.len() >= cap {
                 break;
             }
             if matches!(slot, Slot::Missing) {
@@ -273,6 +289,7 @@ impl MetadataFetch {
         let size = peer.size;
         let expected = metadata_piece_len(size as u64, piece);
         if total_size != size as u64 || expected != Some(data.len()) {
+            self.unask(piece, key);
             self.ban(key, BanReason::WrongSize);
             return false;
         }
@@ -424,5 +441,206 @@ impl MetadataFetch {
     fn keep_size(&self) -> bool {
         self.size
             .is_some_and(|s| self.peers.values().any(|p| p.size == s && !p.done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn piece(meta: &[u8], p: u32) -> Bytes {
+        let start = p as usize * METADATA_PIECE_LEN;
+        let end = (start + METADATA_PIECE_LEN).min(meta.len());
+        Bytes::copy_from_slice(&meta[start..end])
+    }
+
+    fn fetch_of(meta: &[u8]) -> MetadataFetch {
+        MetadataFetch::new(
+            InfoHash::from_info_bytes(meta),
+            MAX,
+            Duration::from_secs(10),
+        )
+    }
+
+    const MAX: usize = 1 << 20;
+
+    /// Serves every request of each peer until nothing more is asked:
+    /// `liar` peers send each piece with its bytes flipped. Returns who
+    /// sent pieces.
+    fn run(
+        f: &mut MetadataFetch,
+        meta: &[u8],
+        peers: &[PeerKey],
+        liars: &[PeerKey],
+    ) -> HashSet<PeerKey> {
+        let now = Instant::now();
+        let mut senders = HashSet::new();
+        for _ in 0..100 {
+            let mut asked = false;
+            for &k in peers {
+                for p in f.requests(k, now) {
+                    asked = true;
+                    let mut data = piece(meta, p).to_vec();
+                    if liars.contains(&k) {
+                        data.iter_mut().for_each(|b| *b ^= 0xff);
+                    }
+                    senders.insert(k);
+                    f.on_data(k, p, meta.len() as u64, Bytes::from(data));
+                }
+            }
+            if !asked {
+                break;
+            }
+        }
+        senders
+    }
+
+    #[test]
+    fn pieces_are_spread_over_peers_and_checked() {
+        let meta = metadata(10 * METADATA_PIECE_LEN + 100);
+        let mut f = fetch_of(&meta);
+        for k in 1..=3 {
+            assert_eq!(f.add_peer(k, Some(meta.len() as u64)), Joined::Useful);
+        }
+        assert_eq!(f.progress(), Some((0, 11)));
+        let senders = run(&mut f, &meta, &[1, 2, 3], &[]);
+        assert_eq!(senders.len(), 3, "every peer sent some pieces");
+        assert!(f.result() == Some(&meta[..]), "the metadata");
+        assert!(f.take_bans().is_empty());
+    }
+
+    #[test]
+    fn an_exact_multiple_of_16_kib_and_pieces_of_the_wrong_size() {
+        let meta = metadata(2 * METADATA_PIECE_LEN);
+        let mut f = fetch_of(&meta);
+        f.add_peer(1, Some(meta.len() as u64));
+        f.add_peer(2, Some(meta.len() as u64));
+        let now = Instant::now();
+        let asked = f.requests(1, now);
+        assert_eq!(asked, vec![0], "one piece each for two peers");
+        // One byte short: not the piece, whatever it holds.
+        let short = Bytes::copy_from_slice(&meta[..METADATA_PIECE_LEN - 1]);
+        assert!(!f.on_data(1, 0, meta.len() as u64, short));
+        assert_eq!(f.take_bans(), vec![(1, BanReason::WrongSize)]);
+        assert!(f.is_banned(1));
+        run(&mut f, &meta, &[2], &[]);
+        assert!(f.result() == Some(&meta[..]), "the metadata");
+    }
+
+    #[test]
+    fn a_liar_among_honest_peers_is_found_and_banned() {
+        for liar in [1, 2] {
+            let meta = metadata(5 * METADATA_PIECE_LEN);
+            let mut f = fetch_of(&meta);
+            f.add_peer(1, Some(meta.len() as u64));
+            f.add_peer(2, Some(meta.len() as u64));
+            run(&mut f, &meta, &[1, 2], &[liar]);
+            assert!(f.result() == Some(&meta[..]), "liar {liar}");
+            let bans = f.take_bans();
+            assert_eq!(bans.len(), 1, "{bans:?}");
+            assert_eq!(bans[0].0, liar, "{bans:?}");
+            assert!(!f.is_banned(3 - liar));
+        }
+    }
+
+    #[test]
+    fn a_lone_liar_is_banned_and_the_next_peer_serves() {
+        let meta = metadata(METADATA_PIECE_LEN + 1);
+        let mut f = fetch_of(&meta);
+        f.add_peer(1, Some(meta.len() as u64));
+        run(&mut f, &meta, &[1], &[1]);
+        assert!(f.result().is_none());
+        assert_eq!(f.take_bans(), vec![(1, BanReason::WrongMetadata)]);
+        // Banned: it cannot come back under the same key.
+        assert_eq!(f.add_peer(1, Some(meta.len() as u64)), Joined::Useless);
+        f.add_peer(2, Some(meta.len() as u64));
+        run(&mut f, &meta, &[2], &[]);
+        assert!(f.result() == Some(&meta[..]), "the metadata");
+    }
+
+    #[test]
+    fn the_size_most_peers_advertise_is_fetched() {
+        let meta = metadata(3 * METADATA_PIECE_LEN);
+        let mut f = fetch_of(&meta);
+        // The first peer to arrive claims another size.
+        f.add_peer(1, Some(50_000));
+        f.add_peer(2, Some(meta.len() as u64));
+        f.add_peer(3, Some(meta.len() as u64));
+        assert!(
+            f.requests(1, Instant::now()).is_empty(),
+            "nothing asked of the odd one"
+        );
+        run(&mut f, &meta, &[1, 2, 3], &[]);
+        assert!(f.result() == Some(&meta[..]), "the metadata");
+    }
+
+    #[test]
+    fn a_wrong_size_is_left_once_its_peers_are_gone() {
+        let meta = metadata(3 * METADATA_PIECE_LEN);
+        let mut f = fetch_of(&meta);
+        f.add_peer(1, Some(50_000));
+        // Peer 1 lies about everything: its 50,000 bytes fail the check.
+        let now = Instant::now();
+        let fake = metadata(50_000);
+        for _ in 0..10 {
+            for p in f.requests(1, now) {
+                f.on_data(1, p, 50_000, piece(&fake, p));
+            }
+        }
+        assert_eq!(f.take_bans(), vec![(1, BanReason::WrongMetadata)]);
+        f.add_peer(2, Some(meta.len() as u64));
+        run(&mut f, &meta, &[2], &[]);
+        assert!(f.result() == Some(&meta[..]), "the metadata");
+    }
+
+    #[test]
+    fn sizes_over_the_bound_and_peers_without_metadata_are_useless() {
+        let meta = metadata(100);
+        let mut f = fetch_of(&meta);
+        assert_eq!(f.add_peer(1, Some(MAX as u64 + 1)), Joined::Useless);
+        assert_eq!(f.add_peer(2, None), Joined::Useless);
+        assert_eq!(f.add_peer(3, Some(0)), Joined::Useless);
+        assert_eq!(f.add_peer(4, Some(u64::MAX)), Joined::Useless);
+        assert_eq!(f.progress(), None);
+        assert_eq!(f.useful_peers(), 0);
+    }
+
+    #[test]
+    fn a_peer_that_rejects_is_not_asked_again() {
+        let meta = metadata(2 * METADATA_PIECE_LEN);
+        let mut f = fetch_of(&meta);
+        f.add_peer(1, Some(meta.len() as u64));
+        f.add_peer(2, Some(meta.len() as u64));
+        let now = Instant::now();
+        assert_eq!(f.requests(1, now), vec![0]);
+        f.on_reject(1);
+        assert!(!f.wants(1));
+        assert!(f.requests(1, now).is_empty());
+        run(&mut f, &meta, &[1, 2], &[]);
+        assert!(f.result() == Some(&meta[..]), "the metadata");
+    }
+
+    #[test]
+    fn late_requests_go_to_others_and_unasked_data_is_ignored() {
+        let meta = metadata(2 * METADATA_PIECE_LEN);
+        let mut f = fetch_of(&meta);
+        f.add_peer(1, Some(meta.len() as u64));
+        let t0 = Instant::now();
+        assert_eq!(f.requests(1, t0), vec![0, 1]);
+        f.add_peer(2, Some(meta.len() as u64));
+        assert!(f.requests(2, t0).is_empty(), "all asked of peer 1");
+        // Data nobody asked peer 2 for counts for nothing.
+        assert!(!f.on_data(2, 0, meta.len() as u64, piece(&meta, 0)));
+        assert_eq!(f.progress(), Some((0, 2)));
+        f.on_tick(t0 + Duration::from_secs(9));
+        assert!(f.requests(2, t0).is_empty(), "not late yet");
+        f.on_tick(t0 + Duration::from_secs(10));
+        assert!(!f.wants(1));
+        run(&mut f, &meta, &[2], &[]);
+        assert!(f.result() == Some(&meta[..]), "the metadata");
     }
 }

@@ -1134,3 +1134,85 @@ async fn interest_in_a_partial_peer_ends_when_we_have_its_pieces() {
     // the random start), not only when the download completed.
     assert!(lost_at.is_some_and(|n| n < 30), "{lost_at:?}");
 }
+
+/// BEP 9, serving: a torrent's core advertises `ut_metadata` with the info
+/// dictionary's size, answers each request with that piece of the exact
+/// bytes the info-hash covers, rejects a piece past the end, and stops
+/// serving a peer that asks for more than twice the whole.
+#[tokio::test]
+async fn metadata_is_served_from_the_exact_info_bytes() {
+    use rivulet_wire::{ExtendedHandshake, MetadataMessage, UT_METADATA};
+    let fx = fixture();
+    let seeder = Node::seeder(&fx, 3);
+    let peer = Node::leecher(&fx, 5);
+    let nodes = [&seeder];
+    let mut net = Net::new();
+    let c = net.connect_script(&seeder, &peer, true);
+    net.settle(&nodes).await;
+    let info = fx.metainfo.info_bytes.clone();
+    assert_eq!(
+        rivulet_core::InfoHash::from_info_bytes(&info),
+        fx.info_hash()
+    );
+    let hs = net
+        .got(c)
+        .iter()
+        .find_map(|m| match m {
+            Message::Extended { id: 0, payload } => ExtendedHandshake::decode(payload).ok(),
+            _ => None,
+        })
+        .expect("an extended handshake");
+    assert_eq!(hs.metadata_size, Some(info.len() as u64));
+    let their_id = hs.extension_id(UT_METADATA).expect("ut_metadata offered");
+    // Our own id for ut_metadata: what the seeder must answer with.
+    let mut ours = ExtendedHandshake::default();
+    ours.m.insert(UT_METADATA.to_owned(), 7);
+    net.send(c, ours.to_message());
+    let pieces = info.len().div_ceil(16 * 1024) as u32;
+    for piece in 0..=pieces {
+        net.send(c, MetadataMessage::Request { piece }.to_message(their_id));
+    }
+    net.settle(&nodes).await;
+    let answers: Vec<MetadataMessage> = net
+        .got(c)
+        .iter()
+        .filter_map(|m| match m {
+            Message::Extended { id: 7, payload } => MetadataMessage::decode(payload).ok(),
+            _ => None,
+        })
+        .collect();
+    let mut whole = Vec::new();
+    for (i, a) in answers.iter().take(pieces as usize).enumerate() {
+        match a {
+            MetadataMessage::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                assert_eq!(*piece, i as u32);
+                assert_eq!(*total_size, info.len() as u64);
+                whole.extend_from_slice(data);
+            }
+            other => panic!("piece {i}: {other:?}"),
+        }
+    }
+    assert!(whole == info, "the pieces make the info dictionary");
+    assert_eq!(
+        answers.last(),
+        Some(&MetadataMessage::Reject { piece: pieces }),
+        "a piece past the end"
+    );
+    // Asking for the same pieces again and again: served twice over, then
+    // rejected.
+    for _ in 0..5 {
+        for piece in 0..pieces {
+            net.send(c, MetadataMessage::Request { piece }.to_message(their_id));
+        }
+    }
+    net.settle(&nodes).await;
+    let data = count(&net.got(c), |m| {
+        matches!(m, Message::Extended { id: 7, payload }
+            if matches!(MetadataMessage::decode(payload), Ok(MetadataMessage::Data { .. })))
+    });
+    assert_eq!(data, 2 * pieces as usize + 4);
+}
