@@ -14,7 +14,8 @@ Run with the Debian python (/usr/bin/python3), which has python3-libtorrent.
   lt_peer.py peer CONFIG_JSON
       Run one libtorrent session with one torrent, driven over stdin/stdout
       with JSON lines. CONFIG_JSON is an object:
-        torrent            path of the .torrent file (required)
+        torrent            path of the .torrent file (this or magnet required)
+        magnet             a magnet link to start from instead (metadata from peers)
         save_path          folder of the data (required)
         listen             "IP:PORT" to listen on (PORT 0: any free port)
         utp                use uTP as well as TCP (default false)
@@ -174,12 +175,18 @@ class Peer:
         if up or down:
             self.set_limits(up, down)
 
-        ti = lt.torrent_info(cfg["torrent"])
-        params = {"ti": ti, "save_path": cfg["save_path"]}
-        if cfg.get("seed_mode"):
-            params["flags"] = lt.torrent_flags.seed_mode | lt.torrent_flags.auto_managed
-        self.handle = self.ses.add_torrent(params)
-        self.info_hash_v1 = str(ti.info_hashes().v1)
+        if cfg.get("magnet"):
+            params = lt.parse_magnet_uri(cfg["magnet"])
+            params.save_path = cfg["save_path"]
+            self.handle = self.ses.add_torrent(params)
+            self.info_hash_v1 = str(params.info_hashes.v1)
+        else:
+            ti = lt.torrent_info(cfg["torrent"])
+            params = {"ti": ti, "save_path": cfg["save_path"]}
+            if cfg.get("seed_mode"):
+                params["flags"] = lt.torrent_flags.seed_mode | lt.torrent_flags.auto_managed
+            self.handle = self.ses.add_torrent(params)
+            self.info_hash_v1 = str(ti.info_hashes().v1)
         for addr in cfg.get("connect", []):
             self.connect(addr)
 
@@ -254,6 +261,7 @@ class Peer:
             "state": enum_name(st.state),
             "progress": st.progress,
             "is_seeding": bool(st.is_seeding),
+            "has_metadata": bool(st.has_metadata),
             "is_finished": bool(st.is_finished),
             "checked": self.checked,
             "finished_alert": self.finished,

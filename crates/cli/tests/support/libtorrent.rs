@@ -132,6 +132,8 @@ pub struct LtStatus {
     pub is_seeding: bool,
     /// Has every wanted piece.
     pub is_finished: bool,
+    /// Has the torrent's metadata (false while a magnet link's is fetched).
+    pub has_metadata: bool,
     /// The initial check of the data on disk is over.
     pub checked: bool,
     /// Connected peers.
@@ -196,13 +198,22 @@ impl LtPeer {
         LtPeer::start(torrent, save_path, LtConfig::new(ip))
     }
 
+    /// Starts libtorrent from a magnet link (`uri`: its metadata comes from
+    /// peers) saving into `save_path`, as `cfg` says; returns once it listens.
+    pub fn from_magnet(uri: &str, save_path: &Path, cfg: LtConfig) -> LtPeer {
+        LtPeer::launch(json!({ "magnet": uri }), save_path, cfg)
+    }
+
     /// Starts libtorrent with `torrent` and `save_path` as `cfg` says, and
     /// returns once it listens. Seeder or leecher depends only on what is in
     /// `save_path`.
     pub fn start(torrent: &Path, save_path: &Path, cfg: LtConfig) -> LtPeer {
+        LtPeer::launch(json!({ "torrent": torrent }), save_path, cfg)
+    }
+
+    fn launch(source: Value, save_path: &Path, cfg: LtConfig) -> LtPeer {
         require_libtorrent();
-        let config = json!({
-            "torrent": torrent,
+        let mut config = json!({
             "save_path": save_path,
             "listen": format!("{}:{}", cfg.ip, cfg.port),
             "utp": cfg.utp,
@@ -211,6 +222,9 @@ impl LtPeer {
             "connect": cfg.connect.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "seed_mode": cfg.seed_mode,
         });
+        if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {
+            c.extend(src.clone());
+        }
         let mut cmd = match &cfg.netns {
             Some(ns) => ns.command(PYTHON),
             None => Command::new(PYTHON),
