@@ -37,6 +37,9 @@ const FORGET_AFTER_FAILURES: u32 = 16;
 /// growing: 2^8 s, about four minutes.
 const MAX_BACKOFF_DOUBLINGS: u32 = 8;
 
+/// Most peer addresses the connector keeps (about 100 KiB of state).
+const MAX_KNOWN: usize = 2000;
+
 /// How often the connector looks for peers that became due, besides when
 /// something happens (a new address, a connection ending).
 const CONNECT_TICK: Duration = Duration::from_secs(1);
@@ -184,8 +187,13 @@ struct Candidates {
 }
 
 impl Candidates {
-    /// Learns of a peer; one already known keeps its state.
+    /// Learns of a peer; one already known keeps its state. Past
+    /// [`MAX_KNOWN`] peers, new ones are ignored: trackers, PEX and the DHT
+    /// together cannot make the list grow without bound.
     fn add(&mut self, addr: SocketAddr) {
+        if self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr) {
+            return;
+        }
         self.known.entry(addr).or_default();
     }
 
@@ -260,6 +268,21 @@ mod tests {
         let secs: Vec<u64> = (0..12).map(|f| backoff(f).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256, 256]);
         assert_eq!(backoff(u32::MAX), Duration::from_secs(256));
+    }
+
+    #[test]
+    fn the_known_peers_are_bounded() {
+        let mut c = Candidates::default();
+        for i in 0..MAX_KNOWN + 100 {
+            c.add(SocketAddr::from((
+                [10, 0, (i / 256) as u8, (i % 256) as u8],
+                6881,
+            )));
+        }
+        assert_eq!(c.len(), MAX_KNOWN);
+        // One already known is still taken (its state kept).
+        c.add(SocketAddr::from(([10, 0, 0, 0], 6881)));
+        assert_eq!(c.len(), MAX_KNOWN);
     }
 
     #[test]

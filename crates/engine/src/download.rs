@@ -382,6 +382,11 @@ impl Download {
             return Outcome::Failed(Arc::new(TorrentError::AlreadyRan));
         };
         self.ran = true;
+        *self
+            .shared
+            .pex_sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.peers.clone());
         let span = self.shared.span.clone();
         let (stop_announcing, announcing_stopped) = watch::channel(false);
         let port = self.shared.config.listen_port;

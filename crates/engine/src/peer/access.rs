@@ -3,8 +3,10 @@
 //! nothing else. The engine implements it on the torrent's shared state
 //! (`crate::torrent::link`); tests and fuzz targets implement it in memory.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
-use rivulet_wire::Bitfield;
+use rivulet_wire::{Bitfield, PexPeer};
 
 use crate::picker::Block;
 
@@ -76,4 +78,24 @@ pub trait TorrentAccess {
     fn metadata(&self) -> Option<&[u8]> {
         None
     }
+    /// Whether peers are exchanged with peers (BEP 11): not for a private
+    /// torrent, nor when turned off.
+    fn pex_enabled(&self) -> bool {
+        false
+    }
+    /// The port we listen on, told to peers (`p`) so that they can pass us
+    /// on through PEX.
+    fn listen_port(&self) -> Option<u16> {
+        None
+    }
+    /// The peer said which port it listens on.
+    fn peer_listen_port(&mut self, _port: u16) {}
+    /// The other peers we are connected to that PEX may name: their
+    /// addresses (where they listen) and flags.
+    fn pex_peers(&self) -> Vec<PexPeer> {
+        Vec::new()
+    }
+    /// Peers the peer told us of through PEX (already bounded), for the
+    /// connector.
+    fn pex_learned(&mut self, _peers: &[SocketAddr]) {}
 }

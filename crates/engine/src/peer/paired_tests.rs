@@ -1216,3 +1216,150 @@ async fn metadata_is_served_from_the_exact_info_bytes() {
     });
     assert_eq!(data, 2 * pieces as usize + 4);
 }
+
+/// The scripted peer's extended handshake: `ut_pex` as id 9 (unless
+/// `pex` is false), listening on `port`.
+fn pex_handshake(port: u16, pex: bool) -> Message {
+    let mut hs = rivulet_wire::ExtendedHandshake {
+        p: Some(port),
+        ..rivulet_wire::ExtendedHandshake::default()
+    };
+    if pex {
+        hs.m.insert(rivulet_wire::UT_PEX.to_owned(), 9);
+    }
+    hs.to_message()
+}
+
+/// The PEX messages scripted side `c` received.
+fn pex_got(net: &mut Net, c: usize) -> Vec<rivulet_wire::PexMessage> {
+    net.got(c)
+        .iter()
+        .filter_map(|m| match m {
+            Message::Extended { id: 9, payload } => rivulet_wire::PexMessage::decode(payload).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// BEP 11: each peer hears of the others it is not (where they listen, as
+/// their extended handshakes said), soon after joining and then at most
+/// once a minute, with those gone as dropped; the peers a peer names go to
+/// the connector, at most one message a minute of them, never port 0.
+#[tokio::test]
+async fn peers_are_exchanged_at_most_once_a_minute() {
+    let fx = fixture();
+    let seeder = Node::seeder(&fx, 3);
+    let (tx, mut learnt) = mpsc::unbounded_channel();
+    *seeder.shared.pex_sink.lock().unwrap() = Some(tx);
+    let others: Vec<Node> = (5..8).map(|n| Node::leecher(&fx, n)).collect();
+    let nodes = [&seeder];
+    let mut net = Net::new();
+    let conns: Vec<usize> = others
+        .iter()
+        .map(|o| net.connect_script(&seeder, o, true))
+        .collect();
+    for (i, &c) in conns.iter().enumerate() {
+        net.send(c, pex_handshake(7000 + i as u16, true));
+        // Interested, so that the connections are not let go as idle.
+        net.send(c, Message::HaveNone);
+        net.send(c, Message::Interested);
+    }
+    net.settle(&nodes).await;
+    // Our own handshake offers ut_pex.
+    assert!(net.got(conns[0]).iter().any(|m| matches!(m,
+        Message::Extended { id: 0, payload }
+            if rivulet_wire::ExtendedHandshake::decode(payload).unwrap().extension_id(rivulet_wire::UT_PEX).is_some())));
+    assert!(pex_got(&mut net, conns[0]).is_empty(), "not at once");
+    net.advance(Duration::from_secs(6), &nodes).await;
+    let first = pex_got(&mut net, conns[0]);
+    assert_eq!(first.len(), 1);
+    let mut added: Vec<SocketAddr> = first[0].added.iter().map(|p| p.addr).collect();
+    added.sort();
+    assert_eq!(
+        added,
+        vec![SocketAddr::new(ip(6), 7001), SocketAddr::new(ip(7), 7002)],
+        "the others, where they listen; not the peer itself"
+    );
+    // The third peer leaves: told as dropped, a minute after the first.
+    net.conns[conns[2]].close(1, Ok(()));
+    net.advance(Duration::from_secs(30), &nodes).await;
+    assert_eq!(pex_got(&mut net, conns[0]).len(), 1, "not before a minute");
+    net.advance(Duration::from_secs(31), &nodes).await;
+    let second = pex_got(&mut net, conns[0]);
+    assert_eq!(second.len(), 2);
+    assert!(second[1].added.is_empty());
+    assert_eq!(second[1].dropped, vec![SocketAddr::new(ip(7), 7002)]);
+
+    // What a peer tells us goes to the connector, without port 0.
+    let theirs = |port: u16| rivulet_wire::PexMessage {
+        added: vec![
+            rivulet_wire::PexPeer {
+                addr: SocketAddr::new(ip(20), port),
+                flags: rivulet_wire::PexFlags(0),
+            },
+            rivulet_wire::PexPeer {
+                addr: SocketAddr::new(ip(21), 0),
+                flags: rivulet_wire::PexFlags(0),
+            },
+        ],
+        dropped: vec![],
+    };
+    net.send(
+        conns[1],
+        theirs(9000).to_message(crate::peer::state::UT_PEX_ID),
+    );
+    net.settle(&nodes).await;
+    assert_eq!(learnt.try_recv().ok(), Some(SocketAddr::new(ip(20), 9000)));
+    assert!(learnt.try_recv().is_err(), "port 0 is no peer");
+    // Another message at once: ignored (one a minute).
+    net.send(
+        conns[1],
+        theirs(9001).to_message(crate::peer::state::UT_PEX_ID),
+    );
+    net.settle(&nodes).await;
+    assert!(
+        learnt.try_recv().is_err(),
+        "a second message within the minute"
+    );
+}
+
+/// With PEX off (as for a private torrent), nothing is offered, sent or
+/// taken.
+#[tokio::test]
+async fn no_pex_when_it_is_off() {
+    let fx = fixture();
+    let config = TorrentConfig {
+        pex: false,
+        ..TorrentConfig::default()
+    };
+    let seeder = Node::with(
+        &fx,
+        3,
+        fx.data.clone(),
+        &vec![true; fx.num_pieces()],
+        config,
+    );
+    let (tx, mut learnt) = mpsc::unbounded_channel();
+    *seeder.shared.pex_sink.lock().unwrap() = Some(tx);
+    let others: Vec<Node> = (5..7).map(|n| Node::leecher(&fx, n)).collect();
+    let nodes = [&seeder];
+    let mut net = Net::new();
+    let a = net.connect_script(&seeder, &others[0], true);
+    let b = net.connect_script(&seeder, &others[1], true);
+    net.send(a, pex_handshake(7000, true));
+    net.send(b, pex_handshake(7001, true));
+    let msg = rivulet_wire::PexMessage {
+        added: vec![rivulet_wire::PexPeer {
+            addr: SocketAddr::new(ip(20), 9000),
+            flags: rivulet_wire::PexFlags(0),
+        }],
+        dropped: vec![],
+    };
+    net.send(a, msg.to_message(crate::peer::state::UT_PEX_ID));
+    net.advance(Duration::from_secs(70), &nodes).await;
+    assert!(pex_got(&mut net, a).is_empty());
+    assert!(learnt.try_recv().is_err());
+    assert!(!net.got(a).iter().any(|m| matches!(m,
+        Message::Extended { id: 0, payload }
+            if rivulet_wire::ExtendedHandshake::decode(payload).unwrap().extension_id(rivulet_wire::UT_PEX).is_some())));
+}

@@ -22,13 +22,24 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use rivulet_wire::{
     metadata_piece_count, metadata_piece_len, piece_header, Bitfield, BlockRequest,
-    ExtendedHandshake, Limits, Message, MessageDecoder, MetadataMessage, METADATA_PIECE_LEN,
-    UT_METADATA,
+    ExtendedHandshake, Limits, Message, MessageDecoder, MetadataMessage, PexMessage,
+    METADATA_PIECE_LEN, UT_METADATA, UT_PEX,
 };
 
 use super::access::{Accepted, TorrentAccess};
 use super::PeerError;
 use crate::metadata::UT_METADATA_ID;
+
+/// Our id for `ut_pex` messages (BEP 11) in the extended handshake.
+pub const UT_PEX_ID: u8 = 1;
+/// BEP 11: at most one PEX message a minute, each way.
+const PEX_INTERVAL: Duration = Duration::from_secs(60);
+/// The first PEX message to a peer goes this long after its extended
+/// handshake: soon enough to help a new peer find others.
+const PEX_FIRST: Duration = Duration::from_secs(5);
+/// Most peers added, and most dropped, in one PEX message we send, and
+/// most added taken from one we receive (BEP 11 asks for 50 at most).
+const PEX_MAX: usize = 50;
 use crate::picker::{Block, BLOCK_LEN};
 use crate::torrent::PeerCommand;
 
@@ -161,6 +172,15 @@ pub struct PeerState {
     /// Metadata pieces sent to the peer (bounded: a peer asking for the same
     /// pieces over and over is rejected).
     metadata_sent: usize,
+    /// The peer's id for `ut_pex` messages, if we exchange peers with it.
+    their_ut_pex: Option<u8>,
+    /// The peers this peer was told of through PEX (added, not dropped
+    /// since).
+    pex_told: std::collections::HashSet<std::net::SocketAddr>,
+    /// When the next PEX message to the peer is due.
+    pex_due: Option<Instant>,
+    /// When the peer last sent a PEX message we took (one a minute at most).
+    pex_heard: Option<Instant>,
     // Sending.
     /// Outgoing bytes not yet taken by the socket: `segments` first (blocks
     /// shared with the read cache, and the messages encoded before each), then
@@ -230,6 +250,10 @@ impl PeerState {
             served_any: false,
             their_ut_metadata: None,
             metadata_sent: 0,
+            their_ut_pex: None,
+            pex_told: std::collections::HashSet::new(),
+            pex_due: None,
+            pex_heard: None,
             segments: VecDeque::new(),
             segment_bytes: 0,
             out: BytesMut::with_capacity(64 * 1024),
@@ -248,6 +272,10 @@ impl PeerState {
                 reqq: Some(SERVE_QUEUE as u32),
                 ..ExtendedHandshake::default()
             };
+            if t.pex_enabled() {
+                hs.m.insert(UT_PEX.to_owned(), UT_PEX_ID);
+            }
+            hs.p = t.listen_port();
             if let Some(meta) = t.metadata() {
                 // We serve the info dictionary (BEP 9), to peers that
                 // started from a magnet link.
@@ -445,8 +473,21 @@ impl PeerState {
                         self.reqq = (q as usize).clamp(MIN_QUEUE, MAX_QUEUE);
                     }
                     self.their_ut_metadata = hs.extension_id(UT_METADATA);
+                    if let Some(p) = hs.p.filter(|&p| p != 0) {
+                        t.peer_listen_port(p);
+                    }
+                    if t.pex_enabled() {
+                        self.their_ut_pex = hs.extension_id(UT_PEX);
+                        if self.their_ut_pex.is_some() && self.pex_due.is_none() {
+                            self.pex_due = Some(now + PEX_FIRST);
+                        }
+                    }
                 }
             }
+            Message::Extended {
+                id: UT_PEX_ID,
+                payload,
+            } => self.on_pex(&payload, now, t),
             Message::Extended {
                 id: UT_METADATA_ID,
                 payload,
@@ -505,6 +546,7 @@ impl PeerState {
             return Ok(());
         }
         self.next_tick = now + TICK;
+        self.send_pex(now, t);
         let elapsed = now.duration_since(self.rate_since).as_secs_f64();
         if elapsed >= 1.0 {
             let sample = self.rate_bytes as f64 / elapsed;
@@ -687,6 +729,80 @@ impl PeerState {
         }
         let blocks = (self.rate * QUEUE_SECONDS / f64::from(BLOCK_LEN)) as usize;
         blocks.clamp(MIN_QUEUE, cap.max(MIN_QUEUE))
+    }
+
+    /// A PEX message (BEP 11): the peers it adds go to the connector, at
+    /// most [`PEX_MAX`] of them, and only from one message a minute (more
+    /// often than that is ignored, not an error: clocks differ). Nothing is
+    /// taken for a private torrent, or a peer we did not offer PEX to.
+    fn on_pex(&mut self, payload: &[u8], now: Instant, t: &mut impl TorrentAccess) {
+        if self.their_ut_pex.is_none() || !t.pex_enabled() {
+            return;
+        }
+        if self
+            .pex_heard
+            .is_some_and(|at| now.saturating_duration_since(at) < PEX_INTERVAL / 2)
+        {
+            return;
+        }
+        let Ok(msg) = PexMessage::decode(payload) else {
+            return;
+        };
+        self.pex_heard = Some(now);
+        let added: Vec<std::net::SocketAddr> = msg
+            .added
+            .iter()
+            .map(|p| p.addr)
+            .filter(|a| {
+                a.port() != 0
+                    && !a.ip().is_unspecified()
+                    && !a.ip().is_multicast()
+                    && a.ip() != self.params.ip
+            })
+            .take(PEX_MAX)
+            .collect();
+        if !added.is_empty() {
+            t.pex_learned(&added);
+        }
+    }
+
+    /// Sends the peer the changes in our peers since the last PEX message
+    /// (at most [`PEX_MAX`] added and dropped), when one is due.
+    fn send_pex(&mut self, now: Instant, t: &impl TorrentAccess) {
+        let (Some(id), Some(due)) = (self.their_ut_pex, self.pex_due) else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.pex_due = Some(now + PEX_INTERVAL);
+        let current = t.pex_peers();
+        let now_addrs: std::collections::HashSet<std::net::SocketAddr> =
+            current.iter().map(|p| p.addr).collect();
+        let added: Vec<rivulet_wire::PexPeer> = current
+            .into_iter()
+            .filter(|p| !self.pex_told.contains(&p.addr))
+            .take(PEX_MAX)
+            .collect();
+        let dropped: Vec<std::net::SocketAddr> = self
+            .pex_told
+            .iter()
+            .filter(|a| !now_addrs.contains(a))
+            .copied()
+            .take(PEX_MAX)
+            .collect();
+        if added.is_empty() && dropped.is_empty() {
+            return;
+        }
+        for p in &added {
+            self.pex_told.insert(p.addr);
+        }
+        for a in &dropped {
+            self.pex_told.remove(a);
+        }
+        PexMessage { added, dropped }
+            .to_message(id)
+            .encode(&mut self.out);
     }
 
     /// A `ut_metadata` message (BEP 9): requests are answered from the info

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rivulet_core::PeerId;
-use rivulet_wire::Bitfield;
+use rivulet_wire::{Bitfield, PexFlags, PexPeer};
 use tokio::sync::mpsc;
 
 use super::{PeerCommand, PeerCounters, RegisterRefusal, Shared};
@@ -78,6 +78,9 @@ impl TorrentAccess for PeerLink {
     }
 
     fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool) {
+        if seed {
+            self.counters.seed.store(true, Ordering::Relaxed);
+        }
         let mut state = self.shared.lock();
         if seed {
             state.picker.add_seed();
@@ -172,6 +175,57 @@ impl TorrentAccess for PeerLink {
             self.shared.on_peer_interested(self.key)
         } else {
             self.shared.on_peer_not_interested(self.key)
+        }
+    }
+
+    fn pex_enabled(&self) -> bool {
+        self.shared.config.pex && !self.shared.info.private
+    }
+
+    fn listen_port(&self) -> Option<u16> {
+        Some(self.shared.config.listen_port).filter(|&p| p != 0)
+    }
+
+    fn peer_listen_port(&mut self, port: u16) {
+        self.counters.listen_port.store(port, Ordering::Relaxed);
+    }
+
+    fn pex_peers(&self) -> Vec<PexPeer> {
+        let state = self.shared.lock();
+        state
+            .peers
+            .iter()
+            .filter(|(key, _)| **key != self.key)
+            .filter_map(|(_, e)| {
+                // A peer that connected to us is named where it listens,
+                // if it said; one we connected to is reachable there.
+                let (addr, mut flags) = if e.incoming {
+                    let port = e.counters.listen_port.load(Ordering::Relaxed);
+                    (SocketAddr::new(e.addr.ip(), port), PexFlags(0))
+                } else {
+                    (e.addr, PexFlags::REACHABLE)
+                };
+                if addr.port() == 0 {
+                    return None;
+                }
+                if e.counters.seed.load(Ordering::Relaxed) {
+                    flags = flags | PexFlags::SEED;
+                }
+                Some(PexPeer { addr, flags })
+            })
+            .collect()
+    }
+
+    fn pex_learned(&mut self, peers: &[SocketAddr]) {
+        let sink = self
+            .shared
+            .pex_sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = sink.as_ref() {
+            for addr in peers {
+                let _ = tx.send(*addr);
+            }
         }
     }
 

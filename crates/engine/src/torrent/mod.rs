@@ -102,6 +102,9 @@ pub struct TorrentConfig {
     pub min_bytes_in_progress: u64,
     /// Regular upload slots (plus one optimistic unchoke).
     pub upload_slots: usize,
+    /// Exchange peers with peers (BEP 11 `ut_pex`); never for a private
+    /// torrent, whatever this says.
+    pub pex: bool,
 }
 
 impl Default for TorrentConfig {
@@ -114,6 +117,7 @@ impl Default for TorrentConfig {
             max_pieces_in_progress: 16,
             min_bytes_in_progress: 1024 * 1024,
             upload_slots: crate::choker::DEFAULT_SLOTS,
+            pex: true,
         }
     }
 }
@@ -358,6 +362,9 @@ pub struct Shared {
     /// The queues of the run's disk workers (`disk`), started with the
     /// first block; `None` before, and once closed.
     disk: Mutex<Option<Vec<std::sync::mpsc::Sender<disk::Job>>>>,
+    /// Where peers learnt through PEX go: the connector's channel, set by
+    /// the run (none outside one).
+    pub(crate) pex_sink: Mutex<Option<tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>>>,
     /// Chunks of pieces recently read for peers: this torrent's view of the
     /// session's cache.
     pub(crate) cache: TorrentCache,
@@ -476,6 +483,7 @@ impl Shared {
             drained: Notify::new(),
             verified: Notify::new(),
             disk: Mutex::new(None),
+            pex_sink: Mutex::new(None),
             shutdown: watch::channel(false).0,
             span,
         })

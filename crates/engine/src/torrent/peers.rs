@@ -42,6 +42,11 @@ pub(crate) struct PeerCounters {
     pub up: AtomicU64,
     /// The peer is interested in what we have.
     pub interested: AtomicBool,
+    /// The peer has every piece (for PEX flags).
+    pub seed: AtomicBool,
+    /// The port the peer listens on, from its extended handshake (`p`); 0:
+    /// not said. What PEX tells others of a peer that connected to us.
+    pub listen_port: std::sync::atomic::AtomicU16,
 }
 
 /// A registered peer connection, as the torrent sees it: where its task
