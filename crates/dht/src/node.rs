@@ -1,0 +1,1264 @@
+//! [`Node`]: the DHT node state machine. It ties the codec, the routing
+//! tables, the lookups, the tokens, the peer store and the rate limits
+//! together, and talks to the outside only through method calls: packets in,
+//! packets out, timers, events.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rivulet_bencode::{decode_with, Limits, OwnedValue, Value};
+use rivulet_core::InfoHash;
+
+use crate::config::Config;
+use crate::error::DhtError;
+use crate::id::NodeId;
+use crate::krpc::{
+    self, compact_nodes, error_code, parse_compact_node, Body, DecodeError, ErrorBody, Message,
+    NodeInfo, Query, Response, Want, COMPACT_NODE_V4_LEN, COMPACT_NODE_V6_LEN,
+};
+use crate::lookup::Lookup;
+use crate::ratelimit::{IpLimiter, IpLimits, TokenBucket};
+use crate::store::{PeerStore, StoreParams};
+use crate::table::{Inserted, RoutingTable, TableParams, K};
+use crate::token::Tokens;
+
+/// Our `v` (client version) in every message: "RV" and version 0.1.
+pub const VERSION: &[u8; 4] = b"RV\x00\x01";
+
+/// Most packets waiting in [`Node::poll_transmit`]'s queue; more are dropped
+/// (a driver that does not drain it has bigger problems).
+const MAX_TRANSMIT_QUEUE: usize = 4096;
+/// Most events waiting in [`Node::poll_event`]'s queue.
+const MAX_EVENT_QUEUE: usize = 4096;
+/// Most peers a lookup remembers to report each only once.
+const MAX_PEERS_PER_LOOKUP: usize = 2000;
+/// Most routers remembered.
+const MAX_ROUTERS: usize = 32;
+/// Most unknown nodes pinged and remembered at once (so that a node that
+/// queries us often is pinged once).
+const MAX_RECENT_PINGS: usize = 1024;
+/// Distinct responders whose `ip` field is counted before a decision.
+const IP_VOTERS: usize = 16;
+/// Votes for one address that decide our external address.
+const IP_VOTES_NEEDED: u32 = 5;
+/// Largest saved state accepted by [`Node::restore`].
+const MAX_SAVED_LEN: usize = 256 * 1024;
+
+/// Names one lookup started through the [`Node`] API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+/// What a lookup was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    /// [`Node::bootstrap`]: `find_node` of our own id.
+    Bootstrap,
+    /// [`Node::find_node`].
+    FindNode,
+    /// [`Node::get_peers`].
+    GetPeers,
+    /// [`Node::announce`]: `get_peers`, then `announce_peer` to the closest
+    /// nodes that gave a token.
+    Announce,
+}
+
+/// A finished lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupDone {
+    /// Which lookup.
+    pub id: LookupId,
+    /// What it was for.
+    pub kind: LookupKind,
+    /// Its target (node id or info-hash).
+    pub target: NodeId,
+    /// From start to end.
+    pub elapsed: Duration,
+    /// Queries sent (announces included).
+    pub queries: u32,
+    /// Answers received.
+    pub responses: u32,
+    /// Queries that timed out.
+    pub timeouts: u32,
+    /// The closest nodes that answered, closest first: up to [`K`] per
+    /// address family.
+    pub closest: Vec<NodeInfo>,
+    /// Distinct peers found (for `get_peers` and announces).
+    pub peers: usize,
+    /// Nodes that acknowledged our `announce_peer`.
+    pub announced: usize,
+}
+
+/// What the node tells its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// New peers for a `get_peers` or announce lookup (each peer reported
+    /// once per lookup).
+    Peers {
+        /// Which lookup.
+        id: LookupId,
+        /// The torrent.
+        info_hash: InfoHash,
+        /// The peers.
+        peers: Vec<SocketAddr>,
+    },
+    /// A lookup ended.
+    LookupDone(LookupDone),
+    /// Other nodes agree that our address is this one (BEP 42 `ip`). When
+    /// it is a public address our id did not fit, the node took a new id
+    /// (`id_changed`) and moved its tables to it.
+    ExternalAddress {
+        /// The address.
+        ip: IpAddr,
+        /// Whether the node id changed.
+        id_changed: bool,
+    },
+}
+
+/// Counters, always on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Packets handed to [`Node::handle_packet`].
+    pub packets_in: u64,
+    /// Packets that were not KRPC.
+    pub malformed: u64,
+    /// Queries answered (with a response or an error).
+    pub queries_answered: u64,
+    /// Queries ignored by the per-IP rate limit.
+    pub queries_rate_limited: u64,
+    /// Queries we sent.
+    pub queries_sent: u64,
+    /// Queries not sent because our queue was full.
+    pub queries_dropped: u64,
+    /// Answers to our queries.
+    pub responses: u64,
+    /// Errors in answer to our queries.
+    pub errors: u64,
+    /// Queries of ours that timed out.
+    pub timeouts: u64,
+    /// Answers that matched no query of ours (or came from elsewhere).
+    pub unexpected: u64,
+    /// Answers from a node whose id was not the one we knew.
+    pub id_mismatch: u64,
+    /// Nodes not entered in the table because their id did not fit their
+    /// address (BEP 42, when enforced).
+    pub bep42_refused: u64,
+    /// `announce_peer` queries refused for a bad token.
+    pub bad_tokens: u64,
+    /// Outgoing packets or events dropped because their queue was full.
+    pub queue_overflow: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    /// A lookup's query to a node (`expect` is its id) or a router.
+    Lookup { search: LookupId },
+    /// An `announce_peer` at the end of an announce.
+    Announce { search: LookupId },
+    /// Checking on a node of the table, or a node that might enter it.
+    Ping,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    addr: SocketAddr,
+    expect: Option<NodeId>,
+    purpose: Purpose,
+    slow_at: Instant,
+    deadline: Instant,
+    slow_fired: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    addr: SocketAddr,
+    expect: Option<NodeId>,
+    query: Query,
+    purpose: Purpose,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Searching,
+    Announcing { outstanding: usize },
+}
+
+#[derive(Debug)]
+struct Search {
+    kind: LookupKind,
+    target: NodeId,
+    started: Instant,
+    /// Internal lookups (bucket refreshes) produce no event.
+    internal: bool,
+    lookups: Vec<Lookup>,
+    phase: Phase,
+    announce_port: u16,
+    implied_port: bool,
+    peers_seen: BTreeSet<SocketAddr>,
+    queries: u32,
+    responses: u32,
+    timeouts: u32,
+    announced: usize,
+}
+
+/// A Mainline DHT node (BEP 5, 32, 42), sans-IO.
+///
+/// The node never touches a socket or a clock. Its driver:
+///
+/// * passes every datagram from the DHT socket(s) to
+///   [`handle_packet`](Self::handle_packet) with the time and the sender;
+/// * calls [`on_timeout`](Self::on_timeout) once
+///   [`next_timeout`](Self::next_timeout) has passed;
+/// * starts work with [`bootstrap`](Self::bootstrap),
+///   [`add_node`](Self::add_node), [`find_node`](Self::find_node),
+///   [`get_peers`](Self::get_peers) and [`announce`](Self::announce);
+///
+/// and after each of those calls sends every packet
+/// [`poll_transmit`](Self::poll_transmit) returns (through the socket of the
+/// address's family), handles every [`poll_event`](Self::poll_event), and
+/// sleeps until the new [`next_timeout`](Self::next_timeout).
+///
+/// With a seed and a virtual clock, a node is deterministic, which is how the
+/// simulation tests run hundreds of them.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    id: NodeId,
+    rng: StdRng,
+    /// Index 0: IPv4, 1: IPv6.
+    tables: [RoutingTable; 2],
+    store: PeerStore,
+    tokens: Tokens,
+    out_limit: TokenBucket,
+    in_limit: IpLimiter,
+    transactions: BTreeMap<u32, Transaction>,
+    queue: VecDeque<Pending>,
+    searches: BTreeMap<LookupId, Search>,
+    next_lookup: u64,
+    routers: BTreeSet<SocketAddr>,
+    recent_pings: BTreeMap<SocketAddr, Instant>,
+    transmit: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<Event>,
+    next_tick: Instant,
+    last_bootstrap: Option<Instant>,
+    external_ip: Option<IpAddr>,
+    ip_votes: BTreeMap<IpAddr, u32>,
+    ip_voters: BTreeSet<IpAddr>,
+    stats: Stats,
+}
+
+/// IPv4-mapped IPv6 addresses (from a dual-stack socket) as plain IPv4.
+fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+impl Node {
+    /// A node with a fresh id: derived from `config.external_ip` when that is
+    /// known (BEP 42), random otherwise. `seed` seeds the node's random
+    /// numbers (transaction ids, token secrets, ids).
+    pub fn new(config: Config, now: Instant, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let id = match config.external_ip {
+            Some(ip) => NodeId::bep42(ip, &mut rng),
+            None => NodeId::random(&mut rng),
+        };
+        Self::build(config, id, now, rng)
+    }
+
+    /// A node with the given id.
+    pub fn with_id(config: Config, id: NodeId, now: Instant, seed: u64) -> Self {
+        Self::build(config, id, now, StdRng::seed_from_u64(seed))
+    }
+
+    fn build(config: Config, id: NodeId, now: Instant, mut rng: StdRng) -> Self {
+        let table_params = TableParams {
+            good_for: config.node_good_for,
+            max_failures: config.max_failures.max(1),
+            replacements: config.replacement_cache,
+            ping_interval: config.ping_interval,
+        };
+        let tokens = Tokens::new(now, config.token_rotation, &mut rng);
+        Node {
+            tables: [
+                RoutingTable::new(id, table_params, now),
+                RoutingTable::new(id, table_params, now),
+            ],
+            store: PeerStore::new(StoreParams {
+                ttl: config.peer_ttl,
+                max_per_info_hash: config.max_peers_per_info_hash,
+                max_total: config.max_stored_peers,
+            }),
+            tokens,
+            out_limit: TokenBucket::new(now, config.query_rate, config.query_burst),
+            in_limit: IpLimiter::new(IpLimits {
+                per_second: config.incoming_rate_per_ip,
+                burst: config.incoming_burst_per_ip,
+                block_for: config.block_duration,
+                max_tracked: config.max_tracked_ips,
+            }),
+            transactions: BTreeMap::new(),
+            queue: VecDeque::new(),
+            searches: BTreeMap::new(),
+            next_lookup: 1,
+            routers: BTreeSet::new(),
+            recent_pings: BTreeMap::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            next_tick: now + config.tick,
+            last_bootstrap: None,
+            external_ip: config.external_ip,
+            ip_votes: BTreeMap::new(),
+            ip_voters: BTreeSet::new(),
+            stats: Stats::default(),
+            id,
+            rng,
+            config,
+        }
+    }
+
+    /// Our node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The IPv4 (`v6 = false`) or IPv6 routing table.
+    pub fn table(&self, v6: bool) -> &RoutingTable {
+        let [v4t, v6t] = &self.tables;
+        if v6 {
+            v6t
+        } else {
+            v4t
+        }
+    }
+
+    fn table_mut(&mut self, v6: bool) -> &mut RoutingTable {
+        let [v4t, v6t] = &mut self.tables;
+        if v6 {
+            v6t
+        } else {
+            v4t
+        }
+    }
+
+    /// Announced peers held for other nodes.
+    pub fn stored_peers(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Lookups running (internal bucket refreshes included).
+    pub fn running_lookups(&self) -> usize {
+        self.searches.len()
+    }
+
+    /// Our external address, once known (from the config or from votes).
+    pub fn external_ip(&self) -> Option<IpAddr> {
+        self.external_ip
+    }
+
+    fn family_enabled(&self, v6: bool) -> bool {
+        if v6 {
+            self.config.ipv6
+        } else {
+            self.config.ipv4
+        }
+    }
+
+    // ----- API: starting work -----
+
+    /// Pings a node (a saved one, or one a peer named in a BEP 5 `PORT`
+    /// message); it enters the routing table if it answers.
+    pub fn add_node(&mut self, now: Instant, addr: SocketAddr) {
+        let addr = normalize(addr);
+        if self.family_enabled(addr.is_ipv6()) && addr.port() != 0 {
+            self.enqueue(addr, None, self.ping_query(), Purpose::Ping);
+        }
+        self.flush(now);
+    }
+
+    /// Looks up our own id through the routing table and `routers`, which
+    /// fills the table. Routers are remembered (for later re-bootstraps when
+    /// the table runs empty) but never entered in the table.
+    pub fn bootstrap(
+        &mut self,
+        now: Instant,
+        routers: &[SocketAddr],
+    ) -> Result<LookupId, DhtError> {
+        for r in routers {
+            if self.routers.len() < MAX_ROUTERS {
+                self.routers.insert(normalize(*r));
+            }
+        }
+        self.last_bootstrap = Some(now);
+        let target = self.id;
+        self.start(now, LookupKind::Bootstrap, target, false, 0, false)
+    }
+
+    /// Finds the nodes closest to `target`.
+    pub fn find_node(&mut self, now: Instant, target: NodeId) -> Result<LookupId, DhtError> {
+        self.start(now, LookupKind::FindNode, target, false, 0, false)
+    }
+
+    /// Finds peers of `info_hash`: [`Event::Peers`] as they arrive, then
+    /// [`Event::LookupDone`].
+    pub fn get_peers(&mut self, now: Instant, info_hash: InfoHash) -> Result<LookupId, DhtError> {
+        self.start(now, LookupKind::GetPeers, info_hash.into(), false, 0, false)
+    }
+
+    /// Like [`get_peers`](Self::get_peers), then announces us as a peer of
+    /// `info_hash` to the closest nodes that gave a token: on `port`, or with
+    /// `implied_port` (the DHT socket's source port) when `port` is `None`.
+    /// Re-announcing (every 15 to 30 minutes) is up to the caller.
+    pub fn announce(
+        &mut self,
+        now: Instant,
+        info_hash: InfoHash,
+        port: Option<u16>,
+    ) -> Result<LookupId, DhtError> {
+        let (p, implied) = match port {
+            Some(p) => (p, false),
+            None => (self.config.port, true),
+        };
+        self.start(
+            now,
+            LookupKind::Announce,
+            info_hash.into(),
+            false,
+            p,
+            implied,
+        )
+    }
+
+    fn start(
+        &mut self,
+        now: Instant,
+        kind: LookupKind,
+        target: NodeId,
+        internal: bool,
+        announce_port: u16,
+        implied_port: bool,
+    ) -> Result<LookupId, DhtError> {
+        if !self.config.ipv4 && !self.config.ipv6 {
+            return Err(DhtError::NoFamily);
+        }
+        if self.searches.len() >= self.config.max_lookups {
+            return Err(DhtError::TooManyLookups {
+                limit: self.config.max_lookups,
+            });
+        }
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        let mut search = Search {
+            kind,
+            target,
+            started: now,
+            internal,
+            lookups: Vec::new(),
+            phase: Phase::Searching,
+            announce_port,
+            implied_port,
+            peers_seen: BTreeSet::new(),
+            queries: 0,
+            responses: 0,
+            timeouts: 0,
+            announced: 0,
+        };
+        let routers: Vec<SocketAddr> = self.routers.iter().copied().collect();
+        for v6 in [false, true] {
+            if !self.family_enabled(v6) {
+                continue;
+            }
+            let mut l = Lookup::new(target, v6, self.id, self.config.alpha);
+            let seeds = self.table(v6).closest(&target, K * 2, now);
+            let few = seeds.len() < K;
+            for n in seeds {
+                l.add(n);
+            }
+            // Routers help when the table cannot: at bootstrap, or when it
+            // is nearly empty.
+            if kind == LookupKind::Bootstrap || few {
+                for r in routers.iter().filter(|r| r.is_ipv6() == v6) {
+                    if self.queue.len() < self.config.max_queued_queries {
+                        let q = self.lookup_query(kind, target);
+                        self.enqueue(*r, None, q, Purpose::Lookup { search: id });
+                        l.router_sent();
+                        search.queries += 1;
+                    }
+                }
+            }
+            search.lookups.push(l);
+        }
+        self.searches.insert(id, search);
+        self.drive(now);
+        self.flush(now);
+        Ok(id)
+    }
+
+    // ----- API: driving -----
+
+    /// The next packet to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) should be called next.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_tick;
+        for tx in self.transactions.values() {
+            t = t.min(if tx.slow_fired {
+                tx.deadline
+            } else {
+                tx.slow_at
+            });
+        }
+        if !self.queue.is_empty() {
+            t = t.min(self.out_limit.next_token());
+        }
+        Some(t)
+    }
+
+    /// Lets time pass: timeouts of queries, queued queries the rate limit now
+    /// allows, and housekeeping (bucket refreshes, pings of questionable
+    /// nodes, expiry of stored peers).
+    pub fn on_timeout(&mut self, now: Instant) {
+        let mut slow = Vec::new();
+        let mut dead = Vec::new();
+        for (tid, tx) in self.transactions.iter_mut() {
+            if now >= tx.deadline {
+                dead.push(*tid);
+            } else if !tx.slow_fired && now >= tx.slow_at {
+                tx.slow_fired = true;
+                slow.push(*tid);
+            }
+        }
+        for tid in slow {
+            if let Some(tx) = self.transactions.get(&tid) {
+                if let (Purpose::Lookup { search }, Some(id)) = (tx.purpose, tx.expect) {
+                    let info = NodeInfo { id, addr: tx.addr };
+                    if let Some(s) = self.searches.get_mut(&search) {
+                        for l in &mut s.lookups {
+                            l.on_slow(&info);
+                        }
+                    }
+                }
+            }
+        }
+        for tid in dead {
+            if let Some(tx) = self.transactions.remove(&tid) {
+                self.stats.timeouts += 1;
+                self.failed(now, tx);
+            }
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + self.config.tick;
+            self.tick(now);
+        }
+        self.drive(now);
+        self.flush(now);
+    }
+
+    /// Handles one datagram from `from`.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) {
+        self.stats.packets_in += 1;
+        let from = normalize(from);
+        if !self.family_enabled(from.is_ipv6()) || from.port() == 0 {
+            return;
+        }
+        match krpc::decode(packet) {
+            Ok(m) => match m.body {
+                Body::Query(ref q) => self.handle_query(now, from, &m, q),
+                Body::Response(_) | Body::Error(_) => self.handle_reply(now, from, m),
+            },
+            Err(DecodeError::Invalid {
+                transaction_id: Some(tid),
+                query: true,
+                ..
+            }) => {
+                self.stats.malformed += 1;
+                if !self.config.read_only && self.in_limit.allow(now, from.ip()) {
+                    let e = ErrorBody {
+                        code: error_code::PROTOCOL,
+                        message: b"invalid arguments".to_vec(),
+                    };
+                    self.reply(from, tid, Body::Error(e));
+                }
+            }
+            Err(_) => self.stats.malformed += 1,
+        }
+        self.drive(now);
+        self.flush(now);
+    }
+
+    // ----- server side -----
+
+    fn handle_query(&mut self, now: Instant, from: SocketAddr, m: &Message, q: &Query) {
+        if self.config.read_only {
+            return;
+        }
+        if !self.in_limit.allow(now, from.ip()) {
+            self.stats.queries_rate_limited += 1;
+            return;
+        }
+        let sender = q.sender_id();
+        if sender == self.id {
+            return;
+        }
+        if !m.read_only {
+            self.heard_query(
+                now,
+                NodeInfo {
+                    id: sender,
+                    addr: from,
+                },
+            );
+        }
+        let v6 = from.is_ipv6();
+        let body = match q {
+            Query::Ping { .. } => Body::Response(Response::id_only(self.id)),
+            Query::FindNode { target, want, .. } => {
+                let mut r = Response::id_only(self.id);
+                self.fill_nodes(&mut r, target, *want, v6, now);
+                Body::Response(r)
+            }
+            Query::GetPeers {
+                info_hash, want, ..
+            } => {
+                self.tokens.rotate(now, &mut self.rng);
+                let mut r = Response::id_only(self.id);
+                r.token = Some(self.tokens.make(from.ip()));
+                let max = if v6 {
+                    self.config.max_values_v6
+                } else {
+                    self.config.max_values_v4
+                };
+                r.values = self.store.get(now, info_hash, v6, max, &mut self.rng);
+                self.fill_nodes(&mut r, info_hash, *want, v6, now);
+                Body::Response(r)
+            }
+            Query::AnnouncePeer {
+                info_hash,
+                port,
+                implied_port,
+                token,
+                ..
+            } => {
+                self.tokens.rotate(now, &mut self.rng);
+                let port = if *implied_port { from.port() } else { *port };
+                if !self.tokens.check(from.ip(), token) {
+                    self.stats.bad_tokens += 1;
+                    Body::Error(ErrorBody {
+                        code: error_code::PROTOCOL,
+                        message: b"bad token".to_vec(),
+                    })
+                } else if port == 0 {
+                    Body::Error(ErrorBody {
+                        code: error_code::PROTOCOL,
+                        message: b"port 0".to_vec(),
+                    })
+                } else {
+                    self.store
+                        .insert(now, *info_hash, SocketAddr::new(from.ip(), port));
+                    Body::Response(Response::id_only(self.id))
+                }
+            }
+            Query::Unknown { .. } => Body::Error(ErrorBody {
+                code: error_code::METHOD_UNKNOWN,
+                message: b"method unknown".to_vec(),
+            }),
+        };
+        self.stats.queries_answered += 1;
+        self.reply(from, m.transaction_id.clone(), body);
+    }
+
+    fn fill_nodes(
+        &self,
+        r: &mut Response,
+        target: &NodeId,
+        want: Option<Want>,
+        v6: bool,
+        now: Instant,
+    ) {
+        // BEP 32: without `want`, nodes of the querier's own family.
+        let want = want.unwrap_or(Want { n4: !v6, n6: v6 });
+        if want.n4 && self.config.ipv4 {
+            r.nodes = self.table(false).closest(target, K, now);
+        }
+        if want.n6 && self.config.ipv6 {
+            r.nodes6 = self.table(true).closest(target, K, now);
+        }
+    }
+
+    fn reply(&mut self, to: SocketAddr, transaction_id: Vec<u8>, body: Body) {
+        let m = Message {
+            transaction_id,
+            version: Some(VERSION.to_vec()),
+            ip: Some(to),
+            read_only: self.config.read_only,
+            body,
+        };
+        self.send(to, krpc::encode(&m));
+    }
+
+    fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if self.transmit.len() >= MAX_TRANSMIT_QUEUE {
+            self.stats.queue_overflow += 1;
+            return;
+        }
+        self.transmit.push_back((to, bytes));
+    }
+
+    /// A node queried us: note it if known, else ping it if the table has
+    /// room for it (only nodes that answer us enter the table).
+    fn heard_query(&mut self, now: Instant, info: NodeInfo) {
+        let v6 = info.addr.is_ipv6();
+        if self.table_mut(v6).note_query(&info, now) {
+            return;
+        }
+        if !self.acceptable(&info) || !self.table(v6).wants(&info.id, now) {
+            return;
+        }
+        // Low priority: only when our queue is mostly empty.
+        if self.recent_pings.contains_key(&info.addr)
+            || self.recent_pings.len() >= MAX_RECENT_PINGS
+            || self.queue.len() >= self.config.max_queued_queries / 2
+        {
+            return;
+        }
+        self.recent_pings.insert(info.addr, now);
+        let q = self.ping_query();
+        self.enqueue(info.addr, Some(info.id), q, Purpose::Ping);
+    }
+
+    /// Whether a node may enter the table at all.
+    fn acceptable(&mut self, info: &NodeInfo) -> bool {
+        if info.id == self.id || self.routers.contains(&info.addr) || info.addr.port() == 0 {
+            return false;
+        }
+        if self.config.enforce_node_id && !info.id.is_valid_for(info.addr.ip()) {
+            self.stats.bep42_refused += 1;
+            return false;
+        }
+        true
+    }
+
+    // ----- client side -----
+
+    fn ping_query(&self) -> Query {
+        Query::Ping { id: self.id }
+    }
+
+    fn want(&self) -> Option<Want> {
+        // BEP 32: a dual-stack node asks for both families, which fills its
+        // IPv6 table through IPv4 lookups and the other way round.
+        (self.config.ipv4 && self.config.ipv6).then_some(Want { n4: true, n6: true })
+    }
+
+    fn lookup_query(&self, kind: LookupKind, target: NodeId) -> Query {
+        match kind {
+            LookupKind::Bootstrap | LookupKind::FindNode => Query::FindNode {
+                id: self.id,
+                target,
+                want: self.want(),
+            },
+            LookupKind::GetPeers | LookupKind::Announce => Query::GetPeers {
+                id: self.id,
+                info_hash: target,
+                want: self.want(),
+            },
+        }
+    }
+
+    fn enqueue(
+        &mut self,
+        addr: SocketAddr,
+        expect: Option<NodeId>,
+        query: Query,
+        purpose: Purpose,
+    ) -> bool {
+        if self.queue.len() >= self.config.max_queued_queries {
+            self.stats.queries_dropped += 1;
+            return false;
+        }
+        self.queue.push_back(Pending {
+            addr,
+            expect,
+            query,
+            purpose,
+        });
+        true
+    }
+
+    /// Sends queued queries as far as the rate limit allows.
+    fn flush(&mut self, now: Instant) {
+        while !self.queue.is_empty() && self.out_limit.try_take(now) {
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
+            let mut tid: u32 = self.rng.gen();
+            while self.transactions.contains_key(&tid) {
+                tid = self.rng.gen();
+            }
+            let m = Message {
+                transaction_id: tid.to_be_bytes().to_vec(),
+                version: Some(VERSION.to_vec()),
+                ip: None,
+                read_only: self.config.read_only,
+                body: Body::Query(p.query),
+            };
+            self.send(p.addr, krpc::encode(&m));
+            self.stats.queries_sent += 1;
+            self.transactions.insert(
+                tid,
+                Transaction {
+                    addr: p.addr,
+                    expect: p.expect,
+                    purpose: p.purpose,
+                    slow_at: now + self.config.query_slow_after,
+                    deadline: now + self.config.query_timeout,
+                    slow_fired: false,
+                },
+            );
+        }
+    }
+
+    fn handle_reply(&mut self, now: Instant, from: SocketAddr, m: Message) {
+        let tid = <[u8; 4]>::try_from(m.transaction_id.as_slice())
+            .ok()
+            .map(u32::from_be_bytes);
+        let known = tid.and_then(|t| self.transactions.get(&t).map(|tx| (t, tx.addr)));
+        let Some((tid, addr)) = known else {
+            self.stats.unexpected += 1;
+            return;
+        };
+        if addr != from {
+            self.stats.unexpected += 1;
+            return;
+        }
+        let Some(tx) = self.transactions.remove(&tid) else {
+            return;
+        };
+        let r = match m.body {
+            Body::Response(r) => r,
+            Body::Error(_) | Body::Query(_) => {
+                // The node is alive but refused: the query failed, the node
+                // did not.
+                self.stats.errors += 1;
+                self.finish_query(tx, None);
+                return;
+            }
+        };
+        self.stats.responses += 1;
+        if let Some(expected) = tx.expect {
+            if expected != r.id {
+                // Not the node we knew at this address: the lookup does not
+                // count it, and the table entry (if any) has failed.
+                self.stats.id_mismatch += 1;
+                self.failed(now, tx);
+                return;
+            }
+        }
+        let info = NodeInfo {
+            id: r.id,
+            addr: from,
+        };
+        if !m.read_only && self.acceptable(&info) {
+            let v6 = from.is_ipv6();
+            // Refused when the id is known elsewhere or a good node holds the
+            // address; nothing else to do then.
+            let _: Inserted = self.table_mut(v6).insert(info, Some(now), now);
+        }
+        if let Some(ip) = m.ip {
+            self.vote_ip(now, from.ip(), ip.ip());
+        }
+        self.finish_query(tx, Some((info, r)));
+    }
+
+    /// A query ended with an answer (`Some`) or an error (`None`).
+    fn finish_query(&mut self, tx: Transaction, answer: Option<(NodeInfo, Response)>) {
+        let search_id = match tx.purpose {
+            Purpose::Ping => return,
+            Purpose::Lookup { search } | Purpose::Announce { search } => search,
+        };
+        let Some(s) = self.searches.get_mut(&search_id) else {
+            return;
+        };
+        if let Purpose::Announce { .. } = tx.purpose {
+            if let Phase::Announcing { outstanding } = &mut s.phase {
+                *outstanding = outstanding.saturating_sub(1);
+            }
+            if answer.is_some() {
+                s.responses += 1;
+                s.announced += 1;
+            }
+            return;
+        }
+        let Some((info, r)) = answer else {
+            match tx.expect {
+                Some(id) => {
+                    let info = NodeInfo { id, addr: tx.addr };
+                    for l in &mut s.lookups {
+                        l.on_failed(&info);
+                    }
+                }
+                None => {
+                    for l in s
+                        .lookups
+                        .iter_mut()
+                        .filter(|l| l.is_v6() == tx.addr.is_ipv6())
+                    {
+                        l.router_done();
+                    }
+                }
+            }
+            return;
+        };
+        s.responses += 1;
+        for l in &mut s.lookups {
+            if tx.expect.is_some() {
+                l.on_response(&info, r.token.clone());
+            } else if l.is_v6() == tx.addr.is_ipv6() {
+                l.router_done();
+            }
+            let named = if l.is_v6() { &r.nodes6 } else { &r.nodes };
+            for n in named {
+                l.add(*n);
+            }
+        }
+        if matches!(s.kind, LookupKind::GetPeers | LookupKind::Announce) && !r.values.is_empty() {
+            let mut fresh = Vec::new();
+            for p in r.values {
+                let p = normalize(p);
+                if p.port() == 0 || p.ip().is_unspecified() {
+                    continue;
+                }
+                if s.peers_seen.len() < MAX_PEERS_PER_LOOKUP && s.peers_seen.insert(p) {
+                    fresh.push(p);
+                }
+            }
+            if !fresh.is_empty() {
+                let ev = Event::Peers {
+                    id: search_id,
+                    info_hash: InfoHash(s.target.0),
+                    peers: fresh,
+                };
+                self.push_event(ev);
+            }
+        }
+    }
+
+    /// A query timed out, or was answered by the wrong node.
+    fn failed(&mut self, now: Instant, tx: Transaction) {
+        if let Some(id) = tx.expect {
+            let info = NodeInfo { id, addr: tx.addr };
+            self.table_mut(tx.addr.is_ipv6()).note_failure(&info, now);
+        }
+        if let Purpose::Lookup { search } | Purpose::Announce { search } = tx.purpose {
+            if let Some(s) = self.searches.get_mut(&search) {
+                s.timeouts += 1;
+            }
+        }
+        self.finish_query(tx, None);
+    }
+
+    fn push_event(&mut self, ev: Event) {
+        if self.events.len() >= MAX_EVENT_QUEUE {
+            self.stats.queue_overflow += 1;
+            return;
+        }
+        self.events.push_back(ev);
+    }
+
+    /// Moves every lookup forward: new queries within alpha, announces once
+    /// the search is over, the end event.
+    fn drive(&mut self, now: Instant) {
+        let ids: Vec<LookupId> = self.searches.keys().copied().collect();
+        for id in ids {
+            let Some(mut s) = self.searches.remove(&id) else {
+                continue;
+            };
+            let finished = self.drive_one(now, id, &mut s);
+            if finished {
+                self.finish(now, id, s);
+            } else {
+                self.searches.insert(id, s);
+            }
+        }
+    }
+
+    fn drive_one(&mut self, _now: Instant, id: LookupId, s: &mut Search) -> bool {
+        match s.phase {
+            Phase::Searching => {
+                // Twice, so that a family lookup that waited for the other
+                // one can end in the same pass.
+                for i in (0..s.lookups.len()).chain(0..s.lookups.len()) {
+                    let room = self
+                        .config
+                        .max_queued_queries
+                        .saturating_sub(self.queue.len());
+                    let others_running = s
+                        .lookups
+                        .iter()
+                        .enumerate()
+                        .any(|(j, l)| j != i && !l.is_done());
+                    let Some(l) = s.lookups.get_mut(i) else {
+                        continue;
+                    };
+                    let next = l.step(room, others_running);
+                    for n in next {
+                        let q = self.lookup_query(s.kind, s.target);
+                        if self.enqueue(n.addr, Some(n.id), q, Purpose::Lookup { search: id }) {
+                            s.queries += 1;
+                        } else if let Some(l) = s.lookups.get_mut(i) {
+                            l.on_not_sent(&n);
+                        }
+                    }
+                }
+                if !s.lookups.iter().all(Lookup::is_done) {
+                    return false;
+                }
+                if s.kind != LookupKind::Announce {
+                    return true;
+                }
+                // Announce to the K closest nodes per family that gave a token.
+                let mut targets = Vec::new();
+                for l in &s.lookups {
+                    for (n, token) in l.closest_responded(K) {
+                        if let Some(t) = token {
+                            targets.push((n, t.to_vec()));
+                        }
+                    }
+                }
+                let mut outstanding = 0;
+                for (n, token) in targets {
+                    let q = Query::AnnouncePeer {
+                        id: self.id,
+                        info_hash: s.target,
+                        port: s.announce_port,
+                        implied_port: s.implied_port,
+                        token,
+                    };
+                    if self.enqueue(n.addr, Some(n.id), q, Purpose::Announce { search: id }) {
+                        outstanding += 1;
+                        s.queries += 1;
+                    }
+                }
+                s.phase = Phase::Announcing { outstanding };
+                outstanding == 0
+            }
+            Phase::Announcing { outstanding } => outstanding == 0,
+        }
+    }
+
+    fn finish(&mut self, now: Instant, id: LookupId, s: Search) {
+        if s.internal {
+            return;
+        }
+        let closest = s
+            .lookups
+            .iter()
+            .flat_map(|l| l.closest_responded(K).into_iter().map(|(n, _)| n))
+            .collect();
+        let done = LookupDone {
+            id,
+            kind: s.kind,
+            target: s.target,
+            elapsed: now.saturating_duration_since(s.started),
+            queries: s.queries,
+            responses: s.responses,
+            timeouts: s.timeouts,
+            closest,
+            peers: s.peers_seen.len(),
+            announced: s.announced,
+        };
+        self.push_event(Event::LookupDone(done));
+    }
+
+    // ----- housekeeping -----
+
+    fn tick(&mut self, now: Instant) {
+        self.tokens.rotate(now, &mut self.rng);
+        self.store.expire(now);
+        let ping_interval = self.config.ping_interval;
+        self.recent_pings
+            .retain(|_, t| now.saturating_duration_since(*t) < ping_interval);
+        for v6 in [false, true] {
+            if !self.family_enabled(v6) {
+                continue;
+            }
+            // Bucket refreshes: a find_node of a random id in each stale
+            // bucket's range.
+            let interval = self.config.bucket_refresh;
+            let targets = {
+                let [v4t, v6t] = &mut self.tables;
+                let t = if v6 { v6t } else { v4t };
+                t.refresh_targets(now, interval, &mut self.rng)
+            };
+            for target in targets {
+                let _ = self.start(now, LookupKind::FindNode, target, true, 0, false);
+            }
+            // Questionable nodes: ping a few per tick.
+            for n in self.table_mut(v6).ping_candidates(now, 4) {
+                let q = self.ping_query();
+                self.enqueue(n.addr, Some(n.id), q, Purpose::Ping);
+            }
+        }
+        // A table that ran (nearly) empty goes back to the routers.
+        let small = self.tables.iter().map(RoutingTable::len).sum::<usize>() < K;
+        let bootstrapping = self
+            .searches
+            .values()
+            .any(|s| s.kind == LookupKind::Bootstrap);
+        let due = self
+            .last_bootstrap
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60));
+        if small && !bootstrapping && due && !self.routers.is_empty() {
+            self.last_bootstrap = Some(now);
+            let target = self.id;
+            let _ = self.start(now, LookupKind::Bootstrap, target, true, 0, false);
+        }
+    }
+
+    /// Counts a responder's view of our address; a clear majority of distinct
+    /// responders decides it.
+    fn vote_ip(&mut self, now: Instant, voter: IpAddr, ours: IpAddr) {
+        if !self.ip_voters.insert(voter) {
+            return;
+        }
+        *self.ip_votes.entry(ours).or_insert(0) += 1;
+        let winner = self
+            .ip_votes
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(ip, n)| (*ip, *n));
+        let decided = winner.filter(|(_, n)| *n >= IP_VOTES_NEEDED);
+        if decided.is_some() || self.ip_voters.len() >= IP_VOTERS {
+            self.ip_voters.clear();
+            self.ip_votes.clear();
+        }
+        let Some((ip, _)) = decided else {
+            return;
+        };
+        if self.external_ip == Some(ip) {
+            return;
+        }
+        self.external_ip = Some(ip);
+        let id_changed = !self.id.is_valid_for(ip);
+        if id_changed {
+            let id = NodeId::bep42(ip, &mut self.rng);
+            self.change_id(now, id);
+        }
+        self.push_event(Event::ExternalAddress { ip, id_changed });
+    }
+
+    /// Moves to a new id: the tables are rebuilt around it with the same
+    /// nodes (they are still good contacts).
+    fn change_id(&mut self, now: Instant, id: NodeId) {
+        self.id = id;
+        let [v4t, v6t] = &mut self.tables;
+        for t in [v4t, v6t] {
+            let entries: Vec<_> = t.entries().cloned().collect();
+            let mut fresh = t.clone_empty(id, now);
+            for e in entries {
+                fresh.insert(e.info, e.last_response, now);
+            }
+            *t = fresh;
+        }
+    }
+
+    // ----- persistence -----
+
+    /// Our id and the nodes of the routing tables that are not bad, as
+    /// bencode, for [`Node::restore`]. The driver writes it to disk.
+    pub fn save(&self) -> Vec<u8> {
+        let nodes = |v6: bool| {
+            let t = self.table(v6);
+            let list: Vec<NodeInfo> = t
+                .entries()
+                .filter(|e| e.failures < self.config.max_failures.max(1))
+                .map(|e| e.info)
+                .collect();
+            compact_nodes(&list, v6)
+        };
+        OwnedValue::dict()
+            .with("id", OwnedValue::Bytes(self.id.0.to_vec()))
+            .with("nodes", OwnedValue::Bytes(nodes(false)))
+            .with("nodes6", OwnedValue::Bytes(nodes(true)))
+            .with("version", OwnedValue::Int(1))
+            .to_bytes()
+    }
+
+    /// A node from what [`Node::save`] wrote: the same id (unless
+    /// `config.external_ip` is set and the id does not fit it), and the saved
+    /// nodes in its tables as questionable until they answer.
+    pub fn restore(
+        config: Config,
+        saved: &[u8],
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, DhtError> {
+        if saved.len() > MAX_SAVED_LEN {
+            return Err(DhtError::BadState("too long"));
+        }
+        let limits = Limits {
+            max_depth: 2,
+            max_values: 16,
+        };
+        let v = decode_with(saved, limits).map_err(|_| DhtError::BadState("not bencode"))?;
+        let id = v
+            .get(b"id")
+            .and_then(Value::as_bytes)
+            .and_then(NodeId::from_slice)
+            .ok_or(DhtError::BadState("no 20-byte id"))?;
+        let list = |key: &[u8], len: usize| -> Result<Vec<NodeInfo>, DhtError> {
+            let Some(b) = v.get(key) else {
+                return Ok(Vec::new());
+            };
+            let b = b
+                .as_bytes()
+                .ok_or(DhtError::BadState("nodes not a string"))?;
+            if b.len() % len != 0 {
+                return Err(DhtError::BadState("nodes not a whole number of entries"));
+            }
+            b.chunks_exact(len)
+                .map(|c| parse_compact_node(c).ok_or(DhtError::BadState("bad node entry")))
+                .collect()
+        };
+        let nodes = list(b"nodes", COMPACT_NODE_V4_LEN)?;
+        let nodes6 = list(b"nodes6", COMPACT_NODE_V6_LEN)?;
+        let keep = config.external_ip.is_none_or(|ip| id.is_valid_for(ip));
+        let mut node = if keep {
+            Node::with_id(config, id, now, seed)
+        } else {
+            Node::new(config, now, seed)
+        };
+        for n in nodes.into_iter().chain(nodes6) {
+            if node.family_enabled(n.addr.is_ipv6()) && node.acceptable(&n) {
+                let v6 = n.addr.is_ipv6();
+                node.table_mut(v6).insert(n, None, now);
+            }
+        }
+        Ok(node)
+    }
+}
