@@ -40,8 +40,9 @@ pub struct Config {
     pub read_only: bool,
     /// Queries in flight per lookup (default 3, Kademlia's alpha).
     pub alpha: usize,
-    /// After this long without an answer, a lookup counts the query as slow
-    /// and starts another one, without giving up on the slow one
+    /// After this long without an answer, the query is sent once more, and a
+    /// lookup counts it as slow and starts another one without giving up on
+    /// it; after twice this long the lookup may end without its answer
     /// (default 2 s).
     pub query_slow_after: Duration,
     /// After this long without an answer, the query has failed

@@ -31,10 +31,16 @@ impl NodeId {
 
     /// XOR distance to `other`.
     pub fn distance(&self, other: &NodeId) -> Distance {
+        // Two wide XORs rather than 20 byte ones: routing-table queries
+        // compute thousands of distances per second.
+        let (a_head, a_tail) = split(&self.0);
+        let (b_head, b_tail) = split(&other.0);
+        let head = (a_head ^ b_head).to_be_bytes();
+        let tail = (a_tail ^ b_tail).to_be_bytes();
         let mut d = [0u8; 20];
-        for ((out, a), b) in d.iter_mut().zip(self.0).zip(other.0) {
-            *out = a ^ b;
-        }
+        let (d_head, d_tail) = d.split_at_mut(16);
+        d_head.copy_from_slice(&head);
+        d_tail.copy_from_slice(&tail);
         Distance(d)
     }
 
@@ -137,6 +143,12 @@ impl From<rivulet_core::InfoHash> for NodeId {
     fn from(h: rivulet_core::InfoHash) -> Self {
         NodeId(h.0)
     }
+}
+
+/// An id as a 128-bit and a 32-bit number.
+fn split(id: &[u8; 20]) -> (u128, u32) {
+    let [h @ .., t0, t1, t2, t3] = *id;
+    (u128::from_be_bytes(h), u32::from_be_bytes([t0, t1, t2, t3]))
 }
 
 fn set_bit(bytes: &mut [u8; 20], i: usize, on: bool) {

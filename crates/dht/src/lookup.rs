@@ -5,9 +5,11 @@
 //! fail have all answered.
 //!
 //! A query that has not been answered after the short timeout is *slow*: it
-//! no longer counts against `alpha`, and it no longer holds a place among the
-//! K closest, so the lookup moves on; if its answer arrives later it is used.
-//! After the long timeout it has *failed*.
+//! no longer counts against `alpha` and gives its place among the K closest
+//! to the next candidate, so the lookup moves on (the node sends the query
+//! once more). After twice the short timeout it is *stalled*: the lookup may
+//! end without it. If its answer arrives later it is still used. After the
+//! long timeout it has *failed*.
 
 use std::net::SocketAddr;
 
@@ -20,9 +22,16 @@ use crate::table::K;
 pub const MAX_CANDIDATES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Fresh,
+    Slow,
+    Stalled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     New,
-    InFlight { slow: bool },
+    InFlight(Wait),
     Responded,
     Failed,
 }
@@ -137,8 +146,18 @@ impl Lookup {
     /// The query to the node passed the short timeout.
     pub fn on_slow(&mut self, info: &NodeInfo) {
         if let Some(c) = self.find(&info.id, info.addr) {
-            if c.state == (State::InFlight { slow: false }) {
-                c.state = State::InFlight { slow: true };
+            if c.state == State::InFlight(Wait::Fresh) {
+                c.state = State::InFlight(Wait::Slow);
+            }
+        }
+    }
+
+    /// The query to the node passed twice the short timeout: the lookup no
+    /// longer waits for it.
+    pub fn on_stalled(&mut self, info: &NodeInfo) {
+        if let Some(c) = self.find(&info.id, info.addr) {
+            if matches!(c.state, State::InFlight(_)) {
+                c.state = State::InFlight(Wait::Stalled);
             }
         }
     }
@@ -154,7 +173,7 @@ impl Lookup {
     /// it again later.
     pub fn on_not_sent(&mut self, info: &NodeInfo) {
         if let Some(c) = self.find(&info.id, info.addr) {
-            if matches!(c.state, State::InFlight { .. }) {
+            if matches!(c.state, State::InFlight(_)) {
                 c.state = State::New;
             }
         }
@@ -172,11 +191,11 @@ impl Lookup {
             + self
                 .candidates
                 .iter()
-                .filter(|c| c.state == (State::InFlight { slow: false }))
+                .filter(|c| c.state == State::InFlight(Wait::Fresh))
                 .count();
         let mut out = Vec::new();
-        // Walk the K closest candidates that have not failed; a slow query
-        // gives its place to the next candidate.
+        // Walk the K closest candidates that have not failed or stalled; a
+        // slow query gives its place to the next candidate.
         let mut limit = K;
         let mut seen = 0;
         let mut pending_in_window = false;
@@ -185,18 +204,18 @@ impl Lookup {
                 break;
             }
             match c.state {
-                State::Failed => continue,
+                State::Failed | State::InFlight(Wait::Stalled) => continue,
                 State::Responded => {}
-                State::InFlight { slow } => {
+                State::InFlight(wait) => {
                     pending_in_window = true;
-                    if slow {
+                    if wait == Wait::Slow {
                         limit += 1;
                     }
                 }
                 State::New => {
                     pending_in_window = true;
                     if fast < self.alpha && out.len() < room {
-                        c.state = State::InFlight { slow: false };
+                        c.state = State::InFlight(Wait::Fresh);
                         fast += 1;
                         out.push(c.info);
                     }
@@ -204,15 +223,17 @@ impl Lookup {
             }
             seen += 1;
         }
-        let any_in_flight = self.routers_in_flight > 0
-            || self
-                .candidates
-                .iter()
-                .any(|c| matches!(c.state, State::InFlight { .. }));
+        let waiting = self.routers_in_flight > 0
+            || self.candidates.iter().any(|c| {
+                matches!(
+                    c.state,
+                    State::InFlight(Wait::Fresh) | State::InFlight(Wait::Slow)
+                )
+            });
         // Converged: the K closest live nodes all answered. Exhausted:
         // nothing left to ask and nothing to wait for.
         let converged = !pending_in_window && seen >= K;
-        let exhausted = !pending_in_window && !any_in_flight && !others_running;
+        let exhausted = !pending_in_window && !waiting && !others_running;
         if out.is_empty() && (converged || exhausted) {
             self.done = true;
         }

@@ -130,6 +130,8 @@ pub struct Stats {
     pub queries_rate_limited: u64,
     /// Queries we sent.
     pub queries_sent: u64,
+    /// Queries sent a second time after the short timeout.
+    pub retransmits: u64,
     /// Queries not sent because our queue was full.
     pub queries_dropped: u64,
     /// Answers to our queries.
@@ -166,9 +168,11 @@ struct Transaction {
     addr: SocketAddr,
     expect: Option<NodeId>,
     purpose: Purpose,
-    slow_at: Instant,
-    deadline: Instant,
-    slow_fired: bool,
+    sent: Instant,
+    /// 0: waiting; 1: slow (sent again); 2: stalled (lookups stop waiting).
+    stage: u8,
+    /// The query, kept for its one retransmission.
+    packet: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -527,11 +531,7 @@ impl Node {
     pub fn next_timeout(&self) -> Option<Instant> {
         let mut t = self.next_tick;
         for tx in self.transactions.values() {
-            t = t.min(if tx.slow_fired {
-                tx.deadline
-            } else {
-                tx.slow_at
-            });
+            t = t.min(self.tx_deadline(tx));
         }
         if !self.queue.is_empty() {
             t = t.min(self.out_limit.next_token());
@@ -543,23 +543,49 @@ impl Node {
     /// allows, and housekeeping (bucket refreshes, pings of questionable
     /// nodes, expiry of stored peers).
     pub fn on_timeout(&mut self, now: Instant) {
-        let mut slow = Vec::new();
         let mut dead = Vec::new();
+        let mut changes = Vec::new();
+        let (slow_after, timeout) = (self.config.query_slow_after, self.config.query_timeout);
         for (tid, tx) in self.transactions.iter_mut() {
-            if now >= tx.deadline {
+            let age = now.saturating_duration_since(tx.sent);
+            if age >= timeout {
                 dead.push(*tid);
-            } else if !tx.slow_fired && now >= tx.slow_at {
-                tx.slow_fired = true;
-                slow.push(*tid);
+                continue;
+            }
+            if tx.stage == 0 && age >= slow_after {
+                tx.stage = 1;
+                changes.push((*tid, 1));
+            }
+            if tx.stage == 1 && age >= slow_after * 2 {
+                tx.stage = 2;
+                changes.push((*tid, 2));
             }
         }
-        for tid in slow {
-            if let Some(tx) = self.transactions.get(&tid) {
-                if let (Purpose::Lookup { search }, Some(id)) = (tx.purpose, tx.expect) {
-                    let info = NodeInfo { id, addr: tx.addr };
-                    if let Some(s) = self.searches.get_mut(&search) {
-                        for l in &mut s.lookups {
+        for (tid, stage) in changes {
+            let Some(tx) = self.transactions.get_mut(&tid) else {
+                continue;
+            };
+            if stage == 1 {
+                // One retransmission: on a lossy path it saves the query at
+                // the cost of a duplicate answer now and then.
+                let packet = std::mem::take(&mut tx.packet);
+                let addr = tx.addr;
+                if !packet.is_empty() && self.out_limit.try_take(now) {
+                    self.stats.retransmits += 1;
+                    self.send(addr, packet);
+                }
+            }
+            let Some(tx) = self.transactions.get(&tid) else {
+                continue;
+            };
+            if let (Purpose::Lookup { search }, Some(id)) = (tx.purpose, tx.expect) {
+                let info = NodeInfo { id, addr: tx.addr };
+                if let Some(s) = self.searches.get_mut(&search) {
+                    for l in &mut s.lookups {
+                        if stage == 1 {
                             l.on_slow(&info);
+                        } else {
+                            l.on_stalled(&info);
                         }
                     }
                 }
@@ -827,7 +853,8 @@ impl Node {
                 read_only: self.config.read_only,
                 body: Body::Query(p.query),
             };
-            self.send(p.addr, krpc::encode(&m));
+            let packet = krpc::encode(&m);
+            self.send(p.addr, packet.clone());
             self.stats.queries_sent += 1;
             self.transactions.insert(
                 tid,
@@ -835,9 +862,9 @@ impl Node {
                     addr: p.addr,
                     expect: p.expect,
                     purpose: p.purpose,
-                    slow_at: now + self.config.query_slow_after,
-                    deadline: now + self.config.query_timeout,
-                    slow_fired: false,
+                    sent: now,
+                    stage: 0,
+                    packet,
                 },
             );
         }
@@ -1072,6 +1099,23 @@ impl Node {
     }
 
     fn finish(&mut self, now: Instant, id: LookupId, s: Search) {
+        if s.kind == LookupKind::Bootstrap {
+            // The bootstrap filled the buckets near our id; look into the
+            // others now.
+            for v6 in [false, true] {
+                if !self.family_enabled(v6) {
+                    continue;
+                }
+                let targets = {
+                    let [v4t, v6t] = &mut self.tables;
+                    let t = if v6 { v6t } else { v4t };
+                    t.sparse_targets(now, &mut self.rng)
+                };
+                for target in targets {
+                    let _ = self.start(now, LookupKind::FindNode, target, true, 0, false);
+                }
+            }
+        }
         if s.internal {
             return;
         }
@@ -1124,20 +1168,34 @@ impl Node {
                 self.enqueue(n.addr, Some(n.id), q, Purpose::Ping);
             }
         }
-        // A table that ran (nearly) empty goes back to the routers.
-        let small = self.tables.iter().map(RoutingTable::len).sum::<usize>() < K;
+        // A table that ran (nearly) empty goes back to the routers: every
+        // 30 s while it is empty, every minute while it is small.
+        let size = self.tables.iter().map(RoutingTable::len).sum::<usize>();
+        let small = size < K;
+        let wait = Duration::from_secs(if size == 0 { 30 } else { 60 });
         let bootstrapping = self
             .searches
             .values()
             .any(|s| s.kind == LookupKind::Bootstrap);
         let due = self
             .last_bootstrap
-            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60));
+            .is_none_or(|t| now.saturating_duration_since(t) >= wait);
         if small && !bootstrapping && due && !self.routers.is_empty() {
             self.last_bootstrap = Some(now);
             let target = self.id;
             let _ = self.start(now, LookupKind::Bootstrap, target, true, 0, false);
         }
+    }
+
+    /// When the transaction next needs attention.
+    fn tx_deadline(&self, tx: &Transaction) -> Instant {
+        let slow = self.config.query_slow_after;
+        let at = match tx.stage {
+            0 => tx.sent + slow,
+            1 => tx.sent + slow * 2,
+            _ => tx.sent + self.config.query_timeout,
+        };
+        at.min(tx.sent + self.config.query_timeout)
     }
 
     /// Counts a responder's view of our address; a clear majority of distinct

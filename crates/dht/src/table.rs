@@ -104,6 +104,8 @@ pub struct Bucket {
     pub replacements: Vec<Entry>,
     /// When a node was last added or answered (BEP 5's "changed").
     pub last_changed: Instant,
+    /// When the bucket was last refreshed (or created).
+    pub last_refresh: Instant,
 }
 
 impl Bucket {
@@ -112,6 +114,7 @@ impl Bucket {
             nodes: Vec::new(),
             replacements: Vec::new(),
             last_changed: now,
+            last_refresh: now,
         }
     }
 }
@@ -415,13 +418,19 @@ impl RoutingTable {
             .filter(|e| e.status(now, &self.params) != NodeStatus::Bad)
             .map(|e| (e.info.id.distance(target), e.info))
             .collect();
+        if all.len() > n && n > 0 {
+            all.select_nth_unstable_by_key(n - 1, |(d, _)| *d);
+            all.truncate(n);
+        }
         all.sort_unstable_by_key(|(d, _)| *d);
         all.into_iter().take(n).map(|(_, i)| i).collect()
     }
 
     /// Targets for refreshing the buckets nothing changed in for `interval`:
-    /// a random id in each such bucket's range. Marks them changed, so each
-    /// is refreshed once per interval.
+    /// a random id in each such bucket's range. A bucket holding a bad node
+    /// and no replacement for it is refreshed sooner (every third of the
+    /// interval), to find one. Marks them refreshed, so each is refreshed
+    /// once per interval.
     pub fn refresh_targets<R: Rng + ?Sized>(
         &mut self,
         now: Instant,
@@ -430,11 +439,35 @@ impl RoutingTable {
     ) -> Vec<NodeId> {
         let count = self.buckets.len();
         let own = self.own;
+        let params = self.params;
         let mut out = Vec::new();
         for (i, b) in self.buckets.iter_mut().enumerate() {
-            if now.saturating_duration_since(b.last_changed) >= interval {
-                b.last_changed = now;
+            let since = |t: Instant| now.saturating_duration_since(t);
+            let stale = since(b.last_changed) >= interval && since(b.last_refresh) >= interval;
+            let wants_replacement = b.replacements.is_empty()
+                && b.nodes
+                    .iter()
+                    .any(|e| e.status(now, &params) == NodeStatus::Bad)
+                && since(b.last_refresh) >= interval / 3;
+            if stale || wants_replacement {
+                b.last_refresh = now;
                 out.push(own.random_in_range(i, i + 1 == count, rng));
+            }
+        }
+        out
+    }
+
+    /// A random id in the range of each bucket that is not full, the
+    /// bucket holding our own id left out. Looked up after a bootstrap, so
+    /// that the far buckets fill at once rather than at their first refresh.
+    pub fn sparse_targets<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) -> Vec<NodeId> {
+        let last = self.buckets.len().saturating_sub(1);
+        let own = self.own;
+        let mut out = Vec::new();
+        for (i, b) in self.buckets.iter_mut().enumerate().take(last) {
+            if b.nodes.len() < K {
+                b.last_refresh = now;
+                out.push(own.random_in_range(i, false, rng));
             }
         }
         out
