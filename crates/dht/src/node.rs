@@ -247,6 +247,8 @@ pub struct Node {
     events: VecDeque<Event>,
     next_tick: Instant,
     last_bootstrap: Option<Instant>,
+    /// Bootstraps in a row after which a table was still small.
+    bootstrap_backoff: u32,
     external_ip: Option<IpAddr>,
     ip_votes: BTreeMap<IpAddr, u32>,
     ip_voters: BTreeSet<IpAddr>,
@@ -318,6 +320,7 @@ impl Node {
             events: VecDeque::new(),
             next_tick: now + config.tick,
             last_bootstrap: None,
+            bootstrap_backoff: 0,
             external_ip: config.external_ip,
             ip_votes: BTreeMap::new(),
             ip_voters: BTreeSet::new(),
@@ -1168,11 +1171,16 @@ impl Node {
                 self.enqueue(n.addr, Some(n.id), q, Purpose::Ping);
             }
         }
-        // A table that ran (nearly) empty goes back to the routers: every
-        // 30 s while it is empty, every minute while it is small.
-        let size = self.tables.iter().map(RoutingTable::len).sum::<usize>();
-        let small = size < K;
-        let wait = Duration::from_secs(if size == 0 { 30 } else { 60 });
+        // A table that is (nearly) empty goes back to the routers: after
+        // 30 s, then after twice as long each time it stays small (up to
+        // 32 min: an IPv6 table without IPv6 connectivity stays empty).
+        let small = [false, true]
+            .into_iter()
+            .any(|v6| self.family_enabled(v6) && self.table(v6).len() < K);
+        if !small {
+            self.bootstrap_backoff = 0;
+        }
+        let wait = Duration::from_secs(30) * (1u32 << self.bootstrap_backoff.min(6));
         let bootstrapping = self
             .searches
             .values()
@@ -1182,6 +1190,7 @@ impl Node {
             .is_none_or(|t| now.saturating_duration_since(t) >= wait);
         if small && !bootstrapping && due && !self.routers.is_empty() {
             self.last_bootstrap = Some(now);
+            self.bootstrap_backoff = self.bootstrap_backoff.saturating_add(1);
             let target = self.id;
             let _ = self.start(now, LookupKind::Bootstrap, target, true, 0, false);
         }

@@ -21,6 +21,8 @@ use rivulet_dht::{Config, Event, LookupDone, LookupId, Node, NodeId, NodeStatus,
 struct Host {
     node: Node,
     addr: SocketAddr,
+    /// The IPv6 address of a dual-stack host.
+    addr6: Option<SocketAddr>,
     alive: bool,
 }
 
@@ -75,13 +77,21 @@ impl Sim {
     }
 
     fn add_host(&mut self, node: Node, addr: SocketAddr) -> usize {
+        self.add_dual_host(node, addr, None)
+    }
+
+    fn add_dual_host(&mut self, node: Node, addr: SocketAddr, addr6: Option<SocketAddr>) -> usize {
         let i = self.hosts.len();
         self.hosts.push(Host {
             node,
             addr,
+            addr6,
             alive: true,
         });
         self.by_addr.insert(addr, i);
+        if let Some(a) = addr6 {
+            self.by_addr.insert(a, i);
+        }
         self.events.push(Vec::new());
         self.drain(i);
         i
@@ -101,8 +111,14 @@ impl Sim {
 
     /// Collects what host `i` wants to send and its events, and its next wake-up.
     fn drain(&mut self, i: usize) {
-        let from = self.hosts[i].addr;
+        let (from4, from6) = (self.hosts[i].addr, self.hosts[i].addr6);
         while let Some((to, bytes)) = self.hosts[i].node.poll_transmit() {
+            // Sent through the socket of the destination's family.
+            let from = if to.is_ipv6() {
+                from6.expect("an IPv6 packet from an IPv4-only host")
+            } else {
+                from4
+            };
             assert!(bytes.len() <= krpc::MAX_PACKET_LEN);
             self.send(from, to, bytes);
         }
@@ -507,6 +523,94 @@ fn dead_nodes_are_replaced_in_routing_tables() {
     );
     let (mean, _) = check_convergence(&mut sim, 20, "find_node after the die-off");
     assert!(mean >= 7.0);
+}
+
+fn v6(i: usize) -> SocketAddr {
+    // Unique-local addresses: exempt from BEP 42 like loopback.
+    SocketAddr::new(format!("fd00::{:x}", i + 2).parse().unwrap(), 6881)
+}
+
+#[test]
+fn dual_stack_nodes_fill_their_ipv6_tables_through_ipv4_bep32() {
+    let config = Config::default();
+    let mut sim = Sim::new(6, 0.05);
+    let t0 = sim.now;
+    let n = 80;
+    for i in 0..n {
+        let now = sim.now;
+        let mut node = Node::new(config.clone(), now, 600_000 + i as u64);
+        // The first ten nodes know the router's two addresses, the others
+        // only its IPv4 one: they learn IPv6 nodes from the `nodes6` of
+        // IPv4 answers (they ask with `want` n4 and n6).
+        if (1..=10).contains(&i) {
+            node.bootstrap(now, &[v4(0), v6(0)]).unwrap();
+        } else if i > 10 {
+            node.bootstrap(now, &[v4(0)]).unwrap();
+        }
+        sim.add_dual_host(node, v4(i), Some(v6(i)));
+        sim.run_for(Duration::from_millis(100));
+    }
+    sim.run_for(Duration::from_secs(60));
+    let v6_sizes: Vec<usize> = sim
+        .hosts
+        .iter()
+        .skip(1)
+        .map(|h| h.node.table(true).len())
+        .collect();
+    let v4_sizes: Vec<usize> = sim
+        .hosts
+        .iter()
+        .skip(1)
+        .map(|h| h.node.table(false).len())
+        .collect();
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len() as f64;
+    println!(
+        "dual stack, {n} nodes after {} s: IPv4 tables {:.1} nodes, IPv6 tables {:.1} nodes (min {})",
+        sim.now.duration_since(t0).as_secs(),
+        mean(&v4_sizes),
+        mean(&v6_sizes),
+        v6_sizes.iter().min().unwrap()
+    );
+    assert!(
+        v6_sizes.iter().skip(10).all(|s| *s >= K),
+        "IPv6 tables stayed empty"
+    );
+    assert!(sim.hosts.iter().skip(1).all(|h| h
+        .node
+        .table(true)
+        .entries()
+        .all(|e| e.info.addr.is_ipv6())));
+
+    // An announce in both families is found in both.
+    let info_hash = InfoHash(sim.rng.gen());
+    let (a, b) = (7, 70);
+    let now = sim.now;
+    let id = sim.hosts[a]
+        .node
+        .announce(now, info_hash, Some(7000))
+        .unwrap();
+    sim.drain(a);
+    let done = sim.wait_lookup(a, id);
+    assert!(done.announced >= 10, "announced to {}", done.announced);
+    assert_eq!(done.closest.iter().filter(|n| n.addr.is_ipv6()).count(), K);
+    let now = sim.now;
+    let id = sim.hosts[b].node.get_peers(now, info_hash).unwrap();
+    sim.drain(b);
+    sim.wait_lookup(b, id);
+    let mut peers: Vec<SocketAddr> = sim.events[b]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Peers { id: i, peers, .. } if *i == id => Some(peers.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    peers.sort();
+    let want = vec![
+        SocketAddr::new(v4(a).ip(), 7000),
+        SocketAddr::new(v6(a).ip(), 7000),
+    ];
+    assert_eq!(peers, want);
 }
 
 fn ping_from(from_id: NodeId, tid: u32) -> Vec<u8> {
