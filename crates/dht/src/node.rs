@@ -1173,11 +1173,14 @@ impl Node {
         }
         // A table that is (nearly) empty goes back to the routers: after
         // 30 s, then after twice as long each time it stays small (up to
-        // 32 min: an IPv6 table without IPv6 connectivity stays empty).
+        // 32 min: an IPv6 table without IPv6 connectivity stays empty). A
+        // node with no node at all keeps trying every 30 s: its packets may
+        // just have been lost.
         let small = [false, true]
             .into_iter()
             .any(|v6| self.family_enabled(v6) && self.table(v6).len() < K);
-        if !small {
+        let empty = self.tables.iter().all(RoutingTable::is_empty);
+        if !small || empty {
             self.bootstrap_backoff = 0;
         }
         let wait = Duration::from_secs(30) * (1u32 << self.bootstrap_backoff.min(6));

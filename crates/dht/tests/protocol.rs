@@ -453,8 +453,7 @@ fn read_only_nodes_stay_out_of_tables_and_read_only_mode_answers_nothing() {
     let mut node = Node::new(cfg(), t0, 6);
     let x = addr("127.0.0.2:6881");
     // A read-only querier is answered, but not pinged for the table.
-    ask(
-        &mut node,
+    node.handle_packet(
         t0,
         x,
         &query(
@@ -465,6 +464,12 @@ fn read_only_nodes_stay_out_of_tables_and_read_only_mode_answers_nothing() {
             true,
         ),
     );
+    let sent = drain(&mut node);
+    assert_eq!(sent.len(), 1, "the answer only");
+    assert!(matches!(
+        krpc::decode(&sent[0].1).unwrap().body,
+        Body::Response(_)
+    ));
     // A normal querier is answered, then pinged.
     let y = addr("127.0.0.3:6881");
     node.handle_packet(
