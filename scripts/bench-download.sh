@@ -30,6 +30,8 @@
 # transmission-cli (if listed) and time (Debian), and rqbit
 # (`cargo install rqbit --no-default-features --features default-tls`).
 set -euo pipefail
+# Closed network: rivulet runs no DHT (nothing may leave loopback).
+export RIVULET_CLOSED_NETWORK=1
 size_mib=${1:-1024}
 rounds=${2:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -36,6 +36,8 @@
 # client. Needs python3-libtorrent (for SEEDER=libtorrent) and time
 # (Debian), and rqbit (`cargo install rqbit`).
 set -euo pipefail
+# Closed network: rivulet runs no DHT (nothing may leave loopback).
+export RIVULET_CLOSED_NETWORK=1
 rounds=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)

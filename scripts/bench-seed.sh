@@ -27,6 +27,8 @@
 # `rivulet seed` does not exist. Needs python3-libtorrent, curl, ss and time
 # (Debian), and rqbit (`cargo install rqbit --no-default-features --features default-tls`).
 set -euo pipefail
+# Closed network: rivulet runs no DHT (nothing may leave loopback).
+export RIVULET_CLOSED_NETWORK=1
 size_mib=${1:-1024}
 rounds=${2:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -53,6 +53,8 @@ pub struct Common {
     /// No progress display and no summary.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    discovery: crate::magnet::Discovery,
 }
 
 /// Arguments of `rivulet download`.
@@ -134,11 +136,9 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
                         && magnet.trackers.is_empty()
                         && magnet.peers.is_empty()
                         && magnet.peer_hosts.is_empty()
+                        && args.discovery.dht_config()?.is_none()
                     {
-                        bail!(
-                        "no peers to fetch the metadata from: the magnet link names no tracker (tr) and no peer (x.pe), \
-                         and DHT is not available yet; give some with --peer IP:PORT"
-                    );
+                        bail!("{}", crate::magnet::NO_SOURCES);
                     }
                     Start::Fetch(magnet.clone())
                 }
@@ -162,6 +162,12 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
 /// `$XDG_STATE_HOME/rivulet/resume`, else `~/.local/state/rivulet/resume`
 /// (the XDG base directory defaults); `None` without either variable.
 fn state_dir() -> Option<PathBuf> {
+    state_root().map(|d| d.join("resume"))
+}
+
+/// rivulet's state folder: `$XDG_STATE_HOME/rivulet`, else
+/// `~/.local/state/rivulet`; `None` without either variable.
+pub fn state_root() -> Option<PathBuf> {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     std::env::var_os("XDG_STATE_HOME")
         .and_then(absolute)
@@ -170,7 +176,7 @@ fn state_dir() -> Option<PathBuf> {
                 .and_then(absolute)
                 .map(|h| h.join(".local/state"))
         })
-        .map(|d| d.join("rivulet/resume"))
+        .map(|d| d.join("rivulet"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -210,6 +216,7 @@ async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> 
     let session = Session::new(SessionConfig {
         listen_port: Some(args.port),
         bind: args.bind,
+        dht: args.discovery.dht_config()?,
         ..SessionConfig::default()
     })?;
     // Only addresses of --bind's family can be reached (checked above).
@@ -278,6 +285,7 @@ async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> 
     let options = AddOptions {
         config: TorrentConfig {
             max_peers: args.max_peers,
+            pex: !args.discovery.no_pex,
             ..TorrentConfig::default()
         },
         seed: policy,

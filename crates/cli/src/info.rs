@@ -49,6 +49,8 @@ pub struct Args {
     /// With --fetch: the local address to connect and announce from.
     #[arg(long, value_name = "IP", requires = "fetch")]
     bind: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    discovery: crate::magnet::Discovery,
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
@@ -133,11 +135,9 @@ fn fetch_and_show(args: &Args, magnet: &Magnet) -> Result<Outcome> {
         && magnet.trackers.is_empty()
         && magnet.peers.is_empty()
         && magnet.peer_hosts.is_empty()
+        && args.discovery.dht_config()?.is_none()
     {
-        anyhow::bail!(
-            "no peers to fetch the metadata from: the magnet link names no tracker (tr) and no peer (x.pe), \
-             and DHT is not available yet; give some with --peer IP:PORT"
-        );
+        anyhow::bail!("{}", crate::magnet::NO_SOURCES);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

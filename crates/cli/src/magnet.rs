@@ -15,6 +15,92 @@ use rivulet_engine::session::Session;
 
 use crate::progress;
 
+/// How peers are found besides trackers and `--peer`: the DHT and PEX
+/// (flags shared by `download`, `seed` and `info --fetch`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Discovery {
+    /// No DHT: peers only from trackers, --peer, the magnet link and PEX.
+    #[arg(long, conflicts_with = "dht_bootstrap")]
+    pub no_dht: bool,
+    /// A DHT node to join the DHT through, HOST:PORT; may be repeated
+    /// (replaces the default routers).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub dht_bootstrap: Vec<String>,
+    /// No peer exchange (BEP 11) with peers.
+    #[arg(long)]
+    pub no_pex: bool,
+}
+
+impl Discovery {
+    /// The session's DHT settings: none with `--no-dht`; else the given
+    /// nodes (or the default routers), and the node's state kept in the
+    /// state folder.
+    ///
+    /// # Errors
+    ///
+    /// In closed-network mode (the test harness sets
+    /// `RIVULET_CLOSED_NETWORK`: tests must never reach the public DHT), the
+    /// DHT is off unless `--dht-bootstrap` names nodes, and it is an error
+    /// for one of them not to be a loopback or private IP:PORT.
+    pub fn dht_config(&self) -> Result<Option<rivulet_engine::dht::DhtConfig>> {
+        let closed = std::env::var_os("RIVULET_CLOSED_NETWORK").is_some();
+        // Closed network: the default routers are never used; a DHT runs
+        // only through nodes given (and local).
+        if self.no_dht || (closed && self.dht_bootstrap.is_empty()) {
+            return Ok(None);
+        }
+        let bootstrap: Vec<String> = if self.dht_bootstrap.is_empty() {
+            rivulet_dht::DEFAULT_ROUTERS
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect()
+        } else {
+            self.dht_bootstrap.clone()
+        };
+        if closed {
+            if let Some(outside) = bootstrap.iter().find(|b| !is_local(b)) {
+                anyhow::bail!(
+                    "closed network (RIVULET_CLOSED_NETWORK is set): the DHT would be joined through {outside}; \
+                     give --no-dht, or --dht-bootstrap with a loopback or private IP:PORT"
+                );
+            }
+        }
+        // A state of its own for a DHT joined through given nodes (a test
+        // network, say): the saved nodes of one DHT are no use in another.
+        let state = if self.dht_bootstrap.is_empty() {
+            "dht.state"
+        } else {
+            "dht-custom.state"
+        };
+        Ok(Some(rivulet_engine::dht::DhtConfig {
+            bootstrap,
+            state_file: crate::download::state_root().map(|d| d.join(state)),
+        }))
+    }
+}
+
+/// Why a magnet link cannot be fetched: nowhere to look for peers.
+pub const NO_SOURCES: &str =
+    "no peers to fetch the metadata from: the magnet link names no tracker (tr) \
+     and no peer (x.pe), and the DHT is off; give some with --peer IP:PORT, or leave the DHT on";
+
+/// Whether `addr` is an IP:PORT on loopback or a private network.
+fn is_local(addr: &str) -> bool {
+    match addr.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(a)) => {
+            a.ip().is_loopback() || a.ip().is_private() || a.ip().is_link_local()
+        }
+        Ok(SocketAddr::V6(a)) => {
+            let ip = a.ip();
+            // ::1, fc00::/7 (unique local), fe80::/10 (link local).
+            ip.is_loopback()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
 /// Where the .torrent fetched for a magnet link is kept: beside the resume
 /// data, `DIR/.rivulet/<info-hash>.torrent`.
 pub fn kept_path(dir: &Path, info_hash: &InfoHash) -> PathBuf {

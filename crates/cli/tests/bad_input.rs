@@ -7,10 +7,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use support::rivulet::rivulet_bin;
 use support::Proc;
 
 /// Far more than a refusal takes; a run still going then is a silent wait.
@@ -22,7 +20,7 @@ fn torrent(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.bin"), vec![7u8; 40_000]).unwrap();
     let out = dir.join("data.torrent");
-    let o = Command::new(rivulet_bin())
+    let o = support::rivulet::command()
         .arg("create")
         .arg(&data)
         .arg("-o")
@@ -38,7 +36,7 @@ fn torrent(dir: &Path) -> PathBuf {
 /// its output (stdout and stderr).
 #[track_caller]
 fn refused(cwd: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new(rivulet_bin());
+    let mut cmd = support::rivulet::command();
     cmd.args(args).current_dir(cwd).env("NO_COLOR", "1");
     let mut p = Proc::spawn("rivulet", &mut cmd);
     let status = p.wait_timeout(PROMPTLY).unwrap_or_else(|| {
@@ -208,7 +206,7 @@ fn create_wants_tracker_urls() {
     }
     assert!(!tmp.path().join("data.torrent").exists());
     // The same folder with a good URL works: the refusals were about the URL.
-    let o = Command::new(rivulet_bin())
+    let o = support::rivulet::command()
         .args([
             "create",
             d,
@@ -220,4 +218,40 @@ fn create_wants_tracker_urls() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The harness runs rivulet in closed-network mode: a DHT joined through
+/// an outside node is refused before anything is sent, so that no test can
+/// reach the public DHT.
+#[test]
+fn the_closed_network_refuses_an_outside_dht_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = torrent(tmp.path());
+    let t = t.to_str().unwrap();
+    for node in ["router.bittorrent.com:6881", "8.8.8.8:6881"] {
+        let out = refused(
+            tmp.path(),
+            &[
+                "download",
+                t,
+                "--peer",
+                "127.0.0.2:1",
+                "--dht-bootstrap",
+                node,
+            ],
+        );
+        says_once(&out, "closed network");
+        assert!(out.contains(node), "{out}");
+    }
+    let out = refused(
+        tmp.path(),
+        &[
+            "download",
+            t,
+            "--no-dht",
+            "--dht-bootstrap",
+            "127.0.0.2:6881",
+        ],
+    );
+    assert!(out.contains("cannot be used with"), "{out}");
 }

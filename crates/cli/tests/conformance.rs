@@ -13,15 +13,12 @@ mod cases;
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cases::Expect;
 
 fn rivulet(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rivulet"))
-        .args(args)
-        .output()
-        .unwrap()
+    support::rivulet::command().args(args).output().unwrap()
 }
 
 fn info_json(file: &Path) -> (Output, Option<serde_json::Value>) {
@@ -223,7 +220,7 @@ fn torrents_that_cannot_be_downloaded_yet_are_refused_clearly() {
     std::fs::write(&v2, torrent(v2_only(B::d(&[("a", leaf(5))])))).unwrap();
     let out = tmp.path().join("out");
     for cmd in ["download", "seed", "verify"] {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+        let mut c = support::rivulet::command();
         c.arg(cmd).arg(&v2).arg("-o").arg(&out);
         if cmd != "verify" {
             c.args(["--peer", "127.0.0.1:9"]);

@@ -10,17 +10,17 @@ mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use support::rivulet::{can_mount_read_only, create_torrent, rivulet_bin};
+use support::rivulet::{can_mount_read_only, create_torrent};
 use support::{next_loopback, single_file, Rivulet, RivuletCmd};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Runs `rivulet ARGS...` to the end: exit code, stdout and stderr together.
 fn rivulet(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (i32, String) {
-    let mut cmd = Command::new(rivulet_bin());
+    let mut cmd = support::rivulet::command();
     for a in args {
         cmd.arg(a);
     }

@@ -15,7 +15,6 @@ mod cases;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use cases::{link, path, torrent, B};
@@ -86,7 +85,7 @@ fn a_hostile_torrent_lands_inside_the_output_folder_only() {
     std::fs::write(&torrent_file, torrent(info)).unwrap();
 
     // Where rivulet (like libtorrent) puts each file.
-    let o = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+    let o = support::rivulet::command()
         .args(["info", "--json"])
         .arg(&torrent_file)
         .output()

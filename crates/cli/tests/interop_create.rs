@@ -39,7 +39,7 @@ const COMMENT: &str = "rivulet interop test: ça marche ✓";
 // Running programs
 
 fn rivulet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rivulet"))
+    support::rivulet::command()
 }
 
 fn helper_script() -> PathBuf {

@@ -33,7 +33,7 @@ use support::{
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn rivulet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rivulet"))
+    support::rivulet::command()
 }
 
 /// Runs `rivulet download TORRENT -o DIR --bind <its own 127.0.0.x> ARGS...`

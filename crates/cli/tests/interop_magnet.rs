@@ -32,7 +32,7 @@ use support::{
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn rivulet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rivulet"))
+    support::rivulet::command()
 }
 
 /// Runs `rivulet download LINK -o DIR --bind <its own 127.0.0.x> --port=0`

@@ -46,7 +46,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 // Helpers
 
 fn rivulet() -> Command {
-    Command::new(support::rivulet::rivulet_bin())
+    support::rivulet::command()
 }
 
 /// `rivulet create DATA [-t URL] -o OUT --piece-length LEN --no-date -q`;

@@ -28,7 +28,7 @@ use support::{
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn rivulet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rivulet"))
+    support::rivulet::command()
 }
 
 fn run(cmd: &mut Command) -> Output {

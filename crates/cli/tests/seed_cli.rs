@@ -7,11 +7,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::data::first_difference;
-use support::rivulet::{create_torrent, rivulet_bin};
+use support::rivulet::create_torrent;
 use support::{assert_same_tree, next_loopback, poll_until, single_file, RivuletCmd};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -141,7 +141,7 @@ fn seed_with_every_port_taken_fails_clearly() {
             Some((port, held))
         })
         .expect("ten consecutive free ports");
-    let o = Command::new(rivulet_bin())
+    let o = support::rivulet::command()
         .arg("seed")
         .arg(&torrent)
         .arg("-o")

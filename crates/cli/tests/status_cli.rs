@@ -8,17 +8,16 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use support::rivulet::rivulet_bin;
 use support::{assert_same_tree, next_loopback, single_file, RivuletCmd};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// `rivulet create DATA -o OUT [-t TRACKER]` with 64 KiB pieces.
 fn create(data: &Path, out: &Path, tracker: Option<&str>) -> PathBuf {
-    let mut cmd = Command::new(rivulet_bin());
+    let mut cmd = support::rivulet::command();
     cmd.arg("create").arg(data).arg("-o").arg(out).args([
         "--piece-length",
         "65536",

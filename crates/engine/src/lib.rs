@@ -23,6 +23,7 @@ pub mod announce;
 pub mod cache;
 pub mod choker;
 pub mod connector;
+pub mod dht;
 pub mod download;
 pub mod folder;
 pub mod listener;

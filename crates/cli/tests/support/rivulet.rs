@@ -16,7 +16,7 @@ use super::{is_listening, poll_until, Proc};
 /// `rivulet create DATA -o OUT` with 64 KiB pieces and no tracker; returns
 /// OUT.
 pub fn create_torrent(data: &Path, out: &Path) -> PathBuf {
-    let o = Command::new(rivulet_bin())
+    let o = command()
         .arg("create")
         .arg(data)
         .arg("-o")
@@ -31,6 +31,19 @@ pub fn create_torrent(data: &Path, out: &Path) -> PathBuf {
 
 pub fn rivulet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rivulet"))
+}
+
+/// The variable that puts rivulet in closed-network mode: no DHT unless
+/// `--dht-bootstrap` names nodes, and those must be loopback or private
+/// addresses (anything else is refused), so that no test can reach the
+/// public DHT routers.
+pub const CLOSED_NETWORK: &str = "RIVULET_CLOSED_NETWORK";
+
+/// `rivulet` as every test runs it: in closed-network mode.
+pub fn command() -> Command {
+    let mut c = Command::new(rivulet_bin());
+    c.env(CLOSED_NETWORK, "1");
+    c
 }
 
 /// Makes each argument before `--` a read-only bind mount of itself, then
@@ -175,7 +188,7 @@ impl RivuletCmd {
         );
         let mut cmd = match (&self.netns, self.read_only.is_empty()) {
             (Some(ns), _) => ns.command(rivulet_bin()),
-            (None, true) => Command::new(rivulet_bin()),
+            (None, true) => command(),
             (None, false) => {
                 // sh -c SCRIPT sh DIR... -- RIVULET ARGS...
                 let mut c = Command::new("unshare");
@@ -208,6 +221,7 @@ impl RivuletCmd {
             cmd.arg("--peer").arg(p.to_string());
         }
         cmd.args(&self.args);
+        cmd.env(CLOSED_NETWORK, "1");
         // Logs only if asked: `RIVULET_TEST_LOG=rivulet_engine=debug cargo
         // test ...` gives every rivulet that filter (shown on failure).
         cmd.env_remove("RUST_LOG");

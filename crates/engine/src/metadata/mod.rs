@@ -48,6 +48,11 @@ pub const UT_METADATA_ID: u8 = 3;
 const MAX_FETCH_CONNECTIONS: usize = 16;
 /// Attempts to connect to one peer before it is given up.
 const MAX_ATTEMPTS: u32 = 3;
+/// Wait between the first two DHT lookups of a fetch; it doubles up to
+/// [`DHT_AGAIN_MAX`].
+const DHT_AGAIN_FIRST: Duration = Duration::from_secs(5);
+/// Longest wait between two DHT lookups of a fetch.
+const DHT_AGAIN_MAX: Duration = Duration::from_secs(60);
 /// Wait before connecting again to a peer whose connection ended.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -101,7 +106,7 @@ pub struct FetchProgress {
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     /// The link names no tracker and no peer: there is nowhere to look.
-    #[error("the magnet link names no tracker (tr) and no peer (x.pe), and DHT is not available: nowhere to find peers")]
+    #[error("the magnet link names no tracker (tr) and no peer (x.pe), and DHT is off: nowhere to find peers")]
     NoSources,
     /// The session shut down first.
     #[error("the session is shutting down")]
@@ -139,6 +144,8 @@ pub(crate) struct FetchEnv {
     pub udp: Arc<UdpSockets>,
     /// Cancelled when the session shuts down.
     pub cancel: CancellationToken,
+    /// The session's DHT node, a source of peers too.
+    pub dht: Option<crate::dht::DhtHandle>,
 }
 
 /// How a task of the connection set ended.
@@ -165,7 +172,7 @@ pub(crate) async fn fetch(
     options: FetchOptions,
     progress: &(dyn Fn(&FetchProgress) + Send + Sync),
 ) -> Result<Vec<u8>, MetadataError> {
-    if options.trackers.is_empty() && options.peers.is_empty() {
+    if options.trackers.is_empty() && options.peers.is_empty() && env.dht.is_none() {
         return Err(MetadataError::NoSources);
     }
     let ctx = Arc::new(Ctx {
@@ -210,6 +217,23 @@ pub(crate) async fn fetch(
             },
             peers_tx.clone(),
         )));
+    }
+    if let Some(dht) = env.dht.clone() {
+        let peers = peers_tx.clone();
+        tasks.spawn(ctx.done.clone().run_until_cancelled_owned(async move {
+            // A lookup takes seconds; asked again while the fetch goes on,
+            // since peers come and go (soon at first: a node that just
+            // joined the DHT, or a seeder that just announced).
+            let mut wait = DHT_AGAIN_FIRST;
+            loop {
+                let mut found = dht.lookup(info_hash, None);
+                while let Some(p) = found.recv().await {
+                    let _ = peers.send(p);
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(DHT_AGAIN_MAX);
+            }
+        }));
     }
     drop(peers_tx);
 

@@ -3,13 +3,57 @@
 //! shutdown, and takes it out of the session at the end.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::handle::{Control, Phase};
 use super::{AddOptions, Inner, TorrentHandle};
 use crate::download::Download;
-use crate::torrent::Outcome;
+use crate::torrent::{Outcome, Shared};
+
+/// How often a torrent announces itself on the DHT (and looks for peers
+/// there): BEP 5 peers expire after 30 minutes.
+const DHT_REANNOUNCE: Duration = Duration::from_secs(15 * 60);
+/// The first wait after a DHT lookup that found nobody (the node may still
+/// be joining the DHT); it doubles up to [`DHT_REANNOUNCE`].
+const DHT_RETRY: Duration = Duration::from_secs(5);
+
+/// While a run lasts: announces the torrent on the session's DHT (looks up
+/// its peers, for the connector, and tells the closest nodes we have it on
+/// our listen port), at once and then every [`DHT_REANNOUNCE`]. Never for
+/// a private torrent (BEP 27), nor without a DHT. Never ends by itself.
+async fn dht_lookups(
+    session: &Inner,
+    shared: &Shared,
+    peers: tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>,
+) -> Outcome {
+    let Some(dht) = session.dht.clone().filter(|_| !shared.info.private) else {
+        return std::future::pending().await;
+    };
+    let port = session
+        .listener
+        .as_ref()
+        .map(crate::listener::Listener::port);
+    let mut retry = DHT_RETRY;
+    loop {
+        let mut found = dht.lookup(shared.info_hash, port);
+        let mut any = false;
+        while let Some(p) = found.recv().await {
+            any = true;
+            let _ = peers.send(p);
+        }
+        let wait = if any {
+            retry = DHT_RETRY;
+            DHT_REANNOUNCE
+        } else {
+            let w = retry;
+            retry = (retry * 2).min(DHT_REANNOUNCE);
+            w
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
 
 /// Runs `download` as `handle` asks until it is removed or the session
 /// shuts down. Each run ends with all its tasks finished and its resume
@@ -66,9 +110,11 @@ pub(super) async fn drive(
             std::future::pending::<Outcome>().await
         };
         let started = Instant::now();
+        let dht = dht_lookups(&session, &shared, download.peer_sender());
         let outcome = tokio::select! {
             o = download.run(stop, options.seed) => o,
             o = complete => o,
+            o = dht => o,
         };
         if let Some(l) = &session.listener {
             l.remove(&shared.info_hash);

@@ -54,6 +54,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::announce::HttpClient;
 use crate::cache::{ReadCache, TorrentCache, TorrentKey};
+use crate::dht::{DhtConfig, DhtHandle};
 use crate::download::{Download, DownloadError, SeedPolicy, StartReport, TrackerClients};
 use crate::folder::{DataFolder, FolderOptions};
 use crate::listener::{ListenError, Listener};
@@ -81,6 +82,9 @@ pub struct SessionConfig {
     /// Most peer connections at once across all torrents (each torrent also
     /// has its own `max_peers`).
     pub max_connections: usize,
+    /// Run a DHT node (on the listen port's number, over UDP) for the
+    /// torrents that are not private, and for magnet links; `None`: no DHT.
+    pub dht: Option<DhtConfig>,
 }
 
 impl Default for SessionConfig {
@@ -91,6 +95,7 @@ impl Default for SessionConfig {
             bind: None,
             read_cache_bytes: 8 * 1024 * 1024,
             max_connections: 500,
+            dht: None,
         }
     }
 }
@@ -101,6 +106,9 @@ pub enum SessionError {
     /// The listener could not bind.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The DHT's UDP socket could not bind.
+    #[error("cannot open the DHT's UDP socket: {0}")]
+    Dht(std::io::Error),
 }
 
 /// Why a torrent could not be added.
@@ -145,6 +153,11 @@ pub struct Session {
 struct Inner {
     config: SessionConfig,
     listener: Option<Listener>,
+    /// The DHT node, its task, and what stops it (after the torrents, at
+    /// shutdown).
+    dht: Option<DhtHandle>,
+    dht_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    dht_cancel: CancellationToken,
     trackers: TrackerClients,
     cache: Arc<Mutex<ReadCache>>,
     connections: Arc<Semaphore>,
@@ -181,8 +194,21 @@ impl Session {
             udp: Arc::new(UdpSockets::new(config.bind)),
         };
         let cancel = CancellationToken::new();
+        let dht_cancel = CancellationToken::new();
+        let (dht, dht_task) = match &config.dht {
+            Some(c) => {
+                let port = listener.as_ref().map_or(0, Listener::port);
+                let (h, t) = crate::dht::start(c.clone(), config.bind, port, dht_cancel.clone())
+                    .map_err(SessionError::Dht)?;
+                (Some(h), Some(t))
+            }
+            None => (None, None),
+        };
         let inner = Arc::new(Inner {
             listener,
+            dht,
+            dht_task: Mutex::new(dht_task),
+            dht_cancel,
             trackers,
             cache: Arc::new(Mutex::new(ReadCache::new(config.read_cache_bytes))),
             connections: Arc::new(Semaphore::new(config.max_connections)),
@@ -334,6 +360,7 @@ impl Session {
             http: inner.trackers.http.clone(),
             udp: Arc::clone(&inner.trackers.udp),
             cancel: inner.cancel.clone(),
+            dht: inner.dht.clone(),
         };
         crate::metadata::fetch(env, info_hash, options, progress).await
     }
@@ -351,5 +378,20 @@ impl Session {
             l.close().await;
         }
         inner.trackers.udp.close().await;
+        // Last: the DHT saves its state as it ends.
+        inner.dht_cancel.cancel();
+        let task = inner
+            .dht_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+
+    /// The session's DHT node, if it runs one.
+    pub fn dht(&self) -> Option<&DhtHandle> {
+        self.inner.dht.as_ref()
     }
 }

@@ -1,0 +1,400 @@
+//! The session's DHT node: a thin tokio driver around the sans-IO
+//! [`rivulet_dht::Node`].
+//!
+//! One task owns the node and its UDP sockets, bound to the session's
+//! listen port (the same number as TCP, as other clients expect): one for
+//! IPv4 and, when the session is not bound to an IPv4 address, one for IPv6
+//! (its own routing table, BEP 32). It feeds the node every datagram and
+//! the time, sends what the node asks, wakes it when it wants, and hands
+//! the peers its lookups find to whoever asked ([`DhtHandle::lookup`]).
+//!
+//! At start it restores the node id and the good nodes saved by the last
+//! run (a state file, written atomically: temp file, fsync, rename), and
+//! bootstraps from the configured routers (host names resolved here, each
+//! within a few seconds). The state is saved again every 10 minutes and at
+//! shutdown.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivulet_core::InfoHash;
+use rivulet_dht::{Event, LookupId, Node};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long resolving one router's host name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the node's state is written to its file.
+const SAVE_EVERY: Duration = Duration::from_secs(600);
+/// Lookups running at once for callers; more wait their turn in the queue
+/// of commands (each is short: seconds).
+const MAX_LOOKUPS: usize = 32;
+
+/// How the session runs its DHT node.
+#[derive(Debug, Clone, Default)]
+pub struct DhtConfig {
+    /// Routers to bootstrap from, `host:port` (their names resolved at
+    /// start). Empty: only the saved nodes, if any.
+    pub bootstrap: Vec<String>,
+    /// Where the node id and good nodes are kept between runs (none: not
+    /// kept).
+    pub state_file: Option<PathBuf>,
+}
+
+/// What the DHT node is doing, for displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DhtStatus {
+    /// Nodes in the IPv4 routing table.
+    pub nodes_v4: usize,
+    /// Nodes in the IPv6 routing table.
+    pub nodes_v6: usize,
+    /// Lookups running.
+    pub lookups: usize,
+}
+
+enum Command {
+    Lookup {
+        info_hash: InfoHash,
+        announce: Option<u16>,
+        peers: mpsc::UnboundedSender<SocketAddr>,
+    },
+    Status(oneshot::Sender<DhtStatus>),
+}
+
+/// The session's handle on its DHT task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DhtHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    port: u16,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Lookup { info_hash, .. } => write!(f, "Lookup({})", info_hash.to_hex()),
+            Command::Status(_) => write!(f, "Status"),
+        }
+    }
+}
+
+impl DhtHandle {
+    /// Looks up the peers of `info_hash` (and announces us on `announce`,
+    /// our TCP port, when given): each peer found goes to the returned
+    /// channel, which ends when the lookup does.
+    pub fn lookup(
+        &self,
+        info_hash: InfoHash,
+        announce: Option<u16>,
+    ) -> mpsc::UnboundedReceiver<SocketAddr> {
+        let (peers, rx) = mpsc::unbounded_channel();
+        let _ = self.commands.send(Command::Lookup {
+            info_hash,
+            announce,
+            peers,
+        });
+        rx
+    }
+
+    /// The node's state now (`None` once it stopped).
+    pub async fn status(&self) -> Option<DhtStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Status(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// The UDP port the node listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Starts the DHT task on `port` (from `bind`, when given; 0: any free
+/// port); it ends when `cancel` is cancelled, after saving its state.
+/// Returns its handle and the task. Must be called within a tokio runtime.
+///
+/// # Errors
+///
+/// When no UDP socket can be bound on `port`.
+pub(crate) fn start(
+    config: DhtConfig,
+    bind: Option<IpAddr>,
+    port: u16,
+    cancel: CancellationToken,
+) -> std::io::Result<(DhtHandle, JoinHandle<()>)> {
+    let v4_ip = match bind {
+        Some(IpAddr::V4(ip)) => Some(ip),
+        Some(IpAddr::V6(_)) => None,
+        None => Some(Ipv4Addr::UNSPECIFIED),
+    };
+    let v6_ip = match bind {
+        Some(IpAddr::V6(ip)) => Some(ip),
+        Some(IpAddr::V4(_)) => None,
+        None => Some(Ipv6Addr::UNSPECIFIED),
+    };
+    let v4 = match v4_ip {
+        Some(ip) => Some(bind_socket(IpAddr::V4(ip), port)?),
+        None => None,
+    };
+    // IPv6 is optional when binding everywhere: a machine without it still
+    // has an IPv4 DHT.
+    let v6 = match v6_ip {
+        Some(ip) => match bind_socket(IpAddr::V6(ip), port) {
+            Ok(s) => Some(s),
+            Err(e) if bind.is_some() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "no IPv6 DHT socket");
+                None
+            }
+        },
+        None => None,
+    };
+    let port = match (&v4, &v6) {
+        (Some(s), _) | (None, Some(s)) => s.local_addr()?.port(),
+        (None, None) => return Err(std::io::Error::other("no address family for the DHT")),
+    };
+    let node_config = rivulet_dht::Config {
+        port,
+        ipv4: v4.is_some(),
+        ipv6: v6.is_some(),
+        bootstrap: Vec::new(),
+        ..rivulet_dht::Config::default()
+    };
+    let (commands, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(config, node_config, v4, v6, rx, cancel));
+    Ok((DhtHandle { commands, port }, task))
+}
+
+fn bind_socket(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
+    let domain = if ip.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+    if ip.is_ipv6() {
+        // Its own socket beside the IPv4 one, on the same port.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(ip, port).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// The node, restored from its state file when there is a good one.
+fn load(config: &DhtConfig, node_config: rivulet_dht::Config, now: std::time::Instant) -> Node {
+    let seed: u64 = rand::random();
+    if let Some(path) = &config.state_file {
+        match std::fs::read(path) {
+            Ok(bytes) => match Node::restore(node_config.clone(), &bytes, now, seed) {
+                Ok(node) => return node,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "DHT state unreadable: starting afresh");
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the DHT state")
+            }
+        }
+    }
+    Node::new(node_config, now, seed)
+}
+
+/// Writes the node's state to its file, atomically.
+fn save(config: &DhtConfig, node: &Node) {
+    let Some(path) = &config.state_file else {
+        return;
+    };
+    let bytes = node.save();
+    let write = || -> std::io::Result<()> {
+        let folder = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(folder)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(folder)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), error = %e, "cannot save the DHT state");
+    }
+}
+
+/// Resolves the routers, bounded in time; names that do not resolve are
+/// skipped (logged).
+async fn resolve(routers: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for r in routers {
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(r.as_str())).await {
+            Ok(Ok(addrs)) => out.extend(addrs),
+            Ok(Err(e)) => tracing::info!(router = %r, error = %e, "DHT router does not resolve"),
+            Err(_) => tracing::info!(router = %r, "DHT router: name lookup timed out"),
+        }
+    }
+    out
+}
+
+async fn run(
+    config: DhtConfig,
+    node_config: rivulet_dht::Config,
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    cancel: CancellationToken,
+) {
+    let v4 = v4.map(Arc::new);
+    let v6 = v6.map(Arc::new);
+    let mut node = load(&config, node_config, Instant::now().into_std());
+    let routers = tokio::select! {
+        r = resolve(&config.bootstrap) => r,
+        () = cancel.cancelled() => return,
+    };
+    let routers: Vec<SocketAddr> = routers
+        .into_iter()
+        .filter(|a| {
+            if a.is_ipv4() {
+                v4.is_some()
+            } else {
+                v6.is_some()
+            }
+        })
+        .collect();
+    if let Err(e) = node.bootstrap(Instant::now().into_std(), &routers) {
+        tracing::debug!(error = %e, "DHT bootstrap not started");
+    }
+    let mut lookups: std::collections::HashMap<LookupId, mpsc::UnboundedSender<SocketAddr>> =
+        std::collections::HashMap::new();
+    // Lookups asked for while MAX_LOOKUPS run.
+    let mut waiting: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
+    let mut buf4 = vec![0u8; 2048];
+    let mut buf6 = vec![0u8; 2048];
+    let mut save_tick = tokio::time::interval_at(Instant::now() + SAVE_EVERY, SAVE_EVERY);
+    loop {
+        // What the node wants sent, and what it found.
+        while let Some((to, packet)) = node.poll_transmit() {
+            let socket = if to.is_ipv4() { &v4 } else { &v6 };
+            if let Some(s) = socket {
+                // A full socket buffer drops the datagram, like the network.
+                let _ = s.try_send_to(&packet, to);
+            }
+        }
+        while let Some(event) = node.poll_event() {
+            match event {
+                Event::Peers { id, peers, .. } => {
+                    if let Some(tx) = lookups.get(&id) {
+                        for p in peers {
+                            let _ = tx.send(p);
+                        }
+                    }
+                }
+                Event::LookupDone(done) => {
+                    tracing::debug!(kind = ?done.kind, elapsed = ?done.elapsed, queries = done.queries, peers = done.peers, announced = done.announced, "DHT lookup done");
+                    lookups.remove(&done.id);
+                }
+                Event::ExternalAddress { ip, id_changed } => {
+                    tracing::debug!(%ip, id_changed, "DHT: our external address");
+                }
+            }
+        }
+        while lookups.len() < MAX_LOOKUPS {
+            let Some(cmd) = waiting.pop_front() else {
+                break;
+            };
+            start_lookup(&mut node, &mut lookups, cmd);
+        }
+        let wake = node
+            .next_timeout()
+            .map(Instant::from_std)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            r = recv(&v4, &mut buf4) => {
+                if let Some((n, from)) = r {
+                    if let Some(p) = buf4.get(..n) {
+                        node.handle_packet(Instant::now().into_std(), from, p);
+                    }
+                }
+            }
+            r = recv(&v6, &mut buf6) => {
+                if let Some((n, from)) = r {
+                    if let Some(p) = buf6.get(..n) {
+                        node.handle_packet(Instant::now().into_std(), from, p);
+                    }
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                Some(Command::Status(tx)) => {
+                    let _ = tx.send(DhtStatus {
+                        nodes_v4: node.table(false).len(),
+                        nodes_v6: node.table(true).len(),
+                        lookups: node.running_lookups(),
+                    });
+                }
+                Some(cmd) if lookups.len() < MAX_LOOKUPS => start_lookup(&mut node, &mut lookups, cmd),
+                Some(cmd) => waiting.push_back(cmd),
+                // Every handle is gone: the session ended.
+                None => break,
+            },
+            () = tokio::time::sleep_until(wake) => node.on_timeout(Instant::now().into_std()),
+            _ = save_tick.tick() => save(&config, &node),
+        }
+    }
+    save(&config, &node);
+}
+
+fn start_lookup(
+    node: &mut Node,
+    lookups: &mut std::collections::HashMap<LookupId, mpsc::UnboundedSender<SocketAddr>>,
+    cmd: Command,
+) {
+    let Command::Lookup {
+        info_hash,
+        announce,
+        peers,
+    } = cmd
+    else {
+        return;
+    };
+    let now = Instant::now().into_std();
+    let started = match announce {
+        Some(port) => node.announce(now, info_hash, Some(port)),
+        None => node.get_peers(now, info_hash),
+    };
+    match started {
+        Ok(id) => {
+            lookups.insert(id, peers);
+        }
+        // No node to ask yet (the table is empty): the channel closes at
+        // once, and the caller asks again later.
+        Err(e) => tracing::debug!(error = %e, "DHT lookup not started"),
+    }
+}
+
+/// The next datagram on `socket`; never resolves without one (or with an
+/// error other than an ICMP report, after which the socket is left idle).
+async fn recv(socket: &Option<Arc<UdpSocket>>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    let Some(s) = socket else {
+        return std::future::pending().await;
+    };
+    match s.recv_from(buf).await {
+        Ok(r) => Some(r),
+        // An ICMP report of an earlier send: like a lost datagram.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "DHT socket failed");
+            std::future::pending().await
+        }
+    }
+}

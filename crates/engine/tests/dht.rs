@@ -1,0 +1,120 @@
+//! The session's DHT over real sockets on loopback: a torrent seeded by one
+//! session is found by another through the DHT alone (no tracker, no peer
+//! given), first its metadata from a magnet link, then its data. A third
+//! session is the bootstrap node; two more fill the DHT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rivulet_engine::dht::DhtConfig;
+use rivulet_engine::download::SeedPolicy;
+use rivulet_engine::metadata::FetchOptions;
+use rivulet_engine::session::{AddOptions, Session, SessionConfig};
+use rivulet_engine::torrent::Outcome;
+use rivulet_testkit::fixture::{within, Fixture};
+use rivulet_testkit::next_loopback;
+
+const FIND: Duration = Duration::from_secs(60);
+
+fn session_with_dht(bootstrap: Option<SocketAddr>, state: Option<std::path::PathBuf>) -> Session {
+    Session::new(SessionConfig {
+        listen_port: Some(0),
+        bind: Some(IpAddr::V4(next_loopback())),
+        dht: Some(DhtConfig {
+            bootstrap: bootstrap.map(|a| a.to_string()).into_iter().collect(),
+            state_file: state,
+        }),
+        ..SessionConfig::default()
+    })
+    .unwrap()
+}
+
+fn dht_addr(s: &Session) -> SocketAddr {
+    SocketAddr::new(s.local_addrs()[0].ip(), s.dht().unwrap().port())
+}
+
+/// Waits until `s`'s routing table has at least `n` nodes.
+async fn wait_nodes(s: &Session, n: usize) {
+    within(FIND, "the DHT table to fill", async {
+        loop {
+            if s.dht().unwrap().status().await.unwrap().nodes_v4 >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_magnet_link_found_through_the_dht_alone() {
+    // Each node joins once the router knows the ones before it (the router
+    // pings a node that queried it before it names it to others).
+    let router = session_with_dht(None, None);
+    let boot = Some(dht_addr(&router));
+    let mut fillers = Vec::new();
+    for i in 1..=2 {
+        fillers.push(session_with_dht(boot, None));
+        wait_nodes(&router, i).await;
+    }
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("dht.state");
+    let seeder = session_with_dht(boot, Some(state.clone()));
+    wait_nodes(&router, 3).await;
+    let fetcher = session_with_dht(boot, None);
+    wait_nodes(&router, 4).await;
+    for s in [&seeder, &fetcher] {
+        wait_nodes(s, 1).await;
+    }
+
+    let fx = Fixture::sized(31, 16 * 1024, 600 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    fx.write_to(dir.path());
+    let seeding = AddOptions {
+        seed: SeedPolicy::FOREVER,
+        ..AddOptions::default()
+    };
+    seeder
+        .add(&fx.metainfo, dir.path(), seeding, Arc::new(|_| {}))
+        .await
+        .unwrap();
+
+    // No tracker, no peer: the DHT must find the seeder.
+    let info = within(
+        FIND,
+        "the metadata through the DHT",
+        fetcher.fetch_metadata(fx.info_hash(), FetchOptions::default(), &|_| {}),
+    )
+    .await
+    .unwrap();
+    assert!(info == fx.metainfo.info_bytes, "the exact info dictionary");
+
+    let out = tempfile::tempdir().unwrap();
+    let (t, _) = fetcher
+        .add(
+            &fx.metainfo,
+            out.path(),
+            AddOptions::default(),
+            Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+    within(FIND, "the download through the DHT", t.stopped()).await;
+    assert_eq!(t.outcome(), Outcome::Complete);
+
+    fx.assert_files(out.path());
+
+    fetcher.shutdown().await;
+    seeder.shutdown().await;
+
+    // The seeder's node saved its state: its id and nodes.
+    let saved = std::fs::read(&state).unwrap();
+    assert!(saved.len() > 20, "{} bytes", saved.len());
+    for f in &fillers {
+        f.shutdown().await;
+    }
+    router.shutdown().await;
+}
