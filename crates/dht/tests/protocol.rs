@@ -690,3 +690,57 @@ proptest! {
         }
     }
 }
+
+/// A lookup reports the peers announced to the node itself at once: in a
+/// small DHT the node closest to an info-hash may be the one looking.
+#[test]
+fn a_lookup_reports_the_peers_announced_to_us() {
+    let t0 = Instant::now();
+    let mut node = Node::new(cfg(), t0, 3);
+    let x = addr("127.0.0.2:7000");
+    let xid = NodeId([7; 20]);
+    let ih = InfoHash([0x42; 20]);
+    let m = ask(
+        &mut node,
+        t0,
+        x,
+        &query(
+            b"g1",
+            Query::GetPeers {
+                id: xid,
+                info_hash: NodeId(ih.0),
+                want: None,
+            },
+            false,
+        ),
+    );
+    let token = response(&m).token.clone().expect("token");
+    let m = ask(
+        &mut node,
+        t0,
+        x,
+        &query(
+            b"a1",
+            Query::AnnouncePeer {
+                id: xid,
+                info_hash: NodeId(ih.0),
+                port: 6000,
+                implied_port: false,
+                token,
+            },
+            false,
+        ),
+    );
+    assert!(matches!(m.body, Body::Response(_)));
+    // Our own lookup, with x (a router here) as the only other node.
+    node.bootstrap(t0, &[x]).unwrap();
+    let id = node.get_peers(t0, ih).unwrap();
+    let mut found = Vec::new();
+    while let Some(e) = node.poll_event() {
+        if let Event::Peers { id: got, peers, .. } = e {
+            assert_eq!(got, id);
+            found.extend(peers);
+        }
+    }
+    assert_eq!(found, vec![addr("127.0.0.2:6000")]);
+}

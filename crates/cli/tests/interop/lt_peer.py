@@ -24,15 +24,20 @@ Run with the Debian python (/usr/bin/python3), which has python3-libtorrent.
                            peer class so that loopback peers are throttled
         connect            list of "IP:PORT" to connect to once started
         seed_mode          trust the data without checking it (default false)
+        dht                run libtorrent's DHT (default false), set up to work on
+                           loopback (no default routers, no per-IP restrictions)
+        dht_nodes          list of "IP:PORT" DHT nodes to add (with dht)
       Once listening, prints {"event": "ready", "listen_port": P, ...}.
       Then reads one command per line and answers each with one line:
         {"cmd": "status"}                       -> {"ok": true, "status": {...}}
         {"cmd": "connect", "addr": "IP:PORT"}   -> {"ok": true}
         {"cmd": "set_limits", "upload": N, "download": N} -> {"ok": true}
+        {"cmd": "dht_announce"}                 -> {"ok": true} (force_dht_announce)
         {"cmd": "quit"}                         -> {"ok": true}, then exits
       End of input also makes it exit, so it never outlives its driver.
 
-DHT, local peer discovery, UPnP and NAT-PMP are always off.
+Local peer discovery, UPnP and NAT-PMP are always off; the DHT is off unless
+asked for, and then it knows only the nodes given (never the public routers).
 """
 
 import json
@@ -143,10 +148,16 @@ class Peer:
         listen = cfg.get("listen", "127.0.0.1:0")
         ip, _ = split_addr(listen)
         utp = bool(cfg.get("utp", False))
+        dht = bool(cfg.get("dht", False))
         settings = {
             "listen_interfaces": listen,
             "outgoing_interfaces": ip,
-            "enable_dht": False,
+            "enable_dht": dht,
+            # Never the public routers; nodes come from dht_nodes only.
+            "dht_bootstrap_nodes": "",
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_block_ratelimit": 100000,
             "enable_lsd": False,
             "enable_upnp": False,
             "enable_natpmp": False,
@@ -170,6 +181,8 @@ class Peer:
         self.listen_port = None
 
         self.wait_listening()
+        for node in cfg.get("dht_nodes", []):
+            self.ses.add_dht_node(split_addr(node))
         up = int(cfg.get("upload_rate_limit", 0) or 0)
         down = int(cfg.get("download_rate_limit", 0) or 0)
         if up or down:
@@ -262,6 +275,7 @@ class Peer:
             "progress": st.progress,
             "is_seeding": bool(st.is_seeding),
             "has_metadata": bool(st.has_metadata),
+            "dht_nodes": self.ses.status().dht_nodes,
             "is_finished": bool(st.is_finished),
             "checked": self.checked,
             "finished_alert": self.finished,
@@ -318,6 +332,9 @@ def run_peer(cfg):
                     reply({"ok": True, "status": peer.status()})
                 elif name == "connect":
                     peer.connect(cmd["addr"])
+                    reply({"ok": True})
+                elif name == "dht_announce":
+                    peer.handle.force_dht_announce()
                     reply({"ok": True})
                 elif name == "set_limits":
                     peer.set_limits(cmd.get("upload", 0), cmd.get("download", 0))

@@ -37,6 +37,11 @@ pub struct LtConfig {
     pub utp: bool,
     /// Trust the data on disk without checking it.
     pub seed_mode: bool,
+    /// Run libtorrent's DHT, knowing only `dht_nodes` (never the public
+    /// routers).
+    pub dht: bool,
+    /// DHT nodes to add at start.
+    pub dht_nodes: Vec<SocketAddr>,
     /// Run inside this network namespace (`ip` is then one of its
     /// addresses); default: the host's.
     pub netns: Option<Arc<Netns>>,
@@ -53,8 +58,17 @@ impl LtConfig {
             connect: Vec::new(),
             utp: false,
             seed_mode: false,
+            dht: false,
+            dht_nodes: Vec::new(),
             netns: None,
         }
+    }
+
+    /// Runs the DHT, knowing the nodes `nodes` at start.
+    pub fn dht(mut self, nodes: &[SocketAddr]) -> LtConfig {
+        self.dht = true;
+        self.dht_nodes = nodes.to_vec();
+        self
     }
 
     /// Runs inside `netns` (`ip` must be one of its addresses).
@@ -134,6 +148,8 @@ pub struct LtStatus {
     pub is_finished: bool,
     /// Has the torrent's metadata (false while a magnet link's is fetched).
     pub has_metadata: bool,
+    /// Nodes in the DHT routing table (0 without DHT).
+    pub dht_nodes: i64,
     /// The initial check of the data on disk is over.
     pub checked: bool,
     /// Connected peers.
@@ -221,6 +237,8 @@ impl LtPeer {
             "download_rate_limit": cfg.download_rate_limit,
             "connect": cfg.connect.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "seed_mode": cfg.seed_mode,
+            "dht": cfg.dht,
+            "dht_nodes": cfg.dht_nodes.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         });
         if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {
             c.extend(src.clone());
@@ -308,6 +326,11 @@ impl LtPeer {
             panic!("{}: {cmd} failed: {answer}", self.name);
         }
         answer
+    }
+
+    /// Announces the torrent on the DHT now.
+    pub fn dht_announce(&mut self) {
+        self.command(json!({"cmd": "dht_announce"}));
     }
 
     /// The torrent's state now.

@@ -517,6 +517,28 @@ impl Node {
             }
             search.lookups.push(l);
         }
+        // Peers announced to us count too: in a small DHT the closest node
+        // to an info-hash may be ourselves, and nobody else knows them.
+        if matches!(kind, LookupKind::GetPeers | LookupKind::Announce) {
+            let mut local = Vec::new();
+            for v6 in [false, true] {
+                for p in self
+                    .store
+                    .get(now, &target, v6, MAX_PEERS_PER_LOOKUP, &mut self.rng)
+                {
+                    if search.peers_seen.insert(p) {
+                        local.push(p);
+                    }
+                }
+            }
+            if !local.is_empty() {
+                self.push_event(Event::Peers {
+                    id,
+                    info_hash: InfoHash(target.0),
+                    peers: local,
+                });
+            }
+        }
         self.searches.insert(id, search);
         self.drive(now);
         self.flush(now);
