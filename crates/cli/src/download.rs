@@ -118,12 +118,17 @@ fn start(args: Common, policy: SeedPolicy, mode: Mode) -> Result<Exit> {
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let metainfo = Metainfo::from_bytes(&bytes)
                 .with_context(|| format!("{} is not a valid torrent", path.display()))?;
+            // Without a tracker, peers come from --peer, the DHT or LSD
+            // (neither for a private torrent).
+            let elsewhere = !metainfo.info.private
+                && (args.discovery.dht_config()?.is_some() || args.discovery.lsd());
             if mode == Mode::Download
                 && args.peers.is_empty()
                 && metainfo.tracker_tiers().is_empty()
+                && !elsewhere
             {
                 bail!(
-                    "no peers to download from: the torrent has no tracker; give some with --peer IP:PORT"
+                    "no peers to download from: the torrent has no tracker, and the DHT and local discovery are off (or it is private); give some with --peer IP:PORT"
                 );
             }
             Start::Loaded(Box::new(metainfo))
@@ -217,6 +222,7 @@ async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> 
         listen_port: Some(args.port),
         bind: args.bind,
         dht: args.discovery.dht_config()?,
+        lsd: args.discovery.lsd(),
         ..SessionConfig::default()
     })?;
     // Only addresses of --bind's family can be reached (checked above).

@@ -29,9 +29,24 @@ pub struct Discovery {
     /// No peer exchange (BEP 11) with peers.
     #[arg(long)]
     pub no_pex: bool,
+    /// No local service discovery (BEP 14: multicast announces on the local
+    /// network).
+    #[arg(long)]
+    pub no_lsd: bool,
 }
 
 impl Discovery {
+    /// Whether local service discovery runs: unless `--no-lsd`, and in
+    /// closed-network mode only inside a test's network namespace
+    /// (`RIVULET_CLOSED_NETWORK=netns`), whose network is its own.
+    pub fn lsd(&self) -> bool {
+        match std::env::var("RIVULET_CLOSED_NETWORK") {
+            Ok(v) if v == "netns" => !self.no_lsd,
+            Ok(_) => false,
+            Err(_) => !self.no_lsd,
+        }
+    }
+
     /// The session's DHT settings: none with `--no-dht`; else the given
     /// nodes (or the default routers), and the node's state kept in the
     /// state folder.

@@ -27,6 +27,7 @@ pub mod dht;
 pub mod download;
 pub mod folder;
 pub mod listener;
+pub mod lsd;
 pub mod metadata;
 pub mod peer;
 pub mod picker;

@@ -27,6 +27,8 @@ Run with the Debian python (/usr/bin/python3), which has python3-libtorrent.
         dht                run libtorrent's DHT (default false), set up to work on
                            loopback (no default routers, no per-IP restrictions)
         dht_nodes          list of "IP:PORT" DHT nodes to add (with dht)
+        lsd                local service discovery (default false; only inside a
+                           test's network namespace)
       Once listening, prints {"event": "ready", "listen_port": P, ...}.
       Then reads one command per line and answers each with one line:
         {"cmd": "status"}                       -> {"ok": true, "status": {...}}
@@ -36,8 +38,9 @@ Run with the Debian python (/usr/bin/python3), which has python3-libtorrent.
         {"cmd": "quit"}                         -> {"ok": true}, then exits
       End of input also makes it exit, so it never outlives its driver.
 
-Local peer discovery, UPnP and NAT-PMP are always off; the DHT is off unless
-asked for, and then it knows only the nodes given (never the public routers).
+UPnP and NAT-PMP are always off; local peer discovery is off unless asked for
+(inside a network namespace); the DHT is off unless asked for, and then it
+knows only the nodes given (never the public routers).
 """
 
 import json
@@ -158,7 +161,7 @@ class Peer:
             "dht_restrict_routing_ips": False,
             "dht_restrict_search_ips": False,
             "dht_block_ratelimit": 100000,
-            "enable_lsd": False,
+            "enable_lsd": bool(cfg.get("lsd", False)),
             "enable_upnp": False,
             "enable_natpmp": False,
             "enable_outgoing_utp": utp,

@@ -42,6 +42,8 @@ pub struct LtConfig {
     pub dht: bool,
     /// DHT nodes to add at start.
     pub dht_nodes: Vec<SocketAddr>,
+    /// Local service discovery (only inside a network namespace).
+    pub lsd: bool,
     /// Run inside this network namespace (`ip` is then one of its
     /// addresses); default: the host's.
     pub netns: Option<Arc<Netns>>,
@@ -60,8 +62,16 @@ impl LtConfig {
             seed_mode: false,
             dht: false,
             dht_nodes: Vec::new(),
+            lsd: false,
             netns: None,
         }
+    }
+
+    /// Runs local service discovery; only inside `netns` (multicast must not
+    /// leave the test's own network).
+    pub fn lsd_in(mut self, netns: &Arc<Netns>) -> LtConfig {
+        self.lsd = true;
+        self.netns(netns)
     }
 
     /// Runs the DHT, knowing the nodes `nodes` at start.
@@ -238,6 +248,7 @@ impl LtPeer {
             "connect": cfg.connect.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "seed_mode": cfg.seed_mode,
             "dht": cfg.dht,
+            "lsd": cfg.lsd,
             "dht_nodes": cfg.dht_nodes.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         });
         if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {

@@ -36,7 +36,8 @@ pub fn rivulet_bin() -> PathBuf {
 /// The variable that puts rivulet in closed-network mode: no DHT unless
 /// `--dht-bootstrap` names nodes, and those must be loopback or private
 /// addresses (anything else is refused), so that no test can reach the
-/// public DHT routers.
+/// public DHT routers; no local discovery (multicast) unless the value is
+/// `netns` (a test's own network namespace).
 pub const CLOSED_NETWORK: &str = "RIVULET_CLOSED_NETWORK";
 
 /// `rivulet` as every test runs it: in closed-network mode.
@@ -221,7 +222,12 @@ impl RivuletCmd {
             cmd.arg("--peer").arg(p.to_string());
         }
         cmd.args(&self.args);
-        cmd.env(CLOSED_NETWORK, "1");
+        // Inside a test's namespace the network is the test's own: local
+        // discovery (multicast) may run there, and only there.
+        cmd.env(
+            CLOSED_NETWORK,
+            if self.netns.is_some() { "netns" } else { "1" },
+        );
         // Logs only if asked: `RIVULET_TEST_LOG=rivulet_engine=debug cargo
         // test ...` gives every rivulet that filter (shown on failure).
         cmd.env_remove("RUST_LOG");

@@ -119,6 +119,8 @@ struct Inner {
     peers: tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>,
     total_bytes: u64,
     pieces: usize,
+    /// BEP 27: peers only from its trackers (no DHT, PEX or LSD).
+    private: bool,
     /// The torrent's counters (the same from run to run).
     stats: Arc<Stats>,
     /// The shared state of the current run, while one goes on (a handle
@@ -146,6 +148,7 @@ impl TorrentHandle {
                 peers: download.peer_sender(),
                 total_bytes: shared.info.total_length(),
                 pieces: shared.info.num_pieces(),
+                private: shared.info.private,
                 stats: Arc::clone(&shared.stats),
                 shared: Mutex::new(None),
                 control: watch::Sender::new(if paused { Control::Pause } else { Control::Run }),
@@ -190,6 +193,20 @@ impl TorrentHandle {
     /// served).
     pub fn is_writable(&self) -> bool {
         self.inner.writable
+    }
+
+    /// Whether it is private (BEP 27: peers from its trackers only).
+    pub fn is_private(&self) -> bool {
+        self.inner.private
+    }
+
+    /// Whether a run of it goes on (not paused, finished or removed).
+    pub fn is_running(&self) -> bool {
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     /// Hands the torrent peers to connect to.

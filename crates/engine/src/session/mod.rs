@@ -85,6 +85,9 @@ pub struct SessionConfig {
     /// Run a DHT node (on the listen port's number, over UDP) for the
     /// torrents that are not private, and for magnet links; `None`: no DHT.
     pub dht: Option<DhtConfig>,
+    /// Local service discovery (BEP 14, multicast on the local network) for
+    /// the torrents that are not private; needs a listener.
+    pub lsd: bool,
 }
 
 impl Default for SessionConfig {
@@ -96,6 +99,7 @@ impl Default for SessionConfig {
             read_cache_bytes: 8 * 1024 * 1024,
             max_connections: 500,
             dht: None,
+            lsd: false,
         }
     }
 }
@@ -169,6 +173,24 @@ struct Inner {
     cancel: CancellationToken,
 }
 
+impl crate::lsd::Torrents for Inner {
+    fn announced(&self) -> Vec<InfoHash> {
+        self.torrents()
+            .values()
+            .filter(|t| !t.is_private() && t.is_running())
+            .map(TorrentHandle::info_hash)
+            .collect()
+    }
+
+    fn peer(&self, info_hash: InfoHash, addr: SocketAddr) {
+        for t in self.torrents().values() {
+            if t.info_hash() == info_hash && !t.is_private() {
+                t.add_peers([addr]);
+            }
+        }
+    }
+}
+
 impl Inner {
     fn torrents(&self) -> MutexGuard<'_, HashMap<TorrentKey, TorrentHandle>> {
         // Plain bookkeeping: a panic while holding it leaves nothing half done.
@@ -218,6 +240,23 @@ impl Session {
             cancel: cancel.clone(),
             config,
         });
+        if inner.config.lsd {
+            if let Some(l) = &inner.listener {
+                let bind = match inner.config.bind {
+                    Some(IpAddr::V4(ip)) => Some(ip),
+                    _ => None,
+                };
+                // Not with a session bound to IPv6 only: BEP 14 is IPv4 here.
+                if !matches!(inner.config.bind, Some(IpAddr::V6(_))) {
+                    inner.tasks.spawn(crate::lsd::run(
+                        Arc::downgrade(&inner),
+                        bind,
+                        l.port(),
+                        inner.cancel.clone(),
+                    ));
+                }
+            }
+        }
         Ok(Session {
             inner,
             _guard: Arc::new(cancel.drop_guard()),
