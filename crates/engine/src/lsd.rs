@@ -23,7 +23,7 @@
 //! torrent it names. Our own announces come back to us: the `cookie`, random
 //! per session, tells them apart.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -200,7 +200,7 @@ pub(crate) async fn run<T: Torrents>(
                 let Some(s) = session.upgrade() else { return };
                 let ours = s.announced();
                 for h in a.info_hashes.iter().filter(|h| ours.contains(h)) {
-                    let addr = SocketAddr::new(IpAddr::from(from.ip()), a.port);
+                    let addr = SocketAddr::new(from.ip(), a.port);
                     tracing::debug!(%addr, info_hash = %h.to_hex(), "peer found by LSD");
                     s.peer(*h, addr);
                 }
