@@ -14,7 +14,7 @@
 //! ```
 //!
 //! [`encode`] and [`decode`] are the sans-IO part (bounded, never
-//! panicking); [`run`] is the session's task: one socket bound to port
+//! panicking); `run` is the session's task: one socket bound to port
 //! 6771 and joined to the group (on the session's address when it is
 //! bound), multicast loopback on (so that programs on the same machine hear
 //! each other) and a TTL of 1 (the local link only). It announces each
