@@ -5,6 +5,7 @@ address, with DHT, LSD, UPnP, NAT-PMP and uTP off.
   lt_peer.py seed  TORRENT SAVE_PATH IP PORT          # prints "ready" once seeding (and announced,
                                                       # if the torrent has trackers); runs until killed
   lt_peer.py leech TORRENT SAVE_PATH IP PORT [PEER]   # exits 0 once the download is complete
+                                                      # (TORRENT may be a magnet link)
 
 With PEER (IP:PORT) the leecher connects to that peer directly (no tracker
 needed) and, when done, prints one line
@@ -39,14 +40,24 @@ settings = {
                   | lt.alert.category_t.error_notification | lt.alert.category_t.connect_notification,
 }
 s = lt.session(settings)
-info = lt.torrent_info(torrent)
-params = {'ti': info, 'save_path': save}
-if peer:
-    params['peers'] = [peer]
+if torrent.startswith('magnet:'):
+    # A magnet link (leech only): the metadata comes from peers, such as
+    # the link's x.pe.
+    params = lt.parse_magnet_uri(torrent)
+    params.save_path = save
+    if peer:
+        params.peers = [peer]
+    trackers = list(params.trackers)
+else:
+    info = lt.torrent_info(torrent)
+    params = {'ti': info, 'save_path': save}
+    if peer:
+        params['peers'] = [peer]
+    trackers = list(info.trackers())
 added = time.monotonic()
 h = s.add_torrent(params)
 deadline = time.time() + 600
-announced = not list(info.trackers())  # nothing to announce to: ready once seeding
+announced = not trackers  # nothing to announce to: ready once seeding
 connected = None
 finished = False
 while time.time() < deadline:
