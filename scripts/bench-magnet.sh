@@ -11,8 +11,9 @@
 # rounds; `sync` before each run; every copy is checked byte for byte; the
 # table shows medians with min and max.
 #
-# First data is sampled every 10 ms from the file's allocated size (libtorrent
-# writes through mmap, so counting write calls would miss it). Everything is
+# First data is sampled every 2 ms from the file's allocated size (libtorrent
+# writes through mmap, so counting write calls would miss it), timed from
+# the client's spawn by the sampler that spawns it. Everything is
 # on loopback: the seeder on 127.9.0.2, the clients on 127.9.0.3 and up;
 # DHT, LSD, UPnP and NAT-PMP are off in every client (rivulet runs in
 # closed-network mode).
@@ -33,9 +34,7 @@ trap 'exit 130' INT TERM
 
 rqbit=${RQBIT:-$(command -v rqbit || echo "$HOME/.cargo/bin/rqbit")}
 clients=${CLIENTS:-rivulet rqbit libtorrent}
-for tool in /usr/bin/time /usr/bin/python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
-done
+[ -x /usr/bin/python3 ] || { echo "missing /usr/bin/python3 (python3-libtorrent)" >&2; exit 1; }
 case " $clients " in *" rqbit "*) [ -x "$rqbit" ] || { echo "missing rqbit" >&2; exit 1; } ;; esac
 cargo build --release -q -p rivulet --manifest-path "$root/Cargo.toml"
 rivulet="$root/target/release/rivulet"
@@ -50,39 +49,48 @@ for _ in $(seq 600); do grep -q ready "$work/seeder.log" && break; sleep 0.1; do
 grep -q ready "$work/seeder.log" || { echo "seeder did not start" >&2; cat "$work/seeder.log" >&2; exit 1; }
 link="magnet:?xt=urn:btih:$hash&dn=data.bin&x.pe=127.9.0.2:9702"
 
-# Prints the seconds from now until FILE holds 64 KiB (allocated), or until
-# PID exits.
-first_data() { # file pid
-  /usr/bin/python3 - "$1" "$2" <<'EOF'
-import os, sys, time
-path, pid = sys.argv[1], int(sys.argv[2])
-t0 = time.monotonic()
-while True:
-    try:
-        if os.stat(path).st_blocks * 512 >= 65536:
+# Runs COMMAND... and prints "first done cpu maxrss_kib": seconds from its
+# start until FILE holds 64 KiB (allocated), until it exits, its CPU time
+# and peak RSS. The clock starts when the command is spawned, by this
+# sampler itself, so its own start-up does not count.
+measure() { # file log command...
+  /usr/bin/python3 - "$@" <<'EOF2'
+import os, subprocess, sys, time
+path, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(log, "w") as out:
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    first = None
+    while True:
+        if first is None:
+            try:
+                if os.stat(path).st_blocks * 512 >= 65536:
+                    first = time.monotonic() - t0
+            except OSError:
+                pass
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
             break
-    except OSError:
-        pass
-    if not os.path.exists(f"/proc/{pid}"):
-        break
-    time.sleep(0.01)
-print(f"{time.monotonic() - t0:.3f}")
-EOF
+        time.sleep(0.002)
+    done = time.monotonic() - t0
+if first is None:
+    first = done
+code = os.waitstatus_to_exitcode(status)
+print(f"{first:.3f} {done:.3f} {ru.ru_utime + ru.ru_stime:.2f} {ru.ru_maxrss} {code}")
+EOF2
 }
 
 warm=1
 : > "$work/results.txt"
 run() { # name, command...
-  local name=$1 tpid first
+  local name=$1 line
   shift
   rm -rf "$work/out"; mkdir -p "$work/out"; sync
-  /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" "$@" >"$work/$name.log" 2>&1 &
-  tpid=$!
-  first=$(first_data "$work/out/data.bin" "$tpid")
-  wait "$tpid" || { echo "$name failed:" >&2; tail -5 "$work/$name.log" >&2; return 1; }
+  line=$(measure "$work/out/data.bin" "$work/$name.log" "$@")
+  [ "${line##* }" = 0 ] || { echo "$name failed:" >&2; tail -5 "$work/$name.log" >&2; return 1; }
   cmp -s "$work/out/data.bin" "$work/seed/data.bin" || { echo "$name: data differs" >&2; return 1; }
   [ "$warm" = 1 ] && return 0
-  awk -v n="$name" -v f="$first" '{ print n, f, $1, $2 + $3, $4 }' "$work/time.txt" >> "$work/results.txt"
+  echo "$name $line" >> "$work/results.txt"
 }
 
 for r in $(seq 0 "$rounds"); do
