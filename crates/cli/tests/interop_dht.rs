@@ -1,7 +1,8 @@
-//! The DHT (BEP 5) against libtorrent 2.0's, on loopback: rivulet downloads
-//! a trackerless torrent from a magnet link whose only source is the DHT,
-//! and a libtorrent leecher with only a magnet link finds `rivulet seed`
-//! through the DHT. A libtorrent node that holds an unrelated torrent is
+//! The DHT (BEP 5) against libtorrent 2.0's and aria2's, on loopback:
+//! rivulet downloads a trackerless torrent from a magnet link whose only
+//! source is the DHT (from a libtorrent seeder, and from an aria2 seeder),
+//! and libtorrent and aria2 leechers with only a magnet link find `rivulet
+//! seed` through the DHT. A libtorrent node that holds an unrelated torrent is
 //! the DHT's entry point for everyone; nobody knows any outside node.
 //!
 //! Ignored by default (they need the real program); CI runs
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use support::{
     assert_same_tree, free_port, make_torrent_with, next_loopback, poll_until, require_libtorrent,
-    single_file, LtConfig, LtPeer, RivuletCmd, TorrentOptions,
+    single_file, Aria2, Aria2Config, LtConfig, LtPeer, RivuletCmd, TorrentOptions,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -136,5 +137,73 @@ fn libtorrent_finds_rivulet_seed_through_the_dht() {
     let st = leecher.wait_seeding(2 * MINUTE);
     assert!(st.has_metadata);
     assert_same_tree(&data, &out_dir.join("dht.bin"));
+    seed.stop(MINUTE);
+}
+
+/// rivulet, knowing only the entry node, finds an aria2 seeder that
+/// announced itself on the DHT.
+#[test]
+#[ignore = "interop: needs python3-libtorrent and aria2 (installed by .ci/run)"]
+fn rivulet_finds_an_aria2_seeder_through_the_dht() {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entry = entry_node(tmp.path());
+    let seed_dir = tmp.path().join("seed");
+    let data = single_file(&seed_dir, "aria.bin", 2_000_000, 7);
+    let t = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
+    let aria_ip = next_loopback();
+    let cfg = Aria2Config::seeder(aria_ip).dht(
+        entry.addr(),
+        free_port(aria_ip),
+        &tmp.path().join("aria2-dht.dat"),
+    );
+    let mut seeder = Aria2::start(&t.path, &seed_dir, cfg);
+    seeder.wait_seeding(MINUTE);
+    wait_dht_nodes(&mut entry, 1);
+
+    let ip = next_loopback();
+    let out_dir = tmp.path().join("out");
+    let link = format!("magnet:?xt=urn:btih:{}", t.info_hash_v1);
+    let exit = RivuletCmd::download(Path::new(&link), &out_dir)
+        .bind(ip)
+        .port(free_port(ip))
+        .arg(format!("--dht-bootstrap={}", entry.addr()))
+        .run(3 * MINUTE);
+    exit.assert_success();
+    assert_same_tree(&data, &out_dir.join("aria.bin"));
+}
+
+/// An aria2 leecher with only a magnet link and the entry node finds
+/// `rivulet seed` through the DHT, metadata included.
+#[test]
+#[ignore = "interop: needs python3-libtorrent and aria2 (installed by .ci/run)"]
+fn aria2_finds_rivulet_seed_through_the_dht() {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entry = entry_node(tmp.path());
+    let seed_dir = tmp.path().join("seed");
+    let data = single_file(&seed_dir, "aria.bin", 2_000_000, 8);
+    let t = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
+    let ip = next_loopback();
+    let mut seed = RivuletCmd::seed(&t.path, &seed_dir)
+        .bind(ip)
+        .port(free_port(ip))
+        .arg(format!("--dht-bootstrap={}", entry.addr()))
+        .spawn();
+    seed.wait_listening(MINUTE);
+    wait_dht_nodes(&mut entry, 1);
+
+    let link = format!("magnet:?xt=urn:btih:{}", t.info_hash_v1);
+    let out_dir = tmp.path().join("aria2");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let aria_ip = next_loopback();
+    let cfg = Aria2Config::leecher(aria_ip).dht(
+        entry.addr(),
+        free_port(aria_ip),
+        &tmp.path().join("aria2-dht.dat"),
+    );
+    let mut leecher = Aria2::start(Path::new(&link), &out_dir, cfg);
+    leecher.wait_success(3 * MINUTE);
+    assert_same_tree(&data, &out_dir.join("aria.bin"));
     seed.stop(MINUTE);
 }

@@ -63,6 +63,18 @@ impl Aria2Config {
         }
     }
 
+    /// Runs aria2's DHT on UDP port `port`, joining it through `entry` only
+    /// (never the public routers), its table kept in `state`.
+    pub fn dht(mut self, entry: SocketAddr, port: u16, state: &Path) -> Aria2Config {
+        self.extra_args.extend([
+            "--enable-dht=true".to_owned(),
+            format!("--dht-entry-point={entry}"),
+            format!("--dht-listen-port={port}"),
+            format!("--dht-file-path={}", state.display()),
+        ]);
+        self
+    }
+
     /// Runs inside `netns` (`ip` must be one of its addresses).
     pub fn netns(mut self, netns: &Arc<Netns>) -> Aria2Config {
         self.netns = Some(Arc::clone(netns));
