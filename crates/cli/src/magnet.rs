@@ -82,14 +82,21 @@ impl Discovery {
         }
         // A state of its own for a DHT joined through given nodes (a test
         // network, say): the saved nodes of one DHT are no use in another.
+        // None in a closed network: tests leave the user's state alone.
         let state = if self.dht_bootstrap.is_empty() {
             "dht.state"
         } else {
             "dht-custom.state"
         };
+        let state_file = if closed {
+            None
+        } else {
+            crate::download::state_root().map(|d| d.join(state))
+        };
         Ok(Some(rivulet_engine::dht::DhtConfig {
             bootstrap,
-            state_file: crate::download::state_root().map(|d| d.join(state)),
+            state_file,
+            local_only: closed,
         }))
     }
 }

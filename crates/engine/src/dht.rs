@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long resolving one router's host name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most nodes taken from one torrent's `nodes`.
+const MAX_TORRENT_NODES: usize = 16;
 /// How often the node's state is written to its file.
 const SAVE_EVERY: Duration = Duration::from_secs(600);
 /// Lookups running at once for callers; more wait their turn in the queue
@@ -44,6 +46,9 @@ pub struct DhtConfig {
     /// Where the node id and good nodes are kept between runs (none: not
     /// kept).
     pub state_file: Option<PathBuf>,
+    /// Only nodes on loopback or private addresses are contacted (a closed
+    /// test network): the nodes a torrent names elsewhere are ignored.
+    pub local_only: bool,
 }
 
 /// What the DHT node is doing, for displays.
@@ -58,6 +63,9 @@ pub struct DhtStatus {
 }
 
 enum Command {
+    /// Nodes a torrent names (BEP 5 `nodes`): pinged, entering the table
+    /// if they answer.
+    AddNodes(Vec<(String, u16)>),
     Lookup {
         info_hash: InfoHash,
         announce: Option<u16>,
@@ -78,6 +86,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Lookup { info_hash, .. } => write!(f, "Lookup({})", info_hash.to_hex()),
             Command::Status(_) => write!(f, "Status"),
+            Command::AddNodes(n) => write!(f, "AddNodes({})", n.len()),
         }
     }
 }
@@ -98,6 +107,15 @@ impl DhtHandle {
             peers,
         });
         rx
+    }
+
+    /// Tells the node of the DHT nodes a torrent names (BEP 5 `nodes`; at
+    /// most 16, host names resolved in the background).
+    pub fn add_nodes(&self, nodes: &[(String, u16)]) {
+        if !nodes.is_empty() {
+            let nodes = nodes.iter().take(MAX_TORRENT_NODES).cloned().collect();
+            let _ = self.commands.send(Command::AddNodes(nodes));
+        }
     }
 
     /// The node's state now (`None` once it stopped).
@@ -274,6 +292,7 @@ async fn run(
     let mut buf4 = vec![0u8; 2048];
     let mut buf6 = vec![0u8; 2048];
     let mut save_tick = tokio::time::interval_at(Instant::now() + SAVE_EVERY, SAVE_EVERY);
+    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
     loop {
         // What the node wants sent, and what it found.
         while let Some((to, packet)) = node.poll_transmit() {
@@ -328,6 +347,15 @@ async fn run(
                 }
             }
             cmd = commands.recv() => match cmd {
+                Some(Command::AddNodes(nodes)) => {
+                    // Resolved off the loop; the addresses come back as a
+                    // command of their own.
+                    let tx = resolved_tx.clone();
+                    tokio::spawn(async move {
+                        let names: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                        let _ = tx.send(resolve(&names).await);
+                    });
+                }
                 Some(Command::Status(tx)) => {
                     let _ = tx.send(DhtStatus {
                         nodes_v4: node.table(false).len(),
@@ -340,6 +368,18 @@ async fn run(
                 // Every handle is gone: the session ended.
                 None => break,
             },
+            Some(addrs) = resolved_rx.recv() => {
+                let now = Instant::now().into_std();
+                for a in addrs {
+                    let local = match a.ip() {
+                        std::net::IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+                        std::net::IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+                    };
+                    if local || !config.local_only {
+                        node.add_node(now, a);
+                    }
+                }
+            }
             () = tokio::time::sleep_until(wake) => node.on_timeout(Instant::now().into_std()),
             _ = save_tick.tick() => save(&config, &node),
         }

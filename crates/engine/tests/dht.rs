@@ -1,7 +1,8 @@
 //! The session's DHT over real sockets on loopback: a torrent seeded by one
 //! session is found by another through the DHT alone (no tracker, no peer
 //! given), first its metadata from a magnet link, then its data. A third
-//! session is the bootstrap node; two more fill the DHT.
+//! session is the bootstrap node; two more fill the DHT. The seeder knows
+//! no node at start: it joins through the one its torrent names (`nodes`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -26,6 +27,7 @@ fn session_with_dht(bootstrap: Option<SocketAddr>, state: Option<std::path::Path
         dht: Some(DhtConfig {
             bootstrap: bootstrap.map(|a| a.to_string()).into_iter().collect(),
             state_file: state,
+            local_only: true,
         }),
         ..SessionConfig::default()
     })
@@ -60,17 +62,21 @@ async fn a_magnet_link_found_through_the_dht_alone() {
         fillers.push(session_with_dht(boot, None));
         wait_nodes(&router, i).await;
     }
+    // The seeder knows no node: it joins through the one its torrent
+    // names (BEP 5 `nodes`).
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("dht.state");
-    let seeder = session_with_dht(boot, Some(state.clone()));
-    wait_nodes(&router, 3).await;
-    let fetcher = session_with_dht(boot, None);
-    wait_nodes(&router, 4).await;
-    for s in [&seeder, &fetcher] {
-        wait_nodes(s, 1).await;
-    }
-
+    let seeder = session_with_dht(None, Some(state.clone()));
     let fx = Fixture::sized(31, 16 * 1024, 600 * 1024);
+    let router_addr = dht_addr(&router);
+    let mut with_nodes = b"d4:info".to_vec();
+    with_nodes.extend_from_slice(&fx.metainfo.info_bytes);
+    let ip = router_addr.ip().to_string();
+    with_nodes.extend_from_slice(
+        format!("5:nodesll{}:{}i{}eeee", ip.len(), ip, router_addr.port()).as_bytes(),
+    );
+    let metainfo = rivulet_core::Metainfo::from_bytes(&with_nodes).unwrap();
+    assert_eq!(metainfo.nodes, vec![(ip.clone(), router_addr.port())]);
     let dir = tempfile::tempdir().unwrap();
     fx.write_to(dir.path());
     let seeding = AddOptions {
@@ -78,9 +84,15 @@ async fn a_magnet_link_found_through_the_dht_alone() {
         ..AddOptions::default()
     };
     seeder
-        .add(&fx.metainfo, dir.path(), seeding, Arc::new(|_| {}))
+        .add(&metainfo, dir.path(), seeding, Arc::new(|_| {}))
         .await
         .unwrap();
+    wait_nodes(&router, 3).await;
+    let fetcher = session_with_dht(boot, None);
+    wait_nodes(&router, 4).await;
+    for s in [&seeder, &fetcher] {
+        wait_nodes(s, 1).await;
+    }
 
     // No tracker, no peer: the DHT must find the seeder.
     let info = within(

@@ -362,6 +362,10 @@ impl Session {
         for addr in &options.peers {
             let _ = download.peer_sender().send(*addr);
         }
+        // The DHT nodes the torrent names help the node join (BEP 5).
+        if let (Some(dht), false) = (&inner.dht, metainfo.info.private) {
+            dht.add_nodes(&metainfo.nodes);
+        }
         inner.tasks.spawn(driver::drive(
             Arc::clone(inner),
             download,
