@@ -62,6 +62,19 @@ pub struct DhtStatus {
     pub lookups: usize,
 }
 
+/// What a lookup reports to its caller ([`DhtHandle::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A peer of the torrent.
+    Peer(SocketAddr),
+    /// The lookup ended: how many nodes took our announce (0 for a plain
+    /// lookup, or one that found no node to announce to).
+    Done {
+        /// Nodes that acknowledged our `announce_peer`.
+        announced: usize,
+    },
+}
+
 enum Command {
     /// Nodes a torrent names (BEP 5 `nodes`): pinged, entering the table
     /// if they answer.
@@ -69,7 +82,7 @@ enum Command {
     Lookup {
         info_hash: InfoHash,
         announce: Option<u16>,
-        peers: mpsc::UnboundedSender<SocketAddr>,
+        peers: mpsc::UnboundedSender<Found>,
     },
     Status(oneshot::Sender<DhtStatus>),
 }
@@ -94,12 +107,14 @@ impl std::fmt::Debug for Command {
 impl DhtHandle {
     /// Looks up the peers of `info_hash` (and announces us on `announce`,
     /// our TCP port, when given): each peer found goes to the returned
-    /// channel, which ends when the lookup does.
+    /// channel, then [`Found::Done`]; the channel closes when the lookup
+    /// ends (at once, without `Done`, when it could not start: no node
+    /// known yet).
     pub fn lookup(
         &self,
         info_hash: InfoHash,
         announce: Option<u16>,
-    ) -> mpsc::UnboundedReceiver<SocketAddr> {
+    ) -> mpsc::UnboundedReceiver<Found> {
         let (peers, rx) = mpsc::unbounded_channel();
         let _ = self.commands.send(Command::Lookup {
             info_hash,
@@ -285,7 +300,7 @@ async fn run(
     if let Err(e) = node.bootstrap(Instant::now().into_std(), &routers) {
         tracing::debug!(error = %e, "DHT bootstrap not started");
     }
-    let mut lookups: std::collections::HashMap<LookupId, mpsc::UnboundedSender<SocketAddr>> =
+    let mut lookups: std::collections::HashMap<LookupId, mpsc::UnboundedSender<Found>> =
         std::collections::HashMap::new();
     // Lookups asked for while MAX_LOOKUPS run.
     let mut waiting: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
@@ -307,13 +322,17 @@ async fn run(
                 Event::Peers { id, peers, .. } => {
                     if let Some(tx) = lookups.get(&id) {
                         for p in peers {
-                            let _ = tx.send(p);
+                            let _ = tx.send(Found::Peer(p));
                         }
                     }
                 }
                 Event::LookupDone(done) => {
                     tracing::debug!(kind = ?done.kind, elapsed = ?done.elapsed, queries = done.queries, peers = done.peers, announced = done.announced, "DHT lookup done");
-                    lookups.remove(&done.id);
+                    if let Some(tx) = lookups.remove(&done.id) {
+                        let _ = tx.send(Found::Done {
+                            announced: done.announced,
+                        });
+                    }
                 }
                 Event::ExternalAddress { ip, id_changed } => {
                     tracing::debug!(%ip, id_changed, "DHT: our external address");
@@ -389,7 +408,7 @@ async fn run(
 
 fn start_lookup(
     node: &mut Node,
-    lookups: &mut std::collections::HashMap<LookupId, mpsc::UnboundedSender<SocketAddr>>,
+    lookups: &mut std::collections::HashMap<LookupId, mpsc::UnboundedSender<Found>>,
     cmd: Command,
 ) {
     let Command::Lookup {

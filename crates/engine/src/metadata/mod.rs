@@ -227,8 +227,10 @@ pub(crate) async fn fetch(
             let mut wait = DHT_AGAIN_FIRST;
             loop {
                 let mut found = dht.lookup(info_hash, None);
-                while let Some(p) = found.recv().await {
-                    let _ = peers.send(p);
+                while let Some(f) = found.recv().await {
+                    if let crate::dht::Found::Peer(p) = f {
+                        let _ = peers.send(p);
+                    }
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(DHT_AGAIN_MAX);

@@ -38,10 +38,17 @@ async fn dht_lookups(
     let mut retry = DHT_RETRY;
     loop {
         let mut found = dht.lookup(shared.info_hash, port);
+        // Done once peers came, or our announce was taken: then the next
+        // lookup is due in 15 minutes; sooner while the node finds nobody.
         let mut any = false;
-        while let Some(p) = found.recv().await {
-            any = true;
-            let _ = peers.send(p);
+        while let Some(f) = found.recv().await {
+            match f {
+                crate::dht::Found::Peer(p) => {
+                    any = true;
+                    let _ = peers.send(p);
+                }
+                crate::dht::Found::Done { announced } => any |= announced > 0,
+            }
         }
         let wait = if any {
             retry = DHT_RETRY;
