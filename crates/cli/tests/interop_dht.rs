@@ -52,40 +52,84 @@ fn wait_dht_nodes(peer: &mut LtPeer, n: i64) {
     });
 }
 
+/// A test's DHT and a torrent: the entry node, the data in `seed_dir`
+/// (one file of `len` bytes), and its torrent (no tracker).
+struct Setup {
+    tmp: tempfile::TempDir,
+    entry: LtPeer,
+    seed_dir: std::path::PathBuf,
+    data: std::path::PathBuf,
+    torrent: support::MadeTorrent,
+}
+
+fn setup(name: &str, len: u64, seed: u64) -> Setup {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let entry = entry_node(tmp.path());
+    let seed_dir = tmp.path().join("seed");
+    let data = single_file(&seed_dir, name, len, seed);
+    let torrent = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
+    Setup {
+        tmp,
+        entry,
+        seed_dir,
+        data,
+        torrent,
+    }
+}
+
+impl Setup {
+    /// The magnet link: the info-hash, nothing else.
+    fn link(&self) -> String {
+        format!("magnet:?xt=urn:btih:{}", self.torrent.info_hash_v1)
+    }
+
+    /// `rivulet download LINK` knowing only the entry node, spawned.
+    fn rivulet_download(&self, out_dir: &Path) -> support::Rivulet {
+        let ip = next_loopback();
+        RivuletCmd::download(Path::new(&self.link()), out_dir)
+            .bind(ip)
+            .port(free_port(ip))
+            .arg(format!("--dht-bootstrap={}", self.entry.addr()))
+            .spawn()
+    }
+
+    /// `rivulet seed` of the torrent knowing only the entry node, once it
+    /// listens and the entry node knows it.
+    fn rivulet_seed(&mut self) -> (support::Rivulet, SocketAddr) {
+        let ip = next_loopback();
+        let mut seed = RivuletCmd::seed(&self.torrent.path, &self.seed_dir)
+            .bind(ip)
+            .port(free_port(ip))
+            .arg(format!("--dht-bootstrap={}", self.entry.addr()))
+            .spawn();
+        let addr = seed.wait_listening(MINUTE);
+        wait_dht_nodes(&mut self.entry, 1);
+        (seed, addr)
+    }
+}
+
 /// rivulet, knowing only the entry node, fetches a trackerless torrent's
 /// metadata and data from a libtorrent seeder it finds through the DHT.
 #[test]
 #[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
 fn rivulet_finds_a_libtorrent_seeder_through_the_dht() {
-    require_libtorrent();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut entry = entry_node(tmp.path());
-    let seed_dir = tmp.path().join("seed");
-    let data = single_file(&seed_dir, "dht.bin", 3_000_000, 5);
-    let t = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
+    let mut s = setup("dht.bin", 3_000_000, 5);
     let mut seeder = LtPeer::start(
-        &t.path,
-        &seed_dir,
-        LtConfig::new(next_loopback()).dht(&[entry.addr()]),
+        &s.torrent.path,
+        &s.seed_dir,
+        LtConfig::new(next_loopback()).dht(&[s.entry.addr()]),
     );
     seeder.wait_seeding(MINUTE);
-    wait_dht_nodes(&mut entry, 1);
-
-    let ip = next_loopback();
-    let out_dir = tmp.path().join("out");
-    let link = format!("magnet:?xt=urn:btih:{}", t.info_hash_v1);
-    let mut rivulet = RivuletCmd::download(Path::new(&link), &out_dir)
-        .bind(ip)
-        .port(free_port(ip))
-        .arg(format!("--dht-bootstrap={}", entry.addr()))
-        .spawn();
+    wait_dht_nodes(&mut s.entry, 1);
+    let out_dir = s.tmp.path().join("out");
+    let mut rivulet = s.rivulet_download(&out_dir);
     // Once rivulet's node is in the DHT, the seeder announces (libtorrent
     // would on its own every 15 minutes).
-    wait_dht_nodes(&mut entry, 2);
+    wait_dht_nodes(&mut s.entry, 2);
     seeder.dht_announce();
-    let exit = rivulet.wait_exit(2 * MINUTE);
-    exit.assert_success();
-    assert_same_tree(&data, &out_dir.join("dht.bin"));
+    rivulet.wait_exit(2 * MINUTE).assert_success();
+    assert_same_tree(&s.data, &out_dir.join("dht.bin"));
     assert!(seeder.status().total_payload_upload >= 3_000_000);
 }
 
@@ -95,30 +139,16 @@ fn rivulet_finds_a_libtorrent_seeder_through_the_dht() {
 #[test]
 #[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
 fn libtorrent_finds_rivulet_seed_through_the_dht() {
-    require_libtorrent();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut entry = entry_node(tmp.path());
-    let seed_dir = tmp.path().join("seed");
-    let data = single_file(&seed_dir, "dht.bin", 3_000_000, 6);
-    let t = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
-    let ip = next_loopback();
-    let mut seed = RivuletCmd::seed(&t.path, &seed_dir)
-        .bind(ip)
-        .port(free_port(ip))
-        .arg(format!("--dht-bootstrap={}", entry.addr()))
-        .spawn();
-    let seed_addr: SocketAddr = seed.wait_listening(MINUTE);
-    wait_dht_nodes(&mut entry, 1);
-
-    let link = format!("magnet:?xt=urn:btih:{}", t.info_hash_v1);
-    let out_dir = tmp.path().join("lt");
+    let mut s = setup("dht.bin", 3_000_000, 6);
+    let (mut seed, seed_addr) = s.rivulet_seed();
+    let out_dir = s.tmp.path().join("lt");
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut leecher = LtPeer::from_magnet(
-        &link,
+        &s.link(),
         &out_dir,
-        LtConfig::new(next_loopback()).dht(&[entry.addr()]),
+        LtConfig::new(next_loopback()).dht(&[s.entry.addr()]),
     );
-    wait_dht_nodes(&mut entry, 2);
+    wait_dht_nodes(&mut s.entry, 2);
     // libtorrent looks a magnet link's peers up when it starts, before its
     // table may hold rivulet's node: ask again.
     poll_until("the leecher to connect to rivulet", 2 * MINUTE, || {
@@ -136,7 +166,7 @@ fn libtorrent_finds_rivulet_seed_through_the_dht() {
     });
     let st = leecher.wait_seeding(2 * MINUTE);
     assert!(st.has_metadata);
-    assert_same_tree(&data, &out_dir.join("dht.bin"));
+    assert_same_tree(&s.data, &out_dir.join("dht.bin"));
     seed.stop(MINUTE);
 }
 
@@ -145,32 +175,21 @@ fn libtorrent_finds_rivulet_seed_through_the_dht() {
 #[test]
 #[ignore = "interop: needs python3-libtorrent and aria2 (installed by .ci/run)"]
 fn rivulet_finds_an_aria2_seeder_through_the_dht() {
-    require_libtorrent();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut entry = entry_node(tmp.path());
-    let seed_dir = tmp.path().join("seed");
-    let data = single_file(&seed_dir, "aria.bin", 2_000_000, 7);
-    let t = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
+    let mut s = setup("aria.bin", 2_000_000, 7);
     let aria_ip = next_loopback();
     let cfg = Aria2Config::seeder(aria_ip).dht(
-        entry.addr(),
+        s.entry.addr(),
         free_port(aria_ip),
-        &tmp.path().join("aria2-dht.dat"),
+        &s.tmp.path().join("aria2-dht.dat"),
     );
-    let mut seeder = Aria2::start(&t.path, &seed_dir, cfg);
+    let mut seeder = Aria2::start(&s.torrent.path, &s.seed_dir, cfg);
     seeder.wait_seeding(MINUTE);
-    wait_dht_nodes(&mut entry, 1);
-
-    let ip = next_loopback();
-    let out_dir = tmp.path().join("out");
-    let link = format!("magnet:?xt=urn:btih:{}", t.info_hash_v1);
-    let exit = RivuletCmd::download(Path::new(&link), &out_dir)
-        .bind(ip)
-        .port(free_port(ip))
-        .arg(format!("--dht-bootstrap={}", entry.addr()))
-        .run(3 * MINUTE);
-    exit.assert_success();
-    assert_same_tree(&data, &out_dir.join("aria.bin"));
+    wait_dht_nodes(&mut s.entry, 1);
+    let out_dir = s.tmp.path().join("out");
+    s.rivulet_download(&out_dir)
+        .wait_exit(3 * MINUTE)
+        .assert_success();
+    assert_same_tree(&s.data, &out_dir.join("aria.bin"));
 }
 
 /// An aria2 leecher with only a magnet link and the entry node finds
@@ -178,32 +197,18 @@ fn rivulet_finds_an_aria2_seeder_through_the_dht() {
 #[test]
 #[ignore = "interop: needs python3-libtorrent and aria2 (installed by .ci/run)"]
 fn aria2_finds_rivulet_seed_through_the_dht() {
-    require_libtorrent();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut entry = entry_node(tmp.path());
-    let seed_dir = tmp.path().join("seed");
-    let data = single_file(&seed_dir, "aria.bin", 2_000_000, 8);
-    let t = make_torrent_with(&data, &TorrentOptions::new(32 * 1024));
-    let ip = next_loopback();
-    let mut seed = RivuletCmd::seed(&t.path, &seed_dir)
-        .bind(ip)
-        .port(free_port(ip))
-        .arg(format!("--dht-bootstrap={}", entry.addr()))
-        .spawn();
-    seed.wait_listening(MINUTE);
-    wait_dht_nodes(&mut entry, 1);
-
-    let link = format!("magnet:?xt=urn:btih:{}", t.info_hash_v1);
-    let out_dir = tmp.path().join("aria2");
+    let mut s = setup("aria.bin", 2_000_000, 8);
+    let (mut seed, _) = s.rivulet_seed();
+    let out_dir = s.tmp.path().join("aria2");
     std::fs::create_dir_all(&out_dir).unwrap();
     let aria_ip = next_loopback();
     let cfg = Aria2Config::leecher(aria_ip).dht(
-        entry.addr(),
+        s.entry.addr(),
         free_port(aria_ip),
-        &tmp.path().join("aria2-dht.dat"),
+        &s.tmp.path().join("aria2-dht.dat"),
     );
-    let mut leecher = Aria2::start(Path::new(&link), &out_dir, cfg);
+    let mut leecher = Aria2::start(Path::new(&s.link()), &out_dir, cfg);
     leecher.wait_success(3 * MINUTE);
-    assert_same_tree(&data, &out_dir.join("aria.bin"));
+    assert_same_tree(&s.data, &out_dir.join("aria.bin"));
     seed.stop(MINUTE);
 }
