@@ -121,6 +121,7 @@ fuzz_target!(|data: &[u8]| {
         info_hash: [settings; 20],
         piece_count: (settings & 4 != 0).then_some(PIECES),
         fast: settings & 1 != 0,
+        dht_port: None,
         extended: settings & 2 != 0,
         request_timeout: Duration::from_secs(20),
     };

@@ -359,6 +359,7 @@ mod tests {
     #[test]
     fn our_own_address_is_known_only_when_bound() {
         let mut config = Settings {
+            dht: None,
             listen_port: 7000,
             ..Settings::standalone(crate::torrent::TorrentConfig::default())
         };

@@ -75,10 +75,12 @@ pub enum Found {
     },
 }
 
-enum Command {
+pub(crate) enum Command {
     /// Nodes a torrent names (BEP 5 `nodes`): pinged, entering the table
     /// if they answer.
     AddNodes(Vec<(String, u16)>),
+    /// A node a peer named (BEP 5 `PORT`): pinged.
+    AddNode(SocketAddr),
     Lookup {
         info_hash: InfoHash,
         announce: Option<u16>,
@@ -100,11 +102,20 @@ impl std::fmt::Debug for Command {
             Command::Lookup { info_hash, .. } => write!(f, "Lookup({})", info_hash.to_hex()),
             Command::Status(_) => write!(f, "Status"),
             Command::AddNodes(n) => write!(f, "AddNodes({})", n.len()),
+            Command::AddNode(a) => write!(f, "AddNode({a})"),
         }
     }
 }
 
 impl DhtHandle {
+    /// A handle whose commands go to the returned channel, for tests of
+    /// what peers tell the DHT.
+    #[cfg(test)]
+    pub(crate) fn for_tests(port: u16) -> (DhtHandle, mpsc::UnboundedReceiver<Command>) {
+        let (commands, rx) = mpsc::unbounded_channel();
+        (DhtHandle { commands, port }, rx)
+    }
+
     /// Looks up the peers of `info_hash` (and announces us on `announce`,
     /// our TCP port, when given): each peer found goes to the returned
     /// channel, then [`Found::Done`]; the channel closes when the lookup
@@ -131,6 +142,12 @@ impl DhtHandle {
             let nodes = nodes.iter().take(MAX_TORRENT_NODES).cloned().collect();
             let _ = self.commands.send(Command::AddNodes(nodes));
         }
+    }
+
+    /// Tells the node of a peer's DHT node (its address and the port of
+    /// its `PORT` message).
+    pub fn add_node(&self, addr: SocketAddr) {
+        let _ = self.commands.send(Command::AddNode(addr));
     }
 
     /// The node's state now (`None` once it stopped).
@@ -375,6 +392,11 @@ async fn run(
                         let _ = tx.send(resolve(&names).await);
                     });
                 }
+                Some(Command::AddNode(addr)) => {
+                    if addr.port() != 0 && (!config.local_only || is_local(addr.ip())) {
+                        node.add_node(Instant::now().into_std(), addr);
+                    }
+                }
                 Some(Command::Status(tx)) => {
                     let _ = tx.send(DhtStatus {
                         nodes_v4: node.table(false).len(),
@@ -390,11 +412,7 @@ async fn run(
             Some(addrs) = resolved_rx.recv() => {
                 let now = Instant::now().into_std();
                 for a in addrs {
-                    let local = match a.ip() {
-                        std::net::IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
-                        std::net::IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
-                    };
-                    if local || !config.local_only {
+                    if is_local(a.ip()) || !config.local_only {
                         node.add_node(now, a);
                     }
                 }
@@ -404,6 +422,14 @@ async fn run(
         }
     }
     save(&config, &node);
+}
+
+/// Whether `ip` is on loopback or a private network.
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+    }
 }
 
 fn start_lookup(

@@ -98,4 +98,6 @@ pub trait TorrentAccess {
     /// Peers the peer told us of through PEX (already bounded), for the
     /// connector.
     fn pex_learned(&mut self, _peers: &[SocketAddr]) {}
+    /// The peer's DHT node (BEP 5 `PORT`), for our DHT node to ping.
+    fn dht_node(&mut self, _addr: SocketAddr) {}
 }

@@ -157,7 +157,11 @@ impl Connection {
     /// start of theirs when they did), then runs the session.
     async fn run(&mut self, mut stream: TcpStream, mut rbuf: BytesMut) -> Result<(), PeerError> {
         let shared = Arc::clone(&self.shared);
-        let ours = Handshake::new(shared.info_hash, shared.config.peer_id);
+        let mut ours = Handshake::new(shared.info_hash, shared.config.peer_id);
+        if shared.config.dht.is_some() {
+            // BEP 5: we run a DHT node, and say so.
+            ours.reserved |= Reserved::DHT;
+        }
         stream.write_all(&ours.to_bytes()).await?;
         let theirs = timeout(shared.config.handshake_timeout, async {
             loop {
@@ -191,6 +195,12 @@ impl Connection {
             piece_count: Some(shared.info.num_pieces()),
             fast,
             extended,
+            dht_port: shared
+                .config
+                .dht
+                .as_ref()
+                .filter(|_| theirs.reserved.contains(Reserved::DHT))
+                .map(crate::dht::DhtHandle::port),
             request_timeout: shared.config.request_timeout,
         };
         let mut core = PeerState::new(params, Instant::now().into_std());

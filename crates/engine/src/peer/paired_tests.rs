@@ -209,6 +209,7 @@ fn params(node: &Node, remote: IpAddr, fast: bool) -> PeerParams {
         piece_count: Some(node.shared.info.num_pieces()),
         fast,
         extended: true,
+        dht_port: None,
         request_timeout: node.shared.config.request_timeout,
     }
 }
@@ -1362,4 +1363,55 @@ async fn no_pex_when_it_is_off() {
     assert!(!net.got(a).iter().any(|m| matches!(m,
         Message::Extended { id: 0, payload }
             if rivulet_wire::ExtendedHandshake::decode(payload).unwrap().extension_id(rivulet_wire::UT_PEX).is_some())));
+}
+
+/// BEP 5 `PORT`: a core that runs the DHT with a peer that does too sends
+/// its node's port after the handshakes; a peer's `PORT` reaches our DHT
+/// node as that peer's address and port (and port 0 is no node).
+#[tokio::test]
+async fn port_messages_go_both_ways() {
+    let fx = fixture();
+    let (dht, mut told) = crate::dht::DhtHandle::for_tests(7777);
+    let settings = crate::torrent::Settings {
+        dht: Some(dht),
+        ..crate::torrent::Settings::standalone(TorrentConfig::default())
+    };
+    let storage = Arc::new(MemoryStorage::with_data(
+        u64::from(fx.piece_length),
+        fx.data.clone(),
+    ));
+    let shared = Shared::build(
+        Arc::new(fx.metainfo.info.clone()),
+        fx.info_hash(),
+        crate::torrent::Parts::standalone(settings),
+        Arc::clone(&storage) as Arc<dyn Storage>,
+        &vec![true; fx.num_pieces()],
+    );
+    let seeder = Node {
+        id: shared.config.peer_id,
+        shared,
+        storage,
+        ip: ip(3),
+    };
+    let peer = Node::leecher(&fx, 5);
+    let nodes = [&seeder];
+    let mut net = Net::new();
+    let mut p = params(&seeder, peer.ip, true);
+    p.dht_port = Some(7777);
+    let s = net.end(&seeder, &peer, true, p);
+    let script = Side::Script(Script {
+        decoder: MessageDecoder::with_limits(Limits::default()),
+        inbox: BytesMut::new(),
+        got: Vec::new(),
+    });
+    let c = net.add([s, script]);
+    net.send(c, Message::Port(0));
+    net.send(c, Message::Port(6882));
+    net.settle(&nodes).await;
+    assert!(net.got(c).contains(&Message::Port(7777)));
+    match told.try_recv() {
+        Ok(crate::dht::Command::AddNode(a)) => assert_eq!(a, SocketAddr::new(ip(5), 6882)),
+        _ => panic!("the peer's DHT node did not reach ours"),
+    }
+    assert!(told.try_recv().is_err(), "port 0 is no node");
 }

@@ -103,6 +103,9 @@ pub struct PeerParams {
     pub fast: bool,
     /// Both sides support the extension protocol (BEP 10).
     pub extended: bool,
+    /// Both sides run the DHT: our node's UDP port, sent to the peer in a
+    /// BEP 5 `PORT` message.
+    pub dht_port: Option<u16>,
     /// A peer with requests outstanding that sends nothing for this long has
     /// them given to others.
     pub request_timeout: Duration,
@@ -283,6 +286,9 @@ impl PeerState {
                 hs.metadata_size = Some(meta.len() as u64);
             }
             hs.to_message().encode(&mut self.out);
+        }
+        if let Some(port) = self.params.dht_port {
+            Message::Port(port).encode(&mut self.out);
         }
         if self.params.piece_count.is_none() {
             return;
@@ -492,8 +498,13 @@ impl PeerState {
                 id: UT_METADATA_ID,
                 payload,
             } => self.on_metadata_message(&payload, t)?,
+            Message::Port(port) => {
+                // BEP 5: the peer's DHT node, for ours (if we run one).
+                if port != 0 {
+                    t.dht_node(std::net::SocketAddr::new(self.params.ip, port));
+                }
+            }
             Message::KeepAlive
-            | Message::Port(_)
             | Message::SuggestPiece { .. }
             | Message::Extended { .. }
             | Message::Unknown { .. } => {}

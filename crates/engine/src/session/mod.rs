@@ -328,6 +328,7 @@ impl Session {
                 peer_id: inner.config.peer_id,
                 bind: inner.config.bind,
                 listen_port: self.port(),
+                dht: inner.dht.clone().filter(|_| !metainfo.info.private),
                 torrent: options.config.clone(),
             },
             cache: TorrentCache::new(Arc::clone(&inner.cache), key),

@@ -229,6 +229,12 @@ impl TorrentAccess for PeerLink {
         }
     }
 
+    fn dht_node(&mut self, addr: SocketAddr) {
+        if let Some(dht) = &self.shared.config.dht {
+            dht.add_node(addr);
+        }
+    }
+
     fn metadata(&self) -> Option<&[u8]> {
         // A torrent loaded from a .torrent file or fetched metadata alike:
         // both keep the exact bytes. (v2-only torrents have no v1 info-hash

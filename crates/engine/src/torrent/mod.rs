@@ -133,6 +133,9 @@ pub struct Settings {
     pub bind: Option<IpAddr>,
     /// The port we tell trackers we listen on.
     pub listen_port: u16,
+    /// The session's DHT node, for a torrent that may use it (not private):
+    /// peers learn its port (BEP 5 `PORT`) and it learns theirs.
+    pub dht: Option<crate::dht::DhtHandle>,
     /// The torrent's own settings.
     pub torrent: TorrentConfig,
 }
@@ -144,6 +147,7 @@ impl Settings {
             peer_id: PeerId::generate(),
             bind: None,
             listen_port: 6881,
+            dht: None,
             torrent,
         }
     }
