@@ -60,6 +60,8 @@ pub struct DhtStatus {
     pub nodes_v6: usize,
     /// Lookups running.
     pub lookups: usize,
+    /// Peers others announced to this node, kept for `get_peers`.
+    pub stored_peers: usize,
 }
 
 /// What a lookup reports to its caller ([`DhtHandle::lookup`]).
@@ -402,6 +404,7 @@ async fn run(
                         nodes_v4: node.table(false).len(),
                         nodes_v6: node.table(true).len(),
                         lookups: node.running_lookups(),
+                        stored_peers: node.stored_peers(),
                     });
                 }
                 Some(cmd) if lookups.len() < MAX_LOOKUPS => start_lookup(&mut node, &mut lookups, cmd),

@@ -130,3 +130,69 @@ async fn a_magnet_link_found_through_the_dht_alone() {
     }
     router.shutdown().await;
 }
+
+/// BEP 27: a private torrent is never announced on the DHT. A session
+/// seeds a private torrent, then a public one, on a DHT of three nodes:
+/// the other two end up holding one peer, the public torrent's.
+#[tokio::test]
+async fn a_private_torrent_is_not_announced() {
+    let router = session_with_dht(None, None);
+    let boot = Some(dht_addr(&router));
+    let other = session_with_dht(boot, None);
+    wait_nodes(&router, 1).await;
+    let seeder = session_with_dht(boot, None);
+    wait_nodes(&router, 2).await;
+    wait_nodes(&seeder, 1).await;
+    let stored = || async {
+        let mut n = 0;
+        for s in [&router, &other] {
+            n += s.dht().unwrap().status().await.unwrap().stored_peers;
+        }
+        n
+    };
+    let seeding = || AddOptions {
+        seed: SeedPolicy::FOREVER,
+        ..AddOptions::default()
+    };
+    let private = Fixture::sized(41, 16 * 1024, 64 * 1024);
+    let mut bytes = b"d4:info".to_vec();
+    // The same info with `private` set (keys stay in order: "pieces" <
+    // "private").
+    let mut info_private = private.metainfo.info_bytes.clone();
+    info_private.pop();
+    info_private.extend_from_slice(b"7:privatei1ee");
+    bytes.extend_from_slice(&info_private);
+    bytes.push(b'e');
+    let private_meta = rivulet_core::Metainfo::from_bytes(&bytes).unwrap();
+    assert!(private_meta.info.private);
+    let dir = tempfile::tempdir().unwrap();
+    private.write_to(dir.path());
+    seeder
+        .add(&private_meta, dir.path(), seeding(), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let public = Fixture::sized(42, 16 * 1024, 64 * 1024);
+    let dir2 = tempfile::tempdir().unwrap();
+    public.write_to(dir2.path());
+    seeder
+        .add(&public.metainfo, dir2.path(), seeding(), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    // Until the public torrent is announced and the seeder's node has no
+    // lookup left running: the private one (added first) would have been
+    // announced by then, had it been.
+    within(FIND, "the public torrent's announce", async {
+        loop {
+            let idle = seeder.dht().unwrap().status().await.unwrap().lookups == 0;
+            if idle && stored().await >= 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(stored().await, 1);
+    for s in [&seeder, &other, &router] {
+        s.shutdown().await;
+    }
+}
