@@ -313,6 +313,10 @@ pub(crate) async fn fetch(
             }
         }
         let state = ctx.state();
+        if state.result().is_some() {
+            // Done: the loop ends next, and its connections are closing.
+            continue;
+        }
         progress(&FetchProgress {
             known: known.len(),
             connected: ctx.connected.load(Ordering::Relaxed),
