@@ -106,21 +106,10 @@ pub const NO_SOURCES: &str =
     "no peers to fetch the metadata from: the magnet link names no tracker (tr) \
      and no peer (x.pe), and the DHT is off; give some with --peer IP:PORT, or leave the DHT on";
 
-/// Whether `addr` is an IP:PORT on loopback or a private network.
+/// Whether `addr` is an IP:PORT on loopback or a local network.
 fn is_local(addr: &str) -> bool {
-    match addr.parse::<SocketAddr>() {
-        Ok(SocketAddr::V4(a)) => {
-            a.ip().is_loopback() || a.ip().is_private() || a.ip().is_link_local()
-        }
-        Ok(SocketAddr::V6(a)) => {
-            let ip = a.ip();
-            // ::1, fc00::/7 (unique local), fe80::/10 (link local).
-            ip.is_loopback()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
-        Err(_) => false,
-    }
+    addr.parse::<SocketAddr>()
+        .is_ok_and(|a| rivulet_engine::dht::is_local(a.ip()))
 }
 
 /// Where the .torrent fetched for a magnet link is kept: beside the resume

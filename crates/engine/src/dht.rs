@@ -427,11 +427,16 @@ async fn run(
     save(&config, &node);
 }
 
-/// Whether `ip` is on loopback or a private network.
-fn is_local(ip: IpAddr) -> bool {
+/// Whether `ip` is on loopback or a local network: IPv4 loopback, private
+/// and link-local; IPv6 `::1`, unique local (fc00::/7) and link-local
+/// (fe80::/10). What closed-network mode allows.
+pub fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
-        IpAddr::V6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+        IpAddr::V6(ip) => {
+            let first = ip.segments()[0];
+            ip.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
     }
 }
 

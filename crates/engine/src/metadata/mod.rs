@@ -160,7 +160,17 @@ enum Ended {
 #[derive(Debug, Default)]
 struct Known {
     attempts: u32,
-    banned: bool,
+}
+
+/// Takes the fetch's new bans: each banned peer's address is logged and
+/// its IP is never connected to again by this fetch.
+fn note_bans(ctx: &Ctx, by_key: &HashMap<u64, SocketAddr>, banned: &mut HashSet<IpAddr>) {
+    for (key, reason) in ctx.state().take_bans() {
+        if let Some(addr) = by_key.get(&key) {
+            tracing::warn!(%addr, ?reason, "peer sent bad metadata: banned");
+            banned.insert(addr.ip());
+        }
+    }
 }
 
 /// Fetches the metadata of `info_hash`: see the module documentation.
@@ -251,16 +261,7 @@ pub(crate) async fn fetch(
         if let Some(bytes) = ctx.state().result() {
             break Ok(bytes.to_vec());
         }
-        // Bans: no reconnecting to those peers.
-        for (key, reason) in ctx.state().take_bans() {
-            if let Some(addr) = by_key.get(&key) {
-                tracing::warn!(%addr, ?reason, "peer sent bad metadata: banned");
-                banned.insert(addr.ip());
-                if let Some(k) = known.get_mut(addr) {
-                    k.banned = true;
-                }
-            }
-        }
+        note_bans(&ctx, &by_key, &mut banned);
         while running.len() < MAX_FETCH_CONNECTIONS {
             let Some(addr) = queue.pop_front() else {
                 break;
@@ -293,7 +294,7 @@ pub(crate) async fn fetch(
                     k.attempts += 1;
                     // A peer that failed may have been busy: it is tried
                     // again a little later, a few times. Banned ones never.
-                    if !k.banned && k.attempts < MAX_ATTEMPTS && !banned.contains(&addr.ip()) {
+                    if k.attempts < MAX_ATTEMPTS && !banned.contains(&addr.ip()) {
                         let done = ctx.done.clone();
                         running.spawn(async move {
                             tokio::select! {
@@ -331,11 +332,7 @@ pub(crate) async fn fetch(
     while running.join_next().await.is_some() {}
     // Bans made by the last check (pieces that differ from the good
     // metadata).
-    for (key, reason) in ctx.state().take_bans() {
-        if let Some(addr) = by_key.get(&key) {
-            tracing::warn!(%addr, ?reason, "peer sent bad metadata: banned");
-        }
-    }
+    note_bans(&ctx, &by_key, &mut banned);
     result
 }
 
