@@ -72,6 +72,8 @@
 //!   a choked peer may still request (BEP 6).
 //! * [`ExtendedHandshake`] (BEP 10), [`MetadataMessage`] (BEP 9),
 //!   [`PexMessage`] (BEP 11): payloads of [`Message::Extended`].
+//! * [`mse`]: message stream encryption, the handshake and the RC4 streams
+//!   that hide a connection.
 #![warn(clippy::indexing_slicing)]
 
 mod bitfield;
@@ -82,6 +84,7 @@ pub mod fast;
 mod handshake;
 pub mod message;
 mod metadata;
+pub mod mse;
 mod pex;
 
 pub use bitfield::Bitfield;
