@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::choker;
+use crate::peer::Exit;
 use crate::torrent::{Outcome, Settings, Shared};
 
 /// Failed or useless sessions in a row (some 40 minutes of backoff) after
@@ -74,7 +75,7 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
     } = connector;
     candidates.restart();
     // Each peer task reports here when it ends, and whether data moved.
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, bool)>();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, Exit)>();
     let mut outcome = shared.outcome();
     let mut shutdown = shared.shutdown_signal();
     let mut tick = tokio::time::interval(CONNECT_TICK);
@@ -91,8 +92,11 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
             _ = shutdown.changed() => {}
             _ = tick.tick() => {}
             _ = rechoke.tick() => shared.rechoke(),
-            Some((addr, useful)) = exit_rx.recv() => {
-                candidates.on_exit(addr, useful, Instant::now());
+            Some((addr, exit)) = exit_rx.recv() => {
+                if exit.plaintext_only {
+                    candidates.plaintext_only(addr);
+                }
+                candidates.on_exit(addr, exit.useful, Instant::now());
             }
             addr = new_peers.recv(), if peers_open => match addr {
                 Some(addr) if Some(addr) != own_addr => candidates.add(addr),
@@ -120,7 +124,7 @@ fn must_stop(outcome: &watch::Receiver<Outcome>, shutdown: &watch::Receiver<bool
 fn connect_due(
     shared: &Arc<Shared>,
     candidates: &mut Candidates,
-    exit_tx: &mpsc::UnboundedSender<(SocketAddr, bool)>,
+    exit_tx: &mpsc::UnboundedSender<(SocketAddr, Exit)>,
 ) {
     let incoming = shared.stats.peers_incoming.load(Ordering::Relaxed);
     let room = shared
@@ -128,7 +132,9 @@ fn connect_due(
         .max_peers
         .saturating_sub(candidates.connected() + incoming)
         .min(shared.connections_left());
-    for addr in candidates.take_due(Instant::now(), room, |ip| shared.is_banned(ip)) {
+    for (addr, plaintext_first) in
+        candidates.take_due(Instant::now(), room, |ip| shared.is_banned(ip))
+    {
         // Another torrent of the session may have taken the last
         // connection since `room` was counted: try again later.
         let Ok(permit) = shared.connection_permit() else {
@@ -140,8 +146,8 @@ fn connect_due(
         let span = tracing::debug_span!(parent: &shared.span, "peer", %addr);
         shared.spawn_peer(
             async move {
-                let useful = crate::peer::connect_and_run(peer_shared, addr).await;
-                let _ = exit_tx.send((addr, useful));
+                let exit = crate::peer::connect_and_run(peer_shared, addr, plaintext_first).await;
+                let _ = exit_tx.send((addr, exit));
             }
             .instrument(span),
             permit,
@@ -177,6 +183,8 @@ struct Candidate {
     failures: u32,
     /// Not before this (none: at once).
     next_attempt: Option<Instant>,
+    /// It refused the encryption handshake: connect in plaintext.
+    plaintext_only: bool,
 }
 
 /// The peers the connector knows of, by address. Plain data (the time is
@@ -201,7 +209,18 @@ impl Candidates {
     /// is due at once.
     fn restart(&mut self) {
         for c in self.known.values_mut() {
-            *c = Candidate::default();
+            *c = Candidate {
+                plaintext_only: c.plaintext_only,
+                ..Candidate::default()
+            };
+        }
+    }
+
+    /// The peer refused the encryption handshake: next time, plaintext
+    /// first, so that it does not cost a failed connection each time.
+    fn plaintext_only(&mut self, addr: SocketAddr) {
+        if let Some(c) = self.known.get_mut(&addr) {
+            c.plaintext_only = true;
         }
     }
 
@@ -216,13 +235,14 @@ impl Candidates {
     }
 
     /// Up to `room` peers that are due at `now`, not connected and not
-    /// `banned`, now marked connected: the caller starts their tasks.
+    /// `banned`, now marked connected: the caller starts their tasks. Each
+    /// with whether to connect in plaintext first.
     fn take_due(
         &mut self,
         now: Instant,
         room: usize,
         banned: impl Fn(IpAddr) -> bool,
-    ) -> Vec<SocketAddr> {
+    ) -> Vec<(SocketAddr, bool)> {
         let mut due = Vec::new();
         for (addr, c) in &mut self.known {
             if due.len() >= room {
@@ -232,9 +252,23 @@ impl Candidates {
                 continue;
             }
             c.connected = true;
-            due.push(*addr);
+            due.push((*addr, c.plaintext_only));
         }
         due
+    }
+
+    /// [`Candidates::take_due`], the addresses only.
+    #[cfg(test)]
+    fn take_due_addrs(
+        &mut self,
+        now: Instant,
+        room: usize,
+        banned: impl Fn(IpAddr) -> bool,
+    ) -> Vec<SocketAddr> {
+        self.take_due(now, room, banned)
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect()
     }
 
     /// A peer's task ended at `now`; `useful` if data moved either way.
@@ -293,24 +327,24 @@ mod tests {
             c.add(addr(n));
         }
         // 2 failed a moment ago; 3 is banned.
-        c.take_due(now, 0, |_| false);
+        c.take_due_addrs(now, 0, |_| false);
         assert_eq!(c.connected(), 0, "no room, nobody taken");
         c.known.get_mut(&addr(2)).unwrap().connected = true;
         c.on_exit(addr(2), false, now);
         let banned = addr(3).ip();
-        let first = c.take_due(now, 2, |ip| ip == banned);
+        let first = c.take_due_addrs(now, 2, |ip| ip == banned);
         assert_eq!(first.len(), 2);
         assert!(first
             .iter()
             .all(|a| [addr(1), addr(4), addr(5)].contains(a)));
         assert_eq!(c.connected(), 2);
         // The rest: one more of 1, 4, 5; 2 not yet due; 3 still banned.
-        let second = c.take_due(now, 10, |ip| ip == banned);
+        let second = c.take_due_addrs(now, 10, |ip| ip == banned);
         assert_eq!(second.len(), 1);
         assert!(!first.contains(&second[0]));
         // Once its backoff has passed, 2 is due again.
         let later = now + backoff(1);
-        assert_eq!(c.take_due(later, 10, |ip| ip == banned), [addr(2)]);
+        assert_eq!(c.take_due_addrs(later, 10, |ip| ip == banned), [addr(2)]);
         assert_eq!(c.connected(), 4);
         // Adding a known peer again changes nothing.
         c.add(addr(2));
@@ -324,15 +358,15 @@ mod tests {
         c.add(addr(1));
         let mut now = t0;
         for failures in 1..=3 {
-            assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+            assert_eq!(c.take_due_addrs(now, 1, |_| false), [addr(1)]);
             c.on_exit(addr(1), false, now);
             let next = now + backoff(failures);
             assert!(c
-                .take_due(next - Duration::from_millis(1), 1, |_| false)
+                .take_due_addrs(next - Duration::from_millis(1), 1, |_| false)
                 .is_empty());
             now = next;
         }
-        assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+        assert_eq!(c.take_due_addrs(now, 1, |_| false), [addr(1)]);
         c.on_exit(addr(1), true, now);
         assert_eq!(c.known[&addr(1)].failures, 0);
         assert_eq!(c.known[&addr(1)].next_attempt, Some(now + backoff(0)));
@@ -344,7 +378,7 @@ mod tests {
         let mut c = Candidates::default();
         c.add(addr(1));
         for _ in 0..FORGET_AFTER_FAILURES {
-            assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+            assert_eq!(c.take_due_addrs(now, 1, |_| false), [addr(1)]);
             c.on_exit(addr(1), false, now);
             now += backoff(u32::MAX);
         }
@@ -353,7 +387,30 @@ mod tests {
         c.on_exit(addr(1), false, now);
         assert_eq!(c.len(), 0);
         c.add(addr(1));
-        assert_eq!(c.take_due(now, 1, |_| false), [addr(1)]);
+        assert_eq!(c.take_due_addrs(now, 1, |_| false), [addr(1)]);
+    }
+
+    #[test]
+    fn a_peer_that_refused_encryption_is_tried_in_plaintext_from_then_on() {
+        let now = Instant::now();
+        let mut c = Candidates::default();
+        c.add(addr(1));
+        c.add(addr(2));
+        let mut first = c.take_due(now, 10, |_| false);
+        first.sort();
+        assert_eq!(first, [(addr(1), false), (addr(2), false)]);
+        c.plaintext_only(addr(1));
+        c.on_exit(addr(1), true, now);
+        c.on_exit(addr(2), true, now);
+        let later = now + backoff(0);
+        let mut second = c.take_due(later, 10, |_| false);
+        second.sort();
+        assert_eq!(second, [(addr(1), true), (addr(2), false)]);
+        // Kept across a pause of the torrent.
+        c.restart();
+        let mut third = c.take_due(later, 10, |_| false);
+        third.sort();
+        assert_eq!(third, [(addr(1), true), (addr(2), false)]);
     }
 
     #[test]

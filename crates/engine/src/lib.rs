@@ -25,6 +25,7 @@ pub mod choker;
 pub mod connector;
 pub mod dht;
 pub mod download;
+pub mod encryption;
 pub mod folder;
 pub mod listener;
 pub mod lsd;

@@ -1,5 +1,8 @@
 //! Incoming connections: a listening socket per address family on one port;
-//! the start of each handshake names the torrent the peer wants.
+//! the start of each handshake names the torrent the peer wants: in the
+//! clear (`19`, `BitTorrent protocol`, ..., the info-hash), or hidden in an
+//! MSE handshake (see [`crate::encryption`]), told apart by the first 20
+//! bytes. The session's [`Encryption`] policy says which are taken.
 //!
 //! Everything a stranger can make us hold is bounded: at most
 //! [`MAX_PENDING_HANDSHAKES`] connections may be waiting to send their
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rivulet_core::InfoHash;
+use rivulet_wire::mse::is_plaintext_start;
 use rivulet_wire::HandshakePrefix;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncReadExt;
@@ -30,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::encryption::{Encryption, PeerStream};
 use crate::torrent::Shared;
 
 /// Connections that may be waiting for their handshake at once.
@@ -79,7 +84,11 @@ impl Listener {
     ///
     /// [`ListenError::PortsInUse`] when no port is free,
     /// [`ListenError::Bind`] for anything else.
-    pub fn bind(ip: Option<IpAddr>, port: u16) -> Result<Self, ListenError> {
+    pub fn bind(
+        ip: Option<IpAddr>,
+        port: u16,
+        encryption: Encryption,
+    ) -> Result<Self, ListenError> {
         let ips: Vec<IpAddr> = match ip {
             Some(ip) => vec![ip],
             None => vec![
@@ -95,7 +104,7 @@ impl Listener {
         for i in 0..tries {
             let want = if port == 0 { 0 } else { port + i };
             match bind_all(&ips, want, ip.is_none()) {
-                Ok(sockets) => return Listener::start(sockets),
+                Ok(sockets) => return Listener::start(sockets, encryption),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => {
                     return Err(ListenError::Bind {
@@ -113,7 +122,10 @@ impl Listener {
         Err(ListenError::PortsInUse { first: port })
     }
 
-    fn start(sockets: Vec<std::net::TcpListener>) -> Result<Self, ListenError> {
+    fn start(
+        sockets: Vec<std::net::TcpListener>,
+        encryption: Encryption,
+    ) -> Result<Self, ListenError> {
         let torrents: Torrents = Arc::default();
         let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
         let mut addrs = Vec::new();
@@ -133,6 +145,7 @@ impl Listener {
                 Arc::clone(&pending),
                 tasks.clone(),
                 cancel.clone(),
+                encryption,
             );
             tasks.spawn(cancel.clone().run_until_cancelled_owned(accept));
         }
@@ -239,6 +252,7 @@ async fn accept_loop(
     pending: Arc<Semaphore>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    encryption: Encryption,
 ) {
     loop {
         match listener.accept().await {
@@ -249,7 +263,7 @@ async fn accept_loop(
                     continue;
                 };
                 // Pending handshakes end with the listener.
-                let handshake = incoming(stream, addr, Arc::clone(&torrents), permit);
+                let handshake = incoming(stream, addr, Arc::clone(&torrents), permit, encryption);
                 tasks.spawn(cancel.clone().run_until_cancelled_owned(handshake));
             }
             Err(e) => {
@@ -262,17 +276,33 @@ async fn accept_loop(
     }
 }
 
+/// How an incoming connection starts.
+enum Start {
+    /// The plaintext handshake, as far as the info-hash.
+    Plaintext(HandshakePrefix),
+    /// Something else: an MSE handshake, if anything.
+    Mse,
+}
+
 async fn incoming(
     mut stream: TcpStream,
     addr: SocketAddr,
     torrents: Torrents,
     permit: OwnedSemaphorePermit,
+    encryption: Encryption,
 ) {
+    // One deadline for everything before the torrent is known, the
+    // encryption handshake included: a peer that sends too little too
+    // slowly is dropped when it passes.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let mut rbuf = BytesMut::with_capacity(4096);
-    let prefix = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+    let start = tokio::time::timeout_at(deadline, async {
         loop {
+            if !is_plaintext_start(&rbuf) {
+                return Ok(Start::Mse);
+            }
             if let Some(p) = HandshakePrefix::parse(&rbuf)? {
-                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(p);
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Start::Plaintext(p));
             }
             if stream.read_buf(&mut rbuf).await? == 0 {
                 return Err("closed before its handshake".into());
@@ -280,8 +310,8 @@ async fn incoming(
         }
     })
     .await;
-    let prefix = match prefix {
-        Ok(Ok(p)) => p,
+    let start = match start {
+        Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "bad incoming handshake");
             return;
@@ -291,13 +321,40 @@ async fn incoming(
             return;
         }
     };
+    let (info_hash, peer_stream) = match start {
+        Start::Plaintext(_) if !encryption.accepts_plaintext() => {
+            tracing::debug!(%addr, "plaintext peer refused: encryption is required");
+            return;
+        }
+        Start::Plaintext(prefix) => (prefix.info_hash, PeerStream::plaintext(stream, rbuf)),
+        Start::Mse if !encryption.accepts_mse() => {
+            tracing::debug!(%addr, "encrypted peer refused: encryption is off");
+            return;
+        }
+        Start::Mse => {
+            let ours: Vec<InfoHash> = torrents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied()
+                .collect();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match crate::encryption::accept(stream, rbuf, ours, encryption, left).await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "incoming encryption handshake failed");
+                    return;
+                }
+            }
+        }
+    };
     let shared = torrents
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&prefix.info_hash)
+        .get(&info_hash)
         .and_then(Weak::upgrade);
     let Some(shared) = shared else {
-        tracing::debug!(%addr, info_hash = %prefix.info_hash.to_hex(), "incoming peer for a torrent we do not have");
+        tracing::debug!(%addr, info_hash = %info_hash.to_hex(), "incoming peer for a torrent we do not have");
         return;
     };
     if shared.is_shutting_down() || shared.is_banned(addr.ip()) {
@@ -311,7 +368,7 @@ async fn incoming(
     let span = tracing::debug_span!(parent: &shared.span, "peer", %addr, incoming = true);
     let peer_shared = Arc::clone(&shared);
     shared.spawn_peer(
-        crate::peer::accept_and_run(peer_shared, stream, addr, rbuf).instrument(span),
+        crate::peer::accept_and_run(peer_shared, peer_stream, addr).instrument(span),
         connection,
     );
 }

@@ -63,11 +63,32 @@ struct Running {
     _stop: oneshot::Sender<()>,
 }
 
+/// A download outside a session that speaks plaintext only, as the
+/// scripted peers here do (with encryption preferred, each would first see
+/// an MSE handshake it cannot answer, and a second connection).
+async fn prepare_plaintext(
+    metainfo: &rivulet_core::Metainfo,
+    dir: &Path,
+    config: TorrentConfig,
+) -> Result<
+    (Download, rivulet_engine::download::StartReport),
+    rivulet_engine::download::DownloadError,
+> {
+    let folder = rivulet_engine::folder::DataFolder::open(
+        metainfo,
+        dir,
+        &rivulet_engine::folder::FolderOptions::default(),
+    )?;
+    let settings = rivulet_engine::torrent::Settings {
+        encryption: rivulet_engine::encryption::Encryption::Off,
+        ..rivulet_engine::torrent::Settings::standalone(config)
+    };
+    Download::prepare_with(metainfo, folder, settings, Arc::new(|_| {})).await
+}
+
 impl Running {
     async fn start(fx: &Fixture, dir: &Path, config: TorrentConfig) -> Running {
-        let (mut dl, report) = Download::prepare(&fx.metainfo, dir, config, Arc::new(|_| {}))
-            .await
-            .unwrap();
+        let (mut dl, report) = prepare_plaintext(&fx.metainfo, dir, config).await.unwrap();
         let shared = Arc::clone(&dl.shared);
         let peers = dl.peer_sender();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -835,7 +856,7 @@ async fn resumes_after_stop() {
         })
     })
     .await;
-    let (mut dl, report) = Download::prepare(&fx.metainfo, dir.path(), config(), Arc::new(|_| {}))
+    let (mut dl, report) = prepare_plaintext(&fx.metainfo, dir.path(), config())
         .await
         .unwrap();
     assert_eq!(report.have, 0);
@@ -914,7 +935,7 @@ async fn stop_closes_peer_connections() {
     let fx = Fixture::single(12);
     let dir = tempfile::tempdir().unwrap();
     let seeder = FakePeer::honest(&fx).await;
-    let (mut dl, _) = Download::prepare(&fx.metainfo, dir.path(), config(), Arc::new(|_| {}))
+    let (mut dl, _) = prepare_plaintext(&fx.metainfo, dir.path(), config())
         .await
         .unwrap();
     dl.peer_sender().send(seeder.addr).unwrap();

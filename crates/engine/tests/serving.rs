@@ -29,11 +29,13 @@ use bytes::BytesMut;
 use rivulet_core::{InfoHash, PeerId};
 use rivulet_engine::cache::CHUNK_LEN;
 use rivulet_engine::download::{Download, SeedPolicy, StartReport};
+use rivulet_engine::encryption::Encryption;
 use rivulet_engine::folder::{DataFolder, FolderOptions};
 use rivulet_engine::listener::{Listener, MAX_PENDING_HANDSHAKES};
 use rivulet_engine::peer::SERVE_QUEUE;
 use rivulet_engine::torrent::{Outcome, Settings, Shared, TorrentConfig};
 use rivulet_testkit::next_loopback;
+use rivulet_wire::mse::{CryptoSet, Established, MseHandshake, Progress};
 use rivulet_wire::{
     allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message, Reserved,
 };
@@ -115,13 +117,23 @@ struct Node {
 
 impl Node {
     async fn start(fx: &Fixture, data: Data<'_>, tweak: impl FnOnce(&mut TorrentConfig)) -> Node {
+        Node::start_with(fx, data, Encryption::default(), tweak).await
+    }
+
+    /// As [`Node::start`], with the encryption policy given (both ways).
+    async fn start_with(
+        fx: &Fixture,
+        data: Data<'_>,
+        encryption: Encryption,
+        tweak: impl FnOnce(&mut TorrentConfig),
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         if let Data::Complete { damaged } = data {
             fx.write_to(dir.path());
             damage(fx, dir.path(), damaged);
         }
         let ip = next_loopback();
-        let listener = Listener::bind(Some(IpAddr::V4(ip)), 0).unwrap();
+        let listener = Listener::bind(Some(IpAddr::V4(ip)), 0, encryption).unwrap();
         let mut config = TorrentConfig {
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
@@ -131,6 +143,7 @@ impl Node {
         let settings = Settings {
             bind: Some(IpAddr::V4(ip)),
             listen_port: listener.port(),
+            encryption,
             ..Settings::standalone(config)
         };
         let folder = DataFolder::open(&fx.metainfo, dir.path(), &FolderOptions::default()).unwrap();
@@ -780,17 +793,29 @@ async fn listener_refuses_strangers_and_duplicates() {
     let got = read_to_close(&mut stream, "hang-up on an unknown info-hash").await;
     assert!(got.is_empty(), "rivulet answered an unknown info-hash");
 
-    let garbage: [&[u8]; 3] = [
-        &[0xff; 68],
+    // Anything but the plaintext handshake may be an encryption handshake,
+    // so garbage gets at most an MSE key and pad back, and a hang-up as
+    // soon as no sync point can follow (628 bytes).
+    let long = |start: &[u8]| {
+        let mut g = start.to_vec();
+        g.resize(700, 0xff);
+        g
+    };
+    let garbage = [
+        long(&[]),
         // The right length byte, then not the protocol string.
-        b"\x13BitTorrent protocoX\0\0\0\0\0\0\0\0aaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbb",
-        b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\n",
+        long(b"\x13BitTorrent protocoX\0\0\0\0\0\0\0\0"),
+        long(b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\n"),
     ];
     for g in garbage {
         let mut stream = tcp_from(next_loopback(), seeder.addr).await;
-        stream.write_all(g).await.unwrap();
+        stream.write_all(&g).await.unwrap();
         let got = read_to_close(&mut stream, "hang-up on garbage").await;
-        assert!(got.is_empty(), "rivulet answered garbage {g:?}");
+        assert!(
+            got.len() <= 96 + 512,
+            "rivulet answered garbage with {} bytes",
+            got.len()
+        );
     }
 
     let ip = next_loopback();
@@ -825,7 +850,7 @@ async fn listener_takes_the_next_port() {
         }
     };
     let p = taken.local_addr().unwrap().port();
-    let listener = Listener::bind(Some(IpAddr::V4(ip)), p).unwrap();
+    let listener = Listener::bind(Some(IpAddr::V4(ip)), p, Encryption::Off).unwrap();
     assert_eq!(listener.port(), p + 1);
     assert_eq!(
         listener.local_addrs(),
@@ -978,7 +1003,7 @@ async fn crossing_connections_between_two_rivulets_keep_one() {
 async fn listener_on_every_address_serves_ipv4_and_ipv6() {
     let fx = Fixture::single(31);
     let node = Node::seeder(&fx, |_| {}).await;
-    let all = Listener::bind(None, 0).unwrap();
+    let all = Listener::bind(None, 0, Encryption::Off).unwrap();
     all.add(&node.shared);
     let port = all.port();
     assert!(all.local_addrs().iter().all(|a| a.port() == port));
@@ -1244,4 +1269,161 @@ async fn rechoke_gives_a_waiting_peer_the_optimistic_slot() {
     // The first one kept its slot (nothing else wanted it).
     assert!(!first.got().contains(&Message::Choke));
     node.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Encryption (MSE/PE)
+
+/// Runs the initiator's side of an MSE handshake over `stream` for
+/// `info_hash`, offering `provide`; returns how it ended, or `None` when
+/// the peer hung up first.
+async fn mse_initiate(
+    stream: &mut TcpStream,
+    info_hash: InfoHash,
+    provide: CryptoSet,
+    payload: &[u8],
+) -> Option<(Box<Established>, BytesMut)> {
+    let mut hs = MseHandshake::initiate(info_hash, provide, payload, &mut rand::thread_rng());
+    let mut buf = BytesMut::new();
+    loop {
+        let progress = hs.receive(&mut buf);
+        let out = hs.take_outgoing();
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            return None;
+        }
+        match progress {
+            Ok(Progress::Done(done)) => return Some((done, buf)),
+            Ok(Progress::Pending) => {}
+            Err(e) => panic!("rivulet broke the MSE handshake: {e}"),
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Two rivulets that require encryption trade a torrent over RC4, and a
+/// peer that does not speak MSE gets nothing from either of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rivulets_that_require_encryption_trade_over_rc4_and_refuse_plaintext() {
+    let fx = Fixture::sized(9, 64 * 1024, 24 * 64 * 1024 - 77);
+    let seeder = Node::start_with(
+        &fx,
+        Data::Complete { damaged: &[] },
+        Encryption::Require,
+        |_| {},
+    )
+    .await;
+    let leecher = Node::start_with(&fx, Data::None, Encryption::Require, |_| {}).await;
+    leecher.dl_peers.send(seeder.addr).unwrap();
+    leecher.completed("the encrypted download").await;
+    let (_, dir) = leecher.stop_keeping_files().await;
+    assert!(
+        fx.read_back(dir.path()) == fx.data,
+        "the encrypted download's bytes"
+    );
+
+    // A plaintext peer: hung up on, nothing said.
+    let ip = next_loopback();
+    let mut plain = tcp_from(ip, seeder.addr).await;
+    let hs = Handshake {
+        reserved: modern(),
+        info_hash: fx.info_hash(),
+        peer_id: fresh_peer_id(ip),
+    };
+    plain.write_all(&hs.to_bytes()).await.unwrap();
+    let got = read_to_close(&mut plain, "hang-up on a plaintext peer").await;
+    assert!(got.is_empty(), "a plaintext peer got {} bytes", got.len());
+
+    // An MSE peer that offers only plaintext after the handshake: refused.
+    let mut weak = tcp_from(next_loopback(), seeder.addr).await;
+    let mut hs = MseHandshake::initiate(
+        fx.info_hash(),
+        CryptoSet::PLAINTEXT,
+        b"",
+        &mut rand::thread_rng(),
+    );
+    weak.write_all(&hs.take_outgoing()).await.unwrap();
+    let mut buf = BytesMut::new();
+    let ended = within(PROMPT, "the weak offer refused", async {
+        loop {
+            match weak.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            match hs.receive(&mut buf) {
+                Ok(Progress::Pending) => weak.write_all(&hs.take_outgoing()).await.ok()?,
+                other => return Some(format!("{other:?}")),
+            };
+        }
+    })
+    .await;
+    assert_eq!(ended, None, "rivulet accepted a plaintext offer");
+    assert_eq!(seeder.stop().await, Outcome::Complete);
+}
+
+/// Hostile MSE peers are cut off within the limits (at once for garbage,
+/// a torrent we do not have or a pad past the bound; at the handshake
+/// deadline for a slow drip) while an honest encrypted peer is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_mse_peers_are_cut_off_while_others_are_served() {
+    let fx = Fixture::sized(10, 64 * 1024, 16 * 64 * 1024);
+    let seeder = Node::seeder(&fx, |_| {}).await;
+
+    // A slow drip: one byte a second, started first, still dripping while
+    // the others run.
+    let mut drip = tcp_from(next_loopback(), seeder.addr).await;
+    let drip_started = Instant::now();
+    let dripping = tokio::spawn(async move {
+        let mut sent = 0usize;
+        loop {
+            if drip.write_all(&[0x42]).await.is_err() {
+                return (sent, drip_started.elapsed());
+            }
+            sent += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                r = drip.read_u8() => if r.is_err() {
+                    return (sent, drip_started.elapsed());
+                }
+            }
+        }
+    });
+
+    // A stream key for a torrent the seeder does not have.
+    let mut stranger = tcp_from(next_loopback(), seeder.addr).await;
+    let other = InfoHash([0x5a; 20]);
+    let started = Instant::now();
+    let got = within(
+        PROMPT,
+        "a stranger's MSE handshake",
+        mse_initiate(&mut stranger, other, CryptoSet::ALL, b"hs"),
+    )
+    .await;
+    assert!(
+        got.is_none(),
+        "rivulet finished an MSE handshake for a torrent it does not have"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut off late: {:?}",
+        started.elapsed()
+    );
+
+    // An honest encrypted peer, meanwhile: a rivulet that requires it.
+    let leecher = Node::start_with(&fx, Data::None, Encryption::Require, |_| {}).await;
+    leecher.dl_peers.send(seeder.addr).unwrap();
+    leecher.completed("the honest encrypted peer").await;
+
+    // The drip is cut off at the handshake deadline (10 s), not later.
+    let (sent, after) = within(Duration::from_secs(20), "the drip cut off", dripping)
+        .await
+        .unwrap();
+    assert!(sent < 96, "the drip got as far as {sent} bytes");
+    assert!(
+        after >= Duration::from_secs(9) && after < Duration::from_secs(15),
+        "the drip was cut off after {after:?}"
+    );
+    assert_eq!(seeder.stop().await, Outcome::Complete);
 }

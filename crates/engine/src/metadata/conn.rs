@@ -13,21 +13,31 @@ use rivulet_wire::{
     ExtendedHandshake, Handshake, Message, MessageDecoder, MetadataMessage, Reserved,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use super::fetch::{Joined, PeerKey};
 use super::{Ctx, UT_METADATA_ID};
-use crate::peer::{connect_tcp, PeerError};
+use crate::encryption::{ConnectParams, PeerStream, PeerWriter};
+use crate::peer::PeerError;
 
 /// Runs one connection to `addr` until the fetch ends or the peer is of no
 /// more use. Returns whether the peer offered the metadata.
 pub(super) async fn run(ctx: Arc<Ctx>, key: PeerKey, addr: SocketAddr) -> Result<bool, PeerError> {
-    let stream = match timeout(ctx.connect_timeout, connect_tcp(ctx.bind, addr)).await {
-        Ok(s) => s.map_err(PeerError::Io)?,
-        Err(_) => return Err(PeerError::Timeout("connecting")),
+    let params = ConnectParams {
+        bind: ctx.bind,
+        connect_timeout: ctx.connect_timeout,
+        handshake_timeout: ctx.handshake_timeout,
+        encryption: ctx.encryption,
     };
-    let _ = stream.set_nodelay(true);
+    let stream = crate::encryption::connect(
+        addr,
+        ctx.info_hash,
+        &our_handshake(&ctx).to_bytes(),
+        params,
+        false,
+    )
+    .await
+    .map_err(|e| e.error)?;
     ctx.connected.fetch_add(1, Ordering::Relaxed);
     let result = session(&ctx, key, stream).await;
     ctx.connected.fetch_sub(1, Ordering::Relaxed);
@@ -36,22 +46,45 @@ pub(super) async fn run(ctx: Arc<Ctx>, key: PeerKey, addr: SocketAddr) -> Result
     result
 }
 
-async fn send(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> Result<(), PeerError> {
-    match timeout(limit, stream.write_all(bytes)).await {
+/// Writes all of `bytes` (and what an encrypting writer holds) within
+/// `limit`.
+async fn send(writer: &mut PeerWriter, bytes: &[u8], limit: Duration) -> Result<(), PeerError> {
+    match timeout(limit, async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    })
+    .await
+    {
         Ok(r) => r.map_err(PeerError::Io),
         Err(_) => Err(PeerError::Timeout("sending")),
     }
 }
 
-async fn session(ctx: &Ctx, key: PeerKey, mut stream: TcpStream) -> Result<bool, PeerError> {
-    // The extension protocol only: this connection has no pieces to talk
-    // about, so neither the fast extension's have-none nor a bitfield.
-    let ours = Handshake {
+/// The extension protocol only: this connection has no pieces to talk
+/// about, so neither the fast extension's have-none nor a bitfield.
+fn our_handshake(ctx: &Ctx) -> Handshake {
+    Handshake {
         reserved: Reserved::EXTENSION_PROTOCOL,
         ..Handshake::new(ctx.info_hash, ctx.peer_id)
-    };
-    send(&mut stream, &ours.to_bytes(), ctx.handshake_timeout).await?;
-    let mut rbuf = BytesMut::with_capacity(32 * 1024);
+    }
+}
+
+async fn session(ctx: &Ctx, key: PeerKey, stream: PeerStream) -> Result<bool, PeerError> {
+    let PeerStream {
+        reader: mut stream,
+        mut writer,
+        mut rbuf,
+        handshake_sent,
+        ..
+    } = stream;
+    if !handshake_sent {
+        send(
+            &mut writer,
+            &our_handshake(ctx).to_bytes(),
+            ctx.handshake_timeout,
+        )
+        .await?;
+    }
     let theirs = timeout(ctx.handshake_timeout, async {
         loop {
             if let Some(h) = Handshake::decode(&mut rbuf).map_err(PeerError::Wire)? {
@@ -81,7 +114,7 @@ async fn session(ctx: &Ctx, key: PeerKey, mut stream: TcpStream) -> Result<bool,
     };
     hs.m.insert(rivulet_wire::UT_METADATA.to_owned(), UT_METADATA_ID);
     send(
-        &mut stream,
+        &mut writer,
         &hs.to_message().to_bytes(),
         ctx.handshake_timeout,
     )
@@ -169,7 +202,7 @@ async fn session(ctx: &Ctx, key: PeerKey, mut stream: TcpStream) -> Result<bool,
             }
         }
         if !out.is_empty() {
-            send(&mut stream, &out, ctx.handshake_timeout).await?;
+            send(&mut writer, &out, ctx.handshake_timeout).await?;
             out.clear();
         }
         // Make room without reallocating on every read.

@@ -120,6 +120,7 @@ pub(crate) struct Ctx {
     bind: Option<IpAddr>,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    encryption: crate::encryption::Encryption,
     state: Mutex<MetadataFetch>,
     /// Wakes connections: pieces to hand out, or a ban.
     wake: Notify,
@@ -146,6 +147,8 @@ pub(crate) struct FetchEnv {
     pub cancel: CancellationToken,
     /// The session's DHT node, a source of peers too.
     pub dht: Option<crate::dht::DhtHandle>,
+    /// The session's encryption policy.
+    pub encryption: crate::encryption::Encryption,
 }
 
 /// How a task of the connection set ended.
@@ -191,6 +194,7 @@ pub(crate) async fn fetch(
         bind: env.bind,
         connect_timeout: options.connect_timeout,
         handshake_timeout: options.handshake_timeout,
+        encryption: env.encryption,
         state: Mutex::new(MetadataFetch::new(
             info_hash,
             MAX_METADATA_SIZE,

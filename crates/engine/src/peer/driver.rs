@@ -11,6 +11,8 @@ use bytes::{Bytes, BytesMut};
 use rivulet_wire::{Handshake, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::encryption::{PeerReader, PeerStream, PeerWriter};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
@@ -25,29 +27,65 @@ use crate::torrent::{PeerCommand, PeerLink, Shared, TorrentError};
 /// Most buffers handed to one vectored write.
 const MAX_IOV: usize = 128;
 
-/// Connects to `addr` (from the configured local address, if any) and runs the
-/// connection until it ends. Returns whether data moved either way (so the
-/// caller can reset its reconnect backoff).
-pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bool {
-    let connect = connect_tcp(shared.config.bind, addr);
-    let stream = match timeout(shared.config.connect_timeout, connect).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "connect failed");
-            shared.stats.connect_failed(addr, io_reason(&e));
-            return false;
-        }
-        Err(_) => {
-            tracing::debug!(%addr, "connect timed out");
-            shared
-                .stats
-                .connect_failed(addr, "no answer (timed out)".into());
-            return false;
+/// How an outgoing connection ended, for the connector.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Exit {
+    /// Data moved either way (the reconnect backoff starts again).
+    pub useful: bool,
+    /// The peer refused the encryption handshake and took plaintext: try
+    /// it in plaintext first next time.
+    pub plaintext_only: bool,
+}
+
+/// Our BitTorrent handshake for `shared`'s torrent.
+fn our_handshake(shared: &Shared) -> Handshake {
+    let mut ours = Handshake::new(shared.info_hash, shared.config.peer_id);
+    if shared.config.dht.is_some() {
+        // BEP 5: we run a DHT node, and say so.
+        ours.reserved |= Reserved::DHT;
+    }
+    ours
+}
+
+/// Connects to `addr` (from the configured local address, if any; encrypted
+/// as the torrent's policy says, in plaintext first when `plaintext_first`)
+/// and runs the connection until it ends.
+pub(crate) async fn connect_and_run(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    plaintext_first: bool,
+) -> Exit {
+    let params = crate::encryption::ConnectParams {
+        bind: shared.config.bind,
+        connect_timeout: shared.config.connect_timeout,
+        handshake_timeout: shared.config.handshake_timeout,
+        encryption: shared.config.encryption,
+    };
+    let hs = our_handshake(&shared).to_bytes();
+    let stream = match crate::encryption::connect(
+        addr,
+        shared.info_hash,
+        &hs,
+        params,
+        plaintext_first,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%addr, error = %e.error, "connect failed");
+            let reason = match e.error {
+                PeerError::Io(io) => io_reason(&io),
+                PeerError::Timeout("connecting") => "no answer (timed out)".into(),
+                other => other.to_string(),
+            };
+            shared.stats.connect_failed(addr, reason);
+            return Exit::default();
         }
     };
-    let _ = stream.set_nodelay(true);
+    let plaintext_only = stream.fell_back;
     let mut conn = Connection::new(Arc::clone(&shared), addr, false);
-    let result = conn.run(stream, BytesMut::with_capacity(64 * 1024)).await;
+    let result = conn.run(stream).await;
     conn.log_end(&result);
     if let (Err(e), false) = (&result, conn.registered) {
         // Connected, but never became a peer: as unreachable to the user.
@@ -57,7 +95,10 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr) -> bo
         };
         shared.stats.connect_failed(addr, reason);
     }
-    conn.useful
+    Exit {
+        useful: conn.useful,
+        plaintext_only,
+    }
 }
 
 /// Opens a TCP connection to `addr`, from `bind` when given.
@@ -83,26 +124,27 @@ pub(crate) async fn connect_tcp(
 }
 
 /// Runs a connection the peer opened, once the listener has read the start of
-/// its handshake (in `rbuf`, not consumed) and found the torrent.
-pub(crate) async fn accept_and_run(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    addr: SocketAddr,
-    rbuf: BytesMut,
-) {
-    let _ = stream.set_nodelay(true);
+/// its handshake (in the stream's buffer, in the clear, not consumed) and
+/// found the torrent.
+pub(crate) async fn accept_and_run(shared: Arc<Shared>, stream: PeerStream, addr: SocketAddr) {
     let mut conn = Connection::new(shared, addr, true);
-    let result = conn.run(stream, rbuf).await;
+    let result = conn.run(stream).await;
     conn.log_end(&result);
 }
 
 /// Writes what the socket takes of the core's outgoing bytes, in one
-/// vectored write. Cancel-safe: a write that has not completed wrote nothing.
-async fn write_some(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    core: &PeerState,
-) -> std::io::Result<usize> {
-    writer.write_vectored(&core.transmit(MAX_IOV)).await
+/// vectored write, and returns how many it took; with nothing from the
+/// core, flushes what an encrypting writer still holds (`None`).
+/// Cancel-safe: a write that has not completed wrote nothing (an encrypting
+/// writer takes bytes only when it completes).
+async fn write_some(writer: &mut PeerWriter, core: &PeerState) -> std::io::Result<Option<usize>> {
+    if core.unsent() == 0 {
+        return writer.flush().await.map(|()| None);
+    }
+    writer
+        .write_vectored(&core.transmit(MAX_IOV))
+        .await
+        .map(Some)
 }
 
 /// A finished read of piece data for the peer.
@@ -155,20 +197,28 @@ impl Connection {
 
     /// Exchanges handshakes (ours first when we connected; after reading the
     /// start of theirs when they did), then runs the session.
-    async fn run(&mut self, mut stream: TcpStream, mut rbuf: BytesMut) -> Result<(), PeerError> {
+    async fn run(&mut self, mut stream: PeerStream) -> Result<(), PeerError> {
         let shared = Arc::clone(&self.shared);
-        let mut ours = Handshake::new(shared.info_hash, shared.config.peer_id);
-        if shared.config.dht.is_some() {
-            // BEP 5: we run a DHT node, and say so.
-            ours.reserved |= Reserved::DHT;
+        if !stream.handshake_sent {
+            stream
+                .writer
+                .write_all(&our_handshake(&shared).to_bytes())
+                .await?;
+            stream.writer.flush().await?;
         }
-        stream.write_all(&ours.to_bytes()).await?;
+        let PeerStream {
+            mut reader,
+            writer,
+            mut rbuf,
+            kind,
+            ..
+        } = stream;
         let theirs = timeout(shared.config.handshake_timeout, async {
             loop {
                 if let Some(h) = Handshake::decode(&mut rbuf)? {
                     return Ok::<_, PeerError>(h);
                 }
-                if stream.read_buf(&mut rbuf).await? == 0 {
+                if reader.read_buf(&mut rbuf).await? == 0 {
                     return Err(PeerError::ClosedInHandshake);
                 }
             }
@@ -183,11 +233,16 @@ impl Connection {
         }
         let fast = theirs.reserved.contains(Reserved::FAST);
         let extended = theirs.reserved.contains(Reserved::EXTENSION_PROTOCOL);
-        tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast, "handshake done");
+        tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast, ?kind, "handshake done");
 
-        let (mut link, mut commands) =
-            PeerLink::register(&shared, self.addr, theirs.peer_id, self.incoming)
-                .map_err(PeerError::from)?;
+        let (mut link, mut commands) = PeerLink::register(
+            &shared,
+            self.addr,
+            theirs.peer_id,
+            self.incoming,
+            kind.is_mse(),
+        )
+        .map_err(PeerError::from)?;
         self.registered = true;
         let params = PeerParams {
             ip: self.addr.ip(),
@@ -205,7 +260,7 @@ impl Connection {
         };
         let mut core = PeerState::new(params, Instant::now().into_std());
         let result = self
-            .session(&mut core, &mut link, stream, rbuf, &mut commands)
+            .session(&mut core, &mut link, (reader, writer), rbuf, &mut commands)
             .await;
         self.useful = core.useful();
         (self.up, self.down) = link.totals();
@@ -217,11 +272,10 @@ impl Connection {
         &mut self,
         core: &mut PeerState,
         link: &mut PeerLink,
-        stream: TcpStream,
+        (mut reader, mut writer): (PeerReader, PeerWriter),
         mut rbuf: BytesMut,
         commands: &mut mpsc::UnboundedReceiver<PeerCommand>,
     ) -> Result<(), PeerError> {
-        let (mut reader, mut writer) = stream.into_split();
         core.start(link);
         // The peer's first messages may have arrived with its handshake.
         core.receive(&mut rbuf, Instant::now().into_std(), link)?;
@@ -254,12 +308,15 @@ impl Connection {
                         rbuf.reserve(64 * 1024);
                     }
                 }
-                written = write_some(&mut writer, core), if core.unsent() > 0 => {
-                    let n = written?;
-                    if n == 0 {
-                        return Err(PeerError::ClosedWhileSending);
+                // An encrypting writer may hold bytes it took but the
+                // socket has not: they go out even when the core has
+                // nothing more to send.
+                written = write_some(&mut writer, core), if core.unsent() > 0 || writer.pending() > 0 => {
+                    match written? {
+                        Some(0) => return Err(PeerError::ClosedWhileSending),
+                        Some(n) => core.consumed(n, Instant::now().into_std()),
+                        None => {}
                     }
-                    core.consumed(n, Instant::now().into_std());
                 }
                 done = async { match read.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
                     read = None;

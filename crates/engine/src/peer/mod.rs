@@ -19,7 +19,7 @@ mod paired_tests;
 pub mod state;
 
 pub use access::{Accepted, TorrentAccess};
-pub(crate) use driver::{accept_and_run, connect_and_run, connect_tcp};
+pub(crate) use driver::{accept_and_run, connect_and_run, connect_tcp, Exit};
 pub use state::{Flow, PeerParams, PeerState, SERVE_QUEUE};
 
 use crate::torrent::RegisterRefusal;
@@ -36,6 +36,9 @@ pub enum PeerError {
     /// The peer broke the protocol.
     #[error("protocol: {0}")]
     Wire(rivulet_wire::WireError),
+    /// The encryption handshake failed.
+    #[error("encryption handshake: {0}")]
+    Mse(rivulet_wire::mse::MseError),
     /// The peer closed the connection before its handshake was complete.
     #[error("connection closed during the handshake")]
     ClosedInHandshake,

@@ -56,6 +56,7 @@ use crate::announce::HttpClient;
 use crate::cache::{ReadCache, TorrentCache, TorrentKey};
 use crate::dht::{DhtConfig, DhtHandle};
 use crate::download::{Download, DownloadError, SeedPolicy, StartReport, TrackerClients};
+use crate::encryption::Encryption;
 use crate::folder::{DataFolder, FolderOptions};
 use crate::listener::{ListenError, Listener};
 use crate::metadata::{FetchEnv, FetchOptions, FetchProgress, MetadataError};
@@ -88,6 +89,8 @@ pub struct SessionConfig {
     /// Local service discovery (BEP 14, multicast on the local network) for
     /// the torrents that are not private; needs a listener.
     pub lsd: bool,
+    /// Whether peer connections are encrypted, both ways.
+    pub encryption: Encryption,
 }
 
 impl Default for SessionConfig {
@@ -100,6 +103,7 @@ impl Default for SessionConfig {
             max_connections: 500,
             dht: None,
             lsd: false,
+            encryption: Encryption::default(),
         }
     }
 }
@@ -208,7 +212,7 @@ impl Session {
     /// [`SessionError::Listen`] when no port can be listened on.
     pub fn new(config: SessionConfig) -> Result<Self, SessionError> {
         let listener = match config.listen_port {
-            Some(port) => Some(Listener::bind(config.bind, port)?),
+            Some(port) => Some(Listener::bind(config.bind, port, config.encryption)?),
             None => None,
         };
         let trackers = TrackerClients {
@@ -329,6 +333,7 @@ impl Session {
                 bind: inner.config.bind,
                 listen_port: self.port(),
                 dht: inner.dht.clone().filter(|_| !metainfo.info.private),
+                encryption: inner.config.encryption,
                 torrent: options.config.clone(),
             },
             cache: TorrentCache::new(Arc::clone(&inner.cache), key),
@@ -405,6 +410,7 @@ impl Session {
             udp: Arc::clone(&inner.trackers.udp),
             cancel: inner.cancel.clone(),
             dht: inner.dht.clone(),
+            encryption: inner.config.encryption,
         };
         crate::metadata::fetch(env, info_hash, options, progress).await
     }

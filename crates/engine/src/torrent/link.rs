@@ -30,8 +30,10 @@ impl PeerLink {
         addr: SocketAddr,
         peer_id: PeerId,
         incoming: bool,
+        mse: bool,
     ) -> Result<(PeerLink, mpsc::UnboundedReceiver<PeerCommand>), RegisterRefusal> {
         let (key, commands, counters) = shared.register(addr, peer_id, incoming)?;
+        counters.mse.store(mse, Ordering::Relaxed);
         let link = PeerLink {
             shared: Arc::clone(shared),
             key,
@@ -210,6 +212,9 @@ impl TorrentAccess for PeerLink {
                 }
                 if e.counters.seed.load(Ordering::Relaxed) {
                     flags = flags | PexFlags::SEED;
+                }
+                if e.counters.mse.load(Ordering::Relaxed) {
+                    flags = flags | PexFlags::ENCRYPTION;
                 }
                 Some(PexPeer { addr, flags })
             })

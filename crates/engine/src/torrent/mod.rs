@@ -136,6 +136,8 @@ pub struct Settings {
     /// The session's DHT node, for a torrent that may use it (not private):
     /// peers learn its port (BEP 5 `PORT`) and it learns theirs.
     pub dht: Option<crate::dht::DhtHandle>,
+    /// Whether connections are encrypted (the session's policy).
+    pub encryption: crate::encryption::Encryption,
     /// The torrent's own settings.
     pub torrent: TorrentConfig,
 }
@@ -148,6 +150,7 @@ impl Settings {
             bind: None,
             listen_port: 6881,
             dht: None,
+            encryption: crate::encryption::Encryption::default(),
             torrent,
         }
     }

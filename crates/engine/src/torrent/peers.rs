@@ -47,6 +47,9 @@ pub(crate) struct PeerCounters {
     /// The port the peer listens on, from its extended handshake (`p`); 0:
     /// not said. What PEX tells others of a peer that connected to us.
     pub listen_port: std::sync::atomic::AtomicU16,
+    /// The connection went through the MSE handshake: the peer speaks it
+    /// (PEX's "prefers encryption" flag).
+    pub mse: AtomicBool,
 }
 
 /// A registered peer connection, as the torrent sees it: where its task

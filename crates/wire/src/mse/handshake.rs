@@ -153,7 +153,7 @@ pub struct MseHandshake {
     decrypt: Option<Rc4Stream>,
     method: Option<Method>,
     out: Vec<u8>,
-    /// The peer's IA (responder).
+    /// The peer's IA (responder); before the peer's key is in, our step 2.
     peer_payload: Vec<u8>,
 }
 
@@ -225,7 +225,8 @@ impl MseHandshake {
 
     /// The side that accepted the connection, for any of the torrents
     /// `skeys`, accepting the methods in `accept` and choosing `prefer` when
-    /// the peer offers both. Step 2 is ready to send at once.
+    /// the peer offers both. Step 2 is sent once the peer's key is in (so
+    /// that a port scan or garbage shorter than a key gets no answer).
     pub fn respond(
         skeys: Vec<InfoHash>,
         accept: CryptoSet,
@@ -233,7 +234,7 @@ impl MseHandshake {
         rng: &mut impl RngCore,
     ) -> Self {
         let key = PrivateKey::random(rng);
-        let out = key_and_pad(&key, rng);
+        let step2 = key_and_pad(&key, rng);
         MseHandshake {
             role: Role::Responder {
                 skeys,
@@ -247,8 +248,8 @@ impl MseHandshake {
             encrypt: None,
             decrypt: None,
             method: None,
-            out,
-            peer_payload: Vec::new(),
+            out: Vec::new(),
+            peer_payload: step2,
         }
     }
 
@@ -300,6 +301,8 @@ impl MseHandshake {
                 self.state = if matches!(self.role, Role::Initiator { .. }) {
                     self.send_step3(&secret)
                 } else {
+                    // Step 2, kept until now.
+                    self.out.append(&mut self.peer_payload);
                     State::FindReq1 {
                         req1: hash(&[b"req1", &secret.0]),
                     }
@@ -730,6 +733,19 @@ mod tests {
     }
 
     #[test]
+    fn the_responder_says_nothing_before_a_whole_key_is_in() {
+        let mut b = MseHandshake::respond(vec![IH], CryptoSet::ALL, Method::Rc4, &mut rng(6));
+        assert!(b.take_outgoing().is_empty());
+        let mut buf = BytesMut::from(&[0x55u8; KEY_LEN - 1][..]);
+        assert!(matches!(b.receive(&mut buf), Ok(Progress::Pending)));
+        assert!(b.take_outgoing().is_empty());
+        buf.extend_from_slice(&[0x55]);
+        assert!(matches!(b.receive(&mut buf), Ok(Progress::Pending)));
+        let step2 = b.take_outgoing();
+        assert!((KEY_LEN..=KEY_LEN + MAX_PAD).contains(&step2.len()));
+    }
+
+    #[test]
     fn a_degenerate_public_key_is_refused() {
         let mut b = MseHandshake::respond(vec![IH], CryptoSet::ALL, Method::Rc4, &mut rng(6));
         let mut buf = BytesMut::from(&[0u8; KEY_LEN][..]);
@@ -741,10 +757,11 @@ mod tests {
     fn responder_after_step3(pad_len: u16, vc: [u8; 8]) -> Result<Progress, MseError> {
         let xa = PrivateKey::random(&mut rng(20));
         let mut b = MseHandshake::respond(vec![IH], CryptoSet::ALL, Method::Rc4, &mut rng(21));
+        let mut ya = BytesMut::from(&xa.public_key().0[..]);
+        assert!(matches!(b.receive(&mut ya), Ok(Progress::Pending)));
         let yb: [u8; KEY_LEN] = b.take_outgoing()[..KEY_LEN].try_into().unwrap();
         let s = xa.shared_secret(&PublicKey(yb)).unwrap();
-        let mut msg = xa.public_key().0.to_vec();
-        msg.extend_from_slice(&hash(&[b"req1", &s.0]));
+        let mut msg = hash(&[b"req1", &s.0]).to_vec();
         let (req2, req3) = (hash(&[b"req2", IH.as_bytes()]), hash(&[b"req3", &s.0]));
         msg.extend(req2.iter().zip(req3).map(|(a, b)| a ^ b));
         let mut enc = vc.to_vec();
