@@ -17,6 +17,28 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 const URL_GIVEN: &str = "rivulet does not fetch .torrent files from the web: \
                          download it first (for example with `curl -O URL`), then give the file";
 
+/// `--encryption`: whether peer connections are encrypted (MSE/PE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encryption {
+    /// Encrypt where the peer can, plaintext where it cannot (falling back
+    /// at once, and remembering the peer); take both from peers.
+    Prefer,
+    /// Encrypted (RC4) connections only, both ways.
+    Require,
+    /// Plaintext only, both ways.
+    Off,
+}
+
+impl From<Encryption> for rivulet_engine::encryption::Encryption {
+    fn from(e: Encryption) -> Self {
+        match e {
+            Encryption::Prefer => Self::Prefer,
+            Encryption::Require => Self::Require,
+            Encryption::Off => Self::Off,
+        }
+    }
+}
+
 /// What `download` and `seed` start from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -53,6 +53,10 @@ pub struct Common {
     /// No progress display and no summary.
     #[arg(short, long)]
     quiet: bool,
+    /// Encryption of peer connections (MSE/PE): prefer (encrypt where the
+    /// peer can), require (refuse plaintext peers), off (plaintext only).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = args::Encryption::Prefer)]
+    encryption: args::Encryption,
     #[command(flatten)]
     discovery: crate::magnet::Discovery,
 }
@@ -223,6 +227,7 @@ async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> 
         bind: args.bind,
         dht: args.discovery.dht_config()?,
         lsd: args.discovery.lsd(),
+        encryption: args.encryption.into(),
         ..SessionConfig::default()
     })?;
     // Only addresses of --bind's family can be reached (checked above).

@@ -49,6 +49,10 @@ pub struct Args {
     /// With --fetch: the local address to connect and announce from.
     #[arg(long, value_name = "IP", requires = "fetch")]
     bind: Option<std::net::IpAddr>,
+    /// With --fetch: encryption of peer connections (MSE/PE): prefer,
+    /// require or off.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = crate::args::Encryption::Prefer)]
+    encryption: crate::args::Encryption,
     #[command(flatten)]
     discovery: crate::magnet::Discovery,
 }
@@ -149,6 +153,7 @@ fn fetch_and_show(args: &Args, magnet: &Magnet) -> Result<Outcome> {
             rivulet_engine::session::Session::new(rivulet_engine::session::SessionConfig {
                 listen_port: None,
                 bind: args.bind,
+                encryption: args.encryption.into(),
                 ..Default::default()
             })?;
         let fetched = tokio::select! {

@@ -280,6 +280,7 @@ impl Announcer {
             key: self.key,
             tracker_id,
             compact: true,
+            crypto: crate::encryption::tracker_crypto(self.shared.config.encryption),
         }
     }
 

@@ -68,6 +68,15 @@ impl Encryption {
     }
 }
 
+/// What trackers are told of `policy`.
+pub fn tracker_crypto(policy: Encryption) -> rivulet_tracker::Crypto {
+    match policy {
+        Encryption::Off => rivulet_tracker::Crypto::Plaintext,
+        Encryption::Prefer => rivulet_tracker::Crypto::Supported,
+        Encryption::Require => rivulet_tracker::Crypto::Required,
+    }
+}
+
 /// Bytes of ciphertext a writer encrypts ahead of the socket.
 const WRITE_CHUNK: usize = 64 * 1024;
 

@@ -69,6 +69,20 @@ impl Event {
     }
 }
 
+/// What we tell an HTTP tracker of our encryption (MSE/PE), so that it
+/// can hand out peers that can talk to us (the MSE specification's
+/// tracker extension; UDP trackers have no such field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Crypto {
+    /// Plaintext only: nothing is said.
+    #[default]
+    Plaintext,
+    /// We take both: `supportcrypto=1`.
+    Supported,
+    /// Encrypted connections only: `supportcrypto=1&requirecrypto=1`.
+    Required,
+}
+
 /// One announce: who we are and how far along we are with a torrent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceRequest {
@@ -95,6 +109,8 @@ pub struct AnnounceRequest {
     pub tracker_id: Option<String>,
     /// Ask for the compact peer list (BEP 23); over UDP peers are always compact.
     pub compact: bool,
+    /// Our encryption support (HTTP only).
+    pub crypto: Crypto,
 }
 
 /// Where to reach a peer that a tracker told us about.

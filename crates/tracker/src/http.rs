@@ -125,13 +125,15 @@ fn push_param(url: &mut String, name: &str, value: &[u8]) {
 /// outside `A-Z a-z 0-9 - . _ ~` as upper-case `%XX`), `port`, `uploaded`,
 /// `downloaded`, `left`, `compact=1` (or `0`),
 /// `event` (omitted for [`Event::None`](crate::Event::None)), `key` (8
-/// upper-case hex digits), `numwant` (when set), `trackerid` (when known).
+/// upper-case hex digits), `numwant` (when set), `trackerid` (when known),
+/// then `supportcrypto=1` and `requirecrypto=1` as [`Crypto`](crate::Crypto)
+/// says.
 /// If `base` already has a query (a passkey, say) they are appended with `&`;
 /// a `#fragment` is dropped.
 ///
 /// ```
 /// use rivulet_core::{InfoHash, PeerId};
-/// use rivulet_tracker::{announce_url, AnnounceRequest, Event};
+/// use rivulet_tracker::{announce_url, AnnounceRequest, Crypto, Event};
 ///
 /// let req = AnnounceRequest {
 ///     info_hash: InfoHash([0xab; 20]),
@@ -145,10 +147,11 @@ fn push_param(url: &mut String, name: &str, value: &[u8]) {
 ///     key: 0x1234abcd,
 ///     tracker_id: None,
 ///     compact: true,
+///     crypto: Crypto::Supported,
 /// };
 /// let url = announce_url("http://tracker.example/announce?pk=1", &req).unwrap();
 /// assert!(url.starts_with("http://tracker.example/announce?pk=1&info_hash=%AB%AB"));
-/// assert!(url.ends_with("&compact=1&event=started&key=1234ABCD&numwant=50"));
+/// assert!(url.ends_with("&compact=1&event=started&key=1234ABCD&numwant=50&supportcrypto=1"));
 /// ```
 pub fn announce_url(base: &str, req: &AnnounceRequest) -> Result<String, TrackerError> {
     let (base, _) = check_http_url(base)?;
@@ -174,6 +177,14 @@ pub fn announce_url(base: &str, req: &AnnounceRequest) -> Result<String, Tracker
     }
     if let Some(id) = &req.tracker_id {
         push_param(&mut url, "trackerid", id.as_bytes());
+    }
+    match req.crypto {
+        crate::Crypto::Plaintext => {}
+        crate::Crypto::Supported => push_param(&mut url, "supportcrypto", b"1"),
+        crate::Crypto::Required => {
+            push_param(&mut url, "supportcrypto", b"1");
+            push_param(&mut url, "requirecrypto", b"1");
+        }
     }
     Ok(url)
 }

@@ -62,7 +62,7 @@ pub mod tiers;
 pub mod udp;
 
 pub use announce::{
-    AnnounceRequest, AnnounceResponse, Event, Peer, PeerAddr, ScrapeResponse, ScrapeStats,
+    AnnounceRequest, AnnounceResponse, Crypto, Event, Peer, PeerAddr, ScrapeResponse, ScrapeStats,
     DEFAULT_ANNOUNCE_INTERVAL, MAX_ANNOUNCE_INTERVAL, MAX_HOSTNAME_LEN, MAX_MESSAGE_CHARS,
     MAX_PEERS_PER_RESPONSE, MAX_TRACKER_ID_LEN, MIN_ANNOUNCE_INTERVAL,
 };

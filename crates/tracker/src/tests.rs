@@ -26,6 +26,7 @@ fn req() -> AnnounceRequest {
         key: 0xbeef,
         tracker_id: None,
         compact: true,
+        crypto: Crypto::default(),
     }
 }
 
@@ -46,6 +47,17 @@ fn announce_url_exact() {
          &port=6881&uploaded=10&downloaded=20&left=30\
          &compact=1&event=started&key=0000BEEF&numwant=80"
     );
+}
+
+#[test]
+fn announce_url_says_what_encryption_we_take() {
+    let url = |crypto| {
+        let r = AnnounceRequest { crypto, ..req() };
+        announce_url("http://t.example/announce", &r).unwrap()
+    };
+    assert!(!url(Crypto::Plaintext).contains("crypto"));
+    assert!(url(Crypto::Supported).ends_with("&numwant=80&supportcrypto=1"));
+    assert!(url(Crypto::Required).ends_with("&numwant=80&supportcrypto=1&requirecrypto=1"));
 }
 
 #[test]

@@ -197,6 +197,7 @@ fn request() -> impl Strategy<Value = AnnounceRequest> {
                     key,
                     tracker_id,
                     compact,
+                    crypto: Default::default(),
                 }
             },
         )
@@ -331,6 +332,7 @@ proptest! {
             key: 0,
             tracker_id: None,
             compact: true,
+            crypto: Default::default(),
         };
         for (op, n, bytes) in ops {
             match op {

@@ -228,6 +228,7 @@ pub(crate) async fn fetch(
                 key: rand::thread_rng().gen(),
                 tracker_id: None,
                 compact: true,
+                crypto: crate::encryption::tracker_crypto(env.encryption),
             },
             peers_tx.clone(),
         )));

@@ -217,7 +217,7 @@ struct Request {
 /// let req = AnnounceRequest {
 ///     info_hash: InfoHash([1; 20]), peer_id: PeerId([2; 20]), port: 6881,
 ///     uploaded: 0, downloaded: 0, left: 10, event: Event::Started,
-///     numwant: None, key: 9, tracker_id: None, compact: true,
+///     numwant: None, key: 9, tracker_id: None, compact: true, crypto: Default::default(),
 /// };
 /// let id = c.start_announce(req, t0).unwrap();
 /// let connect = c.poll_transmit(t0).unwrap(); // no connection id yet

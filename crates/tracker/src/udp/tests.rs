@@ -22,6 +22,7 @@ fn req() -> AnnounceRequest {
         key: 0xcafe_babe,
         tracker_id: None,
         compact: true,
+        crypto: Default::default(),
     }
 }
 
