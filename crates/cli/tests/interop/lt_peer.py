@@ -29,6 +29,9 @@ Run with the Debian python (/usr/bin/python3), which has python3-libtorrent.
         dht_nodes          list of "IP:PORT" DHT nodes to add (with dht)
         lsd                local service discovery (default false; only inside a
                            test's network namespace)
+        encryption         "forced": RC4 only, both ways (pe_forced, allowed level
+                           RC4); "enabled" (libtorrent's default); "disabled"
+        tcp                use TCP (default true; false leaves uTP only)
       Once listening, prints {"event": "ready", "listen_port": P, ...}.
       Then reads one command per line and answers each with one line:
         {"cmd": "status"}                       -> {"ok": true, "status": {...}}
@@ -166,6 +169,8 @@ class Peer:
             "enable_natpmp": False,
             "enable_outgoing_utp": utp,
             "enable_incoming_utp": utp,
+            "enable_outgoing_tcp": bool(cfg.get("tcp", True)),
+            "enable_incoming_tcp": bool(cfg.get("tcp", True)),
             "allow_multiple_connections_per_ip": True,
             "announce_to_all_trackers": True,
             "announce_to_all_tiers": True,
@@ -174,6 +179,17 @@ class Peer:
             | lt.alert.category_t.storage_notification
             | lt.alert.category_t.tracker_notification,
         }
+        enc = cfg.get("encryption", "enabled")
+        policy = {
+            "forced": lt.enc_policy.pe_forced,
+            "enabled": lt.enc_policy.pe_enabled,
+            "disabled": lt.enc_policy.pe_disabled,
+        }[enc]
+        settings["out_enc_policy"] = int(policy)
+        settings["in_enc_policy"] = int(policy)
+        if enc == "forced":
+            settings["allowed_enc_level"] = int(lt.enc_level.rc4)
+            settings["prefer_rc4"] = True
         self.ses = lt.session(settings)
         self.announces = []
         self.tracker_errors = []
@@ -268,6 +284,8 @@ class Peer:
                     "down": p.total_download,
                     "seed": bool(p.flags & lt.peer_info.seed),
                     "outgoing": bool(p.flags & lt.peer_info.local_connection),
+                    "rc4": bool(p.flags & lt.peer_info.rc4_encrypted),
+                    "obfuscated": bool(p.flags & lt.peer_info.plaintext_encrypted),
                 }
             )
         errors = list(self.errors)

@@ -47,6 +47,11 @@ pub struct LtConfig {
     /// Run inside this network namespace (`ip` is then one of its
     /// addresses); default: the host's.
     pub netns: Option<Arc<Netns>>,
+    /// libtorrent's encryption policy: `enabled` (its default), `forced`
+    /// (RC4 only, both ways) or `disabled`.
+    pub encryption: &'static str,
+    /// Use TCP (false: uTP only).
+    pub tcp: bool,
 }
 
 impl LtConfig {
@@ -64,7 +69,15 @@ impl LtConfig {
             dht_nodes: Vec::new(),
             lsd: false,
             netns: None,
+            encryption: "enabled",
+            tcp: true,
         }
+    }
+
+    /// Accept and make RC4-encrypted connections only (`pe_forced`).
+    pub fn encryption_forced(mut self) -> LtConfig {
+        self.encryption = "forced";
+        self
     }
 
     /// Runs local service discovery; only inside `netns` (multicast must not
@@ -142,6 +155,12 @@ pub struct LtPeerInfo {
     pub seed: bool,
     /// We connected to it.
     pub outgoing: bool,
+    /// The connection is RC4-encrypted.
+    #[serde(default)]
+    pub rc4: bool,
+    /// The connection went through the MSE handshake, then plaintext.
+    #[serde(default)]
+    pub obfuscated: bool,
 }
 
 /// The state of an [`LtPeer`]'s torrent.
@@ -249,6 +268,8 @@ impl LtPeer {
             "seed_mode": cfg.seed_mode,
             "dht": cfg.dht,
             "lsd": cfg.lsd,
+            "encryption": cfg.encryption,
+            "tcp": cfg.tcp,
             "dht_nodes": cfg.dht_nodes.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         });
         if let (Some(c), Some(src)) = (config.as_object_mut(), source.as_object()) {

@@ -120,7 +120,7 @@ impl TransmissionDaemon {
     /// Starts transmission-daemon with peers on `ip` (a free port) and data
     /// in `download_dir`; returns once both its RPC and peer ports answer.
     pub fn start(ip: Ipv4Addr, download_dir: &Path) -> TransmissionDaemon {
-        TransmissionDaemon::start_with(ip, download_dir, None)
+        TransmissionDaemon::start_with(ip, download_dir, None, json!({}))
     }
 
     /// Starts transmission-daemon inside `netns`, with peers on `ip` (an
@@ -128,13 +128,17 @@ impl TransmissionDaemon {
     /// reached through a relay. There it can leech: its seeders are not on
     /// 127.0.0.0/8, which it refuses to connect to.
     pub fn start_in(netns: &Arc<Netns>, ip: Ipv4Addr, download_dir: &Path) -> TransmissionDaemon {
-        TransmissionDaemon::start_with(ip, download_dir, Some(Arc::clone(netns)))
+        TransmissionDaemon::start_with(ip, download_dir, Some(Arc::clone(netns)), json!({}))
     }
 
-    fn start_with(
+    /// As [`TransmissionDaemon::start`] or [`TransmissionDaemon::start_in`],
+    /// with `extra` merged into settings.json (e.g. `{"encryption": 2}`:
+    /// encrypted peers only).
+    pub fn start_with(
         ip: Ipv4Addr,
         download_dir: &Path,
         netns: Option<Arc<Netns>>,
+        extra: Value,
     ) -> TransmissionDaemon {
         require_program("transmission-daemon", "transmission-daemon");
         require_program("transmission-remote", "transmission-cli");
@@ -179,6 +183,10 @@ impl TransmissionDaemon {
             "alt-speed-enabled": false,
             "message-level": 2,
         });
+        let mut settings = settings;
+        if let (Some(s), Some(e)) = (settings.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
         fs::write(
             conf.path().join("settings.json"),
             serde_json::to_string_pretty(&settings).unwrap(),
