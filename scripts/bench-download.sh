@@ -10,6 +10,11 @@
 # CLIENTS="rivulet baseline rqbit" runs only the clients named, in that order
 # (all: rivulet baseline rqbit aria2 libtorrent transmission; transmission is
 # transmission-cli 3.00, left out by default to keep earlier tables comparable).
+# For the cost of encryption: rivulet-plain is rivulet with --encryption off,
+# rivulet-rc4 with --encryption require (RC4 both ways; the seeders take
+# either), libtorrent-rc4 a libtorrent leecher that allows RC4 only; plain
+# `rivulet` uses its default (the MSE handshake, then plaintext as the
+# libtorrent seeders choose).
 # PIECE=16M sets the piece length (default 1M). SEEDS=8 starts that many
 # libtorrent seeders, each on its own address (127.0.1.1, 127.0.1.2, ...),
 # all announced to the tracker. Each client first runs once untimed (a
@@ -161,6 +166,12 @@ for r in $(seq "$first" "$((rounds + 1))"); do
     case $client in
       rivulet) run rivulet "$rivulet" download -q --port $((7101 + off)) -o "$work/out" "$work/data.torrent" ;;
       baseline) run baseline "$BASELINE" download -q --port $((7105 + off)) -o "$work/out" "$work/data.torrent" ;;
+      rivulet-plain) run rivulet-plain "$rivulet" download -q --encryption off --port $((7106 + off)) -o "$work/out" \
+        "$work/data.torrent" ;;
+      rivulet-rc4) run rivulet-rc4 "$rivulet" download -q --encryption require --port $((7107 + off)) -o "$work/out" \
+        "$work/data.torrent" ;;
+      libtorrent-rc4) LT_ENC=forced run libtorrent-rc4 /usr/bin/python3 "$root/scripts/lt_peer.py" leech \
+        "$work/data.torrent" "$work/out" "$net.0.4" $((7108 + off)) ;;
       rqbit) run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --disable-lsd --listen-port $((7102 + off)) \
         download --exit-on-finish -o "$work/out" "$work/data.torrent" ;;
       aria2) run aria2 aria2c -q --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
@@ -177,7 +188,7 @@ for r in $(seq "$first" "$((rounds + 1))"); do
 done
 
 echo "download: ${size_mib} MiB (pieces of ${PIECE:-1M}) from $seeds libtorrent seeder(s) over loopback, $(nproc) cores, median of $rounds rounds"
-printf '%-11s %8s %13s %8s %9s %10s %10s\n' client wall_s wall_min-max cpu_s rss_MiB wall/rqbit cpu/rqbit
+printf '%-14s %8s %13s %8s %9s %10s %10s\n' client wall_s wall_min-max cpu_s rss_MiB wall/rqbit cpu/rqbit
 awk -v clients="$clients" '
   { wall[$1] = wall[$1] " " $2; cpu[$1] = cpu[$1] " " $3; rss[$1] = rss[$1] " " $4 }
   function lo(list,   a, n, i, m) {
@@ -200,7 +211,7 @@ awk -v clients="$clients" '
     n = split(clients, order, " ")
     for (k = 1; k <= n; k++) {
       t = order[k]; w = median(wall[t]); c = median(cpu[t])
-      printf "%-11s %8.2f %13s %8.2f %9.1f %10s %10s\n", t, w, sprintf("%.2f-%.2f", lo(wall[t]), hi(wall[t])), c, median(rss[t]) / 1024,
+      printf "%-14s %8.2f %13s %8.2f %9.1f %10s %10s\n", t, w, sprintf("%.2f-%.2f", lo(wall[t]), hi(wall[t])), c, median(rss[t]) / 1024,
         (bw > 0 ? sprintf("%.2fx", w / bw) : "n/a"), (bc > 0 ? sprintf("%.2fx", c / bc) : "n/a")
     }
   }' "$work/results.txt"

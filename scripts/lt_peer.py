@@ -16,7 +16,12 @@ until all pieces are downloaded and checked.
 A seeder connects to every IP:PORT listed in the file TORRENT.connect (one a
 line) when it receives SIGUSR1: for a client that takes no loopback peers
 from a tracker (Transmission), the seeders go to it instead.
+
+Encryption is libtorrent's default (MSE accepted and offered, plaintext
+preferred once the handshake is through); with LT_ENC=forced in the
+environment the peer makes and accepts RC4-encrypted connections only.
 """
+import os
 import signal
 import sys
 import time
@@ -39,6 +44,13 @@ settings = {
     'alert_mask': lt.alert.category_t.status_notification | lt.alert.category_t.tracker_notification
                   | lt.alert.category_t.error_notification | lt.alert.category_t.connect_notification,
 }
+if os.environ.get('LT_ENC') == 'forced':
+    settings.update({
+        'out_enc_policy': int(lt.enc_policy.pe_forced),
+        'in_enc_policy': int(lt.enc_policy.pe_forced),
+        'allowed_enc_level': int(lt.enc_level.rc4),
+        'prefer_rc4': True,
+    })
 s = lt.session(settings)
 if torrent.startswith('magnet:'):
     # A magnet link (leech only): the metadata comes from peers, such as
@@ -75,7 +87,7 @@ while time.time() < deadline:
                 for line in f:
                     if line.strip():
                         addr, p = line.strip().rsplit(':', 1)
-                        h.connect_peer((addr, int(p)), 1, 0)  # from a tracker; TCP, no encryption
+                        h.connect_peer((addr, int(p)), 1, 0)  # from a tracker; TCP
         signal.signal(signal.SIGUSR1, connect)
         print('ready', flush=True)
         while True:
