@@ -35,10 +35,13 @@ use rivulet_engine::listener::{Listener, MAX_PENDING_HANDSHAKES};
 use rivulet_engine::peer::SERVE_QUEUE;
 use rivulet_engine::torrent::{Outcome, Settings, Shared, TorrentConfig};
 use rivulet_testkit::next_loopback;
-use rivulet_wire::mse::{CryptoSet, Established, MseHandshake, Progress};
+use rivulet_wire::mse::{
+    CryptoSet, Established, MseHandshake, PrivateKey, Progress, PublicKey, Rc4Stream, KEY_LEN,
+};
 use rivulet_wire::{
     allowed_fast_set, Bitfield, BlockRequest, ExtendedHandshake, Handshake, Message, Reserved,
 };
+use sha1::Digest;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -1363,9 +1366,10 @@ async fn rivulets_that_require_encryption_trade_over_rc4_and_refuse_plaintext() 
     assert_eq!(seeder.stop().await, Outcome::Complete);
 }
 
-/// Hostile MSE peers are cut off within the limits (at once for garbage,
-/// a torrent we do not have or a pad past the bound; at the handshake
-/// deadline for a slow drip) while an honest encrypted peer is served.
+/// Hostile MSE peers are cut off within the limits (at once for a torrent
+/// we do not have or a pad past the bound, garbage is in
+/// `listener_refuses_strangers_and_duplicates`; at the handshake deadline
+/// for a slow drip) while an honest encrypted peer is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_mse_peers_are_cut_off_while_others_are_served() {
     let fx = Fixture::sized(10, 64 * 1024, 16 * 64 * 1024);
@@ -1404,6 +1408,46 @@ async fn hostile_mse_peers_are_cut_off_while_others_are_served() {
     assert!(
         got.is_none(),
         "rivulet finished an MSE handshake for a torrent it does not have"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut off late: {:?}",
+        started.elapsed()
+    );
+
+    // A PadC longer than the protocol allows (600 bytes, at most 512),
+    // sent by a peer that knows the key: cut off once the length is read.
+    let mut padder = tcp_from(next_loopback(), seeder.addr).await;
+    let xa = PrivateKey::random(&mut rand::thread_rng());
+    padder.write_all(&xa.public_key().0).await.unwrap();
+    let mut yb = [0u8; KEY_LEN];
+    within(PROMPT, "the seeder's key", padder.read_exact(&mut yb))
+        .await
+        .unwrap();
+    let secret = xa.shared_secret(&PublicKey(yb)).unwrap();
+    let sha1 = |parts: &[&[u8]]| -> [u8; 20] {
+        let mut h = sha1::Sha1::new();
+        for p in parts {
+            h.update(p);
+        }
+        h.finalize().into()
+    };
+    let ih = fx.info_hash();
+    let mut step3 = sha1(&[b"req1", &secret.0]).to_vec();
+    let (req2, req3) = (sha1(&[b"req2", ih.as_bytes()]), sha1(&[b"req3", &secret.0]));
+    step3.extend(req2.iter().zip(req3).map(|(a, b)| a ^ b));
+    let mut enc = vec![0u8; 8];
+    enc.extend_from_slice(&CryptoSet::ALL.0.to_be_bytes());
+    enc.extend_from_slice(&600u16.to_be_bytes());
+    Rc4Stream::from_key(&sha1(&[b"keyA", &secret.0, ih.as_bytes()])).apply(&mut enc);
+    step3.extend(enc);
+    let started = Instant::now();
+    padder.write_all(&step3).await.unwrap();
+    let rest = read_to_close(&mut padder, "hang-up on an oversized pad").await;
+    assert!(
+        rest.len() <= 512,
+        "answered an oversized pad with {} bytes",
+        rest.len()
     );
     assert!(
         started.elapsed() < Duration::from_secs(3),
