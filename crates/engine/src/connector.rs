@@ -75,7 +75,7 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
     } = connector;
     candidates.restart();
     // Each peer task reports here when it ends, and whether data moved.
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, Exit)>();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, Exit, bool)>();
     let mut outcome = shared.outcome();
     let mut shutdown = shared.shutdown_signal();
     let mut tick = tokio::time::interval(CONNECT_TICK);
@@ -92,10 +92,8 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
             _ = shutdown.changed() => {}
             _ = tick.tick() => {}
             _ = rechoke.tick() => shared.rechoke(),
-            Some((addr, exit)) = exit_rx.recv() => {
-                if exit.plaintext_only {
-                    candidates.plaintext_only(addr);
-                }
+            Some((addr, exit, plaintext_first)) = exit_rx.recv() => {
+                candidates.on_encryption(addr, &exit, plaintext_first);
                 candidates.on_exit(addr, exit.useful, Instant::now());
             }
             addr = new_peers.recv(), if peers_open => match addr {
@@ -124,7 +122,7 @@ fn must_stop(outcome: &watch::Receiver<Outcome>, shutdown: &watch::Receiver<bool
 fn connect_due(
     shared: &Arc<Shared>,
     candidates: &mut Candidates,
-    exit_tx: &mpsc::UnboundedSender<(SocketAddr, Exit)>,
+    exit_tx: &mpsc::UnboundedSender<(SocketAddr, Exit, bool)>,
 ) {
     let incoming = shared.stats.peers_incoming.load(Ordering::Relaxed);
     let room = shared
@@ -147,7 +145,7 @@ fn connect_due(
         shared.spawn_peer(
             async move {
                 let exit = crate::peer::connect_and_run(peer_shared, addr, plaintext_first).await;
-                let _ = exit_tx.send((addr, exit));
+                let _ = exit_tx.send((addr, exit, plaintext_first));
             }
             .instrument(span),
             permit,
@@ -216,11 +214,18 @@ impl Candidates {
         }
     }
 
-    /// The peer refused the encryption handshake: next time, plaintext
-    /// first, so that it does not cost a failed connection each time.
-    fn plaintext_only(&mut self, addr: SocketAddr) {
+    /// What a session that ended says of the peer's encryption: one that
+    /// refused the MSE handshake is reached in plaintext first from then
+    /// on, so that it does not cost a failed connection each time; and
+    /// when such a plaintext session comes to nothing, the next attempt
+    /// tries MSE again (the peer may have come to require it).
+    fn on_encryption(&mut self, addr: SocketAddr, exit: &Exit, plaintext_first: bool) {
         if let Some(c) = self.known.get_mut(&addr) {
-            c.plaintext_only = true;
+            if exit.plaintext_only {
+                c.plaintext_only = true;
+            } else if plaintext_first && !exit.useful {
+                c.plaintext_only = false;
+            }
         }
     }
 
@@ -399,7 +404,11 @@ mod tests {
         let mut first = c.take_due(now, 10, |_| false);
         first.sort();
         assert_eq!(first, [(addr(1), false), (addr(2), false)]);
-        c.plaintext_only(addr(1));
+        let refused = Exit {
+            useful: true,
+            plaintext_only: true,
+        };
+        c.on_encryption(addr(1), &refused, false);
         c.on_exit(addr(1), true, now);
         c.on_exit(addr(2), true, now);
         let later = now + backoff(0);
@@ -411,6 +420,29 @@ mod tests {
         let mut third = c.take_due(later, 10, |_| false);
         third.sort();
         assert_eq!(third, [(addr(1), true), (addr(2), false)]);
+        // A plaintext session that moved data keeps it so; one that came
+        // to nothing sends the next attempt back to MSE.
+        c.on_encryption(
+            addr(1),
+            &Exit {
+                useful: true,
+                plaintext_only: false,
+            },
+            true,
+        );
+        c.on_exit(addr(1), true, later);
+        let again = later + backoff(0);
+        assert_eq!(
+            c.take_due(again, 1, |ip| ip != addr(1).ip()),
+            [(addr(1), true)]
+        );
+        c.on_encryption(addr(1), &Exit::default(), true);
+        c.on_exit(addr(1), false, again);
+        let last = again + backoff(1);
+        assert_eq!(
+            c.take_due(last, 1, |ip| ip != addr(1).ip()),
+            [(addr(1), false)]
+        );
     }
 
     #[test]
