@@ -331,7 +331,8 @@ impl Connection {
 
     fn timestamp(&self, now: Instant) -> u32 {
         // Wrapping microseconds since the epoch: only differences count.
-        now.saturating_duration_since(self.epoch).as_micros() as u32
+        // 0 means "no timestamp" to the peer, so never send it.
+        (now.saturating_duration_since(self.epoch).as_micros() as u32).max(1)
     }
 
     fn note_timestamp(&mut self, now: Instant, their_ts: u32) {
@@ -346,7 +347,10 @@ impl Connection {
         }
         self.state = State::Closed(reason);
         self.rto_at = None;
-        self.ack_pending = false;
+        // A graceful close still owes the ACK of the peer's FIN.
+        if reason != CloseReason::Finished {
+            self.ack_pending = false;
+        }
         self.keepalive_pending = false;
         self.events.push_back(Event::Closed(reason));
     }
