@@ -79,7 +79,7 @@ impl Sim {
     pub fn new(seed: u64, cfg: Config, link: Link) -> Self {
         let t0 = Instant::now();
         let mk = |i: usize| Host {
-            ep: Endpoint::new(cfg.clone(), t0, seed * 2 + i as u64),
+            ep: Endpoint::new(cfg.clone(), t0, seed.wrapping_mul(2).wrapping_add(i as u64)),
             addr: addr(i),
             events: Vec::new(),
         };
