@@ -53,21 +53,18 @@ impl Driver {
         let wait = self
             .ep
             .next_timeout()
-            .map_or(Duration::from_millis(50), |t| t.saturating_duration_since(now))
+            .map_or(Duration::from_millis(50), |t| {
+                t.saturating_duration_since(now)
+            })
             .clamp(Duration::from_micros(100), Duration::from_millis(50));
         self.sock.set_read_timeout(Some(wait)).unwrap();
         // Handle everything that is waiting before sending again, so that
         // ACKs are batched as a real driver would.
         let mut first = true;
-        loop {
-            match self.sock.recv_from(&mut self.inbuf) {
-                Ok((n, from)) => {
-                    let d = &self.inbuf[..n];
-                    if is_utp(d) {
-                        self.ep.handle_datagram(Instant::now(), from, d);
-                    }
-                }
-                Err(_) => break,
+        while let Ok((n, from)) = self.sock.recv_from(&mut self.inbuf) {
+            let d = &self.inbuf[..n];
+            if is_utp(d) {
+                self.ep.handle_datagram(Instant::now(), from, d);
             }
             if first {
                 first = false;
@@ -103,7 +100,10 @@ impl Driver {
                 if let Some(r) = self.ep.connection(conn).and_then(|c| c.close_reason()) {
                     panic!("connection closed: {r:?} after {got} bytes");
                 }
-                assert!(Instant::now() < deadline, "read timed out after {got} bytes");
+                assert!(
+                    Instant::now() < deadline,
+                    "read timed out after {got} bytes"
+                );
                 self.turn();
             }
         }
@@ -154,7 +154,10 @@ fn download(args: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let conn = d.ep.connect(Instant::now(), peer).unwrap();
     let t_connect = Instant::now();
-    while !d.events.contains(&Event::Conn { conn, event: ConnEvent::Connected }) {
+    while !d.events.contains(&Event::Conn {
+        conn,
+        event: ConnEvent::Connected,
+    }) {
         if let Some(r) = d.ep.connection(conn).and_then(|c| c.close_reason()) {
             panic!("connect failed: {r:?}");
         }
@@ -167,7 +170,10 @@ fn download(args: &[String]) {
     d.read_exact(conn, &mut hs, deadline);
     assert_eq!(&hs[1..20], b"BitTorrent protocol");
     assert_eq!(&hs[28..48], &info_hash, "info-hash of the answer");
-    println!("handshake answered by peer id {:?}", String::from_utf8_lossy(&hs[48..56]));
+    println!(
+        "handshake answered by peer id {:?}",
+        String::from_utf8_lossy(&hs[48..56])
+    );
     // interested
     d.write_all(conn, &[0, 0, 0, 1, 2], deadline);
     // Wait for unchoke, skipping bitfield and other messages.
@@ -241,7 +247,9 @@ fn download(args: &[String]) {
     d.ep.close(conn).unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
-        if d.events.iter().any(|e| matches!(e, Event::Conn { conn: c, event: ConnEvent::Closed(_) } if *c == conn)) {
+        if d.events.iter().any(
+            |e| matches!(e, Event::Conn { conn: c, event: ConnEvent::Closed(_) } if *c == conn),
+        ) {
             break;
         }
         d.turn();
@@ -249,7 +257,10 @@ fn download(args: &[String]) {
         while d.ep.read(conn, &mut sink).unwrap_or(0) > 0 {}
     }
     let closed = d.events.iter().find_map(|e| match e {
-        Event::Conn { conn: c, event: ConnEvent::Closed(r) } if *c == conn => Some(*r),
+        Event::Conn {
+            conn: c,
+            event: ConnEvent::Closed(r),
+        } if *c == conn => Some(*r),
         _ => None,
     });
     println!("close: {closed:?}");
@@ -264,7 +275,12 @@ fn refuse(args: &[String]) {
     println!("listening on {bind}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let conn = loop {
-        if let Some(Event::Incoming { conn, addr }) = d.events.iter().find(|e| matches!(e, Event::Incoming { .. })).copied() {
+        if let Some(Event::Incoming { conn, addr }) = d
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Incoming { .. }))
+            .copied()
+        {
             println!("incoming uTP connection from {addr}");
             break conn;
         }
@@ -274,7 +290,13 @@ fn refuse(args: &[String]) {
     let mut hs = [0u8; 68];
     d.read_exact(conn, &mut hs, deadline);
     assert_eq!(&hs[1..20], b"BitTorrent protocol");
-    println!("handshake for info-hash {}", hs[28..48].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    println!(
+        "handshake for info-hash {}",
+        hs[28..48]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     assert_eq!(&hs[28..48], &info_hash);
     // As the engine will for a torrent it does not have: reset at once.
     d.ep.reset(conn).unwrap();

@@ -62,7 +62,13 @@ fn handshake_follows_the_wire_rules() {
     assert_eq!(&buf[..4], b"ping");
     assert_eq!(sim.hosts[0].ep.read(a, &mut buf).unwrap(), 4);
     assert_eq!(&buf[..4], b"pong");
-    assert_eq!(sim.hosts[1].events[0], Event::Incoming { conn: b, addr: addr(0) });
+    assert_eq!(
+        sim.hosts[1].events[0],
+        Event::Incoming {
+            conn: b,
+            addr: addr(0)
+        }
+    );
 }
 
 fn bulk(seed: u64, link: Link, a_to_b: usize, b_to_a: usize, limit: Duration) -> (Sim, Duration) {
@@ -76,7 +82,14 @@ fn bulk(seed: u64, link: Link, a_to_b: usize, b_to_a: usize, limit: Duration) ->
         let d2 = f2.pump(s);
         d1 && d2
     });
-    assert!(done, "transfer incomplete: {} of {}, {} of {}", f1.received.len(), a_to_b, f2.received.len(), b_to_a);
+    assert!(
+        done,
+        "transfer incomplete: {} of {}, {} of {}",
+        f1.received.len(),
+        a_to_b,
+        f2.received.len(),
+        b_to_a
+    );
     assert!(f1.received == f1.data, "A to B corrupted");
     assert!(f2.received == f2.data, "B to A corrupted");
     let took = sim.now - start;
@@ -108,7 +121,15 @@ fn bulk_transfer_under_loss_reordering_and_duplication() {
 
 #[test]
 fn close_with_fin_both_ways() {
-    let mut sim = Sim::new(4, Config::default(), Link { jitter: ms(5), loss: 0.02, ..Link::default() });
+    let mut sim = Sim::new(
+        4,
+        Config::default(),
+        Link {
+            jitter: ms(5),
+            loss: 0.02,
+            ..Link::default()
+        },
+    );
     let (a, b) = sim.connect();
     let mut f1 = Flow::new(0, a, b, pattern(200_000, 3));
     let mut f2 = Flow::new(1, b, a, pattern(100_000, 4));
@@ -123,20 +144,48 @@ fn close_with_fin_both_ways() {
             && s.has_event(1, b, ConnEvent::Closed(CloseReason::Finished))
     });
     if !done {
-        let mut all: Vec<_> = (0..2).flat_map(|d| sim.sent[d].iter().map(move |(t, b)| (*t, d, b.clone()))).collect();
+        let mut all: Vec<_> = (0..2)
+            .flat_map(|d| sim.sent[d].iter().map(move |(t, b)| (*t, d, b.clone())))
+            .collect();
         all.sort_by_key(|x| x.0);
         for (t, d, b) in &all[all.len() - 20..] {
             let h = decode(b).unwrap().header;
-            println!("{:?} {} {:?} seq {} ack {} len {}", *t - sim.t0, if *d == 0 { "A>B" } else { "B>A" }, h.ty, h.seq_nr, h.ack_nr, b.len());
+            println!(
+                "{:?} {} {:?} seq {} ack {} len {}",
+                *t - sim.t0,
+                if *d == 0 { "A>B" } else { "B>A" },
+                h.ty,
+                h.seq_nr,
+                h.ack_nr,
+                b.len()
+            );
         }
     }
-    let tail = |h: usize| sim.hosts[h].events.iter().rev().take(3).cloned().collect::<Vec<_>>();
-    assert!(done, "at {:?}: {} {} {:?} {:?} {:?}", sim.elapsed(), f1.received.len(), f2.received.len(), tail(0), tail(1), sim.hosts[1].ep.connection(b));
+    let tail = |h: usize| {
+        sim.hosts[h]
+            .events
+            .iter()
+            .rev()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        done,
+        "at {:?}: {} {} {:?} {:?} {:?}",
+        sim.elapsed(),
+        f1.received.len(),
+        f2.received.len(),
+        tail(0),
+        tail(1),
+        sim.hosts[1].ep.connection(b)
+    );
     assert_eq!(f1.received, f1.data);
     assert_eq!(f2.received, f2.data);
     assert!(sim.has_event(0, a, ConnEvent::Eof) && sim.has_event(1, b, ConnEvent::Eof));
     // After the linger, both endpoints forget the connection.
-    assert!(sim.run_until(secs(30), |s| s.hosts[0].ep.is_empty() && s.hosts[1].ep.is_empty()));
+    assert!(sim.run_until(secs(30), |s| s.hosts[0].ep.is_empty()
+        && s.hosts[1].ep.is_empty()));
     // A write after close is refused.
     assert!(sim.hosts[0].ep.write(a, b"x").is_err());
 }
@@ -153,8 +202,15 @@ fn half_close_keeps_the_other_direction_open() {
     assert!(sim.run_until(secs(10), |s| f.pump(s)));
     assert_eq!(f.received, f.data);
     sim.hosts[1].ep.close(b).unwrap();
-    assert!(sim.run_until(secs(5), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::Finished))
-        && s.has_event(1, b, ConnEvent::Closed(CloseReason::Finished))));
+    assert!(sim.run_until(secs(5), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::Finished)
+    ) && s.has_event(
+        1,
+        b,
+        ConnEvent::Closed(CloseReason::Finished)
+    )));
 }
 
 #[test]
@@ -164,7 +220,11 @@ fn reset_ends_both_sides_at_once() {
     sim.hosts[0].ep.write(a, &pattern(10_000, 0)).unwrap();
     // The acceptor resets, as the engine does for an unknown info-hash.
     sim.hosts[1].ep.reset(b).unwrap();
-    assert!(sim.run_until(secs(1), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::ResetByPeer))));
+    assert!(sim.run_until(secs(1), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::ResetByPeer)
+    )));
     assert!(sim.has_event(1, b, ConnEvent::Closed(CloseReason::ResetLocally)));
     assert!(sim.elapsed() < secs(1), "reset took {:?}", sim.elapsed());
     sim.run_until(secs(1), |_| false);
@@ -178,7 +238,11 @@ fn packets_for_unknown_connections_get_a_reset() {
     // B forgets everything (a restart).
     sim.hosts[1].ep = rivulet_utp::Endpoint::new(Config::default(), sim.now, 99);
     sim.hosts[0].ep.write(a, b"hello?").unwrap();
-    assert!(sim.run_until(secs(2), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::ResetByPeer))));
+    assert!(sim.run_until(secs(2), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::ResetByPeer)
+    )));
     assert_eq!(sim.hosts[1].ep.stats().resets_sent, 1);
 }
 
@@ -187,17 +251,32 @@ fn refused_when_not_listening() {
     let mut sim = Sim::new(8, Config::default(), Link::default());
     sim.hosts[1].ep.set_listening(false);
     let a = sim.hosts[0].ep.connect(sim.now, addr(1)).unwrap();
-    assert!(sim.run_until(secs(2), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::Refused))));
+    assert!(sim.run_until(secs(2), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::Refused)
+    )));
     assert_eq!(sim.hosts[1].ep.stats().refused, 1);
     assert!(sim.hosts[1].ep.is_empty());
 }
 
 #[test]
 fn syn_without_answer_times_out() {
-    let mut sim = Sim::new(9, Config::default(), Link { down: true, ..Link::default() });
+    let mut sim = Sim::new(
+        9,
+        Config::default(),
+        Link {
+            down: true,
+            ..Link::default()
+        },
+    );
     sim.record = true;
     let a = sim.hosts[0].ep.connect(sim.now, addr(1)).unwrap();
-    assert!(sim.run_until(secs(60), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::TimedOut))));
+    assert!(sim.run_until(secs(60), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::TimedOut)
+    )));
     // SYNs at 0, 1 and 3 s; given up at 7 s (1 + 2 + 4).
     let times: Vec<_> = sim.sent[0].iter().map(|(t, _)| *t - sim.t0).collect();
     assert_eq!(times, [secs(0), secs(1), secs(3)]);
@@ -213,7 +292,11 @@ fn retransmissions_back_off_then_give_up() {
     sim.record = true;
     let start = sim.now;
     sim.hosts[0].ep.write(a, b"lost forever").unwrap();
-    assert!(sim.run_until(secs(600), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::TimedOut))));
+    assert!(sim.run_until(secs(600), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::TimedOut)
+    )));
     let data: Vec<_> = sim.sent[0]
         .iter()
         .filter(|(_, b)| decode(b).unwrap().header.ty == PacketType::Data)
@@ -225,7 +308,10 @@ fn retransmissions_back_off_then_give_up() {
     for w in gaps.windows(2) {
         assert_eq!(w[1], w[0] * 2, "no exponential backoff: {gaps:?}");
     }
-    println!("retransmissions at {data:?}, closed at {:?}", sim.now - start);
+    println!(
+        "retransmissions at {data:?}, closed at {:?}",
+        sim.now - start
+    );
 }
 
 #[test]
@@ -270,7 +356,14 @@ fn ledbat_keeps_the_queueing_delay_near_target() {
         queue_limit: 1_000_000,
         ..Link::default()
     };
-    let mut sim = Sim::new(12, Config { send_buffer: 4 << 20, ..Config::default() }, link);
+    let mut sim = Sim::new(
+        12,
+        Config {
+            send_buffer: 4 << 20,
+            ..Config::default()
+        },
+        link,
+    );
     let (a, b) = sim.connect();
     let mut f = Flow::new(0, a, b, pattern(12 << 20, 6));
     let start = sim.now;
@@ -284,9 +377,15 @@ fn ledbat_keeps_the_queueing_delay_near_target() {
     tail.sort();
     let median = tail[tail.len() / 2];
     let p95 = tail[tail.len() * 95 / 100];
-    println!("ledbat: {:.0} kB/s, queueing delay median {median:?} p95 {p95:?}", rate / 1000.0);
+    println!(
+        "ledbat: {:.0} kB/s, queueing delay median {median:?} p95 {p95:?}",
+        rate / 1000.0
+    );
     assert!(rate > 800_000.0, "link underused: {rate:.0} B/s");
-    assert!(median > ms(50) && median < ms(150), "median queueing delay {median:?}");
+    assert!(
+        median > ms(50) && median < ms(150),
+        "median queueing delay {median:?}"
+    );
     assert!(p95 < ms(250), "p95 queueing delay {p95:?}");
 }
 
@@ -313,7 +412,11 @@ fn keepalive_on_an_idle_connection() {
 fn silent_accepted_connection_is_dropped() {
     let mut sim = Sim::new(15, Config::default(), Link::default());
     let (_a, b) = sim.connect();
-    assert!(sim.run_until(secs(30), |s| s.has_event(1, b, ConnEvent::Closed(CloseReason::TimedOut))));
+    assert!(sim.run_until(secs(30), |s| s.has_event(
+        1,
+        b,
+        ConnEvent::Closed(CloseReason::TimedOut)
+    )));
     assert_eq!(sim.elapsed(), secs(10) + ms(10));
 }
 
@@ -322,6 +425,10 @@ fn dead_peer_is_dropped_after_idle_timeout() {
     let mut sim = Sim::new(14, Config::default(), Link::default());
     let (a, _b) = sim.connect();
     sim.links[1].down = true;
-    assert!(sim.run_until(secs(400), |s| s.has_event(0, a, ConnEvent::Closed(CloseReason::TimedOut))));
+    assert!(sim.run_until(secs(400), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::TimedOut)
+    )));
     assert!(sim.elapsed() >= secs(300));
 }

@@ -3,7 +3,12 @@
 //! duplication, and optionally a bottleneck of limited bandwidth with a
 //! drop-tail queue, whose queueing delay is recorded. The clock jumps to
 //! the next delivery or wake-up; everything is seeded.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -135,7 +140,8 @@ impl Sim {
         at += link.delay + jitter;
         for _ in 0..copies {
             self.seq += 1;
-            self.wire.push(Reverse((at, self.seq, 1 - dir, bytes.clone())));
+            self.wire
+                .push(Reverse((at, self.seq, 1 - dir, bytes.clone())));
         }
     }
 
@@ -176,7 +182,13 @@ impl Sim {
                 self.elapsed(),
                 self.hosts[0].ep.next_timeout().map(|t| t - self.t0),
                 self.hosts[1].ep.next_timeout().map(|t| t - self.t0),
-                self.hosts.iter().map(|h| h.ep.connection(rivulet_utp::ConnId(0)).map(|c| format!("{c:?}"))).collect::<Vec<_>>()
+                self.hosts
+                    .iter()
+                    .map(|h| h
+                        .ep
+                        .connection(rivulet_utp::ConnId(0))
+                        .map(|c| format!("{c:?}")))
+                    .collect::<Vec<_>>()
             );
         } else {
             self.same_instant = 0;
@@ -230,15 +242,19 @@ impl Sim {
     /// Connects host 0 to host 1 and runs the handshake.
     pub fn connect(&mut self) -> (ConnId, ConnId) {
         let a = self.hosts[0].ep.connect(self.now, addr(1)).unwrap();
-        assert!(self.run_until(Duration::from_secs(30), |s| s.incoming().is_some()
-            && s.has_event(0, a, ConnEvent::Connected)));
+        assert!(
+            self.run_until(Duration::from_secs(30), |s| s.incoming().is_some()
+                && s.has_event(0, a, ConnEvent::Connected))
+        );
         (a, self.incoming().unwrap())
     }
 }
 
 /// Deterministic test data.
 pub fn pattern(len: usize, salt: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add((i >> 8) as u8) ^ salt).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add((i >> 8) as u8) ^ salt)
+        .collect()
 }
 
 /// One direction of a transfer driven by the test: writes `data` on
@@ -282,8 +298,7 @@ impl Flow {
         }
         if self.reading {
             let mut buf = [0u8; 65536];
-            loop {
-                let Ok(n) = sim.hosts[1 - self.from].ep.read(self.rc, &mut buf) else { break };
+            while let Ok(n) = sim.hosts[1 - self.from].ep.read(self.rc, &mut buf) {
                 if n == 0 {
                     break;
                 }
