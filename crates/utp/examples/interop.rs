@@ -7,6 +7,8 @@
 //!     connect to PEER, handshake, download FILE's bytes and compare
 //! interop refuse BIND INFO_HASH_HEX
 //!     accept one connection, read its handshake, and reset it
+//! interop serve BIND INFO_HASH_HEX FILE PIECE_LEN [MAX_PAYLOAD]
+//!     accept one connection and seed FILE to it until it closes
 //! ```
 //!
 //! Only loopback addresses are accepted.
@@ -306,11 +308,106 @@ fn refuse(args: &[String]) {
     println!("OK refuse (reset sent)");
 }
 
+fn serve(args: &[String]) {
+    let bind: SocketAddr = args[0].parse().unwrap();
+    let info_hash = hex20(&args[1]);
+    let file = std::fs::read(&args[2]).expect("file");
+    let piece_len: usize = args[3].parse().unwrap();
+    let max_payload: usize = args.get(4).map_or(1380, |s| s.parse().unwrap());
+    let cfg = Config {
+        max_payload,
+        send_buffer: 4 << 20,
+        ..Config::default()
+    };
+    let mut d = Driver::new(bind, cfg);
+    d.ep.set_listening(true);
+    println!("serving on {bind}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let conn = loop {
+        if let Some(Event::Incoming { conn, .. }) = d.events.iter().find(|e| matches!(e, Event::Incoming { .. })).copied() {
+            break conn;
+        }
+        assert!(Instant::now() < deadline, "no incoming connection");
+        d.turn();
+    };
+    let mut hs = [0u8; 68];
+    d.read_exact(conn, &mut hs, deadline);
+    assert_eq!(&hs[28..48], &info_hash);
+    d.write_all(conn, &handshake(&info_hash), deadline);
+    let pieces = file.len().div_ceil(piece_len);
+    let mut bitfield = vec![0u8; pieces.div_ceil(8)];
+    for i in 0..pieces {
+        bitfield[i / 8] |= 0x80 >> (i % 8);
+    }
+    let mut msg = ((bitfield.len() + 1) as u32).to_be_bytes().to_vec();
+    msg.push(5);
+    msg.extend_from_slice(&bitfield);
+    msg.extend_from_slice(&[0, 0, 0, 1, 1]); // unchoke
+    d.write_all(conn, &msg, deadline);
+    let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
+    let mut sent = 0usize;
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut piece_msg = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let reason = loop {
+        let n = d.ep.read(conn, &mut chunk).unwrap_or(0);
+        inbuf.extend_from_slice(&chunk[..n]);
+        // Answer every complete request in the buffer.
+        while inbuf.len() >= 4 {
+            let len = u32::from_be_bytes(inbuf[..4].try_into().unwrap()) as usize;
+            if inbuf.len() < 4 + len {
+                break;
+            }
+            let m: Vec<u8> = inbuf.drain(..4 + len).skip(4).collect();
+            if m.first() == Some(&6) && m.len() == 13 {
+                let piece = u32::from_be_bytes(m[1..5].try_into().unwrap()) as usize;
+                let begin = u32::from_be_bytes(m[5..9].try_into().unwrap()) as usize;
+                let blen = u32::from_be_bytes(m[9..13].try_into().unwrap()) as usize;
+                let at = piece * piece_len + begin;
+                piece_msg.clear();
+                piece_msg.extend_from_slice(&((9 + blen) as u32).to_be_bytes());
+                piece_msg.push(7);
+                piece_msg.extend_from_slice(&m[1..9]);
+                piece_msg.extend_from_slice(&file[at..at + blen]);
+                let out = std::mem::take(&mut piece_msg);
+                d.write_all(conn, &out, deadline);
+                piece_msg = out;
+                sent += blen;
+            }
+        }
+        if let Some(r) = d.ep.connection(conn).and_then(|c| c.close_reason()) {
+            break Some(r);
+        }
+        if d.ep.connection(conn).is_some_and(|c| c.is_eof()) {
+            // The peer finished (libtorrent closes once it has everything).
+            break None;
+        }
+        if d.ep.connection(conn).is_none() || Instant::now() > deadline {
+            break None;
+        }
+        if n == 0 {
+            d.turn();
+        }
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "served {sent} bytes in {secs:.3} s until close ({reason:?}); cpu {cpu:.2} s ({:.1} ms per MB)",
+        cpu * 1000.0 / (sent as f64 / 1e6)
+    );
+    if let Some(c) = d.ep.connection(conn) {
+        println!("cwnd {} rtt {:?} {:?}", c.cwnd(), c.rtt(), c.stats());
+    }
+    println!("OK serve {sent}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("download") => download(&args[1..]),
         Some("refuse") => refuse(&args[1..]),
+        Some("serve") => serve(&args[1..]),
         _ => eprintln!("usage: interop download BIND PEER INFO_HASH FILE PIECE_LEN [MAX_PAYLOAD] | interop refuse BIND INFO_HASH"),
     }
 }
