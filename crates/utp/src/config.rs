@@ -53,6 +53,12 @@ pub struct Config {
     /// An accepted connection whose peer sent nothing after its SYN is
     /// dropped after this long (default 10 s): it may be spoofed.
     pub unconfirmed_timeout: Duration,
+    /// Once our FIN is acknowledged, how long the peer may stay silent
+    /// before the connection ends without its FIN (default 10 s).
+    /// Transmission 3.00 acknowledges a FIN but does not close its side, and
+    /// its BitTorrent keep-alives would keep the connection forever;
+    /// libtorrent gives up on the peer's FIN after one packet timeout.
+    pub fin_wait: Duration,
     /// Most connections an endpoint holds (default 1,000). Incoming SYNs
     /// beyond are refused with a RESET; [`crate::Endpoint::connect`] fails.
     pub max_connections: usize,
@@ -81,6 +87,7 @@ impl Default for Config {
             keepalive: Duration::from_secs(29),
             idle_timeout: Duration::from_secs(300),
             unconfirmed_timeout: Duration::from_secs(10),
+            fin_wait: Duration::from_secs(10),
             max_connections: 1000,
             max_unconfirmed: 64,
             resets_per_second: 20,

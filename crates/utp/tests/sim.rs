@@ -214,6 +214,25 @@ fn half_close_keeps_the_other_direction_open() {
 }
 
 #[test]
+fn peer_that_never_sends_its_fin_is_let_go() {
+    let mut sim = Sim::new(16, Config::default(), Link::default());
+    let (a, b) = sim.connect();
+    sim.hosts[1].ep.write(b, b"hello").unwrap();
+    sim.run_until(secs(1), |_| false);
+    let start = sim.now;
+    sim.hosts[0].ep.close(a).unwrap();
+    // B never closes (as Transmission 3.00 does).
+    assert!(sim.run_until(secs(60), |s| s.has_event(
+        0,
+        a,
+        ConnEvent::Closed(CloseReason::Finished)
+    )));
+    let took = sim.now - start;
+    assert!(took >= secs(10) && took < secs(11), "{took:?}");
+    assert!(sim.hosts[1].ep.connection(b).unwrap().is_eof());
+}
+
+#[test]
 fn reset_ends_both_sides_at_once() {
     let mut sim = Sim::new(6, Config::default(), Link::default());
     let (a, b) = sim.connect();

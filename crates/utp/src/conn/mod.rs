@@ -123,6 +123,8 @@ pub struct Connection {
     confirmed: bool,
     close_requested: bool,
     fin_seq: Option<u16>,
+    /// When our FIN was acknowledged.
+    fin_acked_at: Option<Instant>,
     reset_pending: bool,
     keepalive_pending: bool,
     /// The SYN waits for its first transmission.
@@ -178,6 +180,7 @@ impl Connection {
             confirmed: false,
             close_requested: false,
             fin_seq: None,
+            fin_acked_at: None,
             reset_pending: false,
             keepalive_pending: false,
             syn_unsent: false,
@@ -312,6 +315,16 @@ impl Connection {
     /// Payload bytes sent and not yet acknowledged or lost.
     pub fn bytes_in_flight(&self) -> usize {
         self.send.in_flight
+    }
+
+    /// Packets sent and not yet acknowledged (SYN and FIN included).
+    pub fn unacked_packets(&self) -> usize {
+        self.send.sent.len()
+    }
+
+    /// Whether our FIN was sent and acknowledged.
+    pub fn is_fin_acked(&self) -> bool {
+        self.fin_seq.is_some() && self.send.all_acked()
     }
 
     /// The smoothed round-trip time, once measured.
@@ -553,6 +566,9 @@ impl Connection {
 
     fn check_finished(&mut self, now: Instant) {
         let fin_acked = self.fin_seq.is_some() && self.send.all_acked();
+        if fin_acked && self.fin_acked_at.is_none() {
+            self.fin_acked_at = Some(now);
+        }
         if fin_acked && self.recv.eof_reached && self.state == State::Connected {
             // Linger a little to acknowledge the peer's FIN again if our
             // ACK is lost (a RESET would spoil its graceful close).
@@ -755,9 +771,20 @@ impl Connection {
                 if !self.keepalive_pending {
                     t = t.min(self.last_send + self.cfg.keepalive);
                 }
+                if let Some(f) = self.fin_wait_deadline() {
+                    t = t.min(f);
+                }
                 Some(t)
             }
         }
+    }
+
+    /// When we stop waiting for the peer's FIN: [`Config::fin_wait`] after
+    /// our FIN was acknowledged or the peer's last packet, whichever is
+    /// later.
+    fn fin_wait_deadline(&self) -> Option<Instant> {
+        let acked = self.fin_acked_at?;
+        (!self.recv.eof_reached).then(|| acked.max(self.last_recv) + self.cfg.fin_wait)
     }
 
     /// Runs the timers that are due.
@@ -783,6 +810,12 @@ impl Connection {
             };
             if now.saturating_duration_since(self.last_recv) >= idle {
                 self.close_with(CloseReason::TimedOut);
+                return;
+            }
+            if self.fin_wait_deadline().is_some_and(|t| t <= now) {
+                // Our side is done and the peer went quiet without its FIN.
+                self.close_with(CloseReason::Finished);
+                self.ack_pending = false;
                 return;
             }
             if now.saturating_duration_since(self.last_send) >= self.cfg.keepalive {
