@@ -30,7 +30,7 @@ import libtorrent as lt
 target = sys.argv[1] if len(sys.argv) > 1 else "target"
 size_mib = int(sys.argv[2]) if len(sys.argv) > 2 else 4
 max_payload = sys.argv[3] if len(sys.argv) > 3 else "1380"
-exe = os.path.join(target, "debug", "examples", "interop")
+exe = os.path.join(target, os.environ.get("INTEROP_PROFILE", "debug"), "examples", "interop")
 if not os.path.exists(exe):
     exe = os.path.join(target, "release", "examples", "interop")
 

@@ -22,7 +22,7 @@ import libtorrent as lt
 
 target = sys.argv[1] if len(sys.argv) > 1 else "target"
 size_mib = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-exe = os.path.join(target, "debug", "examples", "interop")
+exe = os.path.join(target, os.environ.get("INTEROP_PROFILE", "debug"), "examples", "interop")
 
 d = tempfile.mkdtemp(prefix="utp-tr-")
 os.chmod(d, 0o755)

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 /// How connections and an [`crate::Endpoint`] behave.
-/// `Config::default()` suits the internet; a driver on loopback may raise
-/// [`Config::max_payload`] and the buffers.
+/// `Config::default()` suits the internet; a driver on a fast path (such as
+/// loopback) may raise the buffers, and [`Config::max_payload`] only
+/// between rivulet peers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Most payload bytes in one packet (default 1,380). A packet is at most
@@ -13,8 +14,14 @@ pub struct Config {
     /// 1,434 bytes, which fits a 1,500-byte MTU under IPv6 and UDP headers
     /// (1,452 bytes of room) and PPPoE's 1,492 under IPv4. libtorrent starts
     /// near this size and probes upward; rivulet does no MTU probe (a lost
-    /// probe costs a timeout, and the gain is a few percent): the driver
-    /// sets a larger value where it knows the path, e.g. on loopback.
+    /// probe costs a timeout, and the gain is a few percent).
+    ///
+    /// Do not raise it above 1,446 (datagrams over 1,500 bytes) for peers
+    /// other than rivulet, even on loopback: libtorrent 2.0 reads datagrams
+    /// into 1,500-byte buffers, and a longer one is cut short and yet
+    /// acknowledged, which corrupts the stream (checked with
+    /// `examples/libtorrent_interop.py`). libtorrent itself never sends
+    /// more than about 1,450 bytes per datagram.
     pub max_payload: usize,
     /// Bytes of the send buffer: written but not yet acknowledged
     /// (default 1 MiB). [`crate::Connection::write`] takes what fits.

@@ -47,7 +47,8 @@ pub enum Event {
     /// The handshake is done (for an outgoing connection: the SYN was
     /// answered; an accepted connection is connected from the start).
     Connected,
-    /// New bytes can be read.
+    /// New bytes can be read. Reported once until a read empties the
+    /// receive buffer, then again when more bytes arrive.
     Readable,
     /// The send buffer was full and has room again.
     Writable,
