@@ -9,6 +9,11 @@
 //!     accept one connection, read its handshake, and reset it
 //! interop serve BIND INFO_HASH_HEX FILE PIECE_LEN [MAX_PAYLOAD]
 //!     accept one connection and seed FILE to it until it closes
+//! interop forget BIND PEER INFO_HASH_HEX
+//!     connect, send the handshake, then forget the connection (as after a
+//!     restart): the peer's next packets are answered with RESETs
+//! interop deaf BIND
+//!     an endpoint that does not listen: SYNs are refused with a RESET
 //! ```
 //!
 //! Only loopback addresses are accepted.
@@ -429,12 +434,46 @@ fn serve(args: &[String]) {
     println!("OK serve {sent}");
 }
 
+fn forget(args: &[String]) {
+    let bind: SocketAddr = args[0].parse().unwrap();
+    let peer: SocketAddr = args[1].parse().unwrap();
+    assert!(peer.ip().is_loopback(), "loopback only");
+    let info_hash = hex20(&args[2]);
+    let mut d = Driver::new(bind, Config::default());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let conn = d.ep.connect(Instant::now(), peer).unwrap();
+    d.write_all(conn, &handshake(&info_hash), deadline);
+    while d.ep.connection(conn).is_some_and(|c| c.stats().bytes_acked < 68) {
+        assert!(Instant::now() < deadline, "handshake not acknowledged");
+        d.turn();
+    }
+    println!("handshake delivered; forgetting the connection");
+    d.ep = Endpoint::new(Config::default(), Instant::now(), 5);
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        d.turn();
+    }
+    println!("OK forget: {:?}", d.ep.stats());
+}
+
+fn deaf(args: &[String]) {
+    let bind: SocketAddr = args[0].parse().unwrap();
+    let mut d = Driver::new(bind, Config::default());
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        d.turn();
+    }
+    println!("OK deaf: {:?}", d.ep.stats());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("download") => download(&args[1..]),
         Some("refuse") => refuse(&args[1..]),
         Some("serve") => serve(&args[1..]),
+        Some("forget") => forget(&args[1..]),
+        Some("deaf") => deaf(&args[1..]),
         _ => eprintln!("usage: interop download BIND PEER INFO_HASH FILE PIECE_LEN [MAX_PAYLOAD] | interop refuse BIND INFO_HASH"),
     }
 }

@@ -98,6 +98,36 @@ out, _ = p.communicate(timeout=60)
 print(out)
 print("libtorrent saw:", disconnected)
 ok &= "OK refuse" in out and disconnected is not None and disconnected[0] < 2.0
+def disconnect_of(ip, since, limit=10):
+    """Waits for libtorrent to drop a peer at `ip`; returns (seconds, message)."""
+    while time.time() - since < limit:
+        for a in alerts():
+            if isinstance(a, (lt.peer_disconnected_alert, lt.peer_error_alert)) and ip in a.message():
+                return (round(time.time() - since, 3), a.message())
+        time.sleep(0.01)
+    return None
+
+print("--- deaf (rivulet does not listen: libtorrent's SYN is refused with a RESET)")
+p = subprocess.Popen([exe, "deaf", "127.0.0.12:27003"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+time.sleep(0.3)
+alerts()
+t0 = time.time()
+h.connect_peer(("127.0.0.12", 27003))
+seen = disconnect_of("127.0.0.12", t0)
+print(p.communicate(timeout=30)[0].strip())
+print("libtorrent saw:", seen)
+ok &= seen is not None and seen[0] < 1.0
+
+print("--- forget (rivulet restarts mid-connection: libtorrent's packets get RESETs)")
+alerts()
+t0 = time.time()
+p = subprocess.Popen([exe, "forget", "127.0.0.13:27004", "127.0.0.5:26881", info_hash],
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+seen = disconnect_of("127.0.0.13", t0)
+print(p.communicate(timeout=30)[0].strip())
+print("libtorrent saw:", seen)
+ok &= seen is not None and seen[0] < 2.0 and "reset" in seen[1]
+
 print("--- serve (libtorrent downloads from rivulet)")
 d2 = tempfile.mkdtemp(prefix="utp-interop-leech-")
 ses2 = lt.session({

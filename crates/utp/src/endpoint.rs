@@ -302,12 +302,23 @@ impl Endpoint {
             PacketType::Reset => self.stats.unknown += 1,
             _ => {
                 self.stats.unknown += 1;
-                // As libutp: a RESET with the packet's connection id,
-                // acknowledging its sequence number. libutp matches it to
-                // either of its ids; libtorrent only to its recv id, so
-                // it reaches libtorrent only when we had accepted its
-                // connection... which is the case after a restart of ours.
-                self.queue_reset(now, from, id, h.seq_nr);
+                // The packet carries the peer's send id; its recv id is one
+                // less if it opened the connection, one more if it accepted
+                // it. libtorrent matches a RESET only to its recv id, so
+                // send one for each (libutp would also take its send id,
+                // but neither takes the wrong neighbour). The numbers are
+                // those the peer accepts: ack_nr the packet's (a STATE
+                // carries its *next* number), seq_nr right after the last
+                // one it received from us (libtorrent drops packets far
+                // ahead of its ack_nr).
+                let ack_nr = if h.ty == PacketType::State {
+                    h.seq_nr.wrapping_sub(1)
+                } else {
+                    h.seq_nr
+                };
+                let seq_nr = h.ack_nr.wrapping_add(1);
+                self.queue_reset(now, from, id.wrapping_sub(1), seq_nr, ack_nr);
+                self.queue_reset(now, from, id.wrapping_add(1), seq_nr, ack_nr);
             }
         }
         true
@@ -325,8 +336,10 @@ impl Endpoint {
             || unconfirmed() >= self.cfg.max_unconfirmed
         {
             self.stats.refused += 1;
-            // The RESET carries the id the peer receives on (the SYN's).
-            self.queue_reset(now, from, syn.connection_id, syn.seq_nr);
+            // The RESET carries the id the peer receives on (the SYN's) and
+            // acknowledges the SYN.
+            let seq_nr = self.rng.gen();
+            self.queue_reset(now, from, syn.connection_id, seq_nr, syn.seq_nr);
             return;
         }
         let seq_nr = self.rng.gen();
@@ -348,7 +361,7 @@ impl Endpoint {
         );
     }
 
-    fn queue_reset(&mut self, now: Instant, to: SocketAddr, connection_id: u16, ack_nr: u16) {
+    fn queue_reset(&mut self, now: Instant, to: SocketAddr, connection_id: u16, seq_nr: u16, ack_nr: u16) {
         let rate = f64::from(self.cfg.resets_per_second);
         let elapsed = now
             .saturating_duration_since(self.reset_refill)
@@ -366,7 +379,7 @@ impl Endpoint {
             timestamp_us: now.saturating_duration_since(self.epoch).as_micros() as u32,
             timestamp_diff_us: 0,
             wnd_size: 0,
-            seq_nr: self.rng.gen(),
+            seq_nr,
             ack_nr,
         };
         self.resets.push_back((to, header));

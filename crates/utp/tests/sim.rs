@@ -271,7 +271,18 @@ fn packets_for_unknown_connections_get_a_reset() {
         a,
         ConnEvent::Closed(CloseReason::ResetByPeer)
     )));
-    assert_eq!(sim.hosts[1].ep.stats().resets_sent, 1);
+    // One RESET for each id the peer may receive on.
+    assert_eq!(sim.hosts[1].ep.stats().resets_sent, 2);
+}
+
+#[test]
+fn packets_to_a_forgetful_initiator_get_a_reset() {
+    let mut sim = Sim::new(17, Config::default(), Link::default());
+    let (_a, b) = sim.connect();
+    // A (the initiator) restarts.
+    sim.hosts[0].ep = rivulet_utp::Endpoint::new(Config::default(), sim.now, 98);
+    sim.hosts[1].ep.write(b, b"still there?").unwrap();
+    assert!(sim.run_until(secs(2), |s| s.has_event(1, b, ConnEvent::Closed(CloseReason::ResetByPeer))));
 }
 
 #[test]
