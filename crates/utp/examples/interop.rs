@@ -443,7 +443,11 @@ fn forget(args: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let conn = d.ep.connect(Instant::now(), peer).unwrap();
     d.write_all(conn, &handshake(&info_hash), deadline);
-    while d.ep.connection(conn).is_some_and(|c| c.stats().bytes_acked < 68) {
+    while d
+        .ep
+        .connection(conn)
+        .is_some_and(|c| c.stats().bytes_acked < 68)
+    {
         assert!(Instant::now() < deadline, "handshake not acknowledged");
         d.turn();
     }

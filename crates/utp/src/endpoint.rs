@@ -361,7 +361,14 @@ impl Endpoint {
         );
     }
 
-    fn queue_reset(&mut self, now: Instant, to: SocketAddr, connection_id: u16, seq_nr: u16, ack_nr: u16) {
+    fn queue_reset(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        connection_id: u16,
+        seq_nr: u16,
+        ack_nr: u16,
+    ) {
         let rate = f64::from(self.cfg.resets_per_second);
         let elapsed = now
             .saturating_duration_since(self.reset_refill)

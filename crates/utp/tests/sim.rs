@@ -282,7 +282,26 @@ fn packets_to_a_forgetful_initiator_get_a_reset() {
     // A (the initiator) restarts.
     sim.hosts[0].ep = rivulet_utp::Endpoint::new(Config::default(), sim.now, 98);
     sim.hosts[1].ep.write(b, b"still there?").unwrap();
-    assert!(sim.run_until(secs(2), |s| s.has_event(1, b, ConnEvent::Closed(CloseReason::ResetByPeer))));
+    assert!(sim.run_until(secs(2), |s| s.has_event(
+        1,
+        b,
+        ConnEvent::Closed(CloseReason::ResetByPeer)
+    )));
+}
+
+#[test]
+fn lost_answer_to_the_syn_is_sent_again() {
+    let mut sim = Sim::new(18, Config::default(), Link::default());
+    sim.links[1].drop_next = 1;
+    let (a, b) = sim.connect();
+    // The SYN again after 1 s, answered again by the same connection.
+    assert_eq!(sim.elapsed(), secs(1) + ms(20));
+    assert_eq!(sim.hosts[1].ep.len(), 1);
+    sim.hosts[0].ep.write(a, b"x").unwrap();
+    assert!(
+        sim.run_until(secs(1), |s| s.hosts[1].ep.connection(b).unwrap().readable()
+            == 1)
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub struct Link {
     pub queue_limit: usize,
     /// The link is cut: everything is lost.
     pub down: bool,
+    /// Drop this many of the next packets.
+    pub drop_next: u32,
 }
 
 impl Default for Link {
@@ -44,6 +46,7 @@ impl Default for Link {
             rate: None,
             queue_limit: usize::MAX,
             down: false,
+            drop_next: 0,
         }
     }
 }
@@ -114,6 +117,10 @@ impl Sim {
     fn put(&mut self, dir: usize, bytes: Vec<u8>) {
         if self.record {
             self.sent[dir].push((self.now, bytes.clone()));
+        }
+        if self.links[dir].drop_next > 0 {
+            self.links[dir].drop_next -= 1;
+            return;
         }
         let link = &self.links[dir];
         if link.down || self.rng.gen_bool(link.loss) {
