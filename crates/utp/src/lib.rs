@@ -39,6 +39,24 @@
 //! * The selective ACK's bit 0 (least significant bit of the first byte)
 //!   stands for `ack_nr + 2`.
 //!
+//! # Driver notes
+//!
+//! * One UDP port can carry both the DHT and uTP: [`is_utp`] (version 1 and
+//!   a known type in the first byte, at least 20 bytes) is false for every
+//!   bencoded message, which starts with `d`.
+//! * Receive into a buffer of 64 KiB (a datagram may be that long), hand
+//!   every datagram that is waiting to [`Endpoint::handle_datagram`], and
+//!   only then drain [`Endpoint::poll_transmit`]: a connection then sends
+//!   one ACK for the whole batch.
+//! * Keep [`Config::max_payload`] at or under 1,446 bytes for peers other
+//!   than rivulet: libtorrent truncates datagrams over 1,500 bytes.
+//! * [`Endpoint::reset`] ends a connection at once with a RESET that
+//!   libtorrent honours (it reports "connection reset" and may try TCP).
+//!   Packets of connections the endpoint does not know (after a restart)
+//!   are answered with RESETs that libtorrent and libutp honour.
+//! * Checked against libtorrent 2.0.8 and Transmission 3.00:
+//!   `examples/libtorrent_interop.py`, `examples/transmission_interop.py`.
+//!
 //! # Modules
 //!
 //! * [`packet`]: the codec (never panics) and [`packet::is_utp`], which

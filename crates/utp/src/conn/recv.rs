@@ -7,6 +7,9 @@ use std::collections::VecDeque;
 use crate::packet::MAX_SACK_LEN;
 use crate::seq;
 
+/// Most payload vectors kept for reuse.
+const MAX_POOL: usize = 256;
+
 /// What became of a data packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DataOutcome {
@@ -35,6 +38,8 @@ pub(crate) struct Recv {
     /// Payload vectors to reuse, so that a lossy transfer does not allocate
     /// per packet.
     pool: Vec<Vec<u8>>,
+    /// Largest vector kept in the pool.
+    pool_item_cap: usize,
     capacity: usize,
     /// Most packets the reorder buffer spans.
     max_reorder: usize,
@@ -52,6 +57,7 @@ impl Recv {
             reorder: VecDeque::new(),
             reorder_bytes: 0,
             pool: Vec::new(),
+            pool_item_cap: max_payload.max(1500) * 2,
             capacity,
             // As libtorrent: what the buffer holds in (small) packets, at
             // least 16, and never near half the sequence space.
@@ -147,7 +153,10 @@ impl Recv {
     }
 
     fn recycle(&mut self, v: Vec<u8>) {
-        if self.pool.len() < self.max_reorder {
+        // Keep only vectors of ordinary packet size, and not too many: a
+        // peer choosing odd sizes must not make the pool outgrow the
+        // receive buffer.
+        if self.pool.len() < self.max_reorder.min(MAX_POOL) && v.capacity() <= self.pool_item_cap {
             self.pool.push(v);
         }
     }
