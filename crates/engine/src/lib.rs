@@ -38,4 +38,6 @@ pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod torrent;
+mod udp_port;
 mod udp_socket;
+pub mod utp;

@@ -223,8 +223,15 @@ impl Net {
     }
 
     fn end(&self, node: &Node, remote: &Node, incoming: bool, p: PeerParams) -> Side {
-        let (mut link, commands) =
-            PeerLink::register(&node.shared, remote.addr(), remote.id, incoming, false).unwrap();
+        let (mut link, commands) = PeerLink::register(
+            &node.shared,
+            remote.addr(),
+            remote.id,
+            incoming,
+            false,
+            false,
+        )
+        .unwrap();
         let mut core = PeerState::new(p, self.now);
         core.start(&mut link);
         Side::Core(Box::new(End {

@@ -31,9 +31,11 @@ impl PeerLink {
         peer_id: PeerId,
         incoming: bool,
         mse: bool,
+        utp: bool,
     ) -> Result<(PeerLink, mpsc::UnboundedReceiver<PeerCommand>), RegisterRefusal> {
         let (key, commands, counters) = shared.register(addr, peer_id, incoming)?;
         counters.mse.store(mse, Ordering::Relaxed);
+        counters.utp.store(utp, Ordering::Relaxed);
         let link = PeerLink {
             shared: Arc::clone(shared),
             key,
@@ -215,6 +217,9 @@ impl TorrentAccess for PeerLink {
                 }
                 if e.counters.mse.load(Ordering::Relaxed) {
                     flags = flags | PexFlags::ENCRYPTION;
+                }
+                if e.counters.utp.load(Ordering::Relaxed) {
+                    flags = flags | PexFlags::UTP;
                 }
                 Some(PexPeer { addr, flags })
             })

@@ -138,6 +138,8 @@ pub struct Settings {
     pub dht: Option<crate::dht::DhtHandle>,
     /// Whether connections are encrypted (the session's policy).
     pub encryption: crate::encryption::Encryption,
+    /// The session's uTP endpoint, for peers TCP does not reach.
+    pub utp: Option<crate::utp::UtpSocket>,
     /// The torrent's own settings.
     pub torrent: TorrentConfig,
 }
@@ -151,6 +153,7 @@ impl Settings {
             listen_port: 6881,
             dht: None,
             encryption: crate::encryption::Encryption::default(),
+            utp: None,
             torrent,
         }
     }
