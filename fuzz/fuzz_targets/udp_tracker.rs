@@ -31,6 +31,7 @@ fn request(port: u16) -> AnnounceRequest {
         key: 1,
         tracker_id: None,
         compact: true,
+        crypto: Default::default(),
     }
 }
 
