@@ -2,7 +2,7 @@
 //! [`rivulet_dht::Node`].
 //!
 //! One task owns the node. It uses the session's UDP port
-//! ([`crate::udp_port`], the listen port's number, as other clients
+//! (`udp_port`, the listen port's number, as other clients
 //! expect): one socket for IPv4 and, when the session is not bound to an
 //! IPv4 address, one for IPv6 (its own routing table, BEP 32), shared with
 //! uTP, whose task reads them and hands this one the datagrams that are

@@ -483,17 +483,21 @@ pub async fn connect(
         (Some(_), false) => &[false, true],
         (Some(_), true) => &[true, false],
     };
-    let mut last = None;
+    // The first transport's error is the one reported: "connection
+    // refused" over TCP says more than the uTP attempt's time-out after it.
+    let mut first = None;
     for &utp in order {
         match connect_over(addr, info_hash, handshake, params, hints, utp).await {
             Ok(s) => return Ok(s),
             // The peer answered over this transport: the failure is not
             // the transport's.
             Err(e) if e.reached => return Err(e),
-            Err(e) => last = Some(e),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
         }
     }
-    Err(last.unwrap_or(ConnectError {
+    Err(first.unwrap_or(ConnectError {
         error: PeerError::Timeout("connecting"),
         reached: false,
     }))

@@ -2,7 +2,7 @@
 //! [`rivulet_utp::Endpoint`] and the byte streams the peer driver reads and
 //! writes.
 //!
-//! One task owns the port's sockets ([`PortSockets`]): it reads every
+//! One task owns the port's sockets (`udp_port::PortSockets`): it reads every
 //! datagram, hands uTP ones to the endpoint and the others (KRPC) to the
 //! DHT, sends what the endpoint has, and wakes the endpoint's timers. The
 //! endpoint itself sits behind a mutex that streams lock for a moment to

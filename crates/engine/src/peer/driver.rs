@@ -62,6 +62,10 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
         utp: shared.config.utp.clone(),
     };
     let hs = our_handshake(&shared).to_bytes();
+    let hints = Hints {
+        utp_first: hints.utp_first || shared.config.utp_first,
+        ..hints
+    };
     let stream = match crate::encryption::connect(addr, shared.info_hash, &hs, &params, hints).await
     {
         Ok(s) => s,
@@ -97,7 +101,9 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
     }
     Exit {
         useful: conn.useful,
-        plaintext_only,
+        // Only once plaintext got us a peer: a peer that closes every TCP
+        // connection refuses MSE and plaintext alike.
+        plaintext_only: plaintext_only && conn.registered,
         tcp_unusable,
     }
 }

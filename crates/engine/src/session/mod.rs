@@ -96,6 +96,9 @@ pub struct SessionConfig {
     /// TCP: incoming uTP connections are taken, and a peer that TCP does
     /// not reach is tried over uTP.
     pub utp: bool,
+    /// Try uTP before TCP for every peer (as libtorrent does); by default
+    /// TCP comes first, uTP for the peers TCP does not reach.
+    pub utp_first: bool,
 }
 
 impl Default for SessionConfig {
@@ -110,6 +113,7 @@ impl Default for SessionConfig {
             lsd: false,
             encryption: Encryption::default(),
             utp: true,
+            utp_first: false,
         }
     }
 }
@@ -378,6 +382,7 @@ impl Session {
                 dht: inner.dht.clone().filter(|_| !metainfo.info.private),
                 encryption: inner.config.encryption,
                 utp: inner.utp.clone(),
+                utp_first: inner.config.utp_first,
                 torrent: options.config.clone(),
             },
             cache: TorrentCache::new(Arc::clone(&inner.cache), key),

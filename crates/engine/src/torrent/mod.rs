@@ -140,6 +140,8 @@ pub struct Settings {
     pub encryption: crate::encryption::Encryption,
     /// The session's uTP endpoint, for peers TCP does not reach.
     pub utp: Option<crate::utp::UtpSocket>,
+    /// Try uTP before TCP for every peer.
+    pub utp_first: bool,
     /// The torrent's own settings.
     pub torrent: TorrentConfig,
 }
@@ -154,6 +156,7 @@ impl Settings {
             dht: None,
             encryption: crate::encryption::Encryption::default(),
             utp: None,
+            utp_first: false,
             torrent,
         }
     }
