@@ -63,7 +63,7 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
     };
     let hs = our_handshake(&shared).to_bytes();
     let hints = Hints {
-        utp_first: hints.utp_first || shared.config.utp_first,
+        utp_first: hints.utp_first || shared.config.utp_first || shared.utp_hinted(addr),
         ..hints
     };
     let stream = match crate::encryption::connect(addr, shared.info_hash, &hs, &params, hints).await
@@ -82,6 +82,10 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
     };
     let plaintext_only = stream.fell_back;
     let over_tcp = !stream.utp;
+    if over_tcp && hints.utp_first {
+        // uTP was tried first and failed: PEX was wrong about this peer.
+        shared.utp_unhint(addr);
+    }
     let mut conn = Connection::new(Arc::clone(&shared), addr, false);
     let result = conn.run(stream).await;
     conn.log_end(&result);

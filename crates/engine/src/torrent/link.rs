@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rivulet_core::PeerId;
 use rivulet_wire::{Bitfield, PexFlags, PexPeer};
+
 use tokio::sync::mpsc;
 
 use super::{PeerCommand, PeerCounters, RegisterRefusal, Shared};
@@ -226,15 +227,20 @@ impl TorrentAccess for PeerLink {
             .collect()
     }
 
-    fn pex_learned(&mut self, peers: &[SocketAddr]) {
+    fn pex_learned(&mut self, peers: &[PexPeer]) {
         let sink = self
             .shared
             .pex_sink
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tx) = sink.as_ref() {
-            for addr in peers {
-                let _ = tx.send(*addr);
+            for p in peers {
+                if p.flags.contains(PexFlags::UTP) {
+                    // Reached over uTP first, as the peer that named it
+                    // does.
+                    self.shared.utp_hint(p.addr);
+                }
+                let _ = tx.send(p.addr);
             }
         }
     }
