@@ -14,7 +14,10 @@
 # rivulet-rc4 with --encryption require (RC4 both ways; the seeders take
 # either), libtorrent-rc4 a libtorrent leecher that allows RC4 only; plain
 # `rivulet` uses its default (the MSE handshake, then plaintext as the
-# libtorrent seeders choose).
+# libtorrent seeders choose). For uTP: UTP=1 turns uTP on in the seeders
+# (beside TCP), rivulet-utp is rivulet with --utp-first (so over uTP) and
+# libtorrent-utp a libtorrent leecher with TCP off; the other clients stay
+# on TCP.
 # PIECE=16M sets the piece length (default 1M). SEEDS=8 starts that many
 # libtorrent seeders, each on its own address (127.0.1.1, 127.0.1.2, ...),
 # all announced to the tracker. Each client first runs once untimed (a
@@ -79,7 +82,7 @@ opentracker -i "$net.0.1" -p $((6969 + off)) -P $((6969 + off)) -w "$work/tracke
 pids+=($!)
 seeds=${SEEDS:-1}
 for i in $(seq "$seeds"); do
-  /usr/bin/python3 "$root/scripts/lt_peer.py" seed "$work/data.torrent" "$work/seed" "$net.1.$i" $((7000 + off + i)) \
+  LT_UTP=${UTP:-0} /usr/bin/python3 "$root/scripts/lt_peer.py" seed "$work/data.torrent" "$work/seed" "$net.1.$i" $((7000 + off + i)) \
     > "$work/seed$i.log" 2>&1 &
   pids+=($!)
   seeder_pids+=($!)
@@ -170,6 +173,10 @@ for r in $(seq "$first" "$((rounds + 1))"); do
         "$work/data.torrent" ;;
       rivulet-rc4) run rivulet-rc4 "$rivulet" download -q --encryption require --port $((7107 + off)) -o "$work/out" \
         "$work/data.torrent" ;;
+      rivulet-utp) run rivulet-utp "$rivulet" download -q --utp-first --port $((7109 + off)) -o "$work/out" \
+        "$work/data.torrent" ;;
+      libtorrent-utp) LT_UTP=1 LT_TCP=0 run libtorrent-utp /usr/bin/python3 "$root/scripts/lt_peer.py" leech \
+        "$work/data.torrent" "$work/out" "$net.0.5" $((7110 + off)) ;;
       libtorrent-rc4) LT_ENC=forced run libtorrent-rc4 /usr/bin/python3 "$root/scripts/lt_peer.py" leech \
         "$work/data.torrent" "$work/out" "$net.0.4" $((7108 + off)) ;;
       rqbit) run rqbit "$rqbit" --disable-dht --disable-upnp-port-forward --disable-lsd --listen-port $((7102 + off)) \

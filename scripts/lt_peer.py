@@ -20,6 +20,8 @@ from a tracker (Transmission), the seeders go to it instead.
 Encryption is libtorrent's default (MSE accepted and offered, plaintext
 preferred once the handshake is through); with LT_ENC=forced in the
 environment the peer makes and accepts RC4-encrypted connections only.
+LT_UTP=1 turns uTP on (both ways; libtorrent then tries it first), and
+LT_TCP=0 turns TCP off.
 """
 import os
 import signal
@@ -44,6 +46,10 @@ settings = {
     'alert_mask': lt.alert.category_t.status_notification | lt.alert.category_t.tracker_notification
                   | lt.alert.category_t.error_notification | lt.alert.category_t.connect_notification,
 }
+if os.environ.get('LT_UTP') == '1':
+    settings.update({'enable_outgoing_utp': True, 'enable_incoming_utp': True})
+if os.environ.get('LT_TCP') == '0':
+    settings.update({'enable_outgoing_tcp': False, 'enable_incoming_tcp': False})
 if os.environ.get('LT_ENC') == 'forced':
     settings.update({
         'out_enc_policy': int(lt.enc_policy.pe_forced),

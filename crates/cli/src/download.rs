@@ -57,6 +57,13 @@ pub struct Common {
     /// peer can), require (refuse plaintext peers), off (plaintext only).
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = args::Encryption::Prefer)]
     encryption: args::Encryption,
+    /// No uTP: TCP connections only, both ways.
+    #[arg(long, conflicts_with = "utp_first")]
+    no_utp: bool,
+    /// Try uTP before TCP for every peer (default: TCP first, uTP for the
+    /// peers TCP does not reach).
+    #[arg(long)]
+    utp_first: bool,
     #[command(flatten)]
     discovery: crate::magnet::Discovery,
 }
@@ -228,6 +235,8 @@ async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> 
         dht: args.discovery.dht_config()?,
         lsd: args.discovery.lsd(),
         encryption: args.encryption.into(),
+        utp: !args.no_utp,
+        utp_first: args.utp_first,
         ..SessionConfig::default()
     })?;
     // Only addresses of --bind's family can be reached (checked above).

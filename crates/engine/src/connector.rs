@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::choker;
+use crate::encryption::Hints;
 use crate::peer::Exit;
 use crate::torrent::{Outcome, Settings, Shared};
 
@@ -75,7 +76,7 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
     } = connector;
     candidates.restart();
     // Each peer task reports here when it ends, and whether data moved.
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, Exit, bool)>();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, Exit, Hints)>();
     let mut outcome = shared.outcome();
     let mut shutdown = shared.shutdown_signal();
     let mut tick = tokio::time::interval(CONNECT_TICK);
@@ -92,8 +93,8 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
             _ = shutdown.changed() => {}
             _ = tick.tick() => {}
             _ = rechoke.tick() => shared.rechoke(),
-            Some((addr, exit, plaintext_first)) = exit_rx.recv() => {
-                candidates.on_encryption(addr, &exit, plaintext_first);
+            Some((addr, exit, hints)) = exit_rx.recv() => {
+                candidates.on_transport(addr, &exit, hints);
                 candidates.on_exit(addr, exit.useful, Instant::now());
             }
             addr = new_peers.recv(), if peers_open => match addr {
@@ -122,7 +123,7 @@ fn must_stop(outcome: &watch::Receiver<Outcome>, shutdown: &watch::Receiver<bool
 fn connect_due(
     shared: &Arc<Shared>,
     candidates: &mut Candidates,
-    exit_tx: &mpsc::UnboundedSender<(SocketAddr, Exit, bool)>,
+    exit_tx: &mpsc::UnboundedSender<(SocketAddr, Exit, Hints)>,
 ) {
     let incoming = shared.stats.peers_incoming.load(Ordering::Relaxed);
     let room = shared
@@ -130,9 +131,7 @@ fn connect_due(
         .max_peers
         .saturating_sub(candidates.connected() + incoming)
         .min(shared.connections_left());
-    for (addr, plaintext_first) in
-        candidates.take_due(Instant::now(), room, |ip| shared.is_banned(ip))
-    {
+    for (addr, hints) in candidates.take_due(Instant::now(), room, |ip| shared.is_banned(ip)) {
         // Another torrent of the session may have taken the last
         // connection since `room` was counted: try again later.
         let Ok(permit) = shared.connection_permit() else {
@@ -144,8 +143,8 @@ fn connect_due(
         let span = tracing::debug_span!(parent: &shared.span, "peer", %addr);
         shared.spawn_peer(
             async move {
-                let exit = crate::peer::connect_and_run(peer_shared, addr, plaintext_first).await;
-                let _ = exit_tx.send((addr, exit, plaintext_first));
+                let exit = crate::peer::connect_and_run(peer_shared, addr, hints).await;
+                let _ = exit_tx.send((addr, exit, hints));
             }
             .instrument(span),
             permit,
@@ -181,8 +180,8 @@ struct Candidate {
     failures: u32,
     /// Not before this (none: at once).
     next_attempt: Option<Instant>,
-    /// It refused the encryption handshake: connect in plaintext.
-    plaintext_only: bool,
+    /// How to try it first (what the last attempts showed).
+    hints: Hints,
 }
 
 /// The peers the connector knows of, by address. Plain data (the time is
@@ -208,7 +207,7 @@ impl Candidates {
     fn restart(&mut self) {
         for c in self.known.values_mut() {
             *c = Candidate {
-                plaintext_only: c.plaintext_only,
+                hints: c.hints,
                 ..Candidate::default()
             };
         }
@@ -219,12 +218,21 @@ impl Candidates {
     /// on, so that it does not cost a failed connection each time; and
     /// when such a plaintext session comes to nothing, the next attempt
     /// tries MSE again (the peer may have come to require it).
-    fn on_encryption(&mut self, addr: SocketAddr, exit: &Exit, plaintext_first: bool) {
+    ///
+    /// Likewise a peer whose TCP connection closed before its handshake is
+    /// tried over uTP first (libtorrent with TCP off takes TCP connections
+    /// and closes them), until a uTP-first attempt comes to nothing.
+    fn on_transport(&mut self, addr: SocketAddr, exit: &Exit, tried: Hints) {
         if let Some(c) = self.known.get_mut(&addr) {
             if exit.plaintext_only {
-                c.plaintext_only = true;
-            } else if plaintext_first && !exit.useful {
-                c.plaintext_only = false;
+                c.hints.plaintext_first = true;
+            } else if tried.plaintext_first && !exit.useful {
+                c.hints.plaintext_first = false;
+            }
+            if exit.tcp_unusable {
+                c.hints.utp_first = true;
+            } else if tried.utp_first && !exit.useful {
+                c.hints.utp_first = false;
             }
         }
     }
@@ -247,7 +255,7 @@ impl Candidates {
         now: Instant,
         room: usize,
         banned: impl Fn(IpAddr) -> bool,
-    ) -> Vec<(SocketAddr, bool)> {
+    ) -> Vec<(SocketAddr, Hints)> {
         let mut due = Vec::new();
         for (addr, c) in &mut self.known {
             if due.len() >= room {
@@ -257,7 +265,7 @@ impl Candidates {
                 continue;
             }
             c.connected = true;
-            due.push((*addr, c.plaintext_only));
+            due.push((*addr, c.hints));
         }
         due
     }
@@ -403,46 +411,69 @@ mod tests {
         c.add(addr(2));
         let mut first = c.take_due(now, 10, |_| false);
         first.sort();
-        assert_eq!(first, [(addr(1), false), (addr(2), false)]);
+        let (plain, mse) = (
+            Hints {
+                plaintext_first: true,
+                utp_first: false,
+            },
+            Hints::default(),
+        );
+        assert_eq!(first, [(addr(1), mse), (addr(2), mse)]);
         let refused = Exit {
             useful: true,
             plaintext_only: true,
+            tcp_unusable: false,
         };
-        c.on_encryption(addr(1), &refused, false);
+        c.on_transport(addr(1), &refused, mse);
         c.on_exit(addr(1), true, now);
         c.on_exit(addr(2), true, now);
         let later = now + backoff(0);
         let mut second = c.take_due(later, 10, |_| false);
         second.sort();
-        assert_eq!(second, [(addr(1), true), (addr(2), false)]);
+        assert_eq!(second, [(addr(1), plain), (addr(2), mse)]);
         // Kept across a pause of the torrent.
         c.restart();
         let mut third = c.take_due(later, 10, |_| false);
         third.sort();
-        assert_eq!(third, [(addr(1), true), (addr(2), false)]);
+        assert_eq!(third, [(addr(1), plain), (addr(2), mse)]);
         // A plaintext session that moved data keeps it so; one that came
         // to nothing sends the next attempt back to MSE.
-        c.on_encryption(
-            addr(1),
-            &Exit {
-                useful: true,
-                plaintext_only: false,
-            },
-            true,
-        );
+        let useful = Exit {
+            useful: true,
+            ..Exit::default()
+        };
+        c.on_transport(addr(1), &useful, plain);
         c.on_exit(addr(1), true, later);
         let again = later + backoff(0);
         assert_eq!(
             c.take_due(again, 1, |ip| ip != addr(1).ip()),
-            [(addr(1), true)]
+            [(addr(1), plain)]
         );
-        c.on_encryption(addr(1), &Exit::default(), true);
+        c.on_transport(addr(1), &Exit::default(), plain);
         c.on_exit(addr(1), false, again);
         let last = again + backoff(1);
         assert_eq!(
             c.take_due(last, 1, |ip| ip != addr(1).ip()),
-            [(addr(1), false)]
+            [(addr(1), mse)]
         );
+        // A TCP connection closed before the handshake: uTP first, until
+        // a uTP-first attempt comes to nothing.
+        let utp = Hints {
+            plaintext_first: false,
+            utp_first: true,
+        };
+        let closed = Exit {
+            tcp_unusable: true,
+            ..Exit::default()
+        };
+        c.on_transport(addr(1), &closed, mse);
+        c.on_exit(addr(1), false, last);
+        let t = last + backoff(2);
+        assert_eq!(c.take_due(t, 1, |ip| ip != addr(1).ip()), [(addr(1), utp)]);
+        c.on_transport(addr(1), &Exit::default(), utp);
+        c.on_exit(addr(1), false, t);
+        let t = t + backoff(3);
+        assert_eq!(c.take_due(t, 1, |ip| ip != addr(1).ip()), [(addr(1), mse)]);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The session's DHT node: a thin tokio driver around the sans-IO
 //! [`rivulet_dht::Node`].
 //!
-//! One task owns the node and its UDP sockets, bound to the session's
-//! listen port (the same number as TCP, as other clients expect): one for
-//! IPv4 and, when the session is not bound to an IPv4 address, one for IPv6
-//! (its own routing table, BEP 32). It feeds the node every datagram and
-//! the time, sends what the node asks, wakes it when it wants, and hands
-//! the peers its lookups find to whoever asked ([`DhtHandle::lookup`]).
+//! One task owns the node. It uses the session's UDP port
+//! (`udp_port`, the listen port's number, as other clients
+//! expect): one socket for IPv4 and, when the session is not bound to an
+//! IPv4 address, one for IPv6 (its own routing table, BEP 32), shared with
+//! uTP, whose task reads them and hands this one the datagrams that are
+//! not uTP. It feeds the node every datagram and the time, sends what the
+//! node asks, wakes it when it wants, and hands the peers its lookups find
+//! to whoever asked ([`DhtHandle::lookup`]).
 //!
 //! At start it restores the node id and the good nodes saved by the last
 //! run (a state file, written atomically: temp file, fsync, rename), and
@@ -14,18 +16,18 @@
 //! within a few seconds). The state is saved again every 10 minutes and at
 //! shutdown.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rivulet_core::InfoHash;
 use rivulet_dht::{Event, LookupId, Node};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::udp_port::PortSockets;
 
 /// How long resolving one router's host name may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -165,76 +167,28 @@ impl DhtHandle {
     }
 }
 
-/// Starts the DHT task on `port` (from `bind`, when given; 0: any free
-/// port); it ends when `cancel` is cancelled, after saving its state.
-/// Returns its handle and the task. Must be called within a tokio runtime.
-///
-/// # Errors
-///
-/// When no UDP socket can be bound on `port`.
+/// Starts the DHT task on the session's UDP port (`sockets`; it sends
+/// through them and receives the datagrams the port's task hands it on
+/// `datagrams`); it ends when `cancel` is cancelled, after saving its
+/// state. Returns its handle and the task. Must be called within a tokio
+/// runtime.
 pub(crate) fn start(
     config: DhtConfig,
-    bind: Option<IpAddr>,
-    port: u16,
+    sockets: PortSockets,
+    datagrams: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
     cancel: CancellationToken,
-) -> std::io::Result<(DhtHandle, JoinHandle<()>)> {
-    let v4_ip = match bind {
-        Some(IpAddr::V4(ip)) => Some(ip),
-        Some(IpAddr::V6(_)) => None,
-        None => Some(Ipv4Addr::UNSPECIFIED),
-    };
-    let v6_ip = match bind {
-        Some(IpAddr::V6(ip)) => Some(ip),
-        Some(IpAddr::V4(_)) => None,
-        None => Some(Ipv6Addr::UNSPECIFIED),
-    };
-    let v4 = match v4_ip {
-        Some(ip) => Some(bind_socket(IpAddr::V4(ip), port)?),
-        None => None,
-    };
-    // IPv6 is optional when binding everywhere: a machine without it still
-    // has an IPv4 DHT.
-    let v6 = match v6_ip {
-        Some(ip) => match bind_socket(IpAddr::V6(ip), port) {
-            Ok(s) => Some(s),
-            Err(e) if bind.is_some() => return Err(e),
-            Err(e) => {
-                tracing::debug!(error = %e, "no IPv6 DHT socket");
-                None
-            }
-        },
-        None => None,
-    };
-    let port = match (&v4, &v6) {
-        (Some(s), _) | (None, Some(s)) => s.local_addr()?.port(),
-        (None, None) => return Err(std::io::Error::other("no address family for the DHT")),
-    };
+) -> (DhtHandle, JoinHandle<()>) {
+    let port = sockets.port;
     let node_config = rivulet_dht::Config {
         port,
-        ipv4: v4.is_some(),
-        ipv6: v6.is_some(),
+        ipv4: sockets.v4.is_some(),
+        ipv6: sockets.v6.is_some(),
         bootstrap: Vec::new(),
         ..rivulet_dht::Config::default()
     };
     let (commands, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(config, node_config, v4, v6, rx, cancel));
-    Ok((DhtHandle { commands, port }, task))
-}
-
-fn bind_socket(ip: IpAddr, port: u16) -> std::io::Result<UdpSocket> {
-    let domain = if ip.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
-    if ip.is_ipv6() {
-        // Its own socket beside the IPv4 one, on the same port.
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::new(ip, port).into())?;
-    UdpSocket::from_std(socket.into())
+    let task = tokio::spawn(run(config, node_config, sockets, datagrams, rx, cancel));
+    (DhtHandle { commands, port }, task)
 }
 
 /// The node, restored from its state file when there is a good one.
@@ -294,13 +248,11 @@ async fn resolve(routers: &[String]) -> Vec<SocketAddr> {
 async fn run(
     config: DhtConfig,
     node_config: rivulet_dht::Config,
-    v4: Option<UdpSocket>,
-    v6: Option<UdpSocket>,
+    sockets: PortSockets,
+    mut datagrams: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     cancel: CancellationToken,
 ) {
-    let v4 = v4.map(Arc::new);
-    let v6 = v6.map(Arc::new);
     let mut node = load(&config, node_config, Instant::now().into_std());
     let routers = tokio::select! {
         r = resolve(&config.bootstrap) => r,
@@ -308,13 +260,7 @@ async fn run(
     };
     let routers: Vec<SocketAddr> = routers
         .into_iter()
-        .filter(|a| {
-            if a.is_ipv4() {
-                v4.is_some()
-            } else {
-                v6.is_some()
-            }
-        })
+        .filter(|a| sockets.for_addr(*a).is_some())
         .collect();
     if let Err(e) = node.bootstrap(Instant::now().into_std(), &routers) {
         tracing::debug!(error = %e, "DHT bootstrap not started");
@@ -323,18 +269,13 @@ async fn run(
         std::collections::HashMap::new();
     // Lookups asked for while MAX_LOOKUPS run.
     let mut waiting: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
-    let mut buf4 = vec![0u8; 2048];
-    let mut buf6 = vec![0u8; 2048];
     let mut save_tick = tokio::time::interval_at(Instant::now() + SAVE_EVERY, SAVE_EVERY);
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
     loop {
         // What the node wants sent, and what it found.
         while let Some((to, packet)) = node.poll_transmit() {
-            let socket = if to.is_ipv4() { &v4 } else { &v6 };
-            if let Some(s) = socket {
-                // A full socket buffer drops the datagram, like the network.
-                let _ = s.try_send_to(&packet, to);
-            }
+            // A full socket buffer drops the datagram, like the network.
+            sockets.send(to, &packet);
         }
         while let Some(event) = node.poll_event() {
             match event {
@@ -370,19 +311,8 @@ async fn run(
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
         tokio::select! {
             () = cancel.cancelled() => break,
-            r = recv(&v4, &mut buf4) => {
-                if let Some((n, from)) = r {
-                    if let Some(p) = buf4.get(..n) {
-                        node.handle_packet(Instant::now().into_std(), from, p);
-                    }
-                }
-            }
-            r = recv(&v6, &mut buf6) => {
-                if let Some((n, from)) = r {
-                    if let Some(p) = buf6.get(..n) {
-                        node.handle_packet(Instant::now().into_std(), from, p);
-                    }
-                }
+            Some((from, packet)) = datagrams.recv() => {
+                node.handle_packet(Instant::now().into_std(), from, &packet);
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::AddNodes(nodes)) => {
@@ -465,29 +395,5 @@ fn start_lookup(
         // No node to ask yet (the table is empty): the channel closes at
         // once, and the caller asks again later.
         Err(e) => tracing::debug!(error = %e, "DHT lookup not started"),
-    }
-}
-
-/// The next datagram on `socket`; never resolves without one (or with an
-/// error other than an ICMP report, after which the socket is left idle).
-async fn recv(socket: &Option<Arc<UdpSocket>>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-    let Some(s) = socket else {
-        return std::future::pending().await;
-    };
-    match s.recv_from(buf).await {
-        Ok(r) => Some(r),
-        // An ICMP report of an earlier send: like a lost datagram.
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "DHT socket failed");
-            std::future::pending().await
-        }
     }
 }

@@ -29,11 +29,11 @@ use rivulet_wire::mse::{
     CryptoSet, Established, Method, MseError, MseHandshake, Progress, Rc4Stream,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::peer::PeerError;
+use crate::utp::{UtpSocket, UtpStream};
 
 /// Whether connections are encrypted (MSE/PE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,10 +80,94 @@ pub fn tracker_crypto(policy: Encryption) -> rivulet_tracker::Crypto {
 /// Bytes of ciphertext a writer encrypts ahead of the socket.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// Reads a connection's bytes, whatever carries them.
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// Writes a connection's bytes, whatever carries them.
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// What carries a peer connection.
+#[derive(Debug)]
+pub enum Transport {
+    /// TCP.
+    Tcp(TcpStream),
+    /// uTP over the session's UDP port.
+    Utp(UtpStream),
+}
+
+impl Transport {
+    /// Its reading and writing halves, each usable alone.
+    fn into_split(self) -> (BoxRead, BoxWrite) {
+        match self {
+            Transport::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Transport::Utp(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        }
+    }
+
+    /// Ends the connection at once: a uTP connection is reset (so that
+    /// libtorrent tries TCP instead of waiting); a TCP one closed.
+    pub fn abort(self) {
+        match self {
+            Transport::Tcp(s) => drop(s),
+            Transport::Utp(s) => s.abort(),
+        }
+    }
+
+    /// Whether this is uTP.
+    pub fn is_utp(&self) -> bool {
+        matches!(self, Transport::Utp(_))
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Utp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Utp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Transport::Utp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Utp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The reading half of a peer connection, decrypting when the connection
 /// is RC4.
-#[derive(Debug)]
-pub struct PeerReader<R = OwnedReadHalf> {
+pub struct PeerReader<R = BoxRead> {
     inner: R,
     decrypt: Option<Rc4Stream>,
 }
@@ -112,8 +196,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for PeerReader<R> {
 /// as soon as the bytes are encrypted, and [`pending`](Self::pending) says
 /// whether some still wait for the socket; flush (or write more) until it
 /// is zero.
-#[derive(Debug)]
-pub struct PeerWriter<W = OwnedWriteHalf> {
+pub struct PeerWriter<W = BoxWrite> {
     inner: W,
     encrypt: Option<Rc4Stream>,
     /// Encrypted bytes not yet taken by the socket, from `sent` on.
@@ -213,6 +296,23 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for PeerWriter<W> {
     }
 }
 
+impl<R> std::fmt::Debug for PeerReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerReader")
+            .field("decrypt", &self.decrypt.is_some())
+            .finish()
+    }
+}
+
+impl<W> std::fmt::Debug for PeerWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerWriter")
+            .field("encrypt", &self.encrypt.is_some())
+            .field("pending", &(self.out.len() - self.sent))
+            .finish()
+    }
+}
+
 /// A connection ready for the BitTorrent handshake (or past ours).
 #[derive(Debug)]
 pub struct PeerStream {
@@ -230,6 +330,8 @@ pub struct PeerStream {
     /// We tried the MSE handshake first and the peer refused it: this is
     /// the plaintext connection made after.
     pub fell_back: bool,
+    /// It runs over uTP.
+    pub utp: bool,
 }
 
 /// How a connection is protected.
@@ -252,8 +354,8 @@ impl StreamKind {
 
 impl PeerStream {
     /// A plaintext connection; `rbuf` holds what was read of it already.
-    pub fn plaintext(stream: TcpStream, rbuf: BytesMut) -> Self {
-        let _ = stream.set_nodelay(true);
+    pub fn plaintext(stream: Transport, rbuf: BytesMut) -> Self {
+        let utp = stream.is_utp();
         let (r, w) = stream.into_split();
         PeerStream {
             reader: PeerReader {
@@ -270,13 +372,14 @@ impl PeerStream {
             handshake_sent: false,
             kind: StreamKind::Plaintext,
             fell_back: false,
+            utp,
         }
     }
 
     /// The connection once the MSE handshake `done` is through; `rest` is
     /// what was read after it, as received.
     fn established(
-        stream: TcpStream,
+        stream: Transport,
         done: Established,
         mut rest: BytesMut,
         handshake_sent: bool,
@@ -302,7 +405,7 @@ impl PeerStream {
 
 /// Runs an MSE handshake on `stream` until it is done, within `limit`.
 async fn run_mse(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     mut mse: MseHandshake,
     mut rbuf: BytesMut,
     limit: Duration,
@@ -329,16 +432,18 @@ async fn run_mse(
 }
 
 /// What [`connect`] needs to know.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectParams {
     /// Where to connect from.
     pub bind: Option<IpAddr>,
-    /// Limit on the TCP connect.
+    /// Limit on the TCP connect (and on the uTP one).
     pub connect_timeout: Duration,
     /// Limit on the MSE handshake.
     pub handshake_timeout: Duration,
     /// The policy.
     pub encryption: Encryption,
+    /// The session's uTP endpoint: tried when TCP does not reach the peer.
+    pub utp: Option<UtpSocket>,
 }
 
 /// Why [`connect`] failed, and whether the peer may be tried in plaintext.
@@ -350,50 +455,110 @@ pub struct ConnectError {
     pub reached: bool,
 }
 
+/// How [`connect`] should try a peer first, from what earlier attempts
+/// showed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hints {
+    /// The peer refused the MSE handshake: plaintext first.
+    pub plaintext_first: bool,
+    /// TCP did not get us a peer last time: uTP first.
+    pub utp_first: bool,
+}
+
 /// Opens a connection to `addr` for torrent `info_hash`, as `params` say:
-/// with the MSE handshake (sending `handshake`, our BitTorrent handshake,
-/// inside it) unless the policy is off or `plaintext_first` (the peer is
-/// known not to speak MSE), falling back to plaintext under
+/// over TCP, and over uTP when TCP does not reach the peer (or first, when
+/// `hints` say so); with the MSE handshake (sending `handshake`, our
+/// BitTorrent handshake, inside it) unless the policy is off or the peer is
+/// known not to speak MSE, falling back to plaintext under
 /// [`Encryption::Prefer`] when the peer refuses MSE.
 pub async fn connect(
     addr: SocketAddr,
     info_hash: InfoHash,
     handshake: &[u8],
-    params: ConnectParams,
-    plaintext_first: bool,
+    params: &ConnectParams,
+    hints: Hints,
 ) -> Result<PeerStream, ConnectError> {
-    let tcp = || async {
-        match timeout(
-            params.connect_timeout,
-            crate::peer::connect_tcp(params.bind, addr),
-        )
-        .await
-        {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(ConnectError {
-                error: PeerError::Io(e),
-                reached: false,
-            }),
-            Err(_) => Err(ConnectError {
-                error: PeerError::Timeout("connecting"),
-                reached: false,
-            }),
+    let order: &[bool] = match (&params.utp, hints.utp_first) {
+        (None, _) => &[false],
+        (Some(_), false) => &[false, true],
+        (Some(_), true) => &[true, false],
+    };
+    // The first transport's error is the one reported: "connection
+    // refused" over TCP says more than the uTP attempt's time-out after it.
+    let mut first = None;
+    for &utp in order {
+        match connect_over(addr, info_hash, handshake, params, hints, utp).await {
+            Ok(s) => return Ok(s),
+            // The peer answered over this transport: the failure is not
+            // the transport's.
+            Err(e) if e.reached => return Err(e),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or(ConnectError {
+        error: PeerError::Timeout("connecting"),
+        reached: false,
+    }))
+}
+
+/// Opens one connection over TCP or uTP.
+async fn open(
+    addr: SocketAddr,
+    params: &ConnectParams,
+    utp: bool,
+) -> Result<Transport, ConnectError> {
+    let opened = match (&params.utp, utp) {
+        (Some(socket), true) => {
+            timeout(params.connect_timeout, async {
+                socket.connect(addr).await.map(Transport::Utp)
+            })
+            .await
+        }
+        _ => {
+            timeout(params.connect_timeout, async {
+                crate::peer::connect_tcp(params.bind, addr)
+                    .await
+                    .map(Transport::Tcp)
+            })
+            .await
         }
     };
+    match opened {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ConnectError {
+            error: PeerError::Io(e),
+            reached: false,
+        }),
+        Err(_) => Err(ConnectError {
+            error: PeerError::Timeout("connecting"),
+            reached: false,
+        }),
+    }
+}
+
+async fn connect_over(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    handshake: &[u8],
+    params: &ConnectParams,
+    hints: Hints,
+    utp: bool,
+) -> Result<PeerStream, ConnectError> {
     let mse = match params.encryption {
         Encryption::Off => None,
-        Encryption::Prefer if plaintext_first => None,
+        Encryption::Prefer if hints.plaintext_first => None,
         Encryption::Prefer => Some(CryptoSet::ALL),
         Encryption::Require => Some(CryptoSet::RC4),
     };
     let Some(provide) = mse else {
         return Ok(PeerStream::plaintext(
-            tcp().await?,
+            open(addr, params, utp).await?,
             BytesMut::with_capacity(64 * 1024),
         ));
     };
-    let mut stream = tcp().await?;
-    let _ = stream.set_nodelay(true);
+    let mut stream = open(addr, params, utp).await?;
     let hs = MseHandshake::initiate(info_hash, provide, handshake, &mut rand::thread_rng());
     match run_mse(&mut stream, hs, BytesMut::new(), params.handshake_timeout).await {
         Ok((done, rest)) => Ok(PeerStream::established(stream, *done, rest, true)),
@@ -402,9 +567,12 @@ pub async fn connect(
             reached: true,
         }),
         Err(error) => {
-            tracing::debug!(%addr, %error, "encryption handshake failed: trying plaintext");
-            drop(stream);
-            let mut s = PeerStream::plaintext(tcp().await?, BytesMut::with_capacity(64 * 1024));
+            tracing::debug!(%addr, %error, utp, "encryption handshake failed: trying plaintext");
+            stream.abort();
+            let mut s = PeerStream::plaintext(
+                open(addr, params, utp).await?,
+                BytesMut::with_capacity(64 * 1024),
+            );
             s.fell_back = true;
             Ok(s)
         }
@@ -415,7 +583,7 @@ pub async fn connect(
 /// plaintext handshake: runs the MSE handshake as the responder for any of
 /// `torrents`. Returns the torrent the peer asked for and the connection.
 pub async fn accept(
-    mut stream: TcpStream,
+    mut stream: Transport,
     rbuf: BytesMut,
     torrents: Vec<InfoHash>,
     encryption: Encryption,
@@ -423,7 +591,15 @@ pub async fn accept(
 ) -> Result<(InfoHash, PeerStream), PeerError> {
     let (accept, prefer) = encryption.responder_methods();
     let hs = MseHandshake::respond(torrents, accept, prefer, &mut rand::thread_rng());
-    let (done, rest) = run_mse(&mut stream, hs, rbuf, limit).await?;
+    let (done, rest) = match run_mse(&mut stream, hs, rbuf, limit).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A torrent we do not have, or a broken handshake: over uTP a
+            // reset tells the peer at once.
+            stream.abort();
+            return Err(e);
+        }
+    };
     let info_hash = done.info_hash;
     Ok((
         info_hash,

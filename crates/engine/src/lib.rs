@@ -14,7 +14,9 @@
 //! positioned file I/O; [`folder`] locks a torrent's data folder and says
 //! where its resume data goes. [`scrape`] asks trackers for swarm counts.
 //! The same peer tasks serve pieces (the [`choker`] hands out upload slots),
-//! and a [`listener`] takes incoming connections; [`stats`] holds the
+//! and a [`listener`] takes incoming connections, over TCP or [`utp`]
+//! (on the session's UDP port, shared with the [`dht`]), plain or
+//! encrypted ([`encryption`]); [`stats`] holds the
 //! counters a display reads. `STATE.md` beside this crate describes piece
 //! and peer states and the locking rules.
 //! Dependency direction: `cli -> engine -> {wire, tracker} -> core -> bencode`.
@@ -38,4 +40,6 @@ pub mod session;
 pub mod stats;
 pub mod storage;
 pub mod torrent;
+mod udp_port;
 mod udp_socket;
+pub mod utp;

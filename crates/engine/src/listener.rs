@@ -28,13 +28,13 @@ use rivulet_wire::mse::is_plaintext_start;
 use rivulet_wire::HandshakePrefix;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::encryption::{Encryption, PeerStream};
+use crate::encryption::{Encryption, PeerStream, Transport};
 use crate::torrent::Shared;
 
 /// Connections that may be waiting for their handshake at once.
@@ -70,6 +70,8 @@ type Torrents = Arc<Mutex<HashMap<InfoHash, Weak<Shared>>>>;
 pub struct Listener {
     addrs: Vec<SocketAddr>,
     torrents: Torrents,
+    pending: Arc<Semaphore>,
+    encryption: Encryption,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -152,6 +154,8 @@ impl Listener {
         Ok(Listener {
             addrs,
             torrents,
+            pending,
+            encryption,
             tasks,
             cancel,
         })
@@ -174,6 +178,41 @@ impl Listener {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(shared.info_hash, Arc::downgrade(shared));
+    }
+
+    /// Takes the incoming uTP connections that arrive on `connections`
+    /// (from the session's UDP port), and routes them like TCP ones, within
+    /// the same bound on pending handshakes.
+    pub(crate) fn accept_utp(
+        &self,
+        mut connections: tokio::sync::mpsc::Receiver<(crate::utp::UtpStream, SocketAddr)>,
+    ) {
+        let (torrents, pending, tasks, cancel, encryption) = (
+            Arc::clone(&self.torrents),
+            Arc::clone(&self.pending),
+            self.tasks.clone(),
+            self.cancel.clone(),
+            self.encryption,
+        );
+        let accept = async move {
+            while let Some((stream, addr)) = connections.recv().await {
+                let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+                    tracing::debug!(%addr, "too many pending handshakes: uTP connection reset");
+                    stream.abort();
+                    continue;
+                };
+                let handshake = incoming(
+                    Transport::Utp(stream),
+                    addr,
+                    Arc::clone(&torrents),
+                    permit,
+                    encryption,
+                );
+                tasks.spawn(cancel.clone().run_until_cancelled_owned(handshake));
+            }
+        };
+        self.tasks
+            .spawn(self.cancel.clone().run_until_cancelled_owned(accept));
     }
 
     /// Stops routing peers to a torrent.
@@ -263,7 +302,13 @@ async fn accept_loop(
                     continue;
                 };
                 // Pending handshakes end with the listener.
-                let handshake = incoming(stream, addr, Arc::clone(&torrents), permit, encryption);
+                let handshake = incoming(
+                    Transport::Tcp(stream),
+                    addr,
+                    Arc::clone(&torrents),
+                    permit,
+                    encryption,
+                );
                 tasks.spawn(cancel.clone().run_until_cancelled_owned(handshake));
             }
             Err(e) => {
@@ -285,7 +330,7 @@ enum Start {
 }
 
 async fn incoming(
-    mut stream: TcpStream,
+    mut stream: Transport,
     addr: SocketAddr,
     torrents: Torrents,
     permit: OwnedSemaphorePermit,
@@ -314,21 +359,39 @@ async fn incoming(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%addr, error = %e, "bad incoming handshake");
+            stream.abort();
             return;
         }
         Err(_) => {
             tracing::debug!(%addr, "incoming handshake timed out");
+            stream.abort();
             return;
         }
     };
     let (info_hash, peer_stream) = match start {
         Start::Plaintext(_) if !encryption.accepts_plaintext() => {
             tracing::debug!(%addr, "plaintext peer refused: encryption is required");
+            stream.abort();
             return;
         }
-        Start::Plaintext(prefix) => (prefix.info_hash, PeerStream::plaintext(stream, rbuf)),
+        Start::Plaintext(prefix) => {
+            if !torrents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&prefix.info_hash)
+            {
+                // Over uTP the peer learns at once (a reset), and
+                // libtorrent then tries TCP; over TCP the connection just
+                // closes.
+                tracing::debug!(%addr, info_hash = %prefix.info_hash.to_hex(), "incoming peer for a torrent we do not have");
+                stream.abort();
+                return;
+            }
+            (prefix.info_hash, PeerStream::plaintext(stream, rbuf))
+        }
         Start::Mse if !encryption.accepts_mse() => {
             tracing::debug!(%addr, "encrypted peer refused: encryption is off");
+            stream.abort();
             return;
         }
         Start::Mse => {
@@ -354,7 +417,7 @@ async fn incoming(
         .get(&info_hash)
         .and_then(Weak::upgrade);
     let Some(shared) = shared else {
-        tracing::debug!(%addr, info_hash = %info_hash.to_hex(), "incoming peer for a torrent we do not have");
+        tracing::debug!(%addr, info_hash = %info_hash.to_hex(), "incoming peer for a torrent gone meanwhile");
         return;
     };
     if shared.is_shutting_down() || shared.is_banned(addr.ip()) {

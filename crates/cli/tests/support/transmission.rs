@@ -187,6 +187,7 @@ impl TransmissionDaemon {
         if let (Some(s), Some(e)) = (settings.as_object_mut(), extra.as_object()) {
             s.extend(e.clone());
         }
+        let utp = settings["utp-enabled"].as_bool().unwrap_or(false);
         fs::write(
             conf.path().join("settings.json"),
             serde_json::to_string_pretty(&settings).unwrap(),
@@ -199,7 +200,8 @@ impl TransmissionDaemon {
         cmd.arg("-f")
             .arg("-g")
             .arg(conf.path())
-            .args(["-O", "-Y", "-M", "--no-utp", "-T"])
+            .args(["-O", "-Y", "-M", "-T"])
+            .arg(if utp { "--utp" } else { "--no-utp" })
             .arg("-P")
             .arg(peer_port.to_string())
             .arg("-p")

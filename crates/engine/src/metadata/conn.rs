@@ -17,7 +17,7 @@ use tokio::time::{timeout, Instant};
 
 use super::fetch::{Joined, PeerKey};
 use super::{Ctx, UT_METADATA_ID};
-use crate::encryption::{ConnectParams, PeerStream, PeerWriter};
+use crate::encryption::{ConnectParams, Hints, PeerStream, PeerWriter};
 use crate::peer::PeerError;
 
 /// Runs one connection to `addr` until the fetch ends or the peer is of no
@@ -28,13 +28,14 @@ pub(super) async fn run(ctx: Arc<Ctx>, key: PeerKey, addr: SocketAddr) -> Result
         connect_timeout: ctx.connect_timeout,
         handshake_timeout: ctx.handshake_timeout,
         encryption: ctx.encryption,
+        utp: ctx.utp.clone(),
     };
     let stream = crate::encryption::connect(
         addr,
         ctx.info_hash,
         &our_handshake(&ctx).to_bytes(),
-        params,
-        false,
+        &params,
+        Hints::default(),
     )
     .await
     .map_err(|e| e.error)?;

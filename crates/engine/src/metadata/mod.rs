@@ -121,6 +121,7 @@ pub(crate) struct Ctx {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     encryption: crate::encryption::Encryption,
+    utp: Option<crate::utp::UtpSocket>,
     state: Mutex<MetadataFetch>,
     /// Wakes connections: pieces to hand out, or a ban.
     wake: Notify,
@@ -149,6 +150,8 @@ pub(crate) struct FetchEnv {
     pub dht: Option<crate::dht::DhtHandle>,
     /// The session's encryption policy.
     pub encryption: crate::encryption::Encryption,
+    /// The session's uTP endpoint.
+    pub utp: Option<crate::utp::UtpSocket>,
 }
 
 /// How a task of the connection set ended.
@@ -195,6 +198,7 @@ pub(crate) async fn fetch(
         connect_timeout: options.connect_timeout,
         handshake_timeout: options.handshake_timeout,
         encryption: env.encryption,
+        utp: env.utp.clone(),
         state: Mutex::new(MetadataFetch::new(
             info_hash,
             MAX_METADATA_SIZE,

@@ -96,8 +96,8 @@ pub trait TorrentAccess {
         Vec::new()
     }
     /// Peers the peer told us of through PEX (already bounded), for the
-    /// connector.
-    fn pex_learned(&mut self, _peers: &[SocketAddr]) {}
+    /// connector, with their flags (uTP, encryption, ...).
+    fn pex_learned(&mut self, _peers: &[rivulet_wire::PexPeer]) {}
     /// The peer's DHT node (BEP 5 `PORT`), for our DHT node to ping.
     fn dht_node(&mut self, _addr: SocketAddr) {}
 }

@@ -12,7 +12,7 @@ use rivulet_wire::{Handshake, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::encryption::{PeerReader, PeerStream, PeerWriter};
+use crate::encryption::{ConnectParams, Hints, PeerReader, PeerStream, PeerWriter};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
@@ -35,6 +35,9 @@ pub(crate) struct Exit {
     /// The peer refused the encryption handshake and took plaintext: try
     /// it in plaintext first next time.
     pub plaintext_only: bool,
+    /// A TCP connection was made but closed before the peer's handshake
+    /// (a peer that takes uTP only does that): try uTP first next time.
+    pub tcp_unusable: bool,
 }
 
 /// Our BitTorrent handshake for `shared`'s torrent.
@@ -50,26 +53,20 @@ fn our_handshake(shared: &Shared) -> Handshake {
 /// Connects to `addr` (from the configured local address, if any; encrypted
 /// as the torrent's policy says, in plaintext first when `plaintext_first`)
 /// and runs the connection until it ends.
-pub(crate) async fn connect_and_run(
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    plaintext_first: bool,
-) -> Exit {
-    let params = crate::encryption::ConnectParams {
+pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints: Hints) -> Exit {
+    let params = ConnectParams {
         bind: shared.config.bind,
         connect_timeout: shared.config.connect_timeout,
         handshake_timeout: shared.config.handshake_timeout,
         encryption: shared.config.encryption,
+        utp: shared.config.utp.clone(),
     };
     let hs = our_handshake(&shared).to_bytes();
-    let stream = match crate::encryption::connect(
-        addr,
-        shared.info_hash,
-        &hs,
-        params,
-        plaintext_first,
-    )
-    .await
+    let hints = Hints {
+        utp_first: hints.utp_first || shared.config.utp_first || shared.utp_hinted(addr),
+        ..hints
+    };
+    let stream = match crate::encryption::connect(addr, shared.info_hash, &hs, &params, hints).await
     {
         Ok(s) => s,
         Err(e) => {
@@ -84,9 +81,20 @@ pub(crate) async fn connect_and_run(
         }
     };
     let plaintext_only = stream.fell_back;
+    let over_tcp = !stream.utp;
+    if over_tcp && hints.utp_first {
+        // uTP was tried first and failed: PEX was wrong about this peer.
+        shared.utp_unhint(addr);
+    }
     let mut conn = Connection::new(Arc::clone(&shared), addr, false);
     let result = conn.run(stream).await;
     conn.log_end(&result);
+    let tcp_unusable = over_tcp
+        && !conn.registered
+        && matches!(
+            &result,
+            Err(PeerError::ClosedInHandshake | PeerError::Io(_))
+        );
     if let (Err(e), false) = (&result, conn.registered) {
         // Connected, but never became a peer: as unreachable to the user.
         let reason = match e {
@@ -97,7 +105,10 @@ pub(crate) async fn connect_and_run(
     }
     Exit {
         useful: conn.useful,
-        plaintext_only,
+        // Only once plaintext got us a peer: a peer that closes every TCP
+        // connection refuses MSE and plaintext alike.
+        plaintext_only: plaintext_only && conn.registered,
+        tcp_unusable,
     }
 }
 
@@ -211,6 +222,7 @@ impl Connection {
             writer,
             mut rbuf,
             kind,
+            utp,
             ..
         } = stream;
         let theirs = timeout(shared.config.handshake_timeout, async {
@@ -233,7 +245,7 @@ impl Connection {
         }
         let fast = theirs.reserved.contains(Reserved::FAST);
         let extended = theirs.reserved.contains(Reserved::EXTENSION_PROTOCOL);
-        tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast, ?kind, "handshake done");
+        tracing::debug!(addr = %self.addr, incoming = self.incoming, client = ?theirs.peer_id.client().map(|c| c.to_string()), fast, ?kind, utp, "handshake done");
 
         let (mut link, mut commands) = PeerLink::register(
             &shared,
@@ -241,6 +253,7 @@ impl Connection {
             theirs.peer_id,
             self.incoming,
             kind.is_mse(),
+            utp,
         )
         .map_err(PeerError::from)?;
         self.registered = true;

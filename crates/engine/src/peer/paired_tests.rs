@@ -223,8 +223,15 @@ impl Net {
     }
 
     fn end(&self, node: &Node, remote: &Node, incoming: bool, p: PeerParams) -> Side {
-        let (mut link, commands) =
-            PeerLink::register(&node.shared, remote.addr(), remote.id, incoming, false).unwrap();
+        let (mut link, commands) = PeerLink::register(
+            &node.shared,
+            remote.addr(),
+            remote.id,
+            incoming,
+            false,
+            false,
+        )
+        .unwrap();
         let mut core = PeerState::new(p, self.now);
         core.start(&mut link);
         Side::Core(Box::new(End {
@@ -1296,7 +1303,7 @@ async fn peers_are_exchanged_at_most_once_a_minute() {
         added: vec![
             rivulet_wire::PexPeer {
                 addr: SocketAddr::new(ip(20), port),
-                flags: rivulet_wire::PexFlags(0),
+                flags: rivulet_wire::PexFlags::UTP,
             },
             rivulet_wire::PexPeer {
                 addr: SocketAddr::new(ip(21), 0),
@@ -1312,6 +1319,9 @@ async fn peers_are_exchanged_at_most_once_a_minute() {
     net.settle(&nodes).await;
     assert_eq!(learnt.try_recv().ok(), Some(SocketAddr::new(ip(20), 9000)));
     assert!(learnt.try_recv().is_err(), "port 0 is no peer");
+    // It takes uTP, PEX says: it will be tried over uTP first.
+    assert!(seeder.shared.utp_hinted(SocketAddr::new(ip(20), 9000)));
+    assert!(!seeder.shared.utp_hinted(SocketAddr::new(ip(6), 7001)));
     // Another message at once: ignored (one a minute).
     net.send(
         conns[1],

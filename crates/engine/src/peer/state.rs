@@ -760,11 +760,12 @@ impl PeerState {
             return;
         };
         self.pex_heard = Some(now);
-        let added: Vec<std::net::SocketAddr> = msg
+        let added: Vec<rivulet_wire::PexPeer> = msg
             .added
             .iter()
-            .map(|p| p.addr)
-            .filter(|a| {
+            .copied()
+            .filter(|p| {
+                let a = p.addr;
                 a.port() != 0
                     && !a.ip().is_unspecified()
                     && !a.ip().is_multicast()

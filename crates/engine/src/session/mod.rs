@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rivulet_core::{InfoHash, Metainfo, PeerId};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -61,6 +61,7 @@ use crate::folder::{DataFolder, FolderOptions};
 use crate::listener::{ListenError, Listener};
 use crate::metadata::{FetchEnv, FetchOptions, FetchProgress, MetadataError};
 use crate::torrent::{Parts, Settings, TorrentConfig};
+use crate::udp_port::PortSockets;
 use crate::udp_socket::UdpSockets;
 
 pub use handle::{TorrentHandle, TorrentSnapshot, TorrentState};
@@ -91,6 +92,13 @@ pub struct SessionConfig {
     pub lsd: bool,
     /// Whether peer connections are encrypted, both ways.
     pub encryption: Encryption,
+    /// uTP (BEP 29) on the UDP port of the listen port's number, beside
+    /// TCP: incoming uTP connections are taken, and a peer that TCP does
+    /// not reach is tried over uTP.
+    pub utp: bool,
+    /// Try uTP before TCP for every peer (as libtorrent does); by default
+    /// TCP comes first, uTP for the peers TCP does not reach.
+    pub utp_first: bool,
 }
 
 impl Default for SessionConfig {
@@ -104,6 +112,8 @@ impl Default for SessionConfig {
             dht: None,
             lsd: false,
             encryption: Encryption::default(),
+            utp: true,
+            utp_first: false,
         }
     }
 }
@@ -164,7 +174,10 @@ struct Inner {
     /// The DHT node, its task, and what stops it (after the torrents, at
     /// shutdown).
     dht: Option<DhtHandle>,
-    dht_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The session's uTP endpoint, for outgoing connections.
+    utp: Option<crate::utp::UtpSocket>,
+    /// The DHT's task and the UDP port's.
+    udp_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     dht_cancel: CancellationToken,
     trackers: TrackerClients,
     cache: Arc<Mutex<ReadCache>>,
@@ -221,19 +234,53 @@ impl Session {
         };
         let cancel = CancellationToken::new();
         let dht_cancel = CancellationToken::new();
-        let (dht, dht_task) = match &config.dht {
-            Some(c) => {
+        // The UDP port (the listen port's number), for the DHT and uTP.
+        let udp_wanted = config.dht.is_some() || (listener.is_some() && config.utp);
+        let sockets = match udp_wanted {
+            true => {
                 let port = listener.as_ref().map_or(0, Listener::port);
-                let (h, t) = crate::dht::start(c.clone(), config.bind, port, dht_cancel.clone())
-                    .map_err(SessionError::Dht)?;
-                (Some(h), Some(t))
+                match PortSockets::bind(config.bind, port) {
+                    Ok(s) => Some(s),
+                    // The DHT cannot do without it; uTP alone is left out.
+                    Err(e) if config.dht.is_some() => return Err(SessionError::Dht(e)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no UDP port: uTP is off");
+                        None
+                    }
+                }
             }
-            None => (None, None),
+            false => None,
         };
+        let mut tasks = Vec::new();
+        let (mut dht, mut utp) = (None, None);
+        if let Some(sockets) = sockets {
+            let (dht_tx, dht_rx) = mpsc::channel(1024);
+            if let Some(c) = &config.dht {
+                let (h, t) =
+                    crate::dht::start(c.clone(), sockets.clone(), dht_rx, dht_cancel.clone());
+                dht = Some(h);
+                tasks.push(t);
+            }
+            let listen = config.utp && listener.is_some();
+            let (socket, incoming, t) = crate::utp::start(
+                sockets,
+                listen,
+                config.dht.as_ref().map(|_| dht_tx),
+                dht_cancel.clone(),
+            );
+            tasks.push(t);
+            if let Some(l) = &listener {
+                if listen {
+                    l.accept_utp(incoming);
+                }
+            }
+            utp = config.utp.then_some(socket);
+        }
         let inner = Arc::new(Inner {
             listener,
             dht,
-            dht_task: Mutex::new(dht_task),
+            utp,
+            udp_tasks: Mutex::new(tasks),
             dht_cancel,
             trackers,
             cache: Arc::new(Mutex::new(ReadCache::new(config.read_cache_bytes))),
@@ -334,6 +381,8 @@ impl Session {
                 listen_port: self.port(),
                 dht: inner.dht.clone().filter(|_| !metainfo.info.private),
                 encryption: inner.config.encryption,
+                utp: inner.utp.clone(),
+                utp_first: inner.config.utp_first,
                 torrent: options.config.clone(),
             },
             cache: TorrentCache::new(Arc::clone(&inner.cache), key),
@@ -411,6 +460,7 @@ impl Session {
             cancel: inner.cancel.clone(),
             dht: inner.dht.clone(),
             encryption: inner.config.encryption,
+            utp: inner.utp.clone(),
         };
         crate::metadata::fetch(env, info_hash, options, progress).await
     }
@@ -428,14 +478,16 @@ impl Session {
             l.close().await;
         }
         inner.trackers.udp.close().await;
-        // Last: the DHT saves its state as it ends.
+        // Last: the DHT saves its state as it ends, and the UDP port's
+        // task stops.
         inner.dht_cancel.cancel();
-        let task = inner
-            .dht_task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = task {
+        let tasks = std::mem::take(
+            &mut *inner
+                .udp_tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for t in tasks {
             let _ = t.await;
         }
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rivulet_core::PeerId;
 use rivulet_wire::{Bitfield, PexFlags, PexPeer};
+
 use tokio::sync::mpsc;
 
 use super::{PeerCommand, PeerCounters, RegisterRefusal, Shared};
@@ -31,9 +32,11 @@ impl PeerLink {
         peer_id: PeerId,
         incoming: bool,
         mse: bool,
+        utp: bool,
     ) -> Result<(PeerLink, mpsc::UnboundedReceiver<PeerCommand>), RegisterRefusal> {
         let (key, commands, counters) = shared.register(addr, peer_id, incoming)?;
         counters.mse.store(mse, Ordering::Relaxed);
+        counters.utp.store(utp, Ordering::Relaxed);
         let link = PeerLink {
             shared: Arc::clone(shared),
             key,
@@ -216,20 +219,28 @@ impl TorrentAccess for PeerLink {
                 if e.counters.mse.load(Ordering::Relaxed) {
                     flags = flags | PexFlags::ENCRYPTION;
                 }
+                if e.counters.utp.load(Ordering::Relaxed) {
+                    flags = flags | PexFlags::UTP;
+                }
                 Some(PexPeer { addr, flags })
             })
             .collect()
     }
 
-    fn pex_learned(&mut self, peers: &[SocketAddr]) {
+    fn pex_learned(&mut self, peers: &[PexPeer]) {
         let sink = self
             .shared
             .pex_sink
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tx) = sink.as_ref() {
-            for addr in peers {
-                let _ = tx.send(*addr);
+            for p in peers {
+                if p.flags.contains(PexFlags::UTP) {
+                    // Reached over uTP first, as the peer that named it
+                    // does.
+                    self.shared.utp_hint(p.addr);
+                }
+                let _ = tx.send(p.addr);
             }
         }
     }

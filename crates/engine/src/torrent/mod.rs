@@ -138,6 +138,10 @@ pub struct Settings {
     pub dht: Option<crate::dht::DhtHandle>,
     /// Whether connections are encrypted (the session's policy).
     pub encryption: crate::encryption::Encryption,
+    /// The session's uTP endpoint, for peers TCP does not reach.
+    pub utp: Option<crate::utp::UtpSocket>,
+    /// Try uTP before TCP for every peer.
+    pub utp_first: bool,
     /// The torrent's own settings.
     pub torrent: TorrentConfig,
 }
@@ -151,6 +155,8 @@ impl Settings {
             listen_port: 6881,
             dht: None,
             encryption: crate::encryption::Encryption::default(),
+            utp: None,
+            utp_first: false,
             torrent,
         }
     }
@@ -372,6 +378,9 @@ pub struct Shared {
     /// Where peers learnt through PEX go: the connector's channel, set by
     /// the run (none outside one).
     pub(crate) pex_sink: Mutex<Option<tokio::sync::mpsc::UnboundedSender<std::net::SocketAddr>>>,
+    /// Peers that PEX says take uTP (flag 0x04): tried over uTP first. At
+    /// most [`MAX_UTP_HINTS`].
+    utp_hints: Mutex<std::collections::HashSet<std::net::SocketAddr>>,
     /// Chunks of pieces recently read for peers: this torrent's view of the
     /// session's cache.
     pub(crate) cache: TorrentCache,
@@ -398,7 +407,35 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Most peers [`Shared`] remembers as taking uTP (as many as the connector
+/// knows).
+pub const MAX_UTP_HINTS: usize = 2000;
+
 impl Shared {
+    /// PEX says the peer at `addr` takes uTP.
+    pub(crate) fn utp_hint(&self, addr: std::net::SocketAddr) {
+        let mut hints = self.utp_hints.lock().unwrap_or_else(|e| e.into_inner());
+        if hints.len() < MAX_UTP_HINTS {
+            hints.insert(addr);
+        }
+    }
+
+    /// The peer at `addr` did not answer over uTP after all.
+    pub(crate) fn utp_unhint(&self, addr: std::net::SocketAddr) {
+        self.utp_hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
+    }
+
+    /// Whether PEX said the peer at `addr` takes uTP.
+    pub(crate) fn utp_hinted(&self, addr: std::net::SocketAddr) -> bool {
+        self.utp_hints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&addr)
+    }
+
     /// Shared state for `info` outside a session (its own peer id and read
     /// cache, see [`Settings::standalone`]), with `have` the pieces already
     /// verified (resume data or a recheck).
@@ -491,6 +528,7 @@ impl Shared {
             verified: Notify::new(),
             disk: Mutex::new(None),
             pex_sink: Mutex::new(None),
+            utp_hints: Mutex::default(),
             shutdown: watch::channel(false).0,
             span,
         })

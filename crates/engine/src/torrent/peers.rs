@@ -50,6 +50,8 @@ pub(crate) struct PeerCounters {
     /// The connection went through the MSE handshake: the peer speaks it
     /// (PEX's "prefers encryption" flag).
     pub mse: AtomicBool,
+    /// The connection runs over uTP (PEX's uTP flag).
+    pub utp: AtomicBool,
 }
 
 /// A registered peer connection, as the torrent sees it: where its task
