@@ -15,9 +15,10 @@
 # either), libtorrent-rc4 a libtorrent leecher that allows RC4 only; plain
 # `rivulet` uses its default (the MSE handshake, then plaintext as the
 # libtorrent seeders choose). For uTP: UTP=1 turns uTP on in the seeders
-# (beside TCP), rivulet-utp is rivulet with --utp-first (so over uTP) and
-# libtorrent-utp a libtorrent leecher with TCP off; the other clients stay
-# on TCP.
+# (beside TCP), rivulet-utp is rivulet with --utp-first (so over uTP),
+# rivulet-tcp rivulet with --no-utp (so that seeders connecting back over
+# uTP do not mix in) and libtorrent-utp a libtorrent leecher with TCP off;
+# the other clients stay on TCP.
 # PIECE=16M sets the piece length (default 1M). SEEDS=8 starts that many
 # libtorrent seeders, each on its own address (127.0.1.1, 127.0.1.2, ...),
 # all announced to the tracker. Each client first runs once untimed (a
@@ -172,6 +173,8 @@ for r in $(seq "$first" "$((rounds + 1))"); do
       rivulet-plain) run rivulet-plain "$rivulet" download -q --encryption off --port $((7106 + off)) -o "$work/out" \
         "$work/data.torrent" ;;
       rivulet-rc4) run rivulet-rc4 "$rivulet" download -q --encryption require --port $((7107 + off)) -o "$work/out" \
+        "$work/data.torrent" ;;
+      rivulet-tcp) run rivulet-tcp "$rivulet" download -q --no-utp --port $((7111 + off)) -o "$work/out" \
         "$work/data.torrent" ;;
       rivulet-utp) run rivulet-utp "$rivulet" download -q --utp-first --port $((7109 + off)) -o "$work/out" \
         "$work/data.torrent" ;;
