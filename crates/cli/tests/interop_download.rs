@@ -39,22 +39,7 @@ fn rivulet() -> Command {
 /// Runs `rivulet download TORRENT -o DIR --bind <its own 127.0.0.x> ARGS...`
 /// to the end (on any free port unless ARGS has `--port`).
 fn download(torrent: &Path, dir: &Path, args: &[String]) -> Output {
-    let mut cmd = rivulet();
-    cmd.arg("download")
-        .arg(torrent)
-        .arg("-o")
-        .arg(dir)
-        .arg(format!("--bind={}", next_loopback()));
-    if !args.iter().any(|a| a.starts_with("--port")) {
-        cmd.arg("--port=0");
-    }
-    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
-    eprintln!(
-        "rivulet download: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    support::rivulet::download_to_end(torrent, dir, args, &[], None)
 }
 
 fn peer_args(peers: &[SocketAddr]) -> Vec<String> {

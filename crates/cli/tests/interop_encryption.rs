@@ -25,7 +25,7 @@ mod support;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -41,20 +41,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// `rivulet download TORRENT -o DIR --bind <its own 127.0.0.x> --port=0
 /// ARGS...`, run to the end.
 fn download(torrent: &Path, dir: &Path, args: &[String]) -> Output {
-    let mut cmd = support::rivulet::command();
-    cmd.arg("download")
-        .arg(torrent)
-        .arg("-o")
-        .arg(dir)
-        .arg(format!("--bind={}", next_loopback()))
-        .arg("--port=0");
-    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
-    eprintln!(
-        "rivulet download: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    support::rivulet::download_to_end(torrent, dir, args, &[], None)
 }
 
 /// `rivulet seed TORRENT -o DIR --bind IP --port <free> ARGS...`, ready to

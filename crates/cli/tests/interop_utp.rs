@@ -16,7 +16,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -29,30 +29,18 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 /// `rivulet download TORRENT -o DIR --bind <its own 127.0.0.x> --port=0
 /// ARGS...`, run to the end, with the engine's debug log (which says
-/// `utp=true` for each connection over uTP).
+/// `utp=true` for each connection over uTP); shows the connections.
 fn download(torrent: &Path, dir: &Path, args: &[String]) -> Output {
-    let mut cmd = support::rivulet::command();
-    cmd.arg("download")
-        .arg(torrent)
-        .arg("-o")
-        .arg(dir)
-        .arg(format!("--bind={}", next_loopback()))
-        .arg("--port=0")
-        .env("RUST_LOG", "rivulet_engine=debug");
-    let out = cmd.args(args).stdin(Stdio::null()).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let handshakes: Vec<&str> = stderr
-        .lines()
-        .filter(|l| {
-            l.contains("handshake done") || l.contains("encryption") || l.contains("connect failed")
-        })
-        .collect();
-    eprintln!(
-        "rivulet download: {}\n{}",
-        out.status,
-        handshakes.join("\n")
-    );
-    out
+    let show = |l: &str| {
+        l.contains("handshake done") || l.contains("encryption") || l.contains("connect failed")
+    };
+    support::rivulet::download_to_end(
+        torrent,
+        dir,
+        args,
+        &[("RUST_LOG", "rivulet_engine=debug")],
+        Some(&show),
+    )
 }
 
 /// Whether the debug log shows a peer connection made over uTP.

@@ -525,3 +525,40 @@ pub fn wait_all_printed(procs: &mut [&mut Rivulet], needle: &str, timeout: Durat
         std::thread::sleep(super::POLL_INTERVAL);
     }
 }
+
+/// Runs `rivulet download TORRENT -o DIR --bind <its own 127.0.0.x> ARGS...`
+/// to the end (on any free port unless ARGS has `--port`), with `env` set;
+/// prints its exit status and the lines of its output that `show` picks
+/// (all of them when `show` is `None`).
+pub fn download_to_end(
+    torrent: &Path,
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    show: Option<&dyn Fn(&str) -> bool>,
+) -> std::process::Output {
+    let mut cmd = command();
+    cmd.arg("download")
+        .arg(torrent)
+        .arg("-o")
+        .arg(dir)
+        .arg(format!("--bind={}", super::next_loopback()));
+    if !args.iter().any(|a| a.starts_with("--port")) {
+        cmd.arg("--port=0");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let shown: Vec<&str> = stderr
+        .lines()
+        .filter(|l| show.is_none_or(|f| f(l)))
+        .collect();
+    eprintln!("rivulet download: {}\n{}", out.status, shown.join("\n"));
+    out
+}
