@@ -480,25 +480,22 @@ fn shutdown(conn: &ConnRef) {
     conn.shared.wake.notify_one();
 }
 
-impl AsyncRead for UtpReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        poll_read(&self.conn, cx, buf)
-    }
+macro_rules! impl_read {
+    ($t:ty) => {
+        impl AsyncRead for $t {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                poll_read(&self.conn, cx, buf)
+            }
+        }
+    };
 }
 
-impl AsyncRead for UtpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        poll_read(&self.conn, cx, buf)
-    }
-}
+impl_read!(UtpReadHalf);
+impl_read!(UtpStream);
 
 macro_rules! impl_write {
     ($t:ty) => {
