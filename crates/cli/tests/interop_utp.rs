@@ -2,7 +2,8 @@
 //! turned off (`enable_incoming_tcp`/`enable_outgoing_tcp` false) seeds a
 //! multi-file tree to `rivulet download` and leeches from `rivulet seed`,
 //! so every byte goes over uTP; the same with encryption required on top
-//! (MSE over uTP); and Transmission (libutp) seeds to rivulet over uTP.
+//! (MSE over uTP); and Transmission (libutp) seeds to rivulet over uTP
+//! and, in a network namespace, leeches from it over uTP.
 //!
 //! The programs are not always installed, so these tests are ignored by
 //! default; CI installs them and runs
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{
     assert_same_tree, free_port, make_torrent, multi_file_tree, next_loopback, require_libtorrent,
-    single_file, LtConfig, LtPeer, RivuletCmd, TransmissionDaemon,
+    single_file, LtConfig, LtPeer, Netns, OpenTracker, RivuletCmd, TransmissionDaemon,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -177,4 +178,49 @@ fn transmission_seeds_to_rivulet_over_utp() {
     assert!(out.status.success());
     assert_same_tree(&data, &out_dir.join("from libutp.bin"));
     assert!(used_utp(&out), "no connection over uTP");
+}
+
+/// A Transmission leecher with uTP on (it tries uTP first) finds `rivulet
+/// seed` through opentracker and downloads over uTP, all in a network
+/// namespace (Transmission does not connect to 127.0.0.0/8).
+#[test]
+#[ignore = "interop: needs root (network namespace), transmission-daemon, python3-libtorrent, opentracker (installed by .ci/run)"]
+fn transmission_leeches_from_rivulet_over_utp() {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_dir = tmp.path().join("seed");
+    let data = multi_file_tree(&seed_dir, "utp tree for transmission", 45, 1_000_000);
+    let ns = Netns::create();
+    let mut tracker = OpenTracker::start_in(&ns, ns.next_ip(), 0);
+    let (torrent, hash) = make_torrent(&data, Some(&tracker.http_announce_url()), 32 * 1024);
+    tracker.whitelist(&hash);
+    let mut seed = RivuletCmd::seed(&torrent, &seed_dir)
+        .bind(ns.next_ip())
+        .port(ns.next_port())
+        .netns(&ns)
+        .env("RUST_LOG", "rivulet_engine=debug")
+        .spawn();
+    seed.wait_listening(MINUTE);
+    seed.wait_listening_lines(MINUTE);
+    tracker.wait_for_seeders(&hash, 1, MINUTE);
+    let leech_dir = dir(tmp.path(), "leech");
+    let mut tr = TransmissionDaemon::start_with(
+        ns.next_ip(),
+        &leech_dir,
+        Some(ns.clone()),
+        json!({ "utp-enabled": true }),
+    );
+    assert_eq!(tr.add_torrent(&torrent), hash);
+    tr.wait_complete(&hash, 3 * MINUTE);
+    // Transmission 3.00 does not create zero-length files.
+    support::data::assert_same_tree_except_empty_files(
+        &data,
+        &leech_dir.join("utp tree for transmission"),
+    );
+    let exit = seed.stop(MINUTE);
+    exit.assert_success();
+    let over_utp = exit.output.lines().any(|l| {
+        l.contains("handshake done") && l.contains("incoming=true") && l.contains("utp=true")
+    });
+    assert!(over_utp, "Transmission did not come over uTP");
 }
