@@ -598,13 +598,7 @@ impl Connection {
                 }
                 if self.ack_pending && self.linger_until.is_some() {
                     self.ack_pending = false;
-                    self.write_packet(
-                        now,
-                        PacketType::State,
-                        self.send.seq_nr,
-                        self.recv.ack_nr,
-                        out,
-                    );
+                    self.write_ack(now, out);
                     return true;
                 }
                 false
@@ -670,13 +664,7 @@ impl Connection {
             return true;
         }
         if self.ack_pending {
-            self.write_packet(
-                now,
-                PacketType::State,
-                self.send.seq_nr,
-                self.recv.ack_nr,
-                out,
-            );
+            self.write_ack(now, out);
             return true;
         }
         if self.keepalive_pending {
@@ -709,6 +697,18 @@ impl Connection {
         if ty == PacketType::Data {
             self.send.copy_payload(off, len, out);
         }
+    }
+
+    /// A bare acknowledgement (`ST_STATE` with our next sequence number and
+    /// what we have received).
+    fn write_ack(&mut self, now: Instant, out: &mut Vec<u8>) {
+        self.write_packet(
+            now,
+            PacketType::State,
+            self.send.seq_nr,
+            self.recv.ack_nr,
+            out,
+        );
     }
 
     fn write_packet(
