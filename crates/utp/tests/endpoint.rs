@@ -142,3 +142,130 @@ fn unknown_connection_reset_numbers() {
     }
     assert_eq!(ids, [499, 501]);
 }
+
+/// Every packet the selective ACK of `p` claims, read as the peer reads it
+/// (bit `i` is `ack_nr + 2 + i`).
+fn sacked(p: &Packet<'_>) -> Vec<u16> {
+    let mut v = Vec::new();
+    for (byte_i, &byte) in p.sack.unwrap_or(&[]).iter().enumerate() {
+        for bit in 0..8 {
+            if byte & (1 << bit) != 0 {
+                v.push(p.header.ack_nr.wrapping_add(2 + (byte_i * 8 + bit) as u16));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn acknowledgements_never_claim_a_missing_packet() {
+    // A receiver with a hole (101 arrived, 102 lost, 103 and 104 arrived)
+    // acknowledges; later, idle, it sends keep-alives, which acknowledge
+    // one packet less than it holds. A selective ACK on those read against
+    // their lower ack_nr would claim the missing 102, and a sender that
+    // believed it would never send 102 again: the stream would stall.
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(Config::default(), t0, 1);
+    ep.set_listening(true);
+    ep.handle_datagram(t0, peer(2), &syn(10, 100));
+    let mut out = Vec::new();
+    assert_eq!(ep.poll_transmit(t0, &mut out), Some(peer(2)));
+    let answer = decode(&out).unwrap().header;
+    let data = |seq_nr: u16| {
+        encode(&Packet {
+            header: Header {
+                ty: PacketType::Data,
+                connection_id: 11,
+                timestamp_us: 2,
+                timestamp_diff_us: 0,
+                wnd_size: 1 << 20,
+                seq_nr,
+                ack_nr: answer.seq_nr.wrapping_sub(1),
+            },
+            sack: None,
+            payload: b"0123456789",
+        })
+    };
+    let mut acks = Vec::new();
+    for seq_nr in [101, 103, 104] {
+        assert!(ep.handle_datagram(t0, peer(2), &data(seq_nr)));
+        while ep.poll_transmit(t0, &mut out).is_some() {
+            acks.push(out.clone());
+        }
+    }
+    for s in 1..=60 {
+        let now = t0 + Duration::from_secs(s);
+        ep.on_timeout(now);
+        while ep.poll_transmit(now, &mut out).is_some() {
+            acks.push(out.clone());
+        }
+    }
+    let acks: Vec<Packet<'_>> = acks.iter().map(|b| decode(b).unwrap()).collect();
+    assert!(acks.iter().all(|p| p.header.ty == PacketType::State));
+    // The hole was reported, and keep-alives (ack_nr 100) went out.
+    assert!(acks.iter().any(|p| sacked(p) == [103, 104]));
+    assert!(acks.iter().filter(|p| p.header.ack_nr == 100).count() >= 2);
+    for p in &acks {
+        assert!(
+            !sacked(p).contains(&102) && p.header.ack_nr != 102,
+            "claims the missing packet: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn false_selective_ack_is_undone_by_the_timeout() {
+    // A receiver claims (through a selective ACK) a packet it does not
+    // hold, then acknowledges everything before it. The sender has nothing
+    // it believes lost; its retransmission timeout must send the packet at
+    // the left edge again all the same, or the stream stalls for good.
+    let t0 = Instant::now();
+    let cfg = Config {
+        max_payload: 100,
+        ..Config::default()
+    };
+    let mut ep = Endpoint::new(cfg, t0, 1);
+    let conn = ep.connect(t0, peer(2)).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ep.poll_transmit(t0, &mut out), Some(peer(2)));
+    let syn = decode(&out).unwrap().header;
+    let state = |ack_nr: u16, sack: Option<&[u8]>| {
+        encode(&Packet {
+            header: Header {
+                ty: PacketType::State,
+                connection_id: syn.connection_id,
+                timestamp_us: 2,
+                timestamp_diff_us: 0,
+                wnd_size: 1 << 20,
+                seq_nr: 500,
+                ack_nr,
+            },
+            sack,
+            payload: &[],
+        })
+    };
+    ep.handle_datagram(t0, peer(2), &state(syn.seq_nr, None));
+    assert_eq!(ep.write(conn, &[7u8; 200]).unwrap(), 200);
+    let mut data = Vec::new();
+    while ep.poll_transmit(t0, &mut out).is_some() {
+        data.push(decode(&out).unwrap().header.seq_nr);
+    }
+    let (p1, p2) = (syn.seq_nr.wrapping_add(1), syn.seq_nr.wrapping_add(2));
+    assert_eq!(data, [p1, p2]);
+    // "Nothing in order, but p2 arrived" (false), then "p1 arrived".
+    ep.handle_datagram(t0, peer(2), &state(syn.seq_nr, Some(&[1, 0, 0, 0])));
+    ep.handle_datagram(t0, peer(2), &state(p1, None));
+    let mut resent = Vec::new();
+    for s in 1..=10 {
+        let now = t0 + Duration::from_secs(s);
+        ep.on_timeout(now);
+        while ep.poll_transmit(now, &mut out).is_some() {
+            let p = decode(&out).unwrap();
+            if p.header.ty == PacketType::Data {
+                resent.push(p.header.seq_nr);
+            }
+        }
+    }
+    assert!(resent.contains(&p2), "p2 never sent again: {resent:?}");
+    assert!(ep.connection(conn).unwrap().is_connected());
+}

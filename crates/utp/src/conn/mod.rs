@@ -740,11 +740,16 @@ impl Connection {
             ack_nr,
         };
         let mut sack = [0u8; MAX_SACK_LEN];
-        let sack_len = if matches!(ty, PacketType::Syn | PacketType::Reset) {
-            0
-        } else {
-            self.recv.write_sack(&mut sack)
-        };
+        // The bitmask is relative to what we have received: a packet that
+        // acknowledges less (the keepalive) must not carry it, or the peer
+        // reads every bit one packet too low and believes we hold a packet
+        // we are missing.
+        let sack_len =
+            if matches!(ty, PacketType::Syn | PacketType::Reset) || ack_nr != self.recv.ack_nr {
+                0
+            } else {
+                self.recv.write_sack(&mut sack)
+            };
         encode_header(&header, sack.get(..sack_len).unwrap_or(&[]), out);
         if ty != PacketType::Syn && ty != PacketType::Reset {
             self.ack_pending = false;

@@ -28,6 +28,10 @@ pub(crate) struct Sent {
     pub sacked: bool,
     /// Declared lost, waiting to be sent again.
     pub need_resend: bool,
+    /// Selectively acknowledged once, then sent again after a timeout
+    /// because the cumulative ACK never reached it (its bytes were already
+    /// counted as acknowledged).
+    pub sack_reneged: bool,
 }
 
 /// What an ACK did.
@@ -131,6 +135,7 @@ impl Send {
             transmissions: 1,
             sacked: false,
             need_resend: false,
+            sack_reneged: false,
         });
         self.next_off += len as u64;
         self.in_flight += len;
@@ -231,7 +236,9 @@ impl Send {
                         if !p.need_resend {
                             self.in_flight -= p.len;
                         }
-                        Self::ack_one(&mut p, now, &mut out);
+                        if !p.sack_reneged {
+                            Self::ack_one(&mut p, now, &mut out);
+                        }
                     }
                 }
             }
@@ -291,7 +298,9 @@ impl Send {
                         if !p.need_resend {
                             self.in_flight -= p.len;
                         }
-                        Self::ack_one(p, now, out);
+                        if !p.sack_reneged {
+                            Self::ack_one(p, now, out);
+                        }
                     }
                 }
             }
@@ -330,6 +339,18 @@ impl Send {
     pub fn on_timeout(&mut self) -> bool {
         let had = self.in_flight > 0 || self.sent.iter().any(|p| p.len == 0 && !p.sacked);
         self.resend.clear();
+        // The packet at the left edge goes again even if a selective ACK
+        // claimed it (RFC 2018: the receiver may have dropped it, or the
+        // claim was wrong); otherwise one false claim stalls the stream
+        // for good, the timer firing with nothing to send.
+        if let Some(p) = self.sent.front_mut() {
+            if p.sacked {
+                p.sacked = false;
+                p.sack_reneged = true;
+                // Not in flight: the loop below queues it.
+                p.need_resend = true;
+            }
+        }
         for p in self.sent.iter_mut() {
             if p.sacked {
                 continue;
