@@ -51,6 +51,10 @@ pub const MAX_DISK_WORKERS: usize = 4;
 /// milliseconds of disk time; fewer, larger flushes cost less CPU).
 pub const FLUSH_EVERY: u64 = 16 * 1024 * 1024;
 
+/// The most blocks a worker takes from its queue at once (1 MiB of 16 KiB
+/// blocks).
+const MAX_BATCH: usize = 64;
+
 /// A block to write and hash.
 pub(crate) struct Job {
     piece: u32,
@@ -225,20 +229,50 @@ impl Shared {
         }
     }
 
-    /// Writes one block and hashes what it makes contiguous; settles the
-    /// piece once it is all hashed.
-    fn on_disk_job(&self, job: Job, w: &mut WorkerState) {
+    /// Writes the blocks taken at once, each run of blocks that follow one
+    /// another in a piece as one write, then hashes each.
+    fn on_disk_jobs(&self, jobs: Vec<Job>, w: &mut WorkerState) {
+        let mut jobs = jobs.into_iter().peekable();
+        let mut run: Vec<Job> = Vec::new();
+        while let Some(job) = jobs.next() {
+            run.push(job);
+            let continues = |next: &Job, last: Option<&Job>| {
+                last.is_some_and(|l| {
+                    next.piece == l.piece
+                        && u64::from(next.begin) == u64::from(l.begin) + l.data.len() as u64
+                })
+            };
+            if jobs.peek().is_some_and(|next| continues(next, run.last())) {
+                continue;
+            }
+            if self.closing.load(Ordering::SeqCst) {
+                // Stopping: nothing more is written (the files must not
+                // change after the final resume save); the pieces are
+                // fetched again next time.
+                return;
+            }
+            let written = match run.as_slice() {
+                [one] => self.storage.write(one.piece, one.begin, &one.data),
+                [first, ..] => {
+                    let blocks: Vec<&[u8]> = run.iter().map(|j| &j.data[..]).collect();
+                    self.storage.write_blocks(first.piece, first.begin, &blocks)
+                }
+                [] => Ok(()),
+            };
+            if let Err(e) = written {
+                self.fail(TorrentError::write(e));
+                return;
+            }
+            for job in run.drain(..) {
+                self.hash_block(job, w);
+            }
+        }
+    }
+
+    /// Hashes what a block just written makes contiguous; settles the piece
+    /// once it is all hashed.
+    fn hash_block(&self, job: Job, w: &mut WorkerState) {
         let Job { piece, begin, data } = job;
-        if self.closing.load(Ordering::SeqCst) {
-            // Stopping: nothing more is written (the files must not change
-            // after the final resume save); the piece is fetched again
-            // next time.
-            return;
-        }
-        if let Err(e) = self.storage.write(piece, begin, &data) {
-            self.fail(TorrentError::write(e));
-            return;
-        }
         let len = self.piece_len(piece);
         let p = w.pieces.entry(piece).or_insert_with(PieceHash::new);
         if begin != p.hashed {
@@ -339,8 +373,20 @@ fn worker(shared: &Weak<Shared>, jobs: &mpsc::Receiver<Job>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let len = job.data.len();
-        shared.on_disk_job(job, &mut state);
-        shared.job_done(len);
+        // Whatever else is already queued goes with it (never waiting for
+        // more): blocks of a piece usually arrive in order, so they make
+        // runs written at once.
+        let mut batch = vec![job];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let lens: Vec<usize> = batch.iter().map(|j| j.data.len()).collect();
+        shared.on_disk_jobs(batch, &mut state);
+        for len in lens {
+            shared.job_done(len);
+        }
     }
 }
