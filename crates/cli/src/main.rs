@@ -2,11 +2,13 @@
 
 mod args;
 mod create;
+mod daemon;
 mod download;
 mod info;
 mod magnet;
 mod manual;
 mod progress;
+mod remote;
 mod verify;
 
 use std::process::ExitCode;
@@ -52,6 +54,22 @@ enum Command {
     Seed(download::SeedArgs),
     /// Check data on disk against a .torrent's piece hashes.
     Verify(verify::Args),
+    /// Run the daemon: many torrents, kept across restarts, driven over an
+    /// HTTP API and by the commands below.
+    Daemon(daemon::Args),
+    /// Add .torrent files or magnet links to the running daemon.
+    Add(remote::AddArgs),
+    /// List the daemon's torrents.
+    List(remote::ListArgs),
+    /// Show one of the daemon's torrents: files, trackers, peers.
+    Show(remote::ShowArgs),
+    /// Pause torrents of the daemon (kept paused across restarts).
+    Pause(remote::IdsArgs),
+    /// Resume paused torrents of the daemon.
+    Resume(remote::IdsArgs),
+    /// Remove torrents from the daemon (their data stays unless
+    /// --delete-data).
+    Remove(remote::RemoveArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(hide = true)]
     Completions(manual::CompletionsArgs),
@@ -83,6 +101,13 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Seed(args) => download::run_seed(args),
         Command::Verify(args) => verify::run(args),
+        Command::Daemon(args) => daemon::run(args),
+        Command::Add(args) => remote::add(args),
+        Command::List(args) => remote::list(args),
+        Command::Show(args) => remote::show(args),
+        Command::Pause(args) => remote::pause_or_resume(args, false),
+        Command::Resume(args) => remote::pause_or_resume(args, true),
+        Command::Remove(args) => remote::remove(args),
         Command::Completions(args) => manual::completions(args),
         Command::Man(args) => manual::man(args),
     };

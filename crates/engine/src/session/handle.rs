@@ -86,6 +86,8 @@ pub struct TorrentSnapshot {
     pub peers_known: usize,
     /// Peers connected now that connected to us.
     pub peers_incoming: usize,
+    /// Peers connected now that have every piece.
+    pub peers_seeds: usize,
     /// Peers being served now (unchoked and interested).
     pub peers_serving: usize,
     /// Connections that received at least one block from us.
@@ -308,6 +310,14 @@ impl TorrentHandle {
         // counters said.
         let live = |n: usize| if running { n } else { 0 };
         let (down_rate, up_rate) = stats.rates();
+        let seeds = self.shared().map_or(0, |shared| {
+            shared
+                .lock()
+                .peers
+                .values()
+                .filter(|p| p.counters.seed.load(Ordering::Relaxed))
+                .count()
+        });
         TorrentSnapshot {
             info_hash: self.inner.info_hash,
             name: self.inner.name.clone(),
@@ -325,6 +335,7 @@ impl TorrentHandle {
             peers_connected: live(stats.peers_connected.load(Ordering::Relaxed)),
             peers_known: live(stats.peers_known.load(Ordering::Relaxed)),
             peers_incoming: live(stats.peers_incoming.load(Ordering::Relaxed)),
+            peers_seeds: live(seeds),
             peers_serving: live(stats.peers_serving.load(Ordering::Relaxed)),
             peers_served_total: stats.peers_served_total.load(Ordering::Relaxed),
             peers_banned: stats.peers_banned.load(Ordering::Relaxed),

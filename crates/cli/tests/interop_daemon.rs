@@ -1,0 +1,210 @@
+//! `rivulet daemon` driven by `rivulet add`, `list`, `show`, `pause`,
+//! `resume` and `remove`, downloading from a libtorrent seeder found through
+//! opentracker: killed with -9 in the middle of the download, started
+//! again, and completing byte-identical without fetching again what it had.
+//!
+//! Ignored by default (needs python3-libtorrent and opentracker); CI runs
+//!
+//! ```text
+//! cargo test -p rivulet --test interop_daemon -- --ignored --test-threads=1
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use support::{
+    assert_same_tree, make_torrent, next_loopback, poll_until, require_libtorrent, require_program,
+    single_file, LtConfig, LtPeer, OpenTracker, Proc,
+};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A daemon process on its own 127.0.0.x, with its API on a free port.
+struct DaemonProc {
+    proc: Proc,
+    api: String,
+    state: PathBuf,
+}
+
+impl DaemonProc {
+    fn start(state: &Path, downloads: &Path) -> DaemonProc {
+        let mut cmd = support::rivulet::command();
+        cmd.arg("daemon")
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--download-dir")
+            .arg(downloads)
+            .arg("--api=127.0.0.1:0")
+            .arg("--port=0")
+            .arg(format!("--bind={}", next_loopback()))
+            .arg("--no-dht")
+            .arg("--no-lsd");
+        let mut proc = Proc::spawn("rivulet daemon", &mut cmd);
+        let api = poll_until("the daemon says where its API is", MINUTE, || {
+            proc.assert_running();
+            let out = proc.output();
+            out.lines()
+                .find_map(|l| l.split("API on ").nth(1))
+                .and_then(|rest| rest.split("/api/v1").next())
+                .map(str::to_owned)
+                .ok_or(out)
+        });
+        DaemonProc {
+            proc,
+            api,
+            state: state.to_owned(),
+        }
+    }
+
+    /// Runs `rivulet ARGS... --api URL --state-dir STATE`.
+    fn cli(&self, args: &[&str]) -> Output {
+        support::rivulet::command()
+            .args(args)
+            .arg("--api")
+            .arg(&self.api)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .output()
+            .unwrap()
+    }
+
+    /// As [`DaemonProc::cli`], asserting success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "rivulet {args:?} failed: {}\ndaemon output:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.proc.output()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `rivulet list --json`, parsed.
+    fn list(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["list", "--json"])).unwrap()
+    }
+}
+
+#[test]
+#[ignore = "interop: needs python3-libtorrent and opentracker (installed by .ci/run)"]
+fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
+    require_libtorrent();
+    require_program("opentracker", "opentracker");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tracker = OpenTracker::start(Ipv4Addr::LOCALHOST, 0);
+    let seed_dir = tmp.path().join("seed");
+    let size = 16_000_000u64;
+    let data = single_file(&seed_dir, "data.bin", size, 21);
+    let (torrent, info_hash) = make_torrent(&data, Some(&tracker.http_announce_url()), 64 * 1024);
+    tracker.whitelist(&info_hash);
+    // 4 MB/s: about 4 s of download, long enough to kill it halfway.
+    let mut seeder = LtPeer::start(
+        &torrent,
+        &seed_dir,
+        LtConfig::new(next_loopback()).rate_limit(4_000_000, 0),
+    );
+    seeder.wait_seeding(MINUTE);
+    seeder.wait_announced(MINUTE);
+    let state = tmp.path().join("state");
+    let downloads = tmp.path().join("downloads");
+
+    let mut daemon = DaemonProc::start(&state, &downloads);
+    // The token file is private to its owner.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(state.join("api-token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let out = daemon.ok(&["add", torrent.to_str().unwrap()]);
+    assert!(
+        out.starts_with(&format!("added: {}", &info_hash[..8])),
+        "{out}"
+    );
+    // Adding it again changes nothing and says so.
+    let out = daemon.ok(&["add", torrent.to_str().unwrap()]);
+    assert!(out.starts_with("already there"), "{out}");
+
+    poll_until("a third of the data is verified", MINUTE, || {
+        daemon.proc.assert_running();
+        let list = daemon.list();
+        let have = list[0]["have"].as_u64().unwrap();
+        if have >= size / 3 {
+            Ok(())
+        } else {
+            Err(format!("{list:?}"))
+        }
+    });
+    daemon.proc.kill(); // SIGKILL
+    let sent_before = seeder.status().total_payload_upload;
+
+    let daemon = DaemonProc::start(&state, &downloads);
+    let list = daemon.list();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["id"], info_hash.as_str());
+    let seeding = poll_until("the download completes after the restart", MINUTE, || {
+        let list = daemon.list();
+        if list[0]["state"] == "seeding" {
+            Ok(list)
+        } else {
+            Err(format!("{list:?}"))
+        }
+    });
+    assert_eq!(seeding[0]["progress"].as_f64(), Some(1.0));
+    assert_eq!(seeding[0]["size"].as_u64(), Some(size));
+    assert_same_tree(&data, &downloads.join("data.bin"));
+    // The restart resumed: what was verified before the kill was not
+    // fetched again (whatever was in flight at the kill may be: one
+    // pipeline's worth).
+    let sent_again = seeder.status().total_payload_upload - sent_before;
+    assert!(
+        sent_again <= size * 2 / 3 + (1 << 20),
+        "fetched {sent_again} bytes after the restart, of {size}"
+    );
+
+    // The other commands, with an id prefix.
+    let prefix = &info_hash[..6];
+    let show = daemon.ok(&["show", prefix]);
+    assert!(show.contains(&format!("id:        {info_hash}")), "{show}");
+    assert!(show.contains("state:     seeding"), "{show}");
+    assert!(
+        show.contains(&format!(
+            "tracker:   {} (working",
+            tracker.http_announce_url()
+        )),
+        "{show}"
+    );
+    assert!(daemon.ok(&["pause", prefix]).starts_with("paused: "));
+    assert_eq!(daemon.list()[0]["state"], "paused");
+    daemon.ok(&["resume", prefix]);
+    poll_until("seeding again after the resume", MINUTE, || {
+        let list = daemon.list();
+        if list[0]["state"] == "seeding" {
+            Ok(())
+        } else {
+            Err(format!("{list:?}"))
+        }
+    });
+    let bad = daemon.cli(&["pause", "ffff"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no torrent's id starts with ffff"));
+    daemon.ok(&["remove", prefix, "--delete-data"]);
+    assert!(daemon.list().is_empty());
+    assert!(!downloads.join("data.bin").exists());
+
+    // SIGTERM: a clean stop.
+    let mut daemon = daemon;
+    daemon.proc.signal("TERM");
+    let status = daemon
+        .proc
+        .wait_timeout(MINUTE)
+        .expect("the daemon stops on SIGTERM");
+    assert!(status.success(), "{}", daemon.proc.output());
+}

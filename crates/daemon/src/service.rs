@@ -1,0 +1,692 @@
+//! [`Daemon`]: one session, the torrents in it, and what is stored of them.
+//!
+//! A torrent goes through these statuses: a magnet link first fetches its
+//! metadata (`fetching_metadata`); every torrent then has its data checked
+//! (`checking`, the engine's [`Session::add`]) and runs as the session's
+//! (`downloading`, `seeding`, `paused`), or stops on an error (`error`:
+//! the data folder cannot be made, the check failed, ...; resuming tries
+//! again). Every change of what is stored (added, paused, resumed, metadata
+//! fetched, removed) is written to the [`Store`] before the call returns.
+//!
+//! Calls that change a torrent take its operation lock, so that a pause, a
+//! resume and a removal of the same torrent happen one after the other;
+//! the torrent table's lock is a leaf lock, held only to look up, insert
+//! or remove.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rivulet_core::{InfoHash, Magnet, Metainfo};
+use rivulet_engine::download::SeedPolicy;
+use rivulet_engine::metadata::{torrent_bytes, FetchOptions};
+use rivulet_engine::session::{AddOptions, Session, TorrentHandle, TorrentState};
+use rivulet_engine::stats::TrackerStatus;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::{unix_now, Entry, Settings, Source, Store};
+use crate::view::{FileView, SessionView, TorrentDetail, TorrentView, TrackerView};
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// No torrent has this id.
+    #[error("no torrent {0}")]
+    NotFound(String),
+    /// The request is not something that can be added.
+    #[error("{0}")]
+    BadInput(String),
+    /// The state folder could not be written.
+    #[error("cannot save the daemon's state: {0}")]
+    Store(#[from] io::Error),
+    /// The daemon is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// How to add a torrent.
+#[derive(Debug, Clone, Default)]
+pub struct AddRequest {
+    /// Where its data goes; the daemon's download folder when `None`.
+    pub download_dir: Option<PathBuf>,
+    /// Add it paused.
+    pub paused: bool,
+}
+
+/// Where a torrent stands in the daemon.
+#[derive(Debug, Clone)]
+enum Status {
+    /// A magnet link whose metadata is being fetched (or waits for a
+    /// resume to be, when paused).
+    FetchingMetadata,
+    /// Its data is being checked before it starts.
+    Checking,
+    /// In the session.
+    Active(TorrentHandle),
+    /// Stopped on an error.
+    Failed(String),
+}
+
+/// One torrent of the daemon.
+#[derive(Debug)]
+struct Item {
+    id: InfoHash,
+    settings: Mutex<Settings>,
+    status: Mutex<Status>,
+    /// Once known (from the .torrent, or fetched).
+    metainfo: Mutex<Option<Arc<Metainfo>>>,
+    /// The magnet link, for a torrent added from one.
+    magnet: Option<Box<Magnet>>,
+    /// Bytes checked so far while `Checking`.
+    checked: AtomicU64,
+    /// Stops what runs for this torrent (fetch, check) when it is removed
+    /// or paused.
+    cancel: Mutex<CancellationToken>,
+    /// Pause, resume and removal of this torrent one at a time.
+    op: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Item {
+    fn new(entry: Entry) -> Item {
+        let (metainfo, magnet, status) = match entry.source {
+            Source::Torrent(m, _) => (Some(Arc::from(m)), None, Status::Checking),
+            Source::Magnet(m) => (None, Some(m), Status::FetchingMetadata),
+        };
+        Item {
+            id: entry.id,
+            settings: Mutex::new(entry.settings),
+            status: Mutex::new(status),
+            metainfo: Mutex::new(metainfo),
+            magnet,
+            checked: AtomicU64::new(0),
+            cancel: Mutex::new(CancellationToken::new()),
+            op: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    fn set_status(&self, s: Status) {
+        *lock(&self.status) = s;
+    }
+
+    fn metainfo(&self) -> Option<Arc<Metainfo>> {
+        lock(&self.metainfo).clone()
+    }
+
+    fn name(&self) -> String {
+        if let Some(m) = self.metainfo() {
+            return m.info.name.clone();
+        }
+        self.magnet
+            .as_ref()
+            .and_then(|m| m.display_name.clone())
+            .unwrap_or_else(|| self.id.to_hex())
+    }
+
+    /// A fresh token for what starts now (the previous one cancelled).
+    fn renew_cancel(&self) -> CancellationToken {
+        let mut c = lock(&self.cancel);
+        c.cancel();
+        *c = CancellationToken::new();
+        c.clone()
+    }
+}
+
+/// The daemon: a session and its torrents, kept in a state folder.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    session: Session,
+    store: Store,
+    download_dir: PathBuf,
+    torrents: Mutex<BTreeMap<InfoHash, Arc<Item>>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Daemon {
+    /// A daemon on `session`, with its torrents stored under `store` (each
+    /// started again as it was) and new ones downloading into
+    /// `download_dir` by default. Returns the warnings about stored
+    /// torrents that could not be read (they were set aside).
+    pub fn start(session: Session, store: Store, download_dir: PathBuf) -> (Daemon, Vec<String>) {
+        let (entries, warnings) = store.load_all();
+        let daemon = Daemon {
+            inner: Arc::new(Inner {
+                session,
+                store,
+                download_dir,
+                torrents: Mutex::new(BTreeMap::new()),
+                tasks: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+            }),
+        };
+        for entry in entries {
+            daemon.insert_and_start(entry);
+        }
+        (daemon, warnings)
+    }
+
+    /// The session the torrents run in.
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+
+    /// The default download folder.
+    pub fn download_dir(&self) -> &Path {
+        &self.inner.download_dir
+    }
+
+    fn item(&self, id: &InfoHash) -> Result<Arc<Item>, DaemonError> {
+        lock(&self.inner.torrents)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| DaemonError::NotFound(id.to_hex()))
+    }
+
+    fn insert_and_start(&self, entry: Entry) {
+        let item = Arc::new(Item::new(entry));
+        lock(&self.inner.torrents).insert(item.id, Arc::clone(&item));
+        self.launch(&item);
+    }
+
+    /// Starts what the torrent needs next: the metadata fetch (unless
+    /// paused) or the check and the session's run (paused or not).
+    fn launch(&self, item: &Arc<Item>) {
+        let cancel = item.renew_cancel();
+        let daemon = self.clone();
+        let item = Arc::clone(item);
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = daemon.inner.cancel.cancelled() => {}
+                () = daemon.bring_up(&item) => {}
+            }
+        });
+    }
+
+    async fn bring_up(&self, item: &Arc<Item>) {
+        let metainfo = match item.metainfo() {
+            Some(m) => m,
+            None => {
+                if item.settings().paused {
+                    item.set_status(Status::FetchingMetadata);
+                    return;
+                }
+                match self.fetch(item).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        item.set_status(Status::Failed(e));
+                        return;
+                    }
+                }
+            }
+        };
+        item.set_status(Status::Checking);
+        let settings = item.settings();
+        if let Err(e) = std::fs::create_dir_all(&settings.download_dir) {
+            item.set_status(Status::Failed(format!(
+                "cannot create {}: {e}",
+                settings.download_dir.display()
+            )));
+            return;
+        }
+        let options = AddOptions {
+            seed: SeedPolicy::FOREVER,
+            paused: settings.paused,
+            peers: item
+                .magnet
+                .as_ref()
+                .map(|m| m.peers.clone())
+                .unwrap_or_default(),
+            ..AddOptions::default()
+        };
+        let progress_item = Arc::clone(item);
+        let added = self
+            .inner
+            .session
+            .add(
+                &metainfo,
+                &settings.download_dir,
+                options,
+                Arc::new(move |done| progress_item.checked.store(done, Ordering::Relaxed)),
+            )
+            .await;
+        match added {
+            Ok((handle, _)) => {
+                let removed = !lock(&self.inner.torrents).contains_key(&item.id);
+                if removed {
+                    handle.remove().await;
+                } else {
+                    item.set_status(Status::Active(handle));
+                }
+            }
+            Err(e) => item.set_status(Status::Failed(e.to_string())),
+        }
+    }
+
+    /// Fetches a magnet link's metadata and stores the .torrent made of it.
+    async fn fetch(&self, item: &Arc<Item>) -> Result<Arc<Metainfo>, String> {
+        item.set_status(Status::FetchingMetadata);
+        let Some(magnet) = &item.magnet else {
+            return Err("no metadata and no magnet link".into());
+        };
+        let options = FetchOptions {
+            trackers: magnet.trackers.clone(),
+            peers: magnet.peers.clone(),
+            size_hint: magnet.exact_length,
+            ..FetchOptions::default()
+        };
+        let info = self
+            .inner
+            .session
+            .fetch_metadata(magnet.info_hash, options, &|_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = torrent_bytes(&info, &magnet.trackers);
+        let m = Metainfo::from_bytes(&bytes).map_err(|e| {
+            format!("the metadata peers sent matches the link's info-hash, but is not a valid torrent: {e}")
+        })?;
+        self.inner
+            .store
+            .save_torrent(&item.id, &bytes)
+            .map_err(|e| format!("cannot save the fetched metadata: {e}"))?;
+        let m = Arc::new(m);
+        *lock(&item.metainfo) = Some(Arc::clone(&m));
+        Ok(m)
+    }
+
+    /// Adds a .torrent. Returns the torrent and whether it is new (an
+    /// existing one is returned unchanged).
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::BadInput`] when `bytes` are not a valid torrent;
+    /// [`DaemonError::Store`] when it cannot be stored.
+    pub fn add_torrent(
+        &self,
+        bytes: Vec<u8>,
+        req: AddRequest,
+    ) -> Result<(TorrentView, bool), DaemonError> {
+        let m = Metainfo::from_bytes(&bytes)
+            .map_err(|e| DaemonError::BadInput(format!("not a valid torrent: {e}")))?;
+        let id = m.info_hash;
+        self.add_entry(id, Source::Torrent(Box::new(m), bytes), req)
+    }
+
+    /// Adds a magnet link, as [`Daemon::add_torrent`].
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::BadInput`] when `link` is not a magnet link.
+    pub fn add_magnet(
+        &self,
+        link: &str,
+        req: AddRequest,
+    ) -> Result<(TorrentView, bool), DaemonError> {
+        let m = Magnet::parse(link.trim())
+            .map_err(|e| DaemonError::BadInput(format!("invalid magnet link: {e}")))?;
+        let id = m.info_hash;
+        self.add_entry(id, Source::Magnet(Box::new(m)), req)
+    }
+
+    fn add_entry(
+        &self,
+        id: InfoHash,
+        source: Source,
+        req: AddRequest,
+    ) -> Result<(TorrentView, bool), DaemonError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(DaemonError::ShuttingDown);
+        }
+        let download_dir = req
+            .download_dir
+            .unwrap_or_else(|| self.inner.download_dir.clone());
+        if !download_dir.is_absolute() {
+            return Err(DaemonError::BadInput(format!(
+                "the download folder must be an absolute path, not {}",
+                download_dir.display()
+            )));
+        }
+        let entry = Entry {
+            id,
+            source,
+            settings: Settings {
+                download_dir,
+                paused: req.paused,
+                added: unix_now(),
+            },
+        };
+        // The table's lock is held across the store's write so that two
+        // adds of the same torrent at once make one entry; a write is a few
+        // milliseconds, and adds are rare.
+        let item = {
+            let mut torrents = lock(&self.inner.torrents);
+            if let Some(existing) = torrents.get(&id) {
+                let existing = Arc::clone(existing);
+                drop(torrents);
+                return Ok((self.view(&existing), false));
+            }
+            self.inner.store.create(&entry)?;
+            let item = Arc::new(Item::new(entry));
+            torrents.insert(id, Arc::clone(&item));
+            item
+        };
+        self.launch(&item);
+        Ok((self.view(&item), true))
+    }
+
+    /// Every torrent, in id order.
+    pub fn list(&self) -> Vec<TorrentView> {
+        let items: Vec<_> = lock(&self.inner.torrents).values().cloned().collect();
+        items.iter().map(|i| self.view(i)).collect()
+    }
+
+    /// The ids of the torrents, in order.
+    pub fn ids(&self) -> Vec<InfoHash> {
+        lock(&self.inner.torrents).keys().copied().collect()
+    }
+
+    /// One torrent.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`].
+    pub fn get(&self, id: &InfoHash) -> Result<TorrentView, DaemonError> {
+        Ok(self.view(self.item(id)?.as_ref()))
+    }
+
+    /// One torrent with its files and trackers.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`].
+    pub fn detail(&self, id: &InfoHash) -> Result<TorrentDetail, DaemonError> {
+        let item = self.item(id)?;
+        let torrent = self.view(&item);
+        let files = item.metainfo().map_or_else(Vec::new, |m| {
+            m.info
+                .files
+                .iter()
+                .filter(|f| !f.padding)
+                .map(|f| FileView {
+                    path: f.display_path(),
+                    size: f.length,
+                })
+                .collect()
+        });
+        let mut d = TorrentDetail {
+            torrent,
+            pieces: item.metainfo().map_or(0, |m| m.info.num_pieces()),
+            pieces_have: 0,
+            files,
+            trackers: Vec::new(),
+            peers_known: 0,
+            peers_incoming: 0,
+            peers_banned: 0,
+            hash_failures: 0,
+        };
+        if let Status::Active(h) = item.status() {
+            let s = h.snapshot();
+            d.pieces_have = s.pieces_have;
+            d.peers_known = s.peers_known;
+            d.peers_incoming = s.peers_incoming;
+            d.peers_banned = s.peers_banned;
+            d.hash_failures = s.hash_failures;
+            d.trackers = s
+                .trackers
+                .into_iter()
+                .map(|(url, status)| match status {
+                    TrackerStatus::Working { peers } => TrackerView {
+                        url,
+                        status: "working".into(),
+                        peers: Some(peers),
+                        error: None,
+                    },
+                    TrackerStatus::Failed(e) => TrackerView {
+                        url,
+                        status: "failed".into(),
+                        peers: None,
+                        error: Some(e.to_string()),
+                    },
+                })
+                .collect();
+        }
+        Ok(d)
+    }
+
+    fn view(&self, item: &Item) -> TorrentView {
+        let settings = item.settings();
+        let size = item.metainfo().map_or(0, |m| m.info.total_length());
+        let mut v = TorrentView {
+            id: item.id.to_hex(),
+            name: item.name(),
+            state: String::new(),
+            progress: 0.0,
+            size,
+            have: 0,
+            downloaded: 0,
+            uploaded: 0,
+            down_rate: 0,
+            up_rate: 0,
+            peers: 0,
+            seeds: 0,
+            eta: None,
+            ratio: 0.0,
+            added: settings.added,
+            download_dir: settings.download_dir.display().to_string(),
+            error: None,
+        };
+        v.state = match item.status() {
+            Status::FetchingMetadata if settings.paused => "paused".into(),
+            Status::FetchingMetadata => "fetching_metadata".into(),
+            Status::Checking => {
+                v.have = item.checked.load(Ordering::Relaxed);
+                "checking".into()
+            }
+            Status::Failed(e) => {
+                v.error = Some(e);
+                "error".into()
+            }
+            Status::Active(h) => {
+                let s = h.snapshot();
+                v.have = s.have_bytes;
+                v.downloaded = s.downloaded;
+                v.uploaded = s.uploaded;
+                v.down_rate = s.down_rate as u64;
+                v.up_rate = s.up_rate as u64;
+                v.peers = s.peers_connected;
+                v.seeds = s.peers_seeds;
+                let missing = s.total_bytes.saturating_sub(s.have_bytes);
+                if missing > 0 && v.down_rate > 0 {
+                    v.eta = Some(missing.div_ceil(v.down_rate));
+                }
+                let base = if s.downloaded > 0 {
+                    s.downloaded
+                } else if missing == 0 {
+                    s.total_bytes
+                } else {
+                    0
+                };
+                if base > 0 {
+                    v.ratio = s.uploaded as f64 / base as f64;
+                }
+                v.error = s.error.as_ref().map(|e| e.to_string());
+                match s.state {
+                    TorrentState::Downloading => "downloading",
+                    TorrentState::Seeding => "seeding",
+                    TorrentState::Paused | TorrentState::Finished | TorrentState::Removed => {
+                        "paused"
+                    }
+                    TorrentState::Failed => "error",
+                }
+                .into()
+            }
+        };
+        if size > 0 {
+            v.progress = (v.have as f64 / size as f64).clamp(0.0, 1.0);
+            if v.state == "checking" {
+                // Checked bytes, not verified ones: no progress claimed.
+                v.progress = 0.0;
+                v.have = 0;
+            }
+        }
+        v
+    }
+
+    /// Pauses a torrent (kept paused across restarts) and waits until it is.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`], or [`DaemonError::Store`].
+    pub async fn pause(&self, id: &InfoHash) -> Result<TorrentView, DaemonError> {
+        let item = self.item(id)?;
+        let _op = item.op.lock().await;
+        self.set_paused(&item, true)?;
+        match item.status() {
+            Status::Active(h) => h.pause().await,
+            Status::FetchingMetadata => {
+                // The fetch stops; a resume starts it again.
+                item.renew_cancel();
+            }
+            Status::Checking | Status::Failed(_) => {}
+        }
+        Ok(self.view(&item))
+    }
+
+    /// Resumes a torrent; one that stopped on an error is tried again.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`], or [`DaemonError::Store`].
+    pub async fn resume(&self, id: &InfoHash) -> Result<TorrentView, DaemonError> {
+        let item = self.item(id)?;
+        let _op = item.op.lock().await;
+        let was_paused = item.settings().paused;
+        self.set_paused(&item, false)?;
+        match item.status() {
+            Status::Active(h) => h.resume(),
+            Status::Failed(_) => self.launch(&item),
+            Status::FetchingMetadata if was_paused => self.launch(&item),
+            Status::FetchingMetadata | Status::Checking => {}
+        }
+        Ok(self.view(&item))
+    }
+
+    fn set_paused(&self, item: &Item, paused: bool) -> Result<(), DaemonError> {
+        let mut settings = item.settings();
+        if settings.paused != paused {
+            settings.paused = paused;
+            self.inner.store.save_settings(&item.id, &settings)?;
+            *lock(&item.settings) = settings;
+        }
+        Ok(())
+    }
+
+    /// Removes a torrent: stopped (resume data saved, `stopped` sent),
+    /// forgotten by the state folder, and with `delete_data` its files
+    /// deleted too.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`]; [`DaemonError::Store`] when the entry or
+    /// the data cannot be removed.
+    pub async fn remove(&self, id: &InfoHash, delete_data: bool) -> Result<(), DaemonError> {
+        let item = self.item(id)?;
+        let _op = item.op.lock().await;
+        if lock(&self.inner.torrents).remove(id).is_none() {
+            // Removed by a call that held the lock before us.
+            return Err(DaemonError::NotFound(id.to_hex()));
+        }
+        item.renew_cancel();
+        if let Status::Active(h) = item.status() {
+            h.remove().await;
+        }
+        self.inner.store.remove(id)?;
+        if delete_data {
+            if let Some(m) = item.metainfo() {
+                delete_data_of(&m, &item.settings().download_dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole session's figures.
+    pub async fn session_view(&self) -> SessionView {
+        let list = self.list();
+        let dht_nodes = match self.inner.session.dht() {
+            Some(d) => d.status().await.map(|s| s.nodes_v4 + s.nodes_v6),
+            None => None,
+        };
+        SessionView {
+            version: env!("CARGO_PKG_VERSION").into(),
+            torrents: list.len(),
+            down_rate: list.iter().map(|t| t.down_rate).sum(),
+            up_rate: list.iter().map(|t| t.up_rate).sum(),
+            downloaded: list.iter().map(|t| t.downloaded).sum(),
+            uploaded: list.iter().map(|t| t.uploaded).sum(),
+            port: self.inner.session.port(),
+            dht_nodes,
+        }
+    }
+
+    /// Stops every torrent cleanly (resume data saved, `stopped` sent to
+    /// trackers within the session's bounded wait) and waits for it.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.session.shutdown().await;
+    }
+}
+
+/// Deletes a torrent's files under `dir`, its resume files, and the folders
+/// its files were in once empty (never `dir` itself, never anything that
+/// is not the torrent's).
+fn delete_data_of(m: &Metainfo, dir: &Path) -> io::Result<()> {
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    let mut folders = Vec::new();
+    for f in m.info.files.iter().filter(|f| !f.padding) {
+        let path = dir.join(f.relative_path());
+        gone(std::fs::remove_file(&path))?;
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| p.starts_with(dir) && *p != dir) {
+            folders.push(p.to_path_buf());
+            parent = p.parent();
+        }
+    }
+    // Deepest first; a folder holding something else stays.
+    folders.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    folders.dedup();
+    for p in folders {
+        let _ = std::fs::remove_dir(p);
+    }
+    let meta = dir.join(".rivulet");
+    let hex = m.info_hash.to_hex();
+    for ext in ["resume", "lock", "torrent"] {
+        gone(std::fs::remove_file(meta.join(format!("{hex}.{ext}"))))?;
+    }
+    let _ = std::fs::remove_dir(meta);
+    Ok(())
+}

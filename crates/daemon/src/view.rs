@@ -1,0 +1,129 @@
+//! What the API answers, as JSON: the daemon serializes these, the command
+//! line reads them back.
+
+use serde::{Deserialize, Serialize};
+
+/// One torrent, as `GET /api/v1/torrents` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TorrentView {
+    /// Its v1 info-hash, lowercase hex.
+    pub id: String,
+    /// Its name (the magnet link's `dn`, or the id, before the metadata).
+    pub name: String,
+    /// `fetching_metadata`, `checking`, `downloading`, `seeding`, `paused`
+    /// or `error`.
+    pub state: String,
+    /// Verified bytes over the size, 0.0 to 1.0 (0 before the metadata).
+    pub progress: f64,
+    /// Bytes in the torrent (0 before the metadata).
+    pub size: u64,
+    /// Verified bytes.
+    pub have: u64,
+    /// Payload bytes received that we needed, since the daemon started.
+    pub downloaded: u64,
+    /// Payload bytes sent, since the daemon started.
+    pub uploaded: u64,
+    /// Bytes per second received, over the last few seconds.
+    pub down_rate: u64,
+    /// Bytes per second sent, likewise.
+    pub up_rate: u64,
+    /// Peers connected.
+    pub peers: usize,
+    /// Connected peers that have every piece.
+    pub seeds: usize,
+    /// Seconds until complete at the current rate; null when unknown (or
+    /// complete).
+    pub eta: Option<u64>,
+    /// Uploaded over downloaded (over the size once complete, when nothing
+    /// was downloaded in this run).
+    pub ratio: f64,
+    /// When it was added, in seconds since the Unix epoch.
+    pub added: u64,
+    /// Where its data goes.
+    pub download_dir: String,
+    /// Why it stopped, in the `error` state.
+    pub error: Option<String>,
+}
+
+/// One file of a torrent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileView {
+    /// Its path within the download folder.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One tracker of a torrent, with its last announce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackerView {
+    /// Its announce URL.
+    pub url: String,
+    /// `working` or `failed`.
+    pub status: String,
+    /// Peers in its last answer.
+    pub peers: Option<usize>,
+    /// Why the last announce failed.
+    pub error: Option<String>,
+}
+
+/// One torrent with its files and trackers: `GET /api/v1/torrents/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TorrentDetail {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub torrent: TorrentView,
+    /// Pieces in the torrent (0 before the metadata).
+    pub pieces: usize,
+    /// Verified pieces.
+    pub pieces_have: u64,
+    /// Its files (none before the metadata).
+    pub files: Vec<FileView>,
+    /// Its trackers announced to so far.
+    pub trackers: Vec<TrackerView>,
+    /// Peers known (from trackers, the DHT, PEX), connected or not.
+    pub peers_known: usize,
+    /// Connected peers that connected to us.
+    pub peers_incoming: usize,
+    /// Peers banned for sending bad data.
+    pub peers_banned: usize,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+}
+
+/// The answer to an add.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddReply {
+    /// False when the torrent was already there (nothing was changed).
+    pub created: bool,
+    /// The torrent.
+    pub torrent: TorrentView,
+}
+
+/// The whole session: `GET /api/v1/session`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// rivulet's version.
+    pub version: String,
+    /// Torrents in the daemon.
+    pub torrents: usize,
+    /// Bytes per second received, all torrents.
+    pub down_rate: u64,
+    /// Bytes per second sent, all torrents.
+    pub up_rate: u64,
+    /// Payload bytes received since the daemon started.
+    pub downloaded: u64,
+    /// Payload bytes sent since the daemon started.
+    pub uploaded: u64,
+    /// The port peers connect to.
+    pub port: u16,
+    /// Nodes in the DHT routing table; null without the DHT.
+    pub dht_nodes: Option<usize>,
+}
+
+/// An error, with the status code it came with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorView {
+    /// What went wrong, for a person.
+    pub error: String,
+}

@@ -1,0 +1,438 @@
+//! The HTTP API in-process, over real HTTP on 127.0.0.1: the token and
+//! `Host` checks, bad requests, adds (also at once), pause and resume kept
+//! across a restart, removal with the data, and entries that cannot be read.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use rivulet_daemon::api::{self, ApiConfig};
+use rivulet_daemon::store::Store;
+use rivulet_daemon::view::{AddReply, SessionView, TorrentDetail, TorrentView};
+use rivulet_daemon::{token, Daemon};
+use rivulet_engine::metadata::torrent_bytes;
+use rivulet_engine::session::{Session, SessionConfig};
+use rivulet_testkit::fixture::Fixture;
+use serde_json::Value;
+
+struct Harness {
+    daemon: Daemon,
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn start(state: &Path, downloads: &Path) -> (Harness, Vec<String>) {
+    let session = Session::new(SessionConfig {
+        listen_port: Some(0),
+        bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        dht: None,
+        lsd: false,
+        utp: false,
+        ..SessionConfig::default()
+    })
+    .unwrap();
+    let token = token::load_or_create(state).unwrap();
+    let (daemon, warnings) =
+        Daemon::start(session, Store::open(state).unwrap(), downloads.to_owned());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let router = api::router(
+        daemon.clone(),
+        ApiConfig {
+            token: token.clone(),
+            allowed_hosts: vec!["box.lan".into()],
+        },
+    );
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    let h = Harness {
+        daemon,
+        base,
+        token,
+        http: reqwest::Client::new(),
+        server,
+    };
+    (h, warnings)
+}
+
+impl Harness {
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+        (status, body)
+    }
+
+    async fn add_torrent(&self, bytes: &[u8], query: &[(&str, &str)]) -> (StatusCode, Value) {
+        self.send(
+            self.req(Method::POST, "/torrents")
+                .query(query)
+                .header("content-type", "application/x-bittorrent")
+                .body(bytes.to_vec()),
+        )
+        .await
+    }
+
+    async fn torrent(&self, id: &str) -> TorrentView {
+        let (status, body) = self
+            .send(self.req(Method::GET, &format!("/torrents/{id}")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    async fn wait_state(&self, id: &str, state: &str) -> TorrentView {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let t = self.torrent(id).await;
+            if t.state == state {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "never {state}: {t:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.server.abort();
+        self.daemon.shutdown().await;
+    }
+}
+
+fn torrent_of(fx: &Fixture) -> Vec<u8> {
+    torrent_bytes(&fx.metainfo.info_bytes, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_needs_the_token_and_a_local_host() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let url = format!("{}/torrents", h.base);
+    let plain = h.http.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(plain.headers()["www-authenticate"], "Bearer");
+    let wrong = h
+        .http
+        .get(&url)
+        .bearer_auth("0".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let prefix = h
+        .http
+        .get(&url)
+        .bearer_auth(&h.token[..32])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefix.status(), StatusCode::UNAUTHORIZED);
+    // DNS rebinding: the right token under a foreign name is still refused.
+    for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example"] {
+        let r = h
+            .req(Method::GET, "/torrents")
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{host}");
+    }
+    for host in ["localhost:1", "127.0.0.1", "box.lan:6880", "[::1]:6880"] {
+        let r = h
+            .req(Method::GET, "/torrents")
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{host}");
+    }
+    // No CORS headers for other origins.
+    let r = h
+        .req(Method::GET, "/torrents")
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_client_errors_with_a_json_reason() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let fx = Fixture::single(3);
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            h.req(Method::POST, "/torrents")
+                .header("content-type", "application/x-bittorrent")
+                .body("d4:infoi3ee"),
+            StatusCode::BAD_REQUEST,
+            "not a valid torrent",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .json(&serde_json::json!({"magnet": "magnet:?xt=urn:btih:zz"})),
+            StatusCode::BAD_REQUEST,
+            "invalid magnet link",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .json(&serde_json::json!({"url": "x"})),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .header("content-type", "application/json")
+                .body("{not json"),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .header("content-type", "text/plain")
+                .body("x"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/x-bittorrent",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .query(&[("download_dir", "relative/dir")])
+                .header("content-type", "application/x-bittorrent")
+                .body(torrent_of(&fx)),
+            StatusCode::BAD_REQUEST,
+            "absolute path",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .query(&[("paused", "maybe")])
+                .header("content-type", "application/x-bittorrent")
+                .body(torrent_of(&fx)),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            h.req(Method::POST, "/torrents")
+                .header("content-type", "application/x-bittorrent")
+                .body(vec![b'd'; api::MAX_BODY + 1]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "",
+        ),
+        (
+            h.req(Method::GET, &format!("/torrents/{}", "ab".repeat(20))),
+            StatusCode::NOT_FOUND,
+            "no torrent",
+        ),
+        (
+            h.req(Method::GET, "/torrents/abc"),
+            StatusCode::BAD_REQUEST,
+            "not a torrent id",
+        ),
+        (
+            h.req(
+                Method::POST,
+                &format!("/torrents/{}/pause", "cd".repeat(20)),
+            ),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            h.req(Method::DELETE, &format!("/torrents/{}", "cd".repeat(20)))
+                .query(&[("delete_data", "yes")]),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            h.req(Method::GET, "/nothing/here"),
+            StatusCode::NOT_FOUND,
+            "no such API endpoint",
+        ),
+    ];
+    for (i, (req, want, text)) in cases.into_iter().enumerate() {
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, want, "case {i}: {body}");
+        // 413 comes from the body limit before any handler; every other
+        // answer is our JSON.
+        if status != StatusCode::PAYLOAD_TOO_LARGE {
+            let v: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|_| panic!("case {i}: not JSON: {body}"));
+            let reason = v["error"].as_str().unwrap();
+            assert!(reason.contains(text), "case {i}: {reason}");
+        }
+    }
+    // Nothing was added by any of them.
+    assert!(h.daemon.list().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adds_at_once_make_one_torrent() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let h = Arc::new(h);
+    let bytes = Arc::new(torrent_of(&Fixture::single(4)));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (h, bytes) = (Arc::clone(&h), Arc::clone(&bytes));
+        tasks.push(tokio::spawn(
+            async move { h.add_torrent(&bytes, &[]).await },
+        ));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        let reply: AddReply = serde_json::from_value(body).unwrap();
+        assert_eq!(reply.created, status == StatusCode::CREATED);
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK);
+        created += usize::from(reply.created);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(h.daemon.list().len(), 1);
+    let (h, _) = (Arc::try_unwrap(h).ok().unwrap(), ());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    // The data is there already: the check finds every piece.
+    let fx = Fixture::single(5);
+    fx.write_to(downloads.path());
+    let id = fx.info_hash().to_hex();
+    let (h, warnings) = start(state.path(), downloads.path()).await;
+    assert!(warnings.is_empty());
+    let (status, body) = h.add_torrent(&torrent_of(&fx), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let reply: AddReply = serde_json::from_value(body).unwrap();
+    assert_eq!(reply.torrent.id, id);
+    assert_eq!(
+        reply.torrent.download_dir,
+        downloads.path().display().to_string()
+    );
+    let t = h.wait_state(&id, "seeding").await;
+    assert_eq!(
+        (t.progress, t.size, t.have),
+        (1.0, fx.data.len() as u64, fx.data.len() as u64)
+    );
+    let (status, body) = h.send(h.req(Method::GET, &format!("/torrents/{id}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let d: TorrentDetail = serde_json::from_value(body).unwrap();
+    assert_eq!(d.pieces, fx.num_pieces());
+    assert_eq!(d.pieces_have, fx.num_pieces() as u64);
+    assert_eq!(d.files.len(), 1);
+    assert_eq!(d.files[0].path, "data.bin");
+    // Again: not an error, and nothing changes.
+    let (status, body) = h.add_torrent(&torrent_of(&fx), &[("paused", "true")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["created"], false);
+    // Paused, and a magnet link added paused.
+    let (status, body) = h
+        .send(h.req(Method::POST, &format!("/torrents/{id}/pause")))
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("paused"))
+    );
+    let magnet_id = "ab".repeat(20);
+    let link = format!("magnet:?xt=urn:btih:{magnet_id}&dn=later");
+    let (status, body) = h
+        .send(
+            h.req(Method::POST, "/torrents")
+                .json(&serde_json::json!({"magnet": link, "paused": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["torrent"]["name"], "later");
+    assert_eq!(body["torrent"]["state"], "paused");
+    let (status, body) = h.send(h.req(Method::GET, "/session")).await;
+    assert_eq!(status, StatusCode::OK);
+    let s: SessionView = serde_json::from_value(body).unwrap();
+    assert_eq!(s.torrents, 2);
+    assert_eq!(s.dht_nodes, None);
+    h.stop().await;
+
+    // A restart: both come back paused; the first resumes to seeding
+    // without fetching anything.
+    let (h, warnings) = start(state.path(), downloads.path()).await;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let list: Vec<TorrentView> =
+        serde_json::from_value(h.send(h.req(Method::GET, "/torrents")).await.1).unwrap();
+    let ids: Vec<&str> = list.iter().map(|t| t.id.as_str()).collect();
+    let mut want = vec![id.as_str(), magnet_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    h.wait_state(&id, "paused").await;
+    assert_eq!(h.torrent(&magnet_id).await.state, "paused");
+    let (status, _) = h
+        .send(h.req(Method::POST, &format!("/torrents/{id}/resume")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.wait_state(&id, "seeding").await;
+    // Removed with its data: the file and the resume data go, the folder
+    // and anything else in it stay.
+    std::fs::write(downloads.path().join("other.txt"), b"not the torrent's").unwrap();
+    let (status, body) = h
+        .send(
+            h.req(Method::DELETE, &format!("/torrents/{id}"))
+                .query(&[("delete_data", "true")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!downloads.path().join("data.bin").exists());
+    assert!(downloads.path().join("other.txt").exists());
+    assert!(!downloads
+        .path()
+        .join(".rivulet")
+        .join(format!("{id}.resume"))
+        .exists());
+    let (status, _) = h.send(h.req(Method::GET, &format!("/torrents/{id}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The magnet link is removed without touching anything on disk.
+    let (status, _) = h
+        .send(h.req(Method::DELETE, &format!("/torrents/{magnet_id}")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.stop().await;
+
+    // An entry damaged while the daemon was down is set aside, and the
+    // daemon starts all the same.
+    let (h, _) = start(state.path(), downloads.path()).await;
+    assert!(h.daemon.list().is_empty());
+    let fx2 = Fixture::single(6);
+    let (status, _) = h
+        .add_torrent(&torrent_of(&fx2), &[("paused", "true")])
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    h.stop().await;
+    let entry = state.path().join("torrents").join(fx2.info_hash().to_hex());
+    std::fs::write(entry.join("torrent"), b"garbage").unwrap();
+    let (h, warnings) = start(state.path(), downloads.path()).await;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("set aside"), "{warnings:?}");
+    assert!(h.daemon.list().is_empty());
+    h.stop().await;
+}
