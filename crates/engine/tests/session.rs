@@ -165,6 +165,50 @@ async fn a_session_downloads_from_another() {
     assert_eq!(s.snapshot().state, TorrentState::Removed);
 }
 
+/// A peer that never answers (TCP refused, then a uTP SYN without reply)
+/// is still being connected to when the download completes: the run ends
+/// at once all the same, without waiting out the attempt.
+#[tokio::test]
+async fn a_peer_still_connecting_does_not_hold_the_end_of_a_download() {
+    let fx = Fixture::single(10);
+    let (seed_ip, leech_ip, dead_ip) = (next_loopback(), next_loopback(), next_loopback());
+    let seed_dir = tempfile::tempdir().unwrap();
+    fx.write_to(seed_dir.path());
+    let seeder = session_on(seed_ip);
+    seeder
+        .add(&fx.metainfo, seed_dir.path(), seeding(), Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let leecher = session_on(leech_ip);
+    let dir = tempfile::tempdir().unwrap();
+    let options = AddOptions {
+        peers: vec![
+            SocketAddr::new(IpAddr::V4(dead_ip), 9),
+            SocketAddr::new(IpAddr::V4(seed_ip), seeder.port()),
+        ],
+        seed: SeedPolicy::NONE,
+        ..AddOptions::default()
+    };
+    let (l, _) = leecher
+        .add(&fx.metainfo, dir.path(), options, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    within(DOWNLOAD, "the download", l.completed()).await;
+    let complete = std::time::Instant::now();
+    within(PROMPT, "the end of the run", l.stopped()).await;
+    let took = complete.elapsed();
+    // The grace a connected peer gets to close is a second; an attempt
+    // still connecting gets none.
+    assert!(
+        took < Duration::from_millis(700),
+        "the run ended {took:?} after completion"
+    );
+    assert_eq!(l.outcome(), Outcome::Complete);
+    fx.assert_files(dir.path());
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+}
+
 /// A session holds a torrent once.
 #[tokio::test]
 async fn the_same_torrent_twice_is_refused() {

@@ -66,8 +66,16 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
         utp_first: hints.utp_first || shared.config.utp_first || shared.utp_hinted(addr),
         ..hints
     };
-    let stream = match crate::encryption::connect(addr, shared.info_hash, &hs, &params, hints).await
-    {
+    // A run that ends stops its connection attempts at once: one waiting
+    // for a peer that never answers (a uTP SYN after TCP was refused, a
+    // silent address) would otherwise hold the end of the run for the
+    // whole grace period.
+    let connecting = crate::encryption::connect(addr, shared.info_hash, &hs, &params, hints);
+    let connected = tokio::select! {
+        c = connecting => c,
+        () = shared.cancel.cancelled() => return Exit::default(),
+    };
+    let stream = match connected {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%addr, error = %e.error, "connect failed");
