@@ -220,8 +220,13 @@ async fn serve(s: Settings) -> Result<Outcome> {
             allowed_hosts: s.api_hosts,
         },
     );
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(crate::download::interrupted());
+    // At the signal, event streams end (they would keep the server's
+    // graceful shutdown waiting), then the torrents stop.
+    let stopping = daemon.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        crate::download::interrupted().await;
+        stopping.begin_shutdown();
+    });
     if let Err(e) = server.await {
         daemon.shutdown().await;
         bail!("the API server failed: {e}");

@@ -67,6 +67,8 @@ enum Command {
     Pause(remote::IdsArgs),
     /// Resume paused torrents of the daemon.
     Resume(remote::IdsArgs),
+    /// Check torrents' data again from scratch (resume data forgotten).
+    Recheck(remote::IdsArgs),
     /// Remove torrents from the daemon (their data stays unless
     /// --delete-data).
     Remove(remote::RemoveArgs),
@@ -105,8 +107,9 @@ fn main() -> ExitCode {
         Command::Add(args) => remote::add(args),
         Command::List(args) => remote::list(args),
         Command::Show(args) => remote::show(args),
-        Command::Pause(args) => remote::pause_or_resume(args, false),
-        Command::Resume(args) => remote::pause_or_resume(args, true),
+        Command::Pause(args) => remote::act(args, "pause"),
+        Command::Resume(args) => remote::act(args, "resume"),
+        Command::Recheck(args) => remote::act(args, "recheck"),
         Command::Remove(args) => remote::remove(args),
         Command::Completions(args) => manual::completions(args),
         Command::Man(args) => manual::man(args),

@@ -332,6 +332,29 @@ pub fn show(a: ShowArgs) -> Result<Outcome> {
             };
             println!("tracker:   {} ({status})", printable(&tr.url));
         }
+        for p in &d.peer_list {
+            let mut flags = Vec::new();
+            if p.seed {
+                flags.push("seed");
+            }
+            if p.incoming {
+                flags.push("incoming");
+            }
+            if p.mse {
+                flags.push("mse");
+            }
+            if p.utp {
+                flags.push("utp");
+            }
+            println!(
+                "peer:      {} {} ({}) {} down, {} up",
+                p.address,
+                printable(p.client.as_deref().unwrap_or("unknown client")),
+                flags.join(", "),
+                HumanBytes(p.downloaded),
+                HumanBytes(p.uploaded)
+            );
+        }
         println!("files:");
         for f in &d.files {
             println!(
@@ -344,10 +367,9 @@ pub fn show(a: ShowArgs) -> Result<Outcome> {
     })
 }
 
-/// `rivulet pause` (`resume` false) and `rivulet resume`.
-pub fn pause_or_resume(a: IdsArgs, resume: bool) -> Result<Outcome> {
+/// `rivulet pause`, `resume` and `recheck`: `verb` is the API's.
+pub fn act(a: IdsArgs, verb: &str) -> Result<Outcome> {
     let client = Client::new(&a.conn)?;
-    let verb = if resume { "resume" } else { "pause" };
     runtime()?.block_on(async {
         for given in &a.ids {
             let id = client.resolve(given).await?;

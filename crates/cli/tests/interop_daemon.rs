@@ -149,6 +149,23 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
     let list = daemon.list();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["id"], info_hash.as_str());
+    // While it downloads, the seeder is among the torrent's peers.
+    poll_until("the seeder among the peers", MINUTE, || {
+        let d: serde_json::Value =
+            serde_json::from_str(&daemon.ok(&["show", &info_hash, "--json"])).unwrap();
+        let peers = d["peer_list"].as_array().cloned().unwrap_or_default();
+        let lt = peers.iter().any(|p| {
+            p["address"] == seeder.addr().to_string().as_str()
+                && p["client"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("libtorrent"))
+        });
+        if lt {
+            Ok(())
+        } else {
+            Err(d.to_string())
+        }
+    });
     let seeding = poll_until("the download completes after the restart", MINUTE, || {
         let list = daemon.list();
         if list[0]["state"] == "seeding" {

@@ -6,6 +6,8 @@
 //! | `POST /torrents` | add: a .torrent (`Content-Type: application/x-bittorrent`) or `{"magnet": ..., "download_dir"?, "paused"?}`; 201 when new, 200 when it was there ([`AddReply`]) |
 //! | `GET /torrents/{id}` | one torrent with files and trackers ([`TorrentDetail`]) |
 //! | `POST /torrents/{id}/pause`, `/resume` | as said; the torrent after |
+//! | `POST /torrents/{id}/recheck` | check the data again from scratch |
+//! | `GET /events` | server-sent events of what changed ([`EVENT_TICK`]) |
 //! | `DELETE /torrents/{id}?delete_data=true` | remove it (and its data) |
 //! | `GET /session` | totals, rates, port, DHT nodes ([`SessionView`]) |
 //!
@@ -20,6 +22,8 @@
 //! answers. Errors are JSON (`{"error": "..."}`) with the fitting status;
 //! bodies are bounded ([`MAX_BODY`]).
 
+use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -28,6 +32,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,10 +41,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::service::{AddRequest, Daemon, DaemonError};
-use crate::view::{AddReply, ErrorView};
+use crate::view::{AddReply, ErrorView, TorrentView};
 
 #[cfg(doc)]
-use crate::view::{SessionView, TorrentDetail, TorrentView};
+use crate::view::{SessionView, TorrentDetail};
 
 /// The largest request body taken (a .torrent of a huge torrent is a few
 /// MiB).
@@ -72,6 +77,8 @@ pub fn router(daemon: Daemon, config: ApiConfig) -> Router {
         .route("/torrents/{id}", get(detail).delete(remove))
         .route("/torrents/{id}/pause", post(pause))
         .route("/torrents/{id}/resume", post(resume))
+        .route("/torrents/{id}/recheck", post(recheck))
+        .route("/events", get(events))
         .route("/session", get(session));
     Router::new()
         .nest("/api/v1", api)
@@ -265,6 +272,69 @@ async fn pause(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+async fn recheck(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match s.daemon.recheck(&id).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// How often the event stream looks for changes.
+pub const EVENT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Server-sent events: at once every torrent (`event: torrent`, its
+/// [`TorrentView`] as data), then each torrent whose view changed, and
+/// `event: removed` (`{"id": ...}`) for each one gone, checked every
+/// [`EVENT_TICK`]; comments keep the connection alive. The stream ends when
+/// the daemon shuts down.
+async fn events(State(s): State<AppState>) -> Response {
+    use futures_util::StreamExt;
+    let stopping = s.daemon.stopping();
+    let start = (s.daemon, BTreeMap::<String, TorrentView>::new(), true);
+    let stream = futures_util::stream::unfold(start, move |(daemon, mut seen, first)| {
+        let stopping = stopping.clone();
+        async move {
+            if !first {
+                tokio::select! {
+                    () = tokio::time::sleep(EVENT_TICK) => {}
+                    () = stopping.cancelled() => return None,
+                }
+            }
+            let mut out = Vec::new();
+            let now: BTreeMap<String, TorrentView> = daemon
+                .list()
+                .into_iter()
+                .map(|t| (t.id.clone(), t))
+                .collect();
+            for (id, t) in &now {
+                if seen.get(id) != Some(t) {
+                    if let Ok(e) = Event::default().event("torrent").json_data(t) {
+                        out.push(Ok::<Event, Infallible>(e));
+                    }
+                }
+            }
+            for id in seen.keys().filter(|id| !now.contains_key(*id)) {
+                if let Ok(e) = Event::default()
+                    .event("removed")
+                    .json_data(serde_json::json!({ "id": id }))
+                {
+                    out.push(Ok(e));
+                }
+            }
+            seen = now;
+            Some((futures_util::stream::iter(out), (daemon, seen, false)))
+        }
+    })
+    .flatten();
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> Response {

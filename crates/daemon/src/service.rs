@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::{unix_now, Entry, Settings, Source, Store};
-use crate::view::{FileView, SessionView, TorrentDetail, TorrentView, TrackerView};
+use crate::view::{FileView, PeerView, SessionView, TorrentDetail, TorrentView, TrackerView};
 
 /// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +276,11 @@ impl Daemon {
                 if removed {
                     handle.remove().await;
                 } else {
+                    // Paused while it was being checked: the pause found
+                    // no run to stop.
+                    if item.settings().paused && !settings.paused {
+                        handle.pause().await;
+                    }
                     item.set_status(Status::Active(handle));
                 }
             }
@@ -439,6 +444,7 @@ impl Daemon {
             pieces_have: 0,
             files,
             trackers: Vec::new(),
+            peer_list: Vec::new(),
             peers_known: 0,
             peers_incoming: 0,
             peers_banned: 0,
@@ -451,6 +457,21 @@ impl Daemon {
             d.peers_incoming = s.peers_incoming;
             d.peers_banned = s.peers_banned;
             d.hash_failures = s.hash_failures;
+            d.peer_list = h
+                .peers()
+                .into_iter()
+                .map(|p| PeerView {
+                    address: p.addr.to_string(),
+                    client: p.client,
+                    incoming: p.incoming,
+                    mse: p.mse,
+                    utp: p.utp,
+                    seed: p.seed,
+                    downloaded: p.downloaded,
+                    uploaded: p.uploaded,
+                    connected_secs: p.connected_for.as_secs(),
+                })
+                .collect();
             d.trackers = s
                 .trackers
                 .into_iter()
@@ -589,6 +610,55 @@ impl Daemon {
             Status::FetchingMetadata | Status::Checking => {}
         }
         Ok(self.view(&item))
+    }
+
+    /// Checks the torrent's data again from scratch (its resume data
+    /// forgotten), then runs it as before.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`]; [`DaemonError::BadInput`] before the
+    /// metadata is there; [`DaemonError::Store`] when the resume data cannot
+    /// be removed.
+    pub async fn recheck(&self, id: &InfoHash) -> Result<TorrentView, DaemonError> {
+        let item = self.item(id)?;
+        let _op = item.op.lock().await;
+        let Some(m) = item.metainfo() else {
+            return Err(DaemonError::BadInput(
+                "the metadata is not fetched yet: there is nothing to check".into(),
+            ));
+        };
+        item.renew_cancel();
+        if let Status::Active(h) = item.status() {
+            // Stopped as a pause does (resume data saved), then the resume
+            // data goes, so that the check hashes every piece.
+            h.remove().await;
+        }
+        let resume = item
+            .settings()
+            .download_dir
+            .join(".rivulet")
+            .join(format!("{}.resume", m.info_hash.to_hex()));
+        match std::fs::remove_file(&resume) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        item.checked.store(0, Ordering::Relaxed);
+        item.set_status(Status::Checking);
+        self.launch(&item);
+        Ok(self.view(&item))
+    }
+
+    /// A token cancelled once the daemon begins to shut down (long
+    /// requests, such as event streams, end then).
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.cancel.clone()
+    }
+
+    /// Begins the shutdown: no more adds, event streams end. Then
+    /// [`Daemon::shutdown`] stops the torrents.
+    pub fn begin_shutdown(&self) {
+        self.inner.cancel.cancel();
     }
 
     fn set_paused(&self, item: &Item, paused: bool) -> Result<(), DaemonError> {

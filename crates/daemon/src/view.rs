@@ -67,6 +67,29 @@ pub struct TrackerView {
     pub error: Option<String>,
 }
 
+/// One connected peer of a torrent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its address, `IP:PORT`.
+    pub address: String,
+    /// The client its peer id names, when known.
+    pub client: Option<String>,
+    /// It connected to us.
+    pub incoming: bool,
+    /// The connection began with the MSE/PE handshake.
+    pub mse: bool,
+    /// The connection runs over uTP.
+    pub utp: bool,
+    /// It has every piece.
+    pub seed: bool,
+    /// Payload bytes received from it that we needed.
+    pub downloaded: u64,
+    /// Payload bytes sent to it.
+    pub uploaded: u64,
+    /// Seconds connected.
+    pub connected_secs: u64,
+}
+
 /// One torrent with its files and trackers: `GET /api/v1/torrents/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TorrentDetail {
@@ -81,6 +104,9 @@ pub struct TorrentDetail {
     pub files: Vec<FileView>,
     /// Its trackers announced to so far.
     pub trackers: Vec<TrackerView>,
+    /// Its connected peers (`peers` is their number, from the list's
+    /// fields).
+    pub peer_list: Vec<PeerView>,
     /// Peers known (from trackers, the DHT, PEX), connected or not.
     pub peers_known: usize,
     /// Connected peers that connected to us.

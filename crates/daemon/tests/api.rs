@@ -436,3 +436,101 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
     assert!(h.daemon.list().is_empty());
     h.stop().await;
 }
+
+/// Reads server-sent events from `r` until one named `event` whose data
+/// satisfies `want`; returns that data.
+async fn next_sse(
+    r: &mut reqwest::Response,
+    buf: &mut String,
+    event: &str,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("");
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (true, Some(data)) = (name == event, data) {
+                let v: Value = serde_json::from_str(data).unwrap();
+                if want(&v) {
+                    return v;
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {event} event as wanted; last: {buf}"))
+            .unwrap()
+            .expect("the stream ended");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_what_changed_and_recheck_finds_damaged_data() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let fx = Fixture::single(7);
+    fx.write_to(downloads.path());
+    let id = fx.info_hash().to_hex();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let mut stream = h.req(Method::GET, "/events").send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let (status, _) = h.add_torrent(&torrent_of(&fx), &[]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    next_sse(&mut stream, &mut buf, "torrent", |t| {
+        t["id"] == id.as_str() && t["state"] == "seeding"
+    })
+    .await;
+    h.send(h.req(Method::POST, &format!("/torrents/{id}/pause")))
+        .await;
+    next_sse(&mut stream, &mut buf, "torrent", |t| t["state"] == "paused").await;
+    h.send(h.req(Method::POST, &format!("/torrents/{id}/resume")))
+        .await;
+    h.wait_state(&id, "seeding").await;
+
+    // A byte of the data changes behind the daemon's back; the resume
+    // data still says complete, so only a recheck finds the bad piece.
+    let path = downloads.path().join("data.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let (status, body) = h
+        .send(h.req(Method::POST, &format!("/torrents/{id}/recheck")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let t = h.wait_state(&id, "downloading").await;
+    let piece = fx.piece_len(0) as u64;
+    assert_eq!(t.have, fx.data.len() as u64 - piece, "{t:?}");
+    next_sse(&mut stream, &mut buf, "torrent", |t| {
+        t["state"] == "downloading"
+    })
+    .await;
+
+    let (status, _) = h
+        .send(h.req(Method::DELETE, &format!("/torrents/{id}")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let gone = next_sse(&mut stream, &mut buf, "removed", |_| true).await;
+    assert_eq!(gone["id"], id.as_str());
+    // A recheck of a torrent that is gone is a 404.
+    let (status, _) = h
+        .send(h.req(Method::POST, &format!("/torrents/{id}/recheck")))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The stream ends when the daemon shuts down.
+    h.daemon.begin_shutdown();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while stream.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the event stream outlived the daemon");
+    h.stop().await;
+}

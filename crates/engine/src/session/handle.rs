@@ -104,6 +104,31 @@ pub struct TorrentSnapshot {
     pub error: Option<Arc<TorrentError>>,
 }
 
+/// One connected peer of a torrent, as a display reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSnapshot {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// The client and version its peer id names, when it follows a known
+    /// convention (text from the peer: sanitize before display).
+    pub client: Option<String>,
+    /// It connected to us.
+    pub incoming: bool,
+    /// The connection began with the MSE/PE handshake (RC4 or plaintext
+    /// after it, as chosen).
+    pub mse: bool,
+    /// The connection runs over uTP.
+    pub utp: bool,
+    /// It has every piece.
+    pub seed: bool,
+    /// Payload bytes received from it that we needed.
+    pub downloaded: u64,
+    /// Payload bytes sent to it.
+    pub uploaded: u64,
+    /// How long it has been connected.
+    pub connected_for: std::time::Duration,
+}
+
 /// A torrent of a [`crate::session::Session`]. Cheap to clone; every clone
 /// drives the same torrent.
 #[derive(Debug, Clone)]
@@ -344,6 +369,32 @@ impl TorrentHandle {
             trackers: stats.trackers(),
             error,
         }
+    }
+
+    /// The peers connected now, by address (none when not running).
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        let Some(shared) = self.shared() else {
+            return Vec::new();
+        };
+        let now = tokio::time::Instant::now();
+        let mut peers: Vec<PeerSnapshot> = shared
+            .lock()
+            .peers
+            .values()
+            .map(|p| PeerSnapshot {
+                addr: p.addr,
+                client: p.peer_id.client().map(|c| c.to_string()),
+                incoming: p.incoming,
+                mse: p.counters.mse.load(Ordering::Relaxed),
+                utp: p.counters.utp.load(Ordering::Relaxed),
+                seed: p.counters.seed.load(Ordering::Relaxed),
+                downloaded: p.counters.down.load(Ordering::Relaxed),
+                uploaded: p.counters.up.load(Ordering::Relaxed),
+                connected_for: now.saturating_duration_since(p.connected_at),
+            })
+            .collect();
+        peers.sort_by_key(|p| p.addr);
+        peers
     }
 
     // What the driver uses.

@@ -64,7 +64,7 @@ use crate::torrent::{Parts, Settings, TorrentConfig};
 use crate::udp_port::PortSockets;
 use crate::udp_socket::UdpSockets;
 
-pub use handle::{TorrentHandle, TorrentSnapshot, TorrentState};
+pub use handle::{PeerSnapshot, TorrentHandle, TorrentSnapshot, TorrentState};
 
 /// Settings of a whole session (those of one torrent are a
 /// [`TorrentConfig`]).
