@@ -40,6 +40,14 @@ pub struct AddArgs {
     /// Add paused.
     #[arg(long)]
     paused: bool,
+    // Help text as an attribute: rustdoc would read "[IPv6]" as a link.
+    #[arg(
+        long = "peer",
+        value_name = "IP:PORT",
+        value_parser = crate::args::peer,
+        help = "A peer to connect to besides those found (IP:PORT, [IPv6]:PORT or HOST:PORT); may be repeated"
+    )]
+    peers: Vec<crate::args::Peer>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -193,6 +201,11 @@ pub fn add(a: AddArgs) -> Result<Outcome> {
         ),
         None => None,
     };
+    let peers: Vec<String> = a
+        .peers
+        .iter()
+        .flat_map(|p| p.addrs.iter().map(ToString::to_string))
+        .collect();
     runtime()?.block_on(async {
         for t in &a.torrents {
             let req = if t
@@ -200,11 +213,11 @@ pub fn add(a: AddArgs) -> Result<Outcome> {
                 .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
             {
                 let body =
-                    serde_json::json!({ "magnet": t, "paused": a.paused, "download_dir": dir });
+                    serde_json::json!({ "magnet": t, "paused": a.paused, "download_dir": dir, "peers": peers });
                 client.request(Method::POST, "/torrents").json(&body)
             } else {
                 let bytes = std::fs::read(t).with_context(|| format!("cannot read {t}"))?;
-                let mut query = vec![("paused", a.paused.to_string())];
+                let mut query = vec![("paused", a.paused.to_string()), ("peers", peers.join(","))];
                 if let Some(d) = &dir {
                     query.push(("download_dir", d.display().to_string()));
                 }

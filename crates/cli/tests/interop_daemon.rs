@@ -3,7 +3,11 @@
 //! opentracker: killed with -9 in the middle of the download, started
 //! again, and completing byte-identical without fetching again what it had.
 //!
-//! Ignored by default (needs python3-libtorrent and opentracker); CI runs
+//! And one daemon downloading three torrents at once, from a libtorrent, an
+//! aria2 and a Transmission seeder.
+//!
+//! Ignored by default (needs python3-libtorrent, opentracker, aria2 and
+//! transmission-daemon); CI runs
 //!
 //! ```text
 //! cargo test -p rivulet --test interop_daemon -- --ignored --test-threads=1
@@ -19,8 +23,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use support::{
-    assert_same_tree, make_torrent, next_loopback, poll_until, require_libtorrent, require_program,
-    single_file, LtConfig, LtPeer, OpenTracker, Proc,
+    assert_same_tree, make_torrent, multi_file_tree, next_loopback, poll_until, require_libtorrent,
+    require_program, single_file, Aria2, LtConfig, LtPeer, OpenTracker, Proc, TransmissionDaemon,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -224,4 +228,57 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
         .wait_timeout(MINUTE)
         .expect("the daemon stops on SIGTERM");
     assert!(status.success(), "{}", daemon.proc.output());
+}
+
+#[test]
+#[ignore = "interop: needs python3-libtorrent, aria2 and transmission-daemon (installed by .ci/run)"]
+fn daemon_downloads_three_torrents_at_once_from_three_clients() {
+    require_libtorrent();
+    require_program("aria2c", "aria2");
+    require_program("transmission-daemon", "transmission-daemon");
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_dir = tmp.path().join("seed");
+    let a = single_file(&seed_dir, "from-libtorrent.bin", 6_000_000, 31);
+    let b = multi_file_tree(&seed_dir, "from-aria2", 32, 1_500_000);
+    let c = single_file(&seed_dir, "from-transmission.bin", 5_000_000, 33);
+    let (ta, ha) = make_torrent(&a, None, 64 * 1024);
+    let (tb, hb) = make_torrent(&b, None, 32 * 1024);
+    let (tc, hc) = make_torrent(&c, None, 64 * 1024);
+    let mut lt = LtPeer::start(&ta, &seed_dir, LtConfig::new(next_loopback()));
+    lt.wait_seeding(MINUTE);
+    let aria = Aria2::seeder(&tb, &seed_dir, next_loopback());
+    let mut tr = TransmissionDaemon::start(next_loopback(), &seed_dir);
+    tr.seed(&tc, MINUTE);
+
+    let state = tmp.path().join("state");
+    let downloads = tmp.path().join("downloads");
+    let daemon = DaemonProc::start(&state, &downloads);
+    for (torrent, peer) in [(&ta, lt.addr()), (&tb, aria.addr()), (&tc, tr.peer_addr())] {
+        let out = daemon.ok(&["add", torrent.to_str().unwrap(), &format!("--peer={peer}")]);
+        assert!(out.starts_with("added: "), "{out}");
+    }
+    let list = poll_until("all three torrents seed", MINUTE, || {
+        let list = daemon.list();
+        if list.len() == 3 && list.iter().all(|t| t["state"] == "seeding") {
+            Ok(list)
+        } else {
+            Err(format!("{list:?}"))
+        }
+    });
+    let mut ids: Vec<&str> = list.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let mut want = [ha.as_str(), hb.as_str(), hc.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    assert_same_tree(&a, &downloads.join("from-libtorrent.bin"));
+    assert_same_tree(&b, &downloads.join("from-aria2"));
+    assert_same_tree(&c, &downloads.join("from-transmission.bin"));
+    let session: serde_json::Value = serde_json::from_str(&daemon.ok(&["list", "--json"])).unwrap();
+    let total: u64 = session
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["downloaded"].as_u64().unwrap())
+        .sum();
+    assert!(total >= 6_000_000 + 5_000_000, "{total}");
 }

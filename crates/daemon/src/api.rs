@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -193,6 +193,8 @@ struct AddJson {
     download_dir: Option<std::path::PathBuf>,
     #[serde(default)]
     paused: bool,
+    #[serde(default)]
+    peers: Vec<String>,
 }
 
 /// Query parameters of a .torrent add.
@@ -202,6 +204,27 @@ struct AddQuery {
     download_dir: Option<std::path::PathBuf>,
     #[serde(default)]
     paused: bool,
+    /// `IP:PORT,IP:PORT`.
+    peers: Option<String>,
+}
+
+/// Peers given as `IP:PORT` (or `[IPv6]:PORT`).
+fn parse_peers<'a>(
+    given: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<SocketAddr>, DaemonError> {
+    given
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<SocketAddr>()
+                .ok()
+                .filter(|a| a.port() != 0)
+                .ok_or_else(|| {
+                    DaemonError::BadInput(format!("{p:?} is not a peer (IP:PORT or [IPv6]:PORT)"))
+                })
+        })
+        .collect()
 }
 
 async fn add(
@@ -222,11 +245,16 @@ async fn add(
                 Ok(q) => q,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
             };
+            let peers = match parse_peers(q.peers.as_deref().unwrap_or("").split(',')) {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
             s.daemon.add_torrent(
                 body.to_vec(),
                 AddRequest {
                     download_dir: q.download_dir,
                     paused: q.paused,
+                    peers,
                 },
             )
         }
@@ -236,11 +264,16 @@ async fn add(
                 Ok(Json(r)) => r,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
             };
+            let peers = match parse_peers(req.peers.iter().map(String::as_str)) {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
             s.daemon.add_magnet(
                 &req.magnet,
                 AddRequest {
                     download_dir: req.download_dir,
                     paused: req.paused,
+                    peers,
                 },
             )
         }

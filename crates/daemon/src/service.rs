@@ -54,6 +54,9 @@ pub struct AddRequest {
     pub download_dir: Option<PathBuf>,
     /// Add it paused.
     pub paused: bool,
+    /// Peers to connect to besides those trackers, the DHT and PEX name
+    /// (kept: used again after a restart).
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 /// Where a torrent stands in the daemon.
@@ -252,11 +255,12 @@ impl Daemon {
         let options = AddOptions {
             seed: SeedPolicy::FOREVER,
             paused: settings.paused,
-            peers: item
-                .magnet
-                .as_ref()
-                .map(|m| m.peers.clone())
-                .unwrap_or_default(),
+            peers: settings
+                .peers
+                .iter()
+                .chain(item.magnet.iter().flat_map(|m| m.peers.iter()))
+                .copied()
+                .collect(),
             ..AddOptions::default()
         };
         let progress_item = Arc::clone(item);
@@ -378,6 +382,7 @@ impl Daemon {
                 download_dir,
                 paused: req.paused,
                 added: unix_now(),
+                peers: req.peers,
             },
         };
         // The table's lock is held across the store's write so that two

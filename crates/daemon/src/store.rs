@@ -37,6 +37,9 @@ pub struct Settings {
     pub paused: bool,
     /// When it was added, in seconds since the Unix epoch.
     pub added: u64,
+    /// Peers given when it was added.
+    #[serde(default)]
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 /// What a torrent was added from.
@@ -297,6 +300,7 @@ mod tests {
                 download_dir: PathBuf::from("/data"),
                 paused: byte.is_multiple_of(2),
                 added: 1_700_000_000 + u64::from(byte),
+                peers: vec![std::net::SocketAddr::from(([127, 0, 0, byte], 6881))],
             },
         }
     }

@@ -239,6 +239,14 @@ async fn bad_requests_are_client_errors_with_a_json_reason() {
             "",
         ),
         (
+            h.req(Method::POST, "/torrents")
+                .query(&[("peers", "127.0.0.2:6881,127.0.0.3")])
+                .header("content-type", "application/x-bittorrent")
+                .body(torrent_of(&fx)),
+            StatusCode::BAD_REQUEST,
+            "\"127.0.0.3\" is not a peer",
+        ),
+        (
             h.req(Method::GET, &format!("/torrents/{}", "ab".repeat(20))),
             StatusCode::NOT_FOUND,
             "no torrent",
