@@ -47,7 +47,6 @@ pub struct Args {
     quiet: bool,
 }
 
-/// Parses "16384", "256K", "256KiB", "4M", "4MiB" (binary multiples).
 /// Writes a .torrent to `output` through a temporary file renamed into
 /// place, so that an interrupted run never leaves a truncated one behind;
 /// an existing file is replaced only when `force`.
@@ -69,7 +68,8 @@ pub fn write_torrent_file(output: &std::path::Path, bytes: &[u8], force: bool) -
     Ok(())
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+/// Parses "16384", "256K", "256KiB", "4M", "4MiB" (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = t

@@ -55,6 +55,13 @@ pub struct Args {
     /// No uTP: TCP connections only, both ways.
     #[arg(long)]
     no_utp: bool,
+    /// Most bytes per second received by all torrents together (suffixes
+    /// K and M accepted; 0: no limit) [default: 0].
+    #[arg(long, value_name = "BYTES", env = "RIVULET_DOWNLOAD_LIMIT", value_parser = crate::create::parse_size)]
+    download_limit: Option<u64>,
+    /// Most bytes per second sent by all torrents together [default: 0].
+    #[arg(long, value_name = "BYTES", env = "RIVULET_UPLOAD_LIMIT", value_parser = crate::create::parse_size)]
+    upload_limit: Option<u64>,
     #[command(flatten)]
     discovery: crate::magnet::Discovery,
 }
@@ -80,6 +87,8 @@ struct FileConfig {
     no_pex: bool,
     #[serde(default)]
     no_lsd: bool,
+    download_limit: Option<u64>,
+    upload_limit: Option<u64>,
 }
 
 /// Everything the daemon runs with, settled.
@@ -92,6 +101,8 @@ struct Settings {
     bind: Option<IpAddr>,
     encryption: args::Encryption,
     utp: bool,
+    download_limit: u64,
+    upload_limit: u64,
     discovery: crate::magnet::Discovery,
 }
 
@@ -156,6 +167,8 @@ fn settle(a: Args) -> Result<Settings> {
         bind: a.bind.or(file.bind),
         encryption,
         utp: !(a.no_utp || file.no_utp),
+        download_limit: a.download_limit.or(file.download_limit).unwrap_or(0),
+        upload_limit: a.upload_limit.or(file.upload_limit).unwrap_or(0),
         discovery,
     })
 }
@@ -189,6 +202,8 @@ async fn serve(s: Settings) -> Result<Outcome> {
         lsd: s.discovery.lsd(),
         encryption: s.encryption.into(),
         utp: s.utp,
+        download_limit: s.download_limit,
+        upload_limit: s.upload_limit,
         ..SessionConfig::default()
     })?;
     if s.port != 0 && session.port() != s.port {

@@ -38,6 +38,10 @@ struct DaemonProc {
 
 impl DaemonProc {
     fn start(state: &Path, downloads: &Path) -> DaemonProc {
+        DaemonProc::start_with(state, downloads, &[])
+    }
+
+    fn start_with(state: &Path, downloads: &Path, extra: &[&str]) -> DaemonProc {
         let mut cmd = support::rivulet::command();
         cmd.arg("daemon")
             .arg("--state-dir")
@@ -48,7 +52,8 @@ impl DaemonProc {
             .arg("--port=0")
             .arg(format!("--bind={}", next_loopback()))
             .arg("--no-dht")
-            .arg("--no-lsd");
+            .arg("--no-lsd")
+            .args(extra);
         let mut proc = Proc::spawn("rivulet daemon", &mut cmd);
         let api = poll_until("the daemon says where its API is", MINUTE, || {
             proc.assert_running();
@@ -281,4 +286,43 @@ fn daemon_downloads_three_torrents_at_once_from_three_clients() {
         .map(|t| t["downloaded"].as_u64().unwrap())
         .sum();
     assert!(total >= 6_000_000 + 5_000_000, "{total}");
+}
+
+#[test]
+#[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
+fn daemon_download_limit_holds_within_ten_percent() {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_dir = tmp.path().join("seed");
+    let data = single_file(&seed_dir, "limited.bin", 40_000_000, 41);
+    let (torrent, _) = make_torrent(&data, None, 64 * 1024);
+    let mut lt = LtPeer::start(&torrent, &seed_dir, LtConfig::new(next_loopback()));
+    lt.wait_seeding(MINUTE);
+    let limit = 1_000_000u64;
+    let daemon = DaemonProc::start_with(
+        &tmp.path().join("state"),
+        &tmp.path().join("downloads"),
+        &[&format!("--download-limit={limit}")],
+    );
+    daemon.ok(&[
+        "add",
+        torrent.to_str().unwrap(),
+        &format!("--peer={}", lt.addr()),
+    ]);
+    let downloaded = || daemon.list()[0]["downloaded"].as_u64().unwrap();
+    // Measured from the first second on (the burst a quiet bucket saves
+    // is spent by then), over 10 s.
+    poll_until("the download starts", MINUTE, || match downloaded() {
+        0 => Err("nothing yet".to_string()),
+        _ => Ok(()),
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (t0, d0) = (std::time::Instant::now(), downloaded());
+    std::thread::sleep(Duration::from_secs(10));
+    let (t1, d1) = (std::time::Instant::now(), downloaded());
+    let rate = (d1 - d0) as f64 / (t1 - t0).as_secs_f64();
+    assert!(
+        (rate - limit as f64).abs() <= limit as f64 * 0.1,
+        "{rate:.0} B/s under a limit of {limit}"
+    );
 }

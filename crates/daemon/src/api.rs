@@ -9,7 +9,9 @@
 //! | `POST /torrents/{id}/recheck` | check the data again from scratch |
 //! | `GET /events` | server-sent events of what changed ([`EVENT_TICK`]) |
 //! | `DELETE /torrents/{id}?delete_data=true` | remove it (and its data) |
-//! | `GET /session` | totals, rates, port, DHT nodes ([`SessionView`]) |
+//! | `PATCH /torrents/{id}` | `{"paused"?, "download_limit"?, "upload_limit"?}` (bytes per second, 0: none); the torrent after |
+//! | `GET /session` | totals, rates, limits, port, DHT nodes ([`SessionView`]) |
+//! | `PATCH /session` | `{"download_limit"?, "upload_limit"?}` for all torrents together |
 //!
 //! `id` is the v1 info-hash in lowercase hex (any case accepted).
 //!
@@ -40,7 +42,7 @@ use rivulet_core::InfoHash;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::service::{AddRequest, Daemon, DaemonError};
+use crate::service::{AddRequest, Daemon, DaemonError, TorrentChange};
 use crate::view::{AddReply, ErrorView, TorrentView};
 
 #[cfg(doc)]
@@ -74,12 +76,12 @@ pub fn router(daemon: Daemon, config: ApiConfig) -> Router {
     };
     let api = Router::new()
         .route("/torrents", get(list).post(add))
-        .route("/torrents/{id}", get(detail).delete(remove))
+        .route("/torrents/{id}", get(detail).delete(remove).patch(change))
         .route("/torrents/{id}/pause", post(pause))
         .route("/torrents/{id}/resume", post(resume))
         .route("/torrents/{id}/recheck", post(recheck))
         .route("/events", get(events))
-        .route("/session", get(session));
+        .route("/session", get(session).patch(change_session));
     Router::new()
         .nest("/api/v1", api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such API endpoint".into()) })
@@ -409,6 +411,41 @@ async fn remove(
         }
         Err(e) => e.into_response(),
     }
+}
+
+async fn change(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let parsed: Result<Json<TorrentChange>, JsonRejection> = Json::from_bytes(&body);
+    let change = match parsed {
+        Ok(Json(c)) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match s.daemon.change(&id, change).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a `PATCH /session` changes (what is absent stays).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionChange {
+    download_limit: Option<u64>,
+    upload_limit: Option<u64>,
+}
+
+async fn change_session(State(s): State<AppState>, body: Bytes) -> Response {
+    let parsed: Result<Json<SessionChange>, JsonRejection> = Json::from_bytes(&body);
+    let change = match parsed {
+        Ok(Json(c)) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    s.daemon
+        .set_session_limits(change.download_limit, change.upload_limit);
+    Json(s.daemon.session_view().await).into_response()
 }
 
 async fn session(State(s): State<AppState>) -> Response {

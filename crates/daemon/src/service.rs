@@ -59,6 +59,18 @@ pub struct AddRequest {
     pub peers: Vec<std::net::SocketAddr>,
 }
 
+/// What a `PATCH` of a torrent changes (what is `None` stays).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorrentChange {
+    /// Pause (true) or resume (false).
+    pub paused: Option<bool>,
+    /// Its own limit on bytes per second received (0: none).
+    pub download_limit: Option<u64>,
+    /// Its own limit on bytes per second sent (0: none).
+    pub upload_limit: Option<u64>,
+}
+
 /// Where a torrent stands in the daemon.
 #[derive(Debug, Clone)]
 enum Status {
@@ -285,6 +297,8 @@ impl Daemon {
                     if item.settings().paused && !settings.paused {
                         handle.pause().await;
                     }
+                    let s = item.settings();
+                    handle.set_rate_limits(s.download_limit, s.upload_limit);
                     item.set_status(Status::Active(handle));
                 }
             }
@@ -383,6 +397,8 @@ impl Daemon {
                 paused: req.paused,
                 added: unix_now(),
                 peers: req.peers,
+                download_limit: 0,
+                upload_limit: 0,
             },
         };
         // The table's lock is held across the store's write so that two
@@ -443,8 +459,11 @@ impl Daemon {
                 })
                 .collect()
         });
+        let settings = item.settings();
         let mut d = TorrentDetail {
             torrent,
+            download_limit: settings.download_limit,
+            upload_limit: settings.upload_limit,
             pieces: item.metainfo().map_or(0, |m| m.info.num_pieces()),
             pieces_have: 0,
             files,
@@ -617,6 +636,48 @@ impl Daemon {
         Ok(self.view(&item))
     }
 
+    /// Changes a torrent's settings: its rate limits (bytes per second, 0:
+    /// none) and whether it is paused. Kept across restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`], or [`DaemonError::Store`].
+    pub async fn change(
+        &self,
+        id: &InfoHash,
+        change: TorrentChange,
+    ) -> Result<TorrentDetail, DaemonError> {
+        if let Some(paused) = change.paused {
+            if paused {
+                self.pause(id).await?;
+            } else {
+                self.resume(id).await?;
+            }
+        }
+        let item = self.item(id)?;
+        {
+            let _op = item.op.lock().await;
+            let mut settings = item.settings();
+            settings.download_limit = change.download_limit.unwrap_or(settings.download_limit);
+            settings.upload_limit = change.upload_limit.unwrap_or(settings.upload_limit);
+            self.inner.store.save_settings(&item.id, &settings)?;
+            if let Status::Active(h) = item.status() {
+                h.set_rate_limits(settings.download_limit, settings.upload_limit);
+            }
+            *lock(&item.settings) = settings;
+        }
+        self.detail(id)
+    }
+
+    /// Changes the limits on bytes per second received and sent by all
+    /// torrents together (0: none).
+    pub fn set_session_limits(&self, download: Option<u64>, upload: Option<u64>) {
+        let (down, up) = self.inner.session.rate_limits();
+        self.inner
+            .session
+            .set_rate_limits(download.unwrap_or(down), upload.unwrap_or(up));
+    }
+
     /// Checks the torrent's data again from scratch (its resume data
     /// forgotten), then runs it as before.
     ///
@@ -711,8 +772,11 @@ impl Daemon {
             Some(d) => d.status().await.map(|s| s.nodes_v4 + s.nodes_v6),
             None => None,
         };
+        let (download_limit, upload_limit) = self.inner.session.rate_limits();
         SessionView {
             version: env!("CARGO_PKG_VERSION").into(),
+            download_limit,
+            upload_limit,
             torrents: list.len(),
             down_rate: list.iter().map(|t| t.down_rate).sum(),
             up_rate: list.iter().map(|t| t.up_rate).sum(),

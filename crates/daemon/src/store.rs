@@ -40,6 +40,12 @@ pub struct Settings {
     /// Peers given when it was added.
     #[serde(default)]
     pub peers: Vec<std::net::SocketAddr>,
+    /// Its own limit on bytes per second received (0: none).
+    #[serde(default)]
+    pub download_limit: u64,
+    /// Its own limit on bytes per second sent (0: none).
+    #[serde(default)]
+    pub upload_limit: u64,
 }
 
 /// What a torrent was added from.
@@ -301,6 +307,8 @@ mod tests {
                 paused: byte.is_multiple_of(2),
                 added: 1_700_000_000 + u64::from(byte),
                 peers: vec![std::net::SocketAddr::from(([127, 0, 0, byte], 6881))],
+                download_limit: u64::from(byte) * 1000,
+                upload_limit: 0,
             },
         }
     }

@@ -96,6 +96,10 @@ pub struct TorrentDetail {
     /// What the list shows.
     #[serde(flatten)]
     pub torrent: TorrentView,
+    /// Its own limit on bytes per second received (0: none).
+    pub download_limit: u64,
+    /// Its own limit on bytes per second sent (0: none).
+    pub upload_limit: u64,
     /// Pieces in the torrent (0 before the metadata).
     pub pieces: usize,
     /// Verified pieces.
@@ -143,6 +147,10 @@ pub struct SessionView {
     pub uploaded: u64,
     /// The port peers connect to.
     pub port: u16,
+    /// Limit on bytes per second received by all torrents (0: none).
+    pub download_limit: u64,
+    /// Limit on bytes per second sent by all torrents (0: none).
+    pub upload_limit: u64,
     /// Nodes in the DHT routing table; null without the DHT.
     pub dht_nodes: Option<usize>,
 }

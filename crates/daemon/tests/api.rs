@@ -381,6 +381,47 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
     let s: SessionView = serde_json::from_value(body).unwrap();
     assert_eq!(s.torrents, 2);
     assert_eq!(s.dht_nodes, None);
+    assert_eq!((s.download_limit, s.upload_limit), (0, 0));
+    // Limits: the session's, and the torrent's own (kept across restarts).
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, "/session")
+                .json(&serde_json::json!({"download_limit": 2_000_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["download_limit"].as_u64(),
+            body["upload_limit"].as_u64()
+        ),
+        (Some(2_000_000), Some(0))
+    );
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, &format!("/torrents/{id}"))
+                .json(&serde_json::json!({"upload_limit": 300_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["download_limit"].as_u64(),
+            body["upload_limit"].as_u64()
+        ),
+        (Some(0), Some(300_000))
+    );
+    for bad in [
+        serde_json::json!({"upload_limit": -1}),
+        serde_json::json!({"speed": 1}),
+    ] {
+        let (status, _) = h
+            .send(h.req(Method::PATCH, &format!("/torrents/{id}")).json(&bad))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let (status, _) = h.send(h.req(Method::PATCH, "/session").json(&bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
     h.stop().await;
 
     // A restart: both come back paused; the first resumes to seeding
@@ -395,6 +436,8 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
     assert_eq!(ids, want);
     h.wait_state(&id, "paused").await;
     assert_eq!(h.torrent(&magnet_id).await.state, "paused");
+    let (_, body) = h.send(h.req(Method::GET, &format!("/torrents/{id}"))).await;
+    assert_eq!(body["upload_limit"].as_u64(), Some(300_000));
     let (status, _) = h
         .send(h.req(Method::POST, &format!("/torrents/{id}/resume")))
         .await;

@@ -34,6 +34,7 @@ pub mod lsd;
 pub mod metadata;
 pub mod peer;
 pub mod picker;
+pub mod ratelimit;
 pub mod resume;
 pub mod scrape;
 pub mod session;

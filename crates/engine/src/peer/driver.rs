@@ -305,6 +305,17 @@ impl Connection {
         // wake-up changes (about once a second), not re-armed per event.
         let timer = tokio::time::sleep_until(Instant::from_std(core.next_timeout()));
         tokio::pin!(timer);
+        // Rate limits: after a read (or write) that went over, no more
+        // until then.
+        let limits = self.shared.config.limits.clone();
+        let mut read_again: Option<Instant> = None;
+        let mut write_again: Option<Instant> = None;
+        let until = |t: Option<Instant>| async move {
+            match t {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         loop {
             let now = Instant::now().into_std();
             core.fill_pipeline(now, link);
@@ -319,11 +330,19 @@ impl Connection {
             let disk_busy = self.shared.disk_busy();
             tokio::select! {
                 () = self.shared.disk_room(), if disk_busy => {}
-                n = reader.read_buf(&mut rbuf), if !disk_busy => {
-                    if n? == 0 {
+                () = until(read_again), if read_again.is_some() => read_again = None,
+                () = until(write_again), if write_again.is_some() => write_again = None,
+                n = reader.read_buf(&mut rbuf), if !disk_busy && read_again.is_none() => {
+                    let n = n?;
+                    if n == 0 {
                         return Ok(());
                     }
-                    core.receive(&mut rbuf, Instant::now().into_std(), link)?;
+                    let now = Instant::now();
+                    let wait = limits.take_down(n, now.into_std());
+                    if !wait.is_zero() {
+                        read_again = Some(now + wait);
+                    }
+                    core.receive(&mut rbuf, now.into_std(), link)?;
                     // Make room without reallocating on every read.
                     if rbuf.capacity() - rbuf.len() < 32 * 1024 {
                         rbuf.reserve(64 * 1024);
@@ -332,10 +351,17 @@ impl Connection {
                 // An encrypting writer may hold bytes it took but the
                 // socket has not: they go out even when the core has
                 // nothing more to send.
-                written = write_some(&mut writer, core), if core.unsent() > 0 || writer.pending() > 0 => {
+                written = write_some(&mut writer, core), if (core.unsent() > 0 || writer.pending() > 0) && write_again.is_none() => {
                     match written? {
                         Some(0) => return Err(PeerError::ClosedWhileSending),
-                        Some(n) => core.consumed(n, Instant::now().into_std()),
+                        Some(n) => {
+                            let now = Instant::now();
+                            let wait = limits.take_up(n, now.into_std());
+                            if !wait.is_zero() {
+                                write_again = Some(now + wait);
+                            }
+                            core.consumed(n, now.into_std());
+                        }
                         None => {}
                     }
                 }

@@ -150,6 +150,8 @@ struct Inner {
     private: bool,
     /// The torrent's counters (the same from run to run).
     stats: Arc<Stats>,
+    /// The torrent's own rate limits (its runs pay into them).
+    limits: crate::ratelimit::LimitPair,
     /// The shared state of the current run, while one goes on (a handle
     /// kept after a removal holds no storage, files or peers).
     shared: Mutex<Option<Arc<Shared>>>,
@@ -177,6 +179,7 @@ impl TorrentHandle {
                 pieces: shared.info.num_pieces(),
                 private: shared.info.private,
                 stats: Arc::clone(&shared.stats),
+                limits: shared.config.limits.torrent.clone(),
                 shared: Mutex::new(None),
                 control: watch::Sender::new(if paused { Control::Pause } else { Control::Run }),
                 // Not paused: its driver is about to start it.
@@ -395,6 +398,18 @@ impl TorrentHandle {
             .collect();
         peers.sort_by_key(|p| p.addr);
         peers
+    }
+
+    /// Changes the torrent's own limits on bytes per second received and
+    /// sent (0: no limit), at once; the session's limits apply too.
+    pub fn set_rate_limits(&self, download: u64, upload: u64) {
+        self.inner.limits.set(download, upload);
+    }
+
+    /// The torrent's own limits on bytes per second received and sent (0:
+    /// no limit).
+    pub fn rate_limits(&self) -> (u64, u64) {
+        (self.inner.limits.down.rate(), self.inner.limits.up.rate())
     }
 
     // What the driver uses.

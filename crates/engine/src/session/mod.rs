@@ -99,6 +99,11 @@ pub struct SessionConfig {
     /// Try uTP before TCP for every peer (as libtorrent does); by default
     /// TCP comes first, uTP for the peers TCP does not reach.
     pub utp_first: bool,
+    /// Bytes per second received by all torrents together (0: no limit);
+    /// changed with [`Session::set_rate_limits`].
+    pub download_limit: u64,
+    /// Bytes per second sent by all torrents together (0: no limit).
+    pub upload_limit: u64,
 }
 
 impl Default for SessionConfig {
@@ -114,6 +119,8 @@ impl Default for SessionConfig {
             encryption: Encryption::default(),
             utp: true,
             utp_first: false,
+            download_limit: 0,
+            upload_limit: 0,
         }
     }
 }
@@ -180,6 +187,8 @@ struct Inner {
     udp_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     dht_cancel: CancellationToken,
     trackers: TrackerClients,
+    /// The session's rate limits, shared by every torrent.
+    limits: crate::ratelimit::LimitPair,
     cache: Arc<Mutex<ReadCache>>,
     connections: Arc<Semaphore>,
     torrents: Mutex<HashMap<TorrentKey, TorrentHandle>>,
@@ -283,6 +292,7 @@ impl Session {
             udp_tasks: Mutex::new(tasks),
             dht_cancel,
             trackers,
+            limits: crate::ratelimit::LimitPair::new(config.download_limit, config.upload_limit),
             cache: Arc::new(Mutex::new(ReadCache::new(config.read_cache_bytes))),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             torrents: Mutex::default(),
@@ -383,6 +393,10 @@ impl Session {
                 encryption: inner.config.encryption,
                 utp: inner.utp.clone(),
                 utp_first: inner.config.utp_first,
+                limits: crate::ratelimit::Limits {
+                    torrent: crate::ratelimit::LimitPair::default(),
+                    session: Some(inner.limits.clone()),
+                },
                 torrent: options.config.clone(),
             },
             cache: TorrentCache::new(Arc::clone(&inner.cache), key),
@@ -490,6 +504,18 @@ impl Session {
         for t in tasks {
             let _ = t.await;
         }
+    }
+
+    /// Changes the limits on bytes per second received and sent by all
+    /// torrents together (0: no limit), at once.
+    pub fn set_rate_limits(&self, download: u64, upload: u64) {
+        self.inner.limits.set(download, upload);
+    }
+
+    /// The limits on bytes per second received and sent by all torrents
+    /// together (0: no limit).
+    pub fn rate_limits(&self) -> (u64, u64) {
+        (self.inner.limits.down.rate(), self.inner.limits.up.rate())
     }
 
     /// The session's DHT node, if it runs one.

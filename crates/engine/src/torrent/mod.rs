@@ -142,6 +142,9 @@ pub struct Settings {
     pub utp: Option<crate::utp::UtpSocket>,
     /// Try uTP before TCP for every peer.
     pub utp_first: bool,
+    /// The rate limits its connections pay into (the torrent's and the
+    /// session's), shared by every run.
+    pub limits: crate::ratelimit::Limits,
     /// The torrent's own settings.
     pub torrent: TorrentConfig,
 }
@@ -157,6 +160,7 @@ impl Settings {
             encryption: crate::encryption::Encryption::default(),
             utp: None,
             utp_first: false,
+            limits: crate::ratelimit::Limits::default(),
             torrent,
         }
     }
