@@ -69,6 +69,8 @@ enum Command {
     Resume(remote::IdsArgs),
     /// Check torrents' data again from scratch (resume data forgotten).
     Recheck(remote::IdsArgs),
+    /// Announce torrents to their trackers now.
+    Reannounce(remote::IdsArgs),
     /// Remove torrents from the daemon (their data stays unless
     /// --delete-data).
     Remove(remote::RemoveArgs),
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Command::Pause(args) => remote::act(args, "pause"),
         Command::Resume(args) => remote::act(args, "resume"),
         Command::Recheck(args) => remote::act(args, "recheck"),
+        Command::Reannounce(args) => remote::act(args, "reannounce"),
         Command::Remove(args) => remote::remove(args),
         Command::Completions(args) => manual::completions(args),
         Command::Man(args) => manual::man(args),

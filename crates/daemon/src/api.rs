@@ -7,6 +7,7 @@
 //! | `GET /torrents/{id}` | one torrent with files and trackers ([`TorrentDetail`]) |
 //! | `POST /torrents/{id}/pause`, `/resume` | as said; the torrent after |
 //! | `POST /torrents/{id}/recheck` | check the data again from scratch |
+//! | `POST /torrents/{id}/reannounce` | announce to its trackers now |
 //! | `GET /events` | server-sent events of what changed ([`EVENT_TICK`]) |
 //! | `DELETE /torrents/{id}?delete_data=true` | remove it (and its data) |
 //! | `PATCH /torrents/{id}` | `{"paused"?, "download_limit"?, "upload_limit"?}` (bytes per second, 0: none); the torrent after |
@@ -80,6 +81,7 @@ pub fn router(daemon: Daemon, config: ApiConfig) -> Router {
         .route("/torrents/{id}/pause", post(pause))
         .route("/torrents/{id}/resume", post(resume))
         .route("/torrents/{id}/recheck", post(recheck))
+        .route("/torrents/{id}/reannounce", post(reannounce))
         .route("/events", get(events))
         .route("/session", get(session).patch(change_session));
     Router::new()
@@ -304,6 +306,17 @@ async fn pause(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Err(e) => return e.into_response(),
     };
     match s.daemon.pause(&id).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn reannounce(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match s.daemon.reannounce(&id) {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }

@@ -715,6 +715,26 @@ impl Daemon {
         Ok(self.view(&item))
     }
 
+    /// Announces the torrent to its trackers now.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::NotFound`]; [`DaemonError::BadInput`] when it is not
+    /// running (paused, checking, fetching its metadata, stopped on an
+    /// error).
+    pub fn reannounce(&self, id: &InfoHash) -> Result<TorrentView, DaemonError> {
+        let item = self.item(id)?;
+        match item.status() {
+            Status::Active(h) if h.is_running() => h.reannounce(),
+            _ => {
+                return Err(DaemonError::BadInput(
+                    "the torrent is not running: nothing to announce".into(),
+                ))
+            }
+        }
+        Ok(self.view(&item))
+    }
+
     /// A token cancelled once the daemon begins to shut down (long
     /// requests, such as event streams, end then).
     pub fn stopping(&self) -> CancellationToken {

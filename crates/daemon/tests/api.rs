@@ -585,3 +585,46 @@ async fn events_tell_what_changed_and_recheck_finds_damaged_data() {
     assert!(end.is_ok(), "the event stream outlived the daemon");
     h.stop().await;
 }
+
+async fn next_announce(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rivulet_testkit::tracker::UdpAnnounce>,
+) -> rivulet_testkit::tracker::UdpAnnounce {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("an announce")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reannounce_reaches_the_tracker_at_once() {
+    use rivulet_testkit::tracker::{reporting_udp, FakeUdp};
+    let (handler, mut heard) = reporting_udp(vec![]);
+    let tracker = FakeUdp::start(handler).await;
+    let fx = Fixture::announced(8, 16 * 1024, 100_000, Some(&tracker.url()));
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    fx.write_to(downloads.path());
+    let id = fx.info_hash().to_hex();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let bytes = torrent_bytes(&fx.metainfo.info_bytes, &[tracker.url()]);
+    let (status, _) = h.add_torrent(&bytes, &[]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // `started`, then (the tracker's interval is long) nothing until asked.
+    assert_eq!(next_announce(&mut heard).await.event, 2);
+    h.wait_state(&id, "seeding").await;
+    let (status, body) = h
+        .send(h.req(Method::POST, &format!("/torrents/{id}/reannounce")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let again = next_announce(&mut heard).await;
+    assert_eq!(again.info_hash, fx.info_hash().0);
+    assert_eq!(again.event, 0, "a regular announce");
+    // Paused: nothing to announce.
+    h.send(h.req(Method::POST, &format!("/torrents/{id}/pause")))
+        .await;
+    let (status, body) = h
+        .send(h.req(Method::POST, &format!("/torrents/{id}/reannounce")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    h.stop().await;
+}

@@ -538,14 +538,17 @@ impl Tier {
     }
 
     /// Sleeps for `wait`, but returns as soon as the download finishes (so
-    /// `completed` goes out at once) or we are told to stop.
+    /// `completed` goes out at once), an announce is asked for, or we are
+    /// told to stop.
     async fn wait_until_due(&mut self, wait: Duration, stop: &mut watch::Receiver<bool>) {
         let next = tokio::time::Instant::now() + wait;
         let mut outcome_open = true;
+        let shared = Arc::clone(&self.announcer.shared);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => return,
                 _ = wait_stop(stop) => return,
+                () = shared.reannounce.notified() => return,
                 changed = self.outcome.changed(), if outcome_open => {
                     if changed.is_err() {
                         outcome_open = false;

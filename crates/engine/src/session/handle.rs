@@ -400,6 +400,14 @@ impl TorrentHandle {
         peers
     }
 
+    /// Announces to the torrent's trackers now (every tier), rather than at
+    /// the end of their intervals; nothing when it is not running.
+    pub fn reannounce(&self) {
+        if let Some(shared) = self.shared() {
+            shared.reannounce.notify_waiters();
+        }
+    }
+
     /// Changes the torrent's own limits on bytes per second received and
     /// sent (0: no limit), at once; the session's limits apply too.
     pub fn set_rate_limits(&self, download: u64, upload: u64) {

@@ -376,6 +376,8 @@ pub struct Shared {
     drained: Notify,
     /// A piece was verified (wakes the flusher, `disk`).
     verified: Notify,
+    /// The user asks for an announce now (wakes every tracker tier).
+    pub(crate) reannounce: Notify,
     /// The queues of the run's disk workers (`disk`), started with the
     /// first block; `None` before, and once closed.
     disk: Mutex<Option<Vec<std::sync::mpsc::Sender<disk::Job>>>>,
@@ -530,6 +532,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
             verified: Notify::new(),
+            reannounce: Notify::new(),
             disk: Mutex::new(None),
             pex_sink: Mutex::new(None),
             utp_hints: Mutex::default(),
