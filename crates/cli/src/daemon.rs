@@ -59,12 +59,19 @@ pub struct Args {
     /// K and M accepted; 0: no limit) [default: 0].
     #[arg(long, value_name = "BYTES", env = "RIVULET_DOWNLOAD_LIMIT", value_parser = crate::create::parse_size)]
     download_limit: Option<u64>,
+    /// Most torrents downloading at once; the others wait their turn,
+    /// `queued` (0: no limit) [default: 5].
+    #[arg(long, value_name = "N", env = "RIVULET_MAX_ACTIVE_DOWNLOADS")]
+    max_active_downloads: Option<usize>,
     /// Most bytes per second sent by all torrents together [default: 0].
     #[arg(long, value_name = "BYTES", env = "RIVULET_UPLOAD_LIMIT", value_parser = crate::create::parse_size)]
     upload_limit: Option<u64>,
     #[command(flatten)]
     discovery: crate::magnet::Discovery,
 }
+
+/// Torrents downloading at once by default (as Transmission's queue).
+const DEFAULT_MAX_ACTIVE_DOWNLOADS: usize = 5;
 
 /// The config file: each key as its flag.
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +96,7 @@ struct FileConfig {
     no_lsd: bool,
     download_limit: Option<u64>,
     upload_limit: Option<u64>,
+    max_active_downloads: Option<usize>,
 }
 
 /// Everything the daemon runs with, settled.
@@ -103,6 +111,7 @@ struct Settings {
     utp: bool,
     download_limit: u64,
     upload_limit: u64,
+    max_active_downloads: usize,
     discovery: crate::magnet::Discovery,
 }
 
@@ -169,6 +178,10 @@ fn settle(a: Args) -> Result<Settings> {
         utp: !(a.no_utp || file.no_utp),
         download_limit: a.download_limit.or(file.download_limit).unwrap_or(0),
         upload_limit: a.upload_limit.or(file.upload_limit).unwrap_or(0),
+        max_active_downloads: a
+            .max_active_downloads
+            .or(file.max_active_downloads)
+            .unwrap_or(DEFAULT_MAX_ACTIVE_DOWNLOADS),
         discovery,
     })
 }
@@ -213,7 +226,12 @@ async fn serve(s: Settings) -> Result<Outcome> {
             session.port()
         );
     }
-    let (daemon, warnings) = Daemon::start(session, store, s.download_dir.clone());
+    let (daemon, warnings) = Daemon::start(
+        session,
+        store,
+        s.download_dir.clone(),
+        s.max_active_downloads,
+    );
     for w in &warnings {
         eprintln!("warning: a stored torrent cannot be read: {w}");
     }

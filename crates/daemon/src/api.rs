@@ -12,7 +12,7 @@
 //! | `DELETE /torrents/{id}?delete_data=true` | remove it (and its data) |
 //! | `PATCH /torrents/{id}` | `{"paused"?, "download_limit"?, "upload_limit"?}` (bytes per second, 0: none); the torrent after |
 //! | `GET /session` | totals, rates, limits, port, DHT nodes ([`SessionView`]) |
-//! | `PATCH /session` | `{"download_limit"?, "upload_limit"?}` for all torrents together |
+//! | `PATCH /session` | `{"download_limit"?, "upload_limit"?, "max_active_downloads"?}` for all torrents together |
 //!
 //! `id` is the v1 info-hash in lowercase hex (any case accepted).
 //!
@@ -448,6 +448,7 @@ async fn change(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) 
 struct SessionChange {
     download_limit: Option<u64>,
     upload_limit: Option<u64>,
+    max_active_downloads: Option<usize>,
 }
 
 async fn change_session(State(s): State<AppState>, body: Bytes) -> Response {
@@ -458,6 +459,9 @@ async fn change_session(State(s): State<AppState>, body: Bytes) -> Response {
     };
     s.daemon
         .set_session_limits(change.download_limit, change.upload_limit);
+    if let Some(n) = change.max_active_downloads {
+        s.daemon.set_max_active_downloads(n).await;
+    }
     Json(s.daemon.session_view().await).into_response()
 }
 

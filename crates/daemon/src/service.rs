@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rivulet_core::{InfoHash, Magnet, Metainfo};
@@ -102,6 +102,11 @@ struct Item {
     cancel: Mutex<CancellationToken>,
     /// Pause, resume and removal of this torrent one at a time.
     op: tokio::sync::Mutex<()>,
+    /// Paused by the daemon's queue (not by the user): waits for its turn.
+    queued: std::sync::atomic::AtomicBool,
+    /// Its place among torrents added in the same second (the queue's
+    /// order is by time added).
+    seq: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,7 +114,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Item {
-    fn new(entry: Entry) -> Item {
+    fn new(entry: Entry, seq: u64) -> Item {
         let (metainfo, magnet, status) = match entry.source {
             Source::Torrent(m, _) => (Some(Arc::from(m)), None, Status::Checking),
             Source::Magnet(m) => (None, Some(m), Status::FetchingMetadata),
@@ -123,6 +128,8 @@ impl Item {
             checked: AtomicU64::new(0),
             cancel: Mutex::new(CancellationToken::new()),
             op: tokio::sync::Mutex::new(()),
+            queued: std::sync::atomic::AtomicBool::new(false),
+            seq,
         }
     }
 
@@ -175,14 +182,29 @@ struct Inner {
     torrents: Mutex<BTreeMap<InfoHash, Arc<Item>>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Most torrents downloading at once (0: no limit); the others wait,
+    /// `queued`.
+    max_active: AtomicUsize,
+    /// The next [`Item::seq`].
+    next_seq: AtomicU64,
 }
+
+/// How often the queue is looked at (besides after adds and resumes), to
+/// start a queued torrent when one finishes.
+pub const QUEUE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Daemon {
     /// A daemon on `session`, with its torrents stored under `store` (each
     /// started again as it was) and new ones downloading into
-    /// `download_dir` by default. Returns the warnings about stored
-    /// torrents that could not be read (they were set aside).
-    pub fn start(session: Session, store: Store, download_dir: PathBuf) -> (Daemon, Vec<String>) {
+    /// `download_dir` by default, at most `max_active_downloads` at once
+    /// (0: no limit). Returns the warnings about stored torrents that could
+    /// not be read (they were set aside).
+    pub fn start(
+        session: Session,
+        store: Store,
+        download_dir: PathBuf,
+        max_active_downloads: usize,
+    ) -> (Daemon, Vec<String>) {
         let (entries, warnings) = store.load_all();
         let daemon = Daemon {
             inner: Arc::new(Inner {
@@ -192,12 +214,72 @@ impl Daemon {
                 torrents: Mutex::new(BTreeMap::new()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
+                max_active: AtomicUsize::new(max_active_downloads),
+                next_seq: AtomicU64::new(0),
             }),
         };
         for entry in entries {
             daemon.insert_and_start(entry);
         }
+        let d = daemon.clone();
+        daemon.inner.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(QUEUE_TICK) => d.schedule().await,
+                    () = d.inner.cancel.cancelled() => return,
+                }
+            }
+        });
         (daemon, warnings)
+    }
+
+    /// Most torrents downloading at once (0: no limit).
+    pub fn max_active_downloads(&self) -> usize {
+        self.inner.max_active.load(Ordering::Relaxed)
+    }
+
+    /// Changes how many torrents download at once (0: no limit); the queue
+    /// follows at once.
+    pub async fn set_max_active_downloads(&self, n: usize) {
+        self.inner.max_active.store(n, Ordering::Relaxed);
+        self.schedule().await;
+    }
+
+    /// Lets the first torrents (in the order they were added) that are not
+    /// complete and not paused by the user download, as many as allowed,
+    /// and queues the others (paused by the daemon, not by the user);
+    /// complete ones seed whatever the queue.
+    async fn schedule(&self) {
+        let max = self.max_active_downloads();
+        let mut items: Vec<Arc<Item>> = lock(&self.inner.torrents).values().cloned().collect();
+        items.sort_by_key(|i| (i.settings().added, i.seq));
+        let mut active = 0;
+        for item in items {
+            let Status::Active(h) = item.status() else {
+                continue;
+            };
+            if item.settings().paused {
+                item.queued.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let s = h.snapshot();
+            let complete = s.total_bytes > 0 && s.have_bytes >= s.total_bytes;
+            if complete || max == 0 || active < max {
+                if !complete {
+                    active += 1;
+                }
+                if item.queued.swap(false, Ordering::SeqCst) {
+                    h.resume();
+                }
+            } else if !item.queued.load(Ordering::SeqCst) {
+                let _op = item.op.lock().await;
+                if item.settings().paused {
+                    continue;
+                }
+                item.queued.store(true, Ordering::SeqCst);
+                h.pause().await;
+            }
+        }
     }
 
     /// The session the torrents run in.
@@ -218,7 +300,8 @@ impl Daemon {
     }
 
     fn insert_and_start(&self, entry: Entry) {
-        let item = Arc::new(Item::new(entry));
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let item = Arc::new(Item::new(entry, seq));
         lock(&self.inner.torrents).insert(item.id, Arc::clone(&item));
         self.launch(&item);
     }
@@ -264,9 +347,14 @@ impl Daemon {
             )));
             return;
         }
+        // With a queue, a torrent starts paused and the queue lets it run
+        // when its turn comes (at once, below, when there is room): one
+        // beyond the limit never starts only to be stopped.
+        let queue = self.max_active_downloads() > 0 && !settings.paused;
+        item.queued.store(queue, Ordering::SeqCst);
         let options = AddOptions {
             seed: SeedPolicy::FOREVER,
-            paused: settings.paused,
+            paused: settings.paused || queue,
             peers: settings
                 .peers
                 .iter()
@@ -300,6 +388,9 @@ impl Daemon {
                     let s = item.settings();
                     handle.set_rate_limits(s.download_limit, s.upload_limit);
                     item.set_status(Status::Active(handle));
+                    if queue {
+                        self.schedule().await;
+                    }
                 }
             }
             Err(e) => item.set_status(Status::Failed(e.to_string())),
@@ -412,7 +503,8 @@ impl Daemon {
                 return Ok((self.view(&existing), false));
             }
             self.inner.store.create(&entry)?;
-            let item = Arc::new(Item::new(entry));
+            let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+            let item = Arc::new(Item::new(entry, seq));
             torrents.insert(id, Arc::clone(&item));
             item
         };
@@ -575,7 +667,9 @@ impl Daemon {
                     v.ratio = s.uploaded as f64 / base as f64;
                 }
                 v.error = s.error.as_ref().map(|e| e.to_string());
+                let queued = item.queued.load(Ordering::SeqCst) && !settings.paused;
                 match s.state {
+                    TorrentState::Paused if queued => "queued",
                     TorrentState::Downloading => "downloading",
                     TorrentState::Seeding => "seeding",
                     TorrentState::Paused | TorrentState::Finished | TorrentState::Removed => {
@@ -628,6 +722,12 @@ impl Daemon {
         let was_paused = item.settings().paused;
         self.set_paused(&item, false)?;
         match item.status() {
+            // With a queue, it waits for its turn like any other.
+            Status::Active(_) if self.max_active_downloads() > 0 => {
+                item.queued.store(true, Ordering::SeqCst);
+                drop(_op);
+                self.schedule().await;
+            }
             Status::Active(h) => h.resume(),
             Status::Failed(_) => self.launch(&item),
             Status::FetchingMetadata if was_paused => self.launch(&item),
@@ -797,6 +897,7 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").into(),
             download_limit,
             upload_limit,
+            max_active_downloads: self.max_active_downloads(),
             torrents: list.len(),
             down_rate: list.iter().map(|t| t.down_rate).sum(),
             up_rate: list.iter().map(|t| t.up_rate).sum(),

@@ -10,8 +10,8 @@ pub struct TorrentView {
     pub id: String,
     /// Its name (the magnet link's `dn`, or the id, before the metadata).
     pub name: String,
-    /// `fetching_metadata`, `checking`, `downloading`, `seeding`, `paused`
-    /// or `error`.
+    /// `fetching_metadata`, `checking`, `downloading`, `queued` (waiting
+    /// for its turn to download), `seeding`, `paused` or `error`.
     pub state: String,
     /// Verified bytes over the size, 0.0 to 1.0 (0 before the metadata).
     pub progress: f64,
@@ -151,6 +151,9 @@ pub struct SessionView {
     pub download_limit: u64,
     /// Limit on bytes per second sent by all torrents (0: none).
     pub upload_limit: u64,
+    /// Most torrents downloading at once (0: no limit); the others are
+    /// `queued`.
+    pub max_active_downloads: usize,
     /// Nodes in the DHT routing table; null without the DHT.
     pub dht_nodes: Option<usize>,
 }

@@ -38,8 +38,12 @@ async fn start(state: &Path, downloads: &Path) -> (Harness, Vec<String>) {
     })
     .unwrap();
     let token = token::load_or_create(state).unwrap();
-    let (daemon, warnings) =
-        Daemon::start(session, Store::open(state).unwrap(), downloads.to_owned());
+    let (daemon, warnings) = Daemon::start(
+        session,
+        Store::open(state).unwrap(),
+        downloads.to_owned(),
+        0,
+    );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
@@ -626,5 +630,56 @@ async fn reannounce_reaches_the_tracker_at_once() {
         .send(h.req(Method::POST, &format!("/torrents/{id}/reannounce")))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_lets_so_many_download_in_the_order_added() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, "/session")
+                .json(&serde_json::json!({"max_active_downloads": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["max_active_downloads"], 1);
+    // No data and no peers: both would download for ever.
+    let (a, b) = (Fixture::single(11), Fixture::single(12));
+    let (ida, idb) = (a.info_hash().to_hex(), b.info_hash().to_hex());
+    // Each in a folder of its own (the fixtures' files have one name).
+    let dir = |n: &str| downloads.path().join(n).display().to_string();
+    h.add_torrent(&torrent_of(&a), &[("download_dir", &dir("a"))])
+        .await;
+    h.wait_state(&ida, "downloading").await;
+    h.add_torrent(&torrent_of(&b), &[("download_dir", &dir("b"))])
+        .await;
+    h.wait_state(&idb, "queued").await;
+    // A complete torrent seeds whatever the queue.
+    let c = Fixture::single(13);
+    c.write_to(&downloads.path().join("c"));
+    h.add_torrent(&torrent_of(&c), &[("download_dir", &dir("c"))])
+        .await;
+    h.wait_state(&c.info_hash().to_hex(), "seeding").await;
+    // The user pauses the first: the second's turn.
+    h.send(h.req(Method::POST, &format!("/torrents/{ida}/pause")))
+        .await;
+    h.wait_state(&idb, "downloading").await;
+    assert_eq!(h.torrent(&ida).await.state, "paused");
+    // Resumed, the first comes first again (the order added).
+    h.send(h.req(Method::POST, &format!("/torrents/{ida}/resume")))
+        .await;
+    h.wait_state(&ida, "downloading").await;
+    h.wait_state(&idb, "queued").await;
+    // No limit: both.
+    h.send(
+        h.req(Method::PATCH, "/session")
+            .json(&serde_json::json!({"max_active_downloads": 0})),
+    )
+    .await;
+    h.wait_state(&idb, "downloading").await;
+    assert_eq!(h.torrent(&ida).await.state, "downloading");
     h.stop().await;
 }
