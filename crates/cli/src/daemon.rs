@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rivulet_daemon::api::{self, ApiConfig};
-use rivulet_daemon::store::Store;
+use rivulet_daemon::store::{SessionSettings, Store};
 use rivulet_daemon::{token, Daemon, DEFAULT_API_PORT};
 use rivulet_engine::session::{Session, SessionConfig};
 use serde::Deserialize;
@@ -136,6 +136,16 @@ fn settle(a: Args) -> Result<Settings> {
         Some(path) => read_config(path, true)?,
         None => read_config(&state_dir.join("daemon.toml"), false)?,
     };
+    // What `PATCH /session` changed last time: below flags and the
+    // environment, above the config file.
+    let kept = SessionSettings::load(&state_dir)
+        .with_context(|| {
+            format!(
+                "cannot read {}",
+                state_dir.join(rivulet_daemon::store::SESSION).display()
+            )
+        })?
+        .unwrap_or_default();
     let download_dir = match a.download_dir.or(file.download_dir) {
         Some(d) => d,
         None => std::env::var_os("HOME")
@@ -176,10 +186,19 @@ fn settle(a: Args) -> Result<Settings> {
         bind: a.bind.or(file.bind),
         encryption,
         utp: !(a.no_utp || file.no_utp),
-        download_limit: a.download_limit.or(file.download_limit).unwrap_or(0),
-        upload_limit: a.upload_limit.or(file.upload_limit).unwrap_or(0),
+        download_limit: a
+            .download_limit
+            .or(kept.download_limit)
+            .or(file.download_limit)
+            .unwrap_or(0),
+        upload_limit: a
+            .upload_limit
+            .or(kept.upload_limit)
+            .or(file.upload_limit)
+            .unwrap_or(0),
         max_active_downloads: a
             .max_active_downloads
+            .or(kept.max_active_downloads)
             .or(file.max_active_downloads)
             .unwrap_or(DEFAULT_MAX_ACTIVE_DOWNLOADS),
         discovery,
@@ -312,6 +331,29 @@ mod tests {
         assert_eq!(s.api_hosts, ["box.lan"]);
         let s = settle_from(&["--state-dir", state, "--encryption", "off"]).unwrap();
         assert_eq!(s.encryption, args::Encryption::Off);
+        // What the API changed last time (session.json) comes before the
+        // file, after the flags.
+        std::fs::write(
+            dir.path().join("daemon.toml"),
+            "download_limit = 100\nupload_limit = 200\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("session.json"),
+            r#"{"download_limit": 300, "max_active_downloads": 2}"#,
+        )
+        .unwrap();
+        let s = settle_from(&["--state-dir", state]).unwrap();
+        assert_eq!(
+            (s.download_limit, s.upload_limit, s.max_active_downloads),
+            (300, 200, 2)
+        );
+        let s = settle_from(&["--state-dir", state, "--download-limit", "1M"]).unwrap();
+        assert_eq!(s.download_limit, 1 << 20);
+        std::fs::write(dir.path().join("session.json"), "{oops").unwrap();
+        let e = settle_from(&["--state-dir", state]).err().unwrap();
+        assert!(format!("{e:#}").contains("session.json"), "{e:#}");
+        std::fs::remove_file(dir.path().join("session.json")).unwrap();
         // A mistake in the file is an error naming it, not a silent default.
         std::fs::write(dir.path().join("daemon.toml"), "prot = 7000\n").unwrap();
         let e = settle_from(&["--state-dir", state]).err().unwrap();

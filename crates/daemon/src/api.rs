@@ -44,6 +44,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::service::{AddRequest, Daemon, DaemonError, TorrentChange};
+use crate::store::SessionSettings;
 use crate::view::{AddReply, ErrorView, TorrentView};
 
 #[cfg(doc)]
@@ -442,25 +443,14 @@ async fn change(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) 
     }
 }
 
-/// What a `PATCH /session` changes (what is absent stays).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionChange {
-    download_limit: Option<u64>,
-    upload_limit: Option<u64>,
-    max_active_downloads: Option<usize>,
-}
-
 async fn change_session(State(s): State<AppState>, body: Bytes) -> Response {
-    let parsed: Result<Json<SessionChange>, JsonRejection> = Json::from_bytes(&body);
+    let parsed: Result<Json<SessionSettings>, JsonRejection> = Json::from_bytes(&body);
     let change = match parsed {
         Ok(Json(c)) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    s.daemon
-        .set_session_limits(change.download_limit, change.upload_limit);
-    if let Some(n) = change.max_active_downloads {
-        s.daemon.set_max_active_downloads(n).await;
+    if let Err(e) = s.daemon.change_session(change).await {
+        return e.into_response();
     }
     Json(s.daemon.session_view().await).into_response()
 }

@@ -27,7 +27,7 @@ use rivulet_engine::stats::TrackerStatus;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::{unix_now, Entry, Settings, Source, Store};
+use crate::store::{unix_now, Entry, SessionSettings, Settings, Source, Store};
 use crate::view::{FileView, PeerView, SessionView, TorrentDetail, TorrentView, TrackerView};
 
 /// What went wrong with a call.
@@ -769,13 +769,32 @@ impl Daemon {
         self.detail(id)
     }
 
-    /// Changes the limits on bytes per second received and sent by all
-    /// torrents together (0: none).
-    pub fn set_session_limits(&self, download: Option<u64>, upload: Option<u64>) {
+    /// Changes the session's settings (what is `None` stays), at once, and
+    /// keeps them in the state folder (`session.json`) for the next start.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Store`] when they cannot be kept (they apply all the
+    /// same).
+    pub async fn change_session(&self, change: SessionSettings) -> Result<(), DaemonError> {
         let (down, up) = self.inner.session.rate_limits();
-        self.inner
-            .session
-            .set_rate_limits(download.unwrap_or(down), upload.unwrap_or(up));
+        self.inner.session.set_rate_limits(
+            change.download_limit.unwrap_or(down),
+            change.upload_limit.unwrap_or(up),
+        );
+        if let Some(n) = change.max_active_downloads {
+            self.set_max_active_downloads(n).await;
+        }
+        let dir = self.inner.store.state_dir();
+        let mut kept = SessionSettings::load(dir)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        kept.download_limit = change.download_limit.or(kept.download_limit);
+        kept.upload_limit = change.upload_limit.or(kept.upload_limit);
+        kept.max_active_downloads = change.max_active_downloads.or(kept.max_active_downloads);
+        kept.save(dir)?;
+        Ok(())
     }
 
     /// Checks the torrent's data again from scratch (its resume data

@@ -48,6 +48,52 @@ pub struct Settings {
     pub upload_limit: u64,
 }
 
+/// Session settings changed through the API (`PATCH /session`), kept in
+/// `STATE_DIR/session.json`: what is `None` was never changed there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Bytes per second received by all torrents (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_limit: Option<u64>,
+    /// Bytes per second sent by all torrents (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_limit: Option<u64>,
+    /// Torrents downloading at once (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_downloads: Option<usize>,
+}
+
+impl SessionSettings {
+    /// The session settings kept in `state_dir`, if any.
+    ///
+    /// # Errors
+    ///
+    /// When the file is there but cannot be read or is not valid.
+    pub fn load(state_dir: &Path) -> io::Result<Option<SessionSettings>> {
+        match fs::read(state_dir.join(SESSION)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{SESSION}: {e}"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps these settings in `state_dir`, atomically.
+    ///
+    /// # Errors
+    ///
+    /// When they cannot be written.
+    pub fn save(&self, state_dir: &Path) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        write_atomic(&state_dir.join(SESSION), &bytes)
+    }
+}
+
+/// The session settings' file in the state folder.
+pub const SESSION: &str = "session.json";
+
 /// What a torrent was added from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -71,6 +117,7 @@ pub struct Entry {
 /// The daemon's torrent entries under a state folder.
 #[derive(Debug, Clone)]
 pub struct Store {
+    state: PathBuf,
     torrents: PathBuf,
     set_aside: PathBuf,
 }
@@ -94,6 +141,7 @@ impl Store {
     /// When the folders cannot be created.
     pub fn open(state_dir: &Path) -> io::Result<Store> {
         let store = Store {
+            state: state_dir.to_owned(),
             torrents: state_dir.join("torrents"),
             set_aside: state_dir.join("set-aside"),
         };
@@ -144,6 +192,11 @@ impl Store {
             Ok(()) => format!("set aside as {}", to.display()),
             Err(e) => format!("left in place ({e})"),
         }
+    }
+
+    /// The state folder.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
     }
 
     /// Whether an entry exists for `id`.

@@ -401,6 +401,12 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
         ),
         (Some(2_000_000), Some(0))
     );
+    // Kept for the next start: only what was changed.
+    let kept = std::fs::read_to_string(state.path().join("session.json")).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&kept).unwrap(),
+        serde_json::json!({"download_limit": 2_000_000})
+    );
     let (status, body) = h
         .send(
             h.req(Method::PATCH, &format!("/torrents/{id}"))
