@@ -540,17 +540,17 @@ impl Daemon {
     pub fn detail(&self, id: &InfoHash) -> Result<TorrentDetail, DaemonError> {
         let item = self.item(id)?;
         let torrent = self.view(&item);
-        let files = item.metainfo().map_or_else(Vec::new, |m| {
-            m.info
-                .files
-                .iter()
-                .filter(|f| !f.padding)
-                .map(|f| FileView {
-                    path: f.display_path(),
-                    size: f.length,
-                })
-                .collect()
-        });
+        let handle = match item.status() {
+            Status::Active(h) => Some(h),
+            _ => None,
+        };
+        let have = handle
+            .as_ref()
+            .map(TorrentHandle::have_pieces)
+            .unwrap_or_default();
+        let files = item
+            .metainfo()
+            .map_or_else(Vec::new, |m| file_views(&m, &have));
         let settings = item.settings();
         let mut d = TorrentDetail {
             torrent,
@@ -561,6 +561,10 @@ impl Daemon {
             files,
             trackers: Vec::new(),
             peer_list: Vec::new(),
+            availability: handle
+                .as_ref()
+                .map(TorrentHandle::availability)
+                .unwrap_or_default(),
             peers_known: 0,
             peers_incoming: 0,
             peers_banned: 0,
@@ -937,6 +941,39 @@ impl Daemon {
     }
 }
 
+/// Each file (padding left out) with the share of its bytes in pieces
+/// `have` says are verified (none when `have` is empty).
+fn file_views(m: &Metainfo, have: &[bool]) -> Vec<FileView> {
+    let plen = m.info.piece_length.max(1);
+    let mut start = 0u64;
+    let mut out = Vec::new();
+    for f in &m.info.files {
+        let end = start + f.length;
+        if !f.padding {
+            let mut done = 0u64;
+            if f.length > 0 {
+                for p in start / plen..=(end - 1) / plen {
+                    if have.get(p as usize).copied().unwrap_or(false) {
+                        let (ps, pe) = (p * plen, (p + 1) * plen);
+                        done += pe.min(end) - ps.max(start);
+                    }
+                }
+            }
+            out.push(FileView {
+                path: f.display_path(),
+                size: f.length,
+                progress: if f.length == 0 {
+                    1.0
+                } else {
+                    done as f64 / f.length as f64
+                },
+            });
+        }
+        start = end;
+    }
+    out
+}
+
 /// Deletes a torrent's files under `dir`, its resume files, and the folders
 /// its files were in once empty (never `dir` itself, never anything that
 /// is not the torrent's).
@@ -968,4 +1005,39 @@ fn delete_data_of(m: &Metainfo, dir: &Path) -> io::Result<()> {
     }
     let _ = std::fs::remove_dir(meta);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// Files of 10, 0 and 30 bytes in pieces of 16: piece 0 holds a and
+    /// the start of c, pieces 1 and 2 the rest of c.
+    fn metainfo() -> Metainfo {
+        let mut b = b"d4:infod5:filesl".to_vec();
+        for (len, name) in [(10, "a"), (0, "b"), (30, "c")] {
+            b.extend_from_slice(format!("d6:lengthi{len}e4:pathl1:{name}ee").as_bytes());
+        }
+        b.extend_from_slice(b"e4:name1:t12:piece lengthi16e6:pieces60:");
+        b.extend_from_slice(&[7u8; 60]);
+        b.extend_from_slice(b"ee");
+        Metainfo::from_bytes(&b).unwrap()
+    }
+
+    #[test]
+    fn file_progress_counts_the_bytes_in_verified_pieces() {
+        let m = metainfo();
+        let progress = |have: &[bool]| -> Vec<f64> {
+            file_views(&m, have).iter().map(|f| f.progress).collect()
+        };
+        // Only piece 1 (bytes 16..32, all of c): 16 of c's 30 bytes.
+        assert_eq!(progress(&[false, true, false]), [0.0, 1.0, 16.0 / 30.0]);
+        // Piece 0 (a whole, 6 bytes of c) and piece 2 (c's last 8).
+        assert_eq!(progress(&[true, false, true]), [1.0, 1.0, 14.0 / 30.0]);
+        assert_eq!(progress(&[true, true, true]), [1.0, 1.0, 1.0]);
+        assert_eq!(progress(&[]), [0.0, 1.0, 0.0]);
+        let paths: Vec<String> = file_views(&m, &[]).into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["t/a", "t/b", "t/c"]);
+    }
 }

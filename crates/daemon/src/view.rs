@@ -52,6 +52,9 @@ pub struct FileView {
     pub path: String,
     /// Its size in bytes.
     pub size: u64,
+    /// Bytes of it in verified pieces over its size, 0.0 to 1.0 (1.0 for
+    /// an empty file).
+    pub progress: f64,
 }
 
 /// One tracker of a torrent, with its last announce.
@@ -111,6 +114,9 @@ pub struct TorrentDetail {
     /// Its connected peers (`peers` is their number, from the list's
     /// fields).
     pub peer_list: Vec<PeerView>,
+    /// How many connected peers have each piece, by index (empty when not
+    /// running).
+    pub availability: Vec<u32>,
     /// Peers known (from trackers, the DHT, PEX), connected or not.
     pub peers_known: usize,
     /// Connected peers that connected to us.

@@ -448,6 +448,9 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
     assert_eq!(h.torrent(&magnet_id).await.state, "paused");
     let (_, body) = h.send(h.req(Method::GET, &format!("/torrents/{id}"))).await;
     assert_eq!(body["upload_limit"].as_u64(), Some(300_000));
+    // Paused, never run in this process: the pieces its check found.
+    assert_eq!(body["files"][0]["progress"].as_f64(), Some(1.0), "{body}");
+    assert_eq!(body["availability"], serde_json::json!([]));
     let (status, _) = h
         .send(h.req(Method::POST, &format!("/torrents/{id}/resume")))
         .await;
@@ -570,6 +573,16 @@ async fn events_tell_what_changed_and_recheck_finds_damaged_data() {
     let t = h.wait_state(&id, "downloading").await;
     let piece = fx.piece_len(0) as u64;
     assert_eq!(t.have, fx.data.len() as u64 - piece, "{t:?}");
+    let (_, d) = h.send(h.req(Method::GET, &format!("/torrents/{id}"))).await;
+    let total = fx.data.len() as f64;
+    let progress = d["files"][0]["progress"].as_f64().unwrap();
+    assert!(
+        (progress - (total - piece as f64) / total).abs() < 1e-9,
+        "{d}"
+    );
+    // Running, no peer: every piece available nowhere.
+    assert_eq!(d["availability"].as_array().unwrap().len(), fx.num_pieces());
+    assert!(d["availability"].as_array().unwrap().iter().all(|a| a == 0));
     next_sse(&mut stream, &mut buf, "torrent", |t| {
         t["state"] == "downloading"
     })

@@ -152,6 +152,9 @@ struct Inner {
     stats: Arc<Stats>,
     /// The torrent's own rate limits (its runs pay into them).
     limits: crate::ratelimit::LimitPair,
+    /// Which pieces were verified when the last run ended (or when the
+    /// torrent was checked), for when no run goes on.
+    last_have: Mutex<Vec<bool>>,
     /// The shared state of the current run, while one goes on (a handle
     /// kept after a removal holds no storage, files or peers).
     shared: Mutex<Option<Arc<Shared>>>,
@@ -180,6 +183,7 @@ impl TorrentHandle {
                 private: shared.info.private,
                 stats: Arc::clone(&shared.stats),
                 limits: shared.config.limits.torrent.clone(),
+                last_have: Mutex::new(have_of(shared)),
                 shared: Mutex::new(None),
                 control: watch::Sender::new(if paused { Control::Pause } else { Control::Run }),
                 // Not paused: its driver is about to start it.
@@ -400,6 +404,31 @@ impl TorrentHandle {
         peers
     }
 
+    /// Which pieces are verified, by index.
+    pub fn have_pieces(&self) -> Vec<bool> {
+        match self.shared() {
+            Some(shared) => have_of(&shared),
+            None => self
+                .inner
+                .last_have
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    /// How many connected peers have each piece (seeds included); empty
+    /// when not running.
+    pub fn availability(&self) -> Vec<u32> {
+        let Some(shared) = self.shared() else {
+            return Vec::new();
+        };
+        let state = shared.lock();
+        (0..state.picker.num_pieces())
+            .map(|p| state.picker.availability(p))
+            .collect()
+    }
+
     /// Announces to the torrent's trackers now (every tier), rather than at
     /// the end of their intervals; nothing when it is not running.
     pub fn reannounce(&self) {
@@ -430,8 +459,17 @@ impl TorrentHandle {
             .clone()
     }
 
-    /// The current run's shared state (`None`: no run goes on).
+    /// The current run's shared state (`None`: no run goes on; the pieces
+    /// the run ends with are kept for [`TorrentHandle::have_pieces`]).
     pub(super) fn set_shared(&self, shared: Option<&Arc<Shared>>) {
+        let ending = self.shared();
+        if let (None, Some(ending)) = (shared, ending) {
+            *self
+                .inner
+                .last_have
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = have_of(&ending);
+        }
         *self
             .inner
             .shared
@@ -482,4 +520,12 @@ impl TorrentHandle {
     pub(super) fn set_complete(&self) {
         self.inner.complete.send_replace(true);
     }
+}
+
+/// Which pieces of a run are verified.
+fn have_of(shared: &Shared) -> Vec<bool> {
+    let state = shared.lock();
+    (0..state.picker.num_pieces())
+        .map(|p| state.picker.have(p))
+        .collect()
 }
