@@ -371,8 +371,9 @@ pub fn show(a: ShowArgs) -> Result<Outcome> {
         println!("files:");
         for f in &d.files {
             println!(
-                "  {:>10}  {}",
+                "  {:>10}  {:>5.1}%  {}",
                 HumanBytes(f.size).to_string(),
+                f.progress * 100.0,
                 printable(&f.path)
             );
         }
