@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rivulet_daemon::api::{self, ApiConfig};
 use rivulet_daemon::store::{SessionSettings, Store};
-use rivulet_daemon::{token, Daemon, DEFAULT_API_PORT};
+use rivulet_daemon::{token, Daemon, DaemonOptions, DEFAULT_API_PORT};
 use rivulet_engine::session::{Session, SessionConfig};
 use serde::Deserialize;
 
@@ -63,6 +63,14 @@ pub struct Args {
     /// `queued` (0: no limit) [default: 5].
     #[arg(long, value_name = "N", env = "RIVULET_MAX_ACTIVE_DOWNLOADS")]
     max_active_downloads: Option<usize>,
+    /// Seeding goal of every torrent without its own: stop once uploaded
+    /// this many times its size (0: once complete) [default: none].
+    #[arg(long, value_name = "R", env = "RIVULET_SEED_RATIO", allow_negative_numbers = true, value_parser = args::seed_ratio)]
+    seed_ratio: Option<f64>,
+    /// Seeding goal of every torrent without its own: stop after seeding
+    /// this long, e.g. 90s, 30m, 2h [default: none].
+    #[arg(long, value_name = "DURATION", env = "RIVULET_SEED_TIME", allow_hyphen_values = true, value_parser = args::seed_time)]
+    seed_time: Option<std::time::Duration>,
     /// Most bytes per second sent by all torrents together [default: 0].
     #[arg(long, value_name = "BYTES", env = "RIVULET_UPLOAD_LIMIT", value_parser = crate::create::parse_size)]
     upload_limit: Option<u64>,
@@ -97,6 +105,9 @@ struct FileConfig {
     download_limit: Option<u64>,
     upload_limit: Option<u64>,
     max_active_downloads: Option<usize>,
+    seed_ratio: Option<f64>,
+    /// Seconds.
+    seed_time: Option<u64>,
 }
 
 /// Everything the daemon runs with, settled.
@@ -112,6 +123,8 @@ struct Settings {
     download_limit: u64,
     upload_limit: u64,
     max_active_downloads: usize,
+    seed_ratio: Option<f64>,
+    seed_time: Option<u64>,
     discovery: crate::magnet::Discovery,
 }
 
@@ -201,6 +214,12 @@ fn settle(a: Args) -> Result<Settings> {
             .or(kept.max_active_downloads)
             .or(file.max_active_downloads)
             .unwrap_or(DEFAULT_MAX_ACTIVE_DOWNLOADS),
+        seed_ratio: a.seed_ratio.or(kept.seed_ratio).or(file.seed_ratio),
+        seed_time: a
+            .seed_time
+            .map(|d| d.as_secs())
+            .or(kept.seed_time)
+            .or(file.seed_time),
         discovery,
     })
 }
@@ -248,8 +267,12 @@ async fn serve(s: Settings) -> Result<Outcome> {
     let (daemon, warnings) = Daemon::start(
         session,
         store,
-        s.download_dir.clone(),
-        s.max_active_downloads,
+        DaemonOptions {
+            download_dir: s.download_dir.clone(),
+            max_active_downloads: s.max_active_downloads,
+            seed_ratio: s.seed_ratio,
+            seed_time: s.seed_time,
+        },
     );
     for w in &warnings {
         eprintln!("warning: a stored torrent cannot be read: {w}");

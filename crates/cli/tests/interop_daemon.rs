@@ -195,6 +195,24 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
         "fetched {sent_again} bytes after the restart, of {size}"
     );
 
+    // Totals are kept across a clean restart.
+    let downloaded = daemon.list()[0]["downloaded"].as_u64().unwrap();
+    assert!(downloaded >= size / 2, "{downloaded}");
+    let mut daemon = daemon;
+    daemon.proc.signal("TERM");
+    let status = daemon
+        .proc
+        .wait_timeout(MINUTE)
+        .expect("the daemon stops on SIGTERM");
+    assert!(status.success(), "{}", daemon.proc.output());
+    let daemon = DaemonProc::start(&state, &downloads);
+    let again = daemon.list();
+    assert_eq!(
+        again[0]["downloaded"].as_u64(),
+        Some(downloaded),
+        "{again:?}"
+    );
+
     // The other commands, with an id prefix.
     let prefix = &info_hash[..6];
     let show = daemon.ok(&["show", prefix]);

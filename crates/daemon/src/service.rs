@@ -69,6 +69,10 @@ pub struct TorrentChange {
     pub download_limit: Option<u64>,
     /// Its own limit on bytes per second sent (0: none).
     pub upload_limit: Option<u64>,
+    /// Its own seeding goal: stop once uploaded this many times its size.
+    pub seed_ratio: Option<f64>,
+    /// Its own seeding goal: seconds of seeding.
+    pub seed_time: Option<u64>,
 }
 
 /// Where a torrent stands in the daemon.
@@ -107,6 +111,13 @@ struct Item {
     /// Its place among torrents added in the same second (the queue's
     /// order is by time added).
     seq: u64,
+    /// Totals of earlier runs of the daemon (down, up, seconds seeded), as
+    /// loaded: this run's counts are added to them.
+    base: (u64, u64, u64),
+    /// Since when it seeds, while it does.
+    seeding_since: Mutex<Option<std::time::Instant>>,
+    /// Seconds seeded in this run of the daemon, before `seeding_since`.
+    seeded_here: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,6 +126,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Item {
     fn new(entry: Entry, seq: u64) -> Item {
+        let base = (
+            entry.settings.downloaded,
+            entry.settings.uploaded,
+            entry.settings.seeded,
+        );
         let (metainfo, magnet, status) = match entry.source {
             Source::Torrent(m, _) => (Some(Arc::from(m)), None, Status::Checking),
             Source::Magnet(m) => (None, Some(m), Status::FetchingMetadata),
@@ -130,11 +146,32 @@ impl Item {
             op: tokio::sync::Mutex::new(()),
             queued: std::sync::atomic::AtomicBool::new(false),
             seq,
+            base,
+            seeding_since: Mutex::new(None),
+            seeded_here: AtomicU64::new(0),
         }
     }
 
     fn settings(&self) -> Settings {
         lock(&self.settings).clone()
+    }
+
+    /// Bytes received and sent and seconds seeded, over every run of the
+    /// daemon.
+    fn totals(&self) -> (u64, u64, u64) {
+        let (down, up) = match self.status() {
+            Status::Active(h) => {
+                let s = h.snapshot();
+                (s.downloaded, s.uploaded)
+            }
+            _ => (0, 0),
+        };
+        let since = lock(&self.seeding_since).map_or(0, |t| t.elapsed().as_secs());
+        (
+            self.base.0 + down,
+            self.base.1 + up,
+            self.base.2 + self.seeded_here.load(Ordering::Relaxed) + since,
+        )
     }
 
     fn status(&self) -> Status {
@@ -187,11 +224,32 @@ struct Inner {
     max_active: AtomicUsize,
     /// The next [`Item::seq`].
     next_seq: AtomicU64,
+    /// The session's seeding goals (ratio, seconds), for torrents without
+    /// their own.
+    goals: Mutex<(Option<f64>, Option<u64>)>,
 }
 
-/// How often the queue is looked at (besides after adds and resumes), to
-/// start a queued torrent when one finishes.
+/// How often the queue and the seeding goals are looked at (besides after
+/// adds and resumes).
 pub const QUEUE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every this many ticks, each torrent's totals (bytes each way, seconds
+/// seeded) are saved, so that a crash loses at most a minute of them.
+const SAVE_TICKS: u64 = 60;
+
+/// How a daemon runs its torrents.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Where torrents download unless added with another folder.
+    pub download_dir: PathBuf,
+    /// Most torrents downloading at once (0: no limit).
+    pub max_active_downloads: usize,
+    /// Seeding goal of torrents without their own: stop once uploaded this
+    /// many times the size.
+    pub seed_ratio: Option<f64>,
+    /// Seeding goal of torrents without their own: seconds of seeding.
+    pub seed_time: Option<u64>,
+}
 
 impl Daemon {
     /// A daemon on `session`, with its torrents stored under `store` (each
@@ -199,23 +257,19 @@ impl Daemon {
     /// `download_dir` by default, at most `max_active_downloads` at once
     /// (0: no limit). Returns the warnings about stored torrents that could
     /// not be read (they were set aside).
-    pub fn start(
-        session: Session,
-        store: Store,
-        download_dir: PathBuf,
-        max_active_downloads: usize,
-    ) -> (Daemon, Vec<String>) {
+    pub fn start(session: Session, store: Store, options: DaemonOptions) -> (Daemon, Vec<String>) {
         let (entries, warnings) = store.load_all();
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 session,
                 store,
-                download_dir,
+                download_dir: options.download_dir,
                 torrents: Mutex::new(BTreeMap::new()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
-                max_active: AtomicUsize::new(max_active_downloads),
+                max_active: AtomicUsize::new(options.max_active_downloads),
                 next_seq: AtomicU64::new(0),
+                goals: Mutex::new((options.seed_ratio, options.seed_time)),
             }),
         };
         for entry in entries {
@@ -223,14 +277,63 @@ impl Daemon {
         }
         let d = daemon.clone();
         daemon.inner.tasks.spawn(async move {
+            let mut ticks = 0u64;
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(QUEUE_TICK) => d.schedule().await,
+                    () = tokio::time::sleep(QUEUE_TICK) => {
+                        d.schedule().await;
+                        ticks += 1;
+                        if ticks.is_multiple_of(SAVE_TICKS) {
+                            d.save_totals();
+                        }
+                    }
                     () = d.inner.cancel.cancelled() => return,
                 }
             }
         });
         (daemon, warnings)
+    }
+
+    /// Counts seeding time: starts or stops the clock.
+    fn track_seeding(&self, item: &Item, seeding: bool) {
+        let mut since = lock(&item.seeding_since);
+        match (*since, seeding) {
+            (None, true) => *since = Some(std::time::Instant::now()),
+            (Some(t), false) => {
+                item.seeded_here
+                    .fetch_add(t.elapsed().as_secs(), Ordering::Relaxed);
+                *since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a seeding torrent of `size` bytes reached its goal (its own,
+    /// or the session's).
+    fn goal_reached(&self, item: &Item, size: u64) -> bool {
+        let settings = item.settings();
+        let (ratio, time) = *lock(&self.inner.goals);
+        let (ratio, time) = (settings.seed_ratio.or(ratio), settings.seed_time.or(time));
+        let (_, up, seeded) = item.totals();
+        ratio.is_some_and(|r| size > 0 && up as f64 >= r * size as f64)
+            || time.is_some_and(|t| seeded >= t)
+    }
+
+    /// Writes a torrent's settings with its totals so far.
+    fn save(&self, item: &Item, settings: &Settings) -> io::Result<()> {
+        let mut s = settings.clone();
+        (s.downloaded, s.uploaded, s.seeded) = item.totals();
+        self.inner.store.save_settings(&item.id, &s)
+    }
+
+    /// Saves every torrent's totals (bytes each way, seconds seeded).
+    fn save_totals(&self) {
+        let items: Vec<Arc<Item>> = lock(&self.inner.torrents).values().cloned().collect();
+        for item in items {
+            if let Err(e) = self.save(&item, &item.settings()) {
+                tracing::warn!(id = %item.id.to_hex(), error = %e, "cannot save a torrent's totals");
+            }
+        }
     }
 
     /// Most torrents downloading at once (0: no limit).
@@ -264,6 +367,26 @@ impl Daemon {
             }
             let s = h.snapshot();
             let complete = s.total_bytes > 0 && s.have_bytes >= s.total_bytes;
+            self.track_seeding(&item, s.state == TorrentState::Seeding);
+            if complete
+                && s.state == TorrentState::Seeding
+                && self.goal_reached(&item, s.total_bytes)
+            {
+                let _op = item.op.lock().await;
+                let mut settings = item.settings();
+                if settings.paused {
+                    continue;
+                }
+                settings.paused = true;
+                settings.finished = true;
+                if let Err(e) = self.save(&item, &settings) {
+                    tracing::warn!(id = %item.id.to_hex(), error = %e, "cannot save a finished torrent's settings");
+                }
+                *lock(&item.settings) = settings;
+                h.pause().await;
+                self.track_seeding(&item, false);
+                continue;
+            }
             if complete || max == 0 || active < max {
                 if !complete {
                     active += 1;
@@ -490,6 +613,12 @@ impl Daemon {
                 peers: req.peers,
                 download_limit: 0,
                 upload_limit: 0,
+                seed_ratio: None,
+                seed_time: None,
+                finished: false,
+                downloaded: 0,
+                uploaded: 0,
+                seeded: 0,
             },
         };
         // The table's lock is held across the store's write so that two
@@ -556,6 +685,9 @@ impl Daemon {
             torrent,
             download_limit: settings.download_limit,
             upload_limit: settings.upload_limit,
+            seed_ratio: settings.seed_ratio,
+            seed_time: settings.seed_time,
+            seeded: item.totals().2,
             pieces: item.metainfo().map_or(0, |m| m.info.num_pieces()),
             pieces_have: 0,
             files,
@@ -635,7 +767,9 @@ impl Daemon {
             added: settings.added,
             download_dir: settings.download_dir.display().to_string(),
             error: None,
+            finished: settings.finished,
         };
+        (v.downloaded, v.uploaded, _) = item.totals();
         v.state = match item.status() {
             Status::FetchingMetadata if settings.paused => "paused".into(),
             Status::FetchingMetadata => "fetching_metadata".into(),
@@ -650,8 +784,6 @@ impl Daemon {
             Status::Active(h) => {
                 let s = h.snapshot();
                 v.have = s.have_bytes;
-                v.downloaded = s.downloaded;
-                v.uploaded = s.uploaded;
                 v.down_rate = s.down_rate as u64;
                 v.up_rate = s.up_rate as u64;
                 v.peers = s.peers_connected;
@@ -660,15 +792,15 @@ impl Daemon {
                 if missing > 0 && v.down_rate > 0 {
                     v.eta = Some(missing.div_ceil(v.down_rate));
                 }
-                let base = if s.downloaded > 0 {
-                    s.downloaded
+                let base = if v.downloaded > 0 {
+                    v.downloaded
                 } else if missing == 0 {
                     s.total_bytes
                 } else {
                     0
                 };
                 if base > 0 {
-                    v.ratio = s.uploaded as f64 / base as f64;
+                    v.ratio = v.uploaded as f64 / base as f64;
                 }
                 v.error = s.error.as_ref().map(|e| e.to_string());
                 let queued = item.queued.load(Ordering::SeqCst) && !settings.paused;
@@ -764,7 +896,9 @@ impl Daemon {
             let mut settings = item.settings();
             settings.download_limit = change.download_limit.unwrap_or(settings.download_limit);
             settings.upload_limit = change.upload_limit.unwrap_or(settings.upload_limit);
-            self.inner.store.save_settings(&item.id, &settings)?;
+            settings.seed_ratio = change.seed_ratio.or(settings.seed_ratio);
+            settings.seed_time = change.seed_time.or(settings.seed_time);
+            self.save(&item, &settings)?;
             if let Status::Active(h) = item.status() {
                 h.set_rate_limits(settings.download_limit, settings.upload_limit);
             }
@@ -789,6 +923,11 @@ impl Daemon {
         if let Some(n) = change.max_active_downloads {
             self.set_max_active_downloads(n).await;
         }
+        {
+            let mut goals = lock(&self.inner.goals);
+            goals.0 = change.seed_ratio.or(goals.0);
+            goals.1 = change.seed_time.or(goals.1);
+        }
         let dir = self.inner.store.state_dir();
         let mut kept = SessionSettings::load(dir)
             .ok()
@@ -797,6 +936,8 @@ impl Daemon {
         kept.download_limit = change.download_limit.or(kept.download_limit);
         kept.upload_limit = change.upload_limit.or(kept.upload_limit);
         kept.max_active_downloads = change.max_active_downloads.or(kept.max_active_downloads);
+        kept.seed_ratio = change.seed_ratio.or(kept.seed_ratio);
+        kept.seed_time = change.seed_time.or(kept.seed_time);
         kept.save(dir)?;
         Ok(())
     }
@@ -872,9 +1013,11 @@ impl Daemon {
 
     fn set_paused(&self, item: &Item, paused: bool) -> Result<(), DaemonError> {
         let mut settings = item.settings();
-        if settings.paused != paused {
+        if settings.paused != paused || (!paused && settings.finished) {
             settings.paused = paused;
-            self.inner.store.save_settings(&item.id, &settings)?;
+            // A resume seeds again (until a goal is reached again).
+            settings.finished &= paused;
+            self.save(item, &settings)?;
             *lock(&item.settings) = settings;
         }
         Ok(())
@@ -916,8 +1059,11 @@ impl Daemon {
             None => None,
         };
         let (download_limit, upload_limit) = self.inner.session.rate_limits();
+        let (seed_ratio, seed_time) = *lock(&self.inner.goals);
         SessionView {
             version: env!("CARGO_PKG_VERSION").into(),
+            seed_ratio,
+            seed_time,
             download_limit,
             upload_limit,
             max_active_downloads: self.max_active_downloads(),
@@ -937,6 +1083,7 @@ impl Daemon {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        self.save_totals();
         self.inner.session.shutdown().await;
     }
 }

@@ -46,11 +46,31 @@ pub struct Settings {
     /// Its own limit on bytes per second sent (0: none).
     #[serde(default)]
     pub upload_limit: u64,
+    /// Its own seeding goal: stop once uploaded this many times its size
+    /// (`None`: the session's).
+    #[serde(default)]
+    pub seed_ratio: Option<f64>,
+    /// Its own seeding goal: stop after seeding this many seconds
+    /// (`None`: the session's).
+    #[serde(default)]
+    pub seed_time: Option<u64>,
+    /// It reached a seeding goal and was stopped (until resumed).
+    #[serde(default)]
+    pub finished: bool,
+    /// Payload bytes received in earlier runs of the daemon.
+    #[serde(default)]
+    pub downloaded: u64,
+    /// Payload bytes sent in earlier runs of the daemon.
+    #[serde(default)]
+    pub uploaded: u64,
+    /// Seconds seeded in earlier runs of the daemon.
+    #[serde(default)]
+    pub seeded: u64,
 }
 
 /// Session settings changed through the API (`PATCH /session`), kept in
 /// `STATE_DIR/session.json`: what is `None` was never changed there.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
     /// Bytes per second received by all torrents (0: no limit).
@@ -62,6 +82,13 @@ pub struct SessionSettings {
     /// Torrents downloading at once (0: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_downloads: Option<usize>,
+    /// Seeding goal of every torrent without its own: stop once uploaded
+    /// this many times its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_ratio: Option<f64>,
+    /// Seeding goal of every torrent without its own: seconds of seeding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_time: Option<u64>,
 }
 
 impl SessionSettings {
@@ -362,6 +389,12 @@ mod tests {
                 peers: vec![std::net::SocketAddr::from(([127, 0, 0, byte], 6881))],
                 download_limit: u64::from(byte) * 1000,
                 upload_limit: 0,
+                seed_ratio: Some(1.5),
+                seed_time: None,
+                finished: false,
+                downloaded: 1 << 40,
+                uploaded: 7,
+                seeded: 3600,
             },
         }
     }

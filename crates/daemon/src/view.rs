@@ -19,9 +19,10 @@ pub struct TorrentView {
     pub size: u64,
     /// Verified bytes.
     pub have: u64,
-    /// Payload bytes received that we needed, since the daemon started.
+    /// Payload bytes received that we needed, since it was added (kept
+    /// across restarts; a crash loses at most the last minute).
     pub downloaded: u64,
-    /// Payload bytes sent, since the daemon started.
+    /// Payload bytes sent, since it was added (likewise).
     pub uploaded: u64,
     /// Bytes per second received, over the last few seconds.
     pub down_rate: u64,
@@ -43,6 +44,9 @@ pub struct TorrentView {
     pub download_dir: String,
     /// Why it stopped, in the `error` state.
     pub error: Option<String>,
+    /// Stopped (`paused`) after reaching its seeding goal; a resume seeds
+    /// again.
+    pub finished: bool,
 }
 
 /// One file of a torrent.
@@ -103,6 +107,12 @@ pub struct TorrentDetail {
     pub download_limit: u64,
     /// Its own limit on bytes per second sent (0: none).
     pub upload_limit: u64,
+    /// Its own seeding goal: the ratio (`None`: the session's).
+    pub seed_ratio: Option<f64>,
+    /// Its own seeding goal: seconds (`None`: the session's).
+    pub seed_time: Option<u64>,
+    /// Seconds it has seeded, over every run.
+    pub seeded: u64,
     /// Pieces in the torrent (0 before the metadata).
     pub pieces: usize,
     /// Verified pieces.
@@ -160,6 +170,10 @@ pub struct SessionView {
     /// Most torrents downloading at once (0: no limit); the others are
     /// `queued`.
     pub max_active_downloads: usize,
+    /// Seeding goal of torrents without their own: the ratio.
+    pub seed_ratio: Option<f64>,
+    /// Seeding goal of torrents without their own: seconds.
+    pub seed_time: Option<u64>,
     /// Nodes in the DHT routing table; null without the DHT.
     pub dht_nodes: Option<usize>,
 }

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use rivulet_daemon::api::{self, ApiConfig};
 use rivulet_daemon::store::Store;
 use rivulet_daemon::view::{AddReply, SessionView, TorrentDetail, TorrentView};
-use rivulet_daemon::{token, Daemon};
+use rivulet_daemon::{token, Daemon, DaemonOptions};
 use rivulet_engine::metadata::torrent_bytes;
 use rivulet_engine::session::{Session, SessionConfig};
 use rivulet_testkit::fixture::Fixture;
@@ -41,8 +41,10 @@ async fn start(state: &Path, downloads: &Path) -> (Harness, Vec<String>) {
     let (daemon, warnings) = Daemon::start(
         session,
         Store::open(state).unwrap(),
-        downloads.to_owned(),
-        0,
+        DaemonOptions {
+            download_dir: downloads.to_owned(),
+            ..DaemonOptions::default()
+        },
     );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -700,5 +702,85 @@ async fn the_queue_lets_so_many_download_in_the_order_added() {
     .await;
     h.wait_state(&idb, "downloading").await;
     assert_eq!(h.torrent(&ida).await.state, "downloading");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_goals_stop_torrents_and_totals_are_kept() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let dir = |n: &str| downloads.path().join(n);
+    let (a, b) = (Fixture::single(21), Fixture::single(22));
+    a.write_to(&dir("a"));
+    b.write_to(&dir("b"));
+    let (ida, idb) = (a.info_hash().to_hex(), b.info_hash().to_hex());
+    let (h, _) = start(state.path(), downloads.path()).await;
+    h.add_torrent(
+        &torrent_of(&a),
+        &[("download_dir", &dir("a").display().to_string())],
+    )
+    .await;
+    h.wait_state(&ida, "seeding").await;
+    // Its own goal: ratio 0, met as soon as it seeds.
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, &format!("/torrents/{ida}"))
+                .json(&serde_json::json!({"seed_ratio": 0.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let t = h.wait_state(&ida, "paused").await;
+    assert!(t.finished, "{t:?}");
+    // Goals out of reach (its own, each overriding the session's) and a
+    // resume: it seeds again.
+    h.send(
+        h.req(Method::PATCH, &format!("/torrents/{ida}"))
+            .json(&serde_json::json!({"seed_ratio": 1000.0, "seed_time": 1_000_000})),
+    )
+    .await;
+    h.send(h.req(Method::POST, &format!("/torrents/{ida}/resume")))
+        .await;
+    let t = h.wait_state(&ida, "seeding").await;
+    assert!(!t.finished, "{t:?}");
+    // The session's goal, for a torrent without its own: a second.
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, "/session")
+                .json(&serde_json::json!({"seed_time": 1})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["seed_time"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    h.add_torrent(
+        &torrent_of(&b),
+        &[("download_dir", &dir("b").display().to_string())],
+    )
+    .await;
+    let t = h.wait_state(&idb, "paused").await;
+    assert!(t.finished, "{t:?}");
+    let (_, d) = h
+        .send(h.req(Method::GET, &format!("/torrents/{idb}")))
+        .await;
+    assert!(d["seeded"].as_u64().unwrap() >= 1, "{d}");
+    // The first has its own goals (out of reach): it seeds on.
+    assert_eq!(h.torrent(&ida).await.state, "seeding");
+    h.stop().await;
+
+    // Kept: finished stays finished, the seconds seeded stay counted.
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let t = h.wait_state(&idb, "paused").await;
+    assert!(t.finished);
+    let (_, d) = h
+        .send(h.req(Method::GET, &format!("/torrents/{idb}")))
+        .await;
+    assert!(d["seeded"].as_u64().unwrap() >= 1, "{d}");
+    assert_eq!(d["seed_ratio"], Value::Null);
+    let (_, d) = h
+        .send(h.req(Method::GET, &format!("/torrents/{ida}")))
+        .await;
+    assert_eq!(d["seed_ratio"].as_f64(), Some(1000.0));
     h.stop().await;
 }
