@@ -363,6 +363,8 @@ impl Daemon {
             };
             if item.settings().paused {
                 item.queued.store(false, Ordering::SeqCst);
+                // Paused by the user: its seeding clock stops.
+                self.track_seeding(&item, false);
                 continue;
             }
             let s = h.snapshot();
