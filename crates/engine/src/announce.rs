@@ -384,13 +384,19 @@ struct Tier {
     tracker_id: Option<String>,
     /// Rounds in a row in which every tracker failed, for the back-off.
     failed_rounds: u32,
+    /// Announces asked for ([`crate::session::TorrentHandle::reannounce`]):
+    /// one asked while this tier was busy is seen at its next wait.
+    reannounce: watch::Receiver<u64>,
 }
 
 impl Tier {
     fn new(announcer: Announcer, trackers: TrackerList) -> Self {
         let outcome = announcer.shared.outcome();
         let completed_sent = *outcome.borrow() == Outcome::Complete;
+        let mut reannounce = announcer.shared.reannounce.subscribe();
+        reannounce.mark_unchanged();
         Tier {
+            reannounce,
             announcer,
             trackers,
             outcome,
@@ -543,12 +549,17 @@ impl Tier {
     async fn wait_until_due(&mut self, wait: Duration, stop: &mut watch::Receiver<bool>) {
         let next = tokio::time::Instant::now() + wait;
         let mut outcome_open = true;
-        let shared = Arc::clone(&self.announcer.shared);
+        let mut asked_open = true;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => return,
                 _ = wait_stop(stop) => return,
-                () = shared.reannounce.notified() => return,
+                asked = self.reannounce.changed(), if asked_open => {
+                    if asked.is_ok() {
+                        return;
+                    }
+                    asked_open = false;
+                }
                 changed = self.outcome.changed(), if outcome_open => {
                     if changed.is_err() {
                         outcome_open = false;

@@ -433,7 +433,7 @@ impl TorrentHandle {
     /// the end of their intervals; nothing when it is not running.
     pub fn reannounce(&self) {
         if let Some(shared) = self.shared() {
-            shared.reannounce.notify_waiters();
+            shared.reannounce.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 

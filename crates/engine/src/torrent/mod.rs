@@ -376,8 +376,8 @@ pub struct Shared {
     drained: Notify,
     /// A piece was verified (wakes the flusher, `disk`).
     verified: Notify,
-    /// The user asks for an announce now (wakes every tracker tier).
-    pub(crate) reannounce: Notify,
+    /// Announces asked for now, counted (every tracker tier watches it).
+    pub(crate) reannounce: tokio::sync::watch::Sender<u64>,
     /// The queues of the run's disk workers (`disk`), started with the
     /// first block; `None` before, and once closed.
     disk: Mutex<Option<Vec<std::sync::mpsc::Sender<disk::Job>>>>,
@@ -532,7 +532,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
             verified: Notify::new(),
-            reannounce: Notify::new(),
+            reannounce: tokio::sync::watch::Sender::new(0),
             disk: Mutex::new(None),
             pex_sink: Mutex::new(None),
             utp_hints: Mutex::default(),
