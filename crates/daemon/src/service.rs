@@ -160,10 +160,7 @@ impl Item {
     /// daemon.
     fn totals(&self) -> (u64, u64, u64) {
         let (down, up) = match self.status() {
-            Status::Active(h) => {
-                let s = h.snapshot();
-                (s.downloaded, s.uploaded)
-            }
+            Status::Active(h) => h.transferred(),
             _ => (0, 0),
         };
         let since = lock(&self.seeding_since).map_or(0, |t| t.elapsed().as_secs());
@@ -310,10 +307,12 @@ impl Daemon {
 
     /// Whether a seeding torrent of `size` bytes reached its goal (its own,
     /// or the session's).
-    fn goal_reached(&self, item: &Item, size: u64) -> bool {
-        let settings = item.settings();
+    fn goal_reached(&self, item: &Item, settings: &Settings, size: u64) -> bool {
         let (ratio, time) = *lock(&self.inner.goals);
         let (ratio, time) = (settings.seed_ratio.or(ratio), settings.seed_time.or(time));
+        if ratio.is_none() && time.is_none() {
+            return false;
+        }
         let (_, up, seeded) = item.totals();
         ratio.is_some_and(|r| size > 0 && up as f64 >= r * size as f64)
             || time.is_some_and(|t| seeded >= t)
@@ -355,25 +354,26 @@ impl Daemon {
     async fn schedule(&self) {
         let max = self.max_active_downloads();
         let mut items: Vec<Arc<Item>> = lock(&self.inner.torrents).values().cloned().collect();
-        items.sort_by_key(|i| (i.settings().added, i.seq));
+        items.sort_by_cached_key(|i| (lock(&i.settings).added, i.seq));
         let mut active = 0;
         for item in items {
             let Status::Active(h) = item.status() else {
                 continue;
             };
-            if item.settings().paused {
+            let settings = item.settings();
+            if settings.paused {
                 item.queued.store(false, Ordering::SeqCst);
                 // Paused by the user: its seeding clock stops.
                 self.track_seeding(&item, false);
                 continue;
             }
-            let s = h.snapshot();
-            let complete = s.total_bytes > 0 && s.have_bytes >= s.total_bytes;
-            self.track_seeding(&item, s.state == TorrentState::Seeding);
-            if complete
-                && s.state == TorrentState::Seeding
-                && self.goal_reached(&item, s.total_bytes)
-            {
+            // The cheap accessors, not a whole snapshot: this runs every
+            // second over every torrent.
+            let (state, (have, total)) = (h.state(), h.progress());
+            let complete = total > 0 && have >= total;
+            let seeding = state == TorrentState::Seeding;
+            self.track_seeding(&item, seeding);
+            if complete && seeding && self.goal_reached(&item, &settings, total) {
                 let _op = item.op.lock().await;
                 let mut settings = item.settings();
                 if settings.paused {

@@ -80,19 +80,32 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
     let mut outcome = shared.outcome();
     let mut shutdown = shared.shutdown_signal();
     let mut tick = tokio::time::interval(CONNECT_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rechoke = tokio::time::interval_at(
         Instant::now() + choker::RECHOKE_INTERVAL,
         choker::RECHOKE_INTERVAL,
     );
+    rechoke.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let own_addr = own_addr(&shared.config);
     let mut peers_open = true;
     while !must_stop(&outcome, &shutdown) {
         connect_due(&shared, &mut candidates, &exit_tx);
+        // No tick while every known peer is connected (or none is known),
+        // and no rechoke without peers: an idle torrent costs no wake-ups.
+        // New peers and ended connections wake the loop all the same.
+        // A peer that connects to us wakes it too (registered before the
+        // count is read, so that none is missed), for the rechokes.
+        let joined = shared.peer_joined.notified();
+        tokio::pin!(joined);
+        joined.as_mut().enable();
+        let waiting = candidates.len() > candidates.connected();
+        let peers = shared.stats.peers_connected.load(Ordering::Relaxed) > 0;
         tokio::select! {
             _ = outcome.changed() => {}
             _ = shutdown.changed() => {}
-            _ = tick.tick() => {}
-            _ = rechoke.tick() => shared.rechoke(),
+            () = &mut joined, if !peers => {}
+            _ = tick.tick(), if waiting => {}
+            _ = rechoke.tick(), if peers => shared.rechoke(),
             Some((addr, exit, hints)) = exit_rx.recv() => {
                 candidates.on_transport(addr, &exit, hints);
                 candidates.on_exit(addr, exit.useful, Instant::now());

@@ -422,6 +422,8 @@ impl Download {
         // Once a second: the seeding limits; every 5 s: resume data, when
         // pieces were added.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // After a quiet spell, once at once, then every second again.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_save = Instant::now();
         let mut saved_pieces = self.shared.stats.pieces_done.load(Ordering::Relaxed);
         let mut seeding_since: Option<Instant> = None;
@@ -440,10 +442,21 @@ impl Download {
                 }
                 Outcome::Running => {}
             }
+            // Quiet (no peer, rates down to zero, nothing to save, no
+            // seeding time to count): no ticks until a peer joins. A
+            // thousand idle torrents then cost no wake-ups.
+            let joined = self.shared.peer_joined.notified();
+            tokio::pin!(joined);
+            joined.as_mut().enable();
+            let busy = self.shared.stats.peers_connected.load(Ordering::Relaxed) > 0
+                || self.shared.stats.rates() != (0.0, 0.0)
+                || self.shared.stats.pieces_done.load(Ordering::Relaxed) != saved_pieces
+                || (seed.time.is_some() && matches!(now, Outcome::Complete));
             tokio::select! {
                 _ = outcome.changed() => {}
                 _ = &mut stop => break outcome.borrow().clone(),
-                _ = tick.tick() => {
+                () = &mut joined, if !busy => {}
+                _ = tick.tick(), if busy => {
                     self.shared.stats.sample_rates(Instant::now());
                     let done = self.shared.stats.pieces_done.load(Ordering::Relaxed);
                     if done != saved_pieces && last_save.elapsed() >= Duration::from_secs(5) {

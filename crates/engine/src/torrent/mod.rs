@@ -376,6 +376,9 @@ pub struct Shared {
     drained: Notify,
     /// A piece was verified (wakes the flusher, `disk`).
     verified: Notify,
+    /// A peer joined (wakes the run's once-a-second work, which sleeps
+    /// while no peer is connected and nothing moves).
+    pub(crate) peer_joined: Notify,
     /// Announces asked for now, counted (every tracker tier watches it).
     pub(crate) reannounce: tokio::sync::watch::Sender<u64>,
     /// The queues of the run's disk workers (`disk`), started with the
@@ -532,6 +535,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             drained: Notify::new(),
             verified: Notify::new(),
+            peer_joined: Notify::new(),
             reannounce: tokio::sync::watch::Sender::new(0),
             disk: Mutex::new(None),
             pex_sink: Mutex::new(None),

@@ -206,6 +206,7 @@ impl Shared {
         if incoming {
             self.stats.peers_incoming.fetch_add(1, Ordering::Relaxed);
         }
+        self.peer_joined.notify_waiters();
         Ok((key, rx, counters))
     }
 
