@@ -45,10 +45,10 @@ use subtle::ConstantTimeEq;
 
 use crate::service::{AddRequest, Daemon, DaemonError, TorrentChange};
 use crate::store::SessionSettings;
-use crate::view::{AddReply, ErrorView, TorrentView};
+use crate::view::{AddReply, ErrorView, TorrentDetail, TorrentView};
 
 #[cfg(doc)]
-use crate::view::{SessionView, TorrentDetail};
+use crate::view::SessionView;
 
 /// The largest request body taken (a .torrent of a huge torrent is a few
 /// MiB).
@@ -179,15 +179,11 @@ async fn list(State(s): State<AppState>) -> Response {
     Json(s.daemon.list()).into_response()
 }
 
-async fn detail(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    match s.daemon.detail(&id) {
-        Ok(d) => Json(d).into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn detail(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TorrentDetail>, DaemonError> {
+    Ok(Json(s.daemon.detail(&parse_id(&id)?)?))
 }
 
 /// The JSON form of an add.
@@ -301,37 +297,25 @@ async fn add(
     }
 }
 
-async fn pause(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    match s.daemon.pause(&id).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn pause(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TorrentView>, DaemonError> {
+    Ok(Json(s.daemon.pause(&parse_id(&id)?).await?))
 }
 
-async fn reannounce(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    match s.daemon.reannounce(&id) {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn reannounce(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TorrentView>, DaemonError> {
+    Ok(Json(s.daemon.reannounce(&parse_id(&id)?)?))
 }
 
-async fn recheck(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    match s.daemon.recheck(&id).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn recheck(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TorrentView>, DaemonError> {
+    Ok(Json(s.daemon.recheck(&parse_id(&id)?).await?))
 }
 
 /// How often the event stream looks for changes.
@@ -386,15 +370,11 @@ async fn events(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    match s.daemon.resume(&id).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+async fn resume(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TorrentView>, DaemonError> {
+    Ok(Json(s.daemon.resume(&parse_id(&id)?).await?))
 }
 
 /// Query parameters of a removal.

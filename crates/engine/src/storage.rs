@@ -255,30 +255,7 @@ impl FileStorage {
 
 impl Storage for FileStorage {
     fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError> {
-        let mut at = 0usize;
-        for span in self.spans(piece, begin, data.len())? {
-            let n = span.len as usize;
-            let chunk = data.get(at..at + n).unwrap_or_default();
-            at += n;
-            let Some(slot) = self.slots.get(span.file) else {
-                continue;
-            };
-            if slot.padding {
-                continue;
-            }
-            if !self.writable {
-                return Err(StorageError::ReadOnly {
-                    path: slot.path.clone(),
-                });
-            }
-            self.handle(span.file)?
-                .write_all_at(chunk, span.offset)
-                .map_err(|source| StorageError::Io {
-                    path: slot.path.clone(),
-                    error: source,
-                })?;
-        }
-        Ok(())
+        self.write_blocks(piece, begin, &[data])
     }
 
     fn write_blocks(&self, piece: u32, begin: u32, blocks: &[&[u8]]) -> Result<(), StorageError> {
