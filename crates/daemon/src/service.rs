@@ -9,9 +9,14 @@
 //! fetched, removed) is written to the [`Store`] before the call returns.
 //!
 //! Calls that change a torrent take its operation lock, so that a pause, a
-//! resume and a removal of the same torrent happen one after the other;
-//! the torrent table's lock is a leaf lock, held only to look up, insert
-//! or remove.
+//! resume and a removal of the same torrent happen one after the other.
+//! The torrent table's lock is held only to look up, insert or remove, and
+//! to look for clashing names; it comes before an item's locks, never
+//! after.
+//!
+//! Two torrents may not put a file or folder of the same name in the same
+//! download folder: the second add is refused (for a magnet link, once its
+//! metadata shows the name).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -455,7 +460,15 @@ impl Daemon {
                     return;
                 }
                 match self.fetch(item).await {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        let dir = item.settings().download_dir;
+                        let clashes = clash(&lock(&self.inner.torrents), &item.id, &dir, &m);
+                        if let Some(why) = clashes {
+                            item.set_status(Status::Failed(why));
+                            return;
+                        }
+                        m
+                    }
                     Err(e) => {
                         item.set_status(Status::Failed(e));
                         return;
@@ -632,6 +645,11 @@ impl Daemon {
                 let existing = Arc::clone(existing);
                 drop(torrents);
                 return Ok((self.view(&existing), false));
+            }
+            if let Source::Torrent(m, _) = &entry.source {
+                if let Some(why) = clash(&torrents, &id, &entry.settings.download_dir, m) {
+                    return Err(DaemonError::BadInput(why));
+                }
             }
             self.inner.store.create(&entry)?;
             let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -1088,6 +1106,30 @@ impl Daemon {
         self.save_totals();
         self.inner.session.shutdown().await;
     }
+}
+
+/// Why torrent `id` (`m`) may not go into `dir`: another torrent of the
+/// daemon puts a file or folder of the same name there (their data would
+/// overwrite each other's). Takes the table's lock held; locks items (the
+/// table's lock comes first).
+fn clash(
+    torrents: &BTreeMap<InfoHash, Arc<Item>>,
+    id: &InfoHash,
+    dir: &Path,
+    m: &Metainfo,
+) -> Option<String> {
+    let top = |m: &Metainfo| m.info.files.first().and_then(|f| f.path.first()).cloned();
+    let name = top(m)?;
+    torrents.values().filter(|i| i.id != *id).find_map(|i| {
+        let other = i.metainfo()?;
+        (lock(&i.settings).download_dir == dir && top(&other).as_ref() == Some(&name)).then(|| {
+            format!(
+                "{} already holds {name:?} of torrent {}: add this one with another download folder",
+                dir.display(),
+                i.id.to_hex()
+            )
+        })
+    })
 }
 
 /// Each file (padding left out) with the share of its bytes in pieces

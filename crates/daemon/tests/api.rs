@@ -784,3 +784,34 @@ async fn seeding_goals_stop_torrents_and_totals_are_kept() {
     assert_eq!(d["seed_ratio"].as_f64(), Some(1000.0));
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_torrents_never_share_a_name_in_one_folder() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    // Two torrents whose file is `data.bin`.
+    let (a, b) = (Fixture::single(31), Fixture::single(32));
+    let (status, _) = h.add_torrent(&torrent_of(&a), &[("paused", "true")]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = h.add_torrent(&torrent_of(&b), &[("paused", "true")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already holds \"data.bin\""),
+        "{body}"
+    );
+    assert_eq!(h.daemon.list().len(), 1);
+    // In a folder of its own, it is welcome.
+    let other = downloads.path().join("other").display().to_string();
+    let (status, body) = h
+        .add_torrent(
+            &torrent_of(&b),
+            &[("paused", "true"), ("download_dir", &other)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    h.stop().await;
+}
