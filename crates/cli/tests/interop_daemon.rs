@@ -99,6 +99,18 @@ impl DaemonProc {
     fn list(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.ok(&["list", "--json"])).unwrap()
     }
+
+    /// Waits until the first torrent listed is in `state`; returns the list.
+    fn wait_first(&self, state: &str, what: &str) -> Vec<serde_json::Value> {
+        poll_until(what, MINUTE, || {
+            let list = self.list();
+            if list[0]["state"] == state {
+                Ok(list)
+            } else {
+                Err(format!("{list:?}"))
+            }
+        })
+    }
 }
 
 #[test]
@@ -175,14 +187,7 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
             Err(d.to_string())
         }
     });
-    let seeding = poll_until("the download completes after the restart", MINUTE, || {
-        let list = daemon.list();
-        if list[0]["state"] == "seeding" {
-            Ok(list)
-        } else {
-            Err(format!("{list:?}"))
-        }
-    });
+    let seeding = daemon.wait_first("seeding", "the download completes after the restart");
     assert_eq!(seeding[0]["progress"].as_f64(), Some(1.0));
     assert_eq!(seeding[0]["size"].as_u64(), Some(size));
     assert_same_tree(&data, &downloads.join("data.bin"));
@@ -228,14 +233,7 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
     assert!(daemon.ok(&["pause", prefix]).starts_with("paused: "));
     assert_eq!(daemon.list()[0]["state"], "paused");
     daemon.ok(&["resume", prefix]);
-    poll_until("seeding again after the resume", MINUTE, || {
-        let list = daemon.list();
-        if list[0]["state"] == "seeding" {
-            Ok(())
-        } else {
-            Err(format!("{list:?}"))
-        }
-    });
+    daemon.wait_first("seeding", "seeding again after the resume");
     let bad = daemon.cli(&["pause", "ffff"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no torrent's id starts with ffff"));
