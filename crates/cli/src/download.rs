@@ -315,6 +315,7 @@ async fn session(args: Common, start: Start, policy: SeedPolicy, mode: Mode) -> 
             .chain(link_peers.into_iter().filter(family_ok))
             .collect(),
         paused: false,
+        file_priorities: Vec::new(),
     };
     let check_bar = Arc::new(progress::bytes_bar(total, "Checking", args.quiet));
     let bar = Arc::clone(&check_bar);

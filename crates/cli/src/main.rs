@@ -63,6 +63,9 @@ enum Command {
     List(remote::ListArgs),
     /// Show one of the daemon's torrents: files, trackers, peers.
     Show(remote::ShowArgs),
+    /// List a torrent's files, or choose which to download and in what
+    /// order.
+    Files(remote::FilesArgs),
     /// Pause torrents of the daemon (kept paused across restarts).
     Pause(remote::IdsArgs),
     /// Resume paused torrents of the daemon.
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Add(args) => remote::add(args),
         Command::List(args) => remote::list(args),
         Command::Show(args) => remote::show(args),
+        Command::Files(args) => remote::files(args),
         Command::Pause(args) => remote::act(args, "pause"),
         Command::Resume(args) => remote::act(args, "resume"),
         Command::Recheck(args) => remote::act(args, "recheck"),

@@ -48,6 +48,35 @@ pub struct AddArgs {
         help = "A peer to connect to besides those found (IP:PORT, [IPv6]:PORT or HOST:PORT); may be repeated"
     )]
     peers: Vec<crate::args::Peer>,
+    /// Download only these files, by index (as `rivulet files` numbers
+    /// them, from 0), e.g. `--files 0,2,5`; the others are skipped.
+    #[arg(long, value_name = "INDICES", value_delimiter = ',')]
+    files: Option<Vec<usize>>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Arguments of `rivulet files`.
+#[derive(Debug, clap::Args)]
+pub struct FilesArgs {
+    /// The torrent's id (its info-hash), or the start of it.
+    id: String,
+    /// Download these files (by index, e.g. 1,3).
+    #[arg(long, value_name = "INDICES", value_delimiter = ',')]
+    want: Vec<usize>,
+    /// Skip these files: not downloaded (what they share of a piece with
+    /// a wanted file is kept aside in a part file, not in the file).
+    #[arg(long, value_name = "INDICES", value_delimiter = ',')]
+    skip: Vec<usize>,
+    /// Fetch these files first.
+    #[arg(long, value_name = "INDICES", value_delimiter = ',')]
+    high: Vec<usize>,
+    /// Fetch these files at normal priority.
+    #[arg(long, value_name = "INDICES", value_delimiter = ',')]
+    normal: Vec<usize>,
+    /// Fetch these files last.
+    #[arg(long, value_name = "INDICES", value_delimiter = ',')]
+    low: Vec<usize>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -212,14 +241,19 @@ pub fn add(a: AddArgs) -> Result<Outcome> {
                 .get(..7)
                 .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
             {
-                let body =
-                    serde_json::json!({ "magnet": t, "paused": a.paused, "download_dir": dir, "peers": peers });
+                let body = serde_json::json!({
+                    "magnet": t, "paused": a.paused, "download_dir": dir, "peers": peers, "files": a.files
+                });
                 client.request(Method::POST, "/torrents").json(&body)
             } else {
                 let bytes = std::fs::read(t).with_context(|| format!("cannot read {t}"))?;
                 let mut query = vec![("paused", a.paused.to_string()), ("peers", peers.join(","))];
                 if let Some(d) = &dir {
                     query.push(("download_dir", d.display().to_string()));
+                }
+                if let Some(files) = &a.files {
+                    let list: Vec<String> = files.iter().map(ToString::to_string).collect();
+                    query.push(("files", list.join(",")));
                 }
                 client
                     .request(Method::POST, "/torrents")
@@ -369,14 +403,75 @@ pub fn show(a: ShowArgs) -> Result<Outcome> {
             );
         }
         println!("files:");
-        for f in &d.files {
-            println!(
-                "  {:>10}  {:>5.1}%  {}",
-                HumanBytes(f.size).to_string(),
-                f.progress * 100.0,
-                printable(&f.path)
-            );
+        print_files(&d.files);
+        Ok(Outcome::Success)
+    })
+}
+
+/// One line per file: index, size, progress, priority, path.
+fn print_files(files: &[rivulet_daemon::view::FileView]) {
+    for f in files {
+        let priority = match f.priority {
+            0 => "skip",
+            1..=3 => "low",
+            4 => "normal",
+            _ => "high",
+        };
+        println!(
+            "  {:>4}  {:>10}  {:>5.1}%  {:<6}  {}",
+            f.index,
+            HumanBytes(f.size).to_string(),
+            f.progress * 100.0,
+            priority,
+            printable(&f.path)
+        );
+    }
+}
+
+/// `rivulet files`.
+pub fn files(a: FilesArgs) -> Result<Outcome> {
+    let client = Client::new(&a.conn)?;
+    // Applied in this order: a file both wanted and given a priority
+    // gets it; a file skipped is skipped.
+    let mut changes = Vec::new();
+    for (list, key, value) in [
+        (&a.want, "wanted", serde_json::json!(true)),
+        (&a.normal, "priority", serde_json::json!(4)),
+        (&a.low, "priority", serde_json::json!(1)),
+        (&a.high, "priority", serde_json::json!(7)),
+        (&a.skip, "wanted", serde_json::json!(false)),
+    ] {
+        for i in list {
+            let mut c = serde_json::Map::new();
+            c.insert("index".into(), serde_json::json!(i));
+            c.insert(key.into(), value.clone());
+            changes.push(serde_json::Value::Object(c));
         }
+    }
+    runtime()?.block_on(async {
+        let id = client.resolve(&a.id).await?;
+        let req = if changes.is_empty() {
+            client.request(Method::GET, &format!("/torrents/{id}"))
+        } else {
+            client
+                .request(Method::PATCH, &format!("/torrents/{id}"))
+                .json(&serde_json::json!({ "files": changes }))
+        };
+        let (_, body) = client.call(req).await?;
+        if a.conn.json {
+            println!("{body}");
+            return Ok(Outcome::Success);
+        }
+        let d: TorrentDetail = serde_json::from_str(&body)
+            .context("the daemon's answer is not what this rivulet reads")?;
+        println!(
+            "{} {}: {} of {} wanted",
+            short(&d.torrent.id),
+            printable(&d.torrent.name),
+            HumanBytes(d.torrent.size_wanted),
+            HumanBytes(d.torrent.size)
+        );
+        print_files(&d.files);
         Ok(Outcome::Success)
     })
 }

@@ -342,3 +342,124 @@ fn daemon_download_limit_holds_within_ten_percent() {
         "{rate:.0} B/s under a limit of {limit}"
     );
 }
+
+#[test]
+#[ignore = "interop: needs python3-libtorrent (installed by .ci/run)"]
+fn daemon_selective_download_leaves_unwanted_files_absent() {
+    require_libtorrent();
+    let tmp = tempfile::tempdir().unwrap();
+    let seed_dir = tmp.path().join("seed");
+    let root = seed_dir.join("sel");
+    // Lengths that are not multiples of the piece length: every skipped
+    // file shares its first and last pieces with wanted files.
+    let files = [
+        ("a.bin", 300_001u64),
+        ("b/skip.bin", 2_000_003),
+        ("c.bin", 500_000),
+        ("d-skip.bin", 77_777),
+        ("e.bin", 123_456),
+    ];
+    for (i, (name, len)) in files.iter().enumerate() {
+        single_file(&root, name, *len, 40 + i as u64);
+    }
+    let piece = 64 * 1024u64;
+    let (torrent, hash) = make_torrent(&root, None, piece as u32);
+    let mut lt = LtPeer::start(&torrent, &seed_dir, LtConfig::new(next_loopback()));
+    lt.wait_seeding(MINUTE);
+
+    // The torrent's file order is libtorrent's: find each file's index.
+    let info = support::rivulet::command()
+        .args(["info", "--json"])
+        .arg(&torrent)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let paths: Vec<String> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    let index = |name: &str| {
+        paths
+            .iter()
+            .position(|p| p.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not in {paths:?}"))
+    };
+    let wanted: Vec<String> = ["a.bin", "c.bin", "e.bin"]
+        .iter()
+        .map(|n| index(n).to_string())
+        .collect();
+
+    let state = tmp.path().join("state");
+    let downloads = tmp.path().join("downloads");
+    let daemon = DaemonProc::start(&state, &downloads);
+    let out = daemon.ok(&[
+        "add",
+        torrent.to_str().unwrap(),
+        &format!("--peer={}", lt.addr()),
+        &format!("--files={}", wanted.join(",")),
+    ]);
+    assert!(out.starts_with("added: "), "{out}");
+    let detail: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["files", &hash, "--json"])).unwrap();
+    for f in detail["files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap();
+        assert_eq!(
+            f["wanted"].as_bool(),
+            Some(!path.contains("skip")),
+            "{detail}"
+        );
+    }
+
+    let list = daemon.wait_first("seeding", "the wanted files are downloaded");
+    assert_eq!(list[0]["progress"].as_f64(), Some(1.0), "{list:?}");
+    let wanted_len = 300_001 + 500_000 + 123_456;
+    assert!(list[0]["size_wanted"].as_u64().unwrap() >= wanted_len);
+    let got = downloads.join("sel");
+    for name in ["a.bin", "c.bin", "e.bin"] {
+        assert_same_tree(&root.join(name), &got.join(name));
+    }
+    assert!(!got.join("b").exists(), "a folder of skipped files only");
+    assert!(!got.join("d-skip.bin").exists());
+    // Only the pieces of wanted files came: the 30 pieces inside
+    // b/skip.bin did not.
+    let sent = lt.status().total_payload_upload;
+    assert!(
+        sent <= wanted_len + 6 * piece,
+        "the seeder sent {sent} bytes for {wanted_len} wanted"
+    );
+
+    // A clean restart: still done, nothing fetched again (the pieces shared
+    // with skipped files are checked from the part file).
+    let mut daemon = daemon;
+    daemon.proc.signal("TERM");
+    assert!(daemon.proc.wait_timeout(MINUTE).unwrap().success());
+    let daemon = DaemonProc::start(&state, &downloads);
+    let list = daemon.wait_first("seeding", "done again after the restart");
+    assert_eq!(list[0]["progress"].as_f64(), Some(1.0), "{list:?}");
+    assert_eq!(lt.status().total_payload_upload, sent);
+    assert!(!got.join("b").exists());
+
+    // Wanted after all: downloaded, with the bytes kept aside moved in.
+    let b = index("b/skip.bin").to_string();
+    let out = daemon.ok(&["files", &hash[..8], "--want", &b]);
+    assert!(out.contains("normal  sel/b/skip.bin"), "{out}");
+    daemon.wait_first("seeding", "the file wanted later is downloaded");
+    assert_same_tree(&root.join("b"), &got.join("b"));
+    assert!(!got.join("d-skip.bin").exists());
+    let part = downloads.join(format!(".rivulet/{hash}.parts"));
+    assert!(part.exists(), "d-skip.bin still keeps its bytes there");
+    daemon.ok(&[
+        "files",
+        &hash[..8],
+        "--want",
+        &index("d-skip.bin").to_string(),
+    ]);
+    daemon.wait_first("seeding", "every file is downloaded");
+    assert_same_tree(&root, &got);
+    assert!(
+        !part.exists(),
+        "the part file goes once every file is wanted"
+    );
+}

@@ -22,6 +22,15 @@ pub enum FileSource {
     Disk(PathBuf),
     /// A BEP 47 padding file: all zeros, never stored.
     Zeros,
+    /// A file whose bytes are kept in a part file (a file not wanted, of
+    /// which only the pieces it shares with wanted files are stored): its
+    /// byte `i` is at `offset + i` of `path`.
+    Part {
+        /// The part file.
+        path: PathBuf,
+        /// Where the file's first byte would be in it.
+        offset: u64,
+    },
 }
 
 /// A failure to read a piece.
@@ -217,10 +226,15 @@ impl Reader {
         offset: u64,
         dest: &mut [u8],
     ) -> Result<(), PieceReadError> {
-        let Some(FileSource::Disk(path)) = files.get(file) else {
-            dest.fill(0);
-            return Ok(());
+        let (path, base) = match files.get(file) {
+            Some(FileSource::Disk(path)) => (path, 0),
+            Some(FileSource::Part { path, offset }) => (path, *offset),
+            _ => {
+                dest.fill(0);
+                return Ok(());
+            }
         };
+        let offset = base.saturating_add(offset);
         if self.absent.contains(&file) {
             return Err(classify(path, io::ErrorKind::NotFound.into()));
         }

@@ -196,6 +196,9 @@ struct AddJson {
     paused: bool,
     #[serde(default)]
     peers: Vec<String>,
+    /// Indices of the files to download (the others are skipped); all
+    /// when absent.
+    files: Option<Vec<usize>>,
 }
 
 /// Query parameters of a .torrent add.
@@ -207,6 +210,21 @@ struct AddQuery {
     paused: bool,
     /// `IP:PORT,IP:PORT`.
     peers: Option<String>,
+    /// `0,2,5`: indices of the files to download (all when absent).
+    files: Option<String>,
+}
+
+/// File indices given as `0,2,5`.
+fn parse_indices(given: &str) -> Result<Vec<usize>, DaemonError> {
+    given
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<usize>()
+                .map_err(|_| DaemonError::BadInput(format!("{p:?} is not a file index")))
+        })
+        .collect()
 }
 
 /// Peers given as `IP:PORT` (or `[IPv6]:PORT`).
@@ -250,12 +268,17 @@ async fn add(
                 Ok(p) => p,
                 Err(e) => return e.into_response(),
             };
+            let files = match q.files.as_deref().map(parse_indices).transpose() {
+                Ok(f) => f,
+                Err(e) => return e.into_response(),
+            };
             s.daemon.add_torrent(
                 body.to_vec(),
                 AddRequest {
                     download_dir: q.download_dir,
                     paused: q.paused,
                     peers,
+                    files,
                 },
             )
         }
@@ -275,6 +298,7 @@ async fn add(
                     download_dir: req.download_dir,
                     paused: req.paused,
                     peers,
+                    files: req.files,
                 },
             )
         }

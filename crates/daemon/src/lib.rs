@@ -14,7 +14,7 @@ pub mod store;
 pub mod token;
 pub mod view;
 
-pub use service::{AddRequest, Daemon, DaemonError, DaemonOptions, TorrentChange};
+pub use service::{AddRequest, Daemon, DaemonError, DaemonOptions, FileChange, TorrentChange};
 
 use rivulet_core::InfoHash;
 

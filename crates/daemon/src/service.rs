@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rivulet_core::{InfoHash, Magnet, Metainfo};
 use rivulet_engine::download::SeedPolicy;
 use rivulet_engine::metadata::{torrent_bytes, FetchOptions};
+use rivulet_engine::picker::{MAX_PRIORITY, NORMAL_PRIORITY};
 use rivulet_engine::session::{AddOptions, Session, TorrentHandle, TorrentState};
 use rivulet_engine::stats::TrackerStatus;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,23 @@ pub struct AddRequest {
     /// Peers to connect to besides those trackers, the DHT and PEX name
     /// (kept: used again after a restart).
     pub peers: Vec<std::net::SocketAddr>,
+    /// Indices of the files to download; the others are skipped (not
+    /// created, unless they share a piece with a wanted file, whose bytes
+    /// then go to a part file). All when `None`.
+    pub files: Option<Vec<usize>>,
+}
+
+/// A change to one file of a torrent.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChange {
+    /// The file's index in the torrent.
+    pub index: usize,
+    /// Download it (true: at its priority, normal if it had none) or skip
+    /// it (false).
+    pub wanted: Option<bool>,
+    /// 1 (lowest) to 7 (highest), 4 normal: higher ones are fetched first.
+    pub priority: Option<u8>,
 }
 
 /// What a `PATCH` of a torrent changes (what is `None` stays).
@@ -78,6 +96,8 @@ pub struct TorrentChange {
     pub seed_ratio: Option<f64>,
     /// Its own seeding goal: seconds of seeding.
     pub seed_time: Option<u64>,
+    /// Files to download or skip, and their priorities.
+    pub files: Option<Vec<FileChange>>,
 }
 
 /// Where a torrent stands in the daemon.
@@ -477,6 +497,21 @@ impl Daemon {
             }
         };
         item.set_status(Status::Checking);
+        // Files chosen with a magnet link, now that there is a file list.
+        if let Some(wanted) = item.settings().wanted_files {
+            let mut settings = item.settings();
+            let files: Vec<usize> = wanted
+                .into_iter()
+                .filter(|i| *i < metainfo.info.files.len())
+                .collect();
+            settings.file_priorities =
+                priorities_from_indices(metainfo.info.files.len(), &files).unwrap_or_default();
+            settings.wanted_files = None;
+            if let Err(e) = self.save(item, &settings) {
+                tracing::warn!(error = %e, "cannot save the files chosen");
+            }
+            *lock(&item.settings) = settings;
+        }
         let settings = item.settings();
         if let Err(e) = std::fs::create_dir_all(&settings.download_dir) {
             item.set_status(Status::Failed(format!(
@@ -499,6 +534,7 @@ impl Daemon {
                 .chain(item.magnet.iter().flat_map(|m| m.peers.iter()))
                 .copied()
                 .collect(),
+            file_priorities: settings.file_priorities.clone(),
             ..AddOptions::default()
         };
         let progress_item = Arc::clone(item);
@@ -618,6 +654,13 @@ impl Daemon {
                 download_dir.display()
             )));
         }
+        let (file_priorities, wanted_files) = match (&source, req.files) {
+            (_, None) => (Vec::new(), None),
+            (Source::Torrent(m, _), Some(files)) => {
+                (priorities_from_indices(m.info.files.len(), &files)?, None)
+            }
+            (Source::Magnet(_), Some(files)) => (Vec::new(), Some(files)),
+        };
         let entry = Entry {
             id,
             source,
@@ -634,6 +677,8 @@ impl Daemon {
                 downloaded: 0,
                 uploaded: 0,
                 seeded: 0,
+                file_priorities,
+                wanted_files,
             },
         };
         // The table's lock is held across the store's write so that two
@@ -697,10 +742,10 @@ impl Daemon {
             .as_ref()
             .map(TorrentHandle::have_pieces)
             .unwrap_or_default();
-        let files = item
-            .metainfo()
-            .map_or_else(Vec::new, |m| file_views(&m, &have));
         let settings = item.settings();
+        let files = item.metainfo().map_or_else(Vec::new, |m| {
+            file_views(&m, &have, &settings.file_priorities)
+        });
         let mut d = TorrentDetail {
             torrent,
             download_limit: settings.download_limit,
@@ -775,6 +820,8 @@ impl Daemon {
             state: String::new(),
             progress: 0.0,
             size,
+            size_wanted: size,
+            have_wanted: 0,
             have: 0,
             downloaded: 0,
             uploaded: 0,
@@ -808,7 +855,9 @@ impl Daemon {
                 v.up_rate = s.up_rate as u64;
                 v.peers = s.peers_connected;
                 v.seeds = s.peers_seeds;
-                let missing = s.total_bytes.saturating_sub(s.have_bytes);
+                v.size_wanted = s.wanted_bytes;
+                v.have_wanted = s.wanted_bytes.saturating_sub(s.wanted_left);
+                let missing = s.wanted_left;
                 if missing > 0 && v.down_rate > 0 {
                     v.eta = Some(missing.div_ceil(v.down_rate));
                 }
@@ -836,12 +885,13 @@ impl Daemon {
                 .into()
             }
         };
-        if size > 0 {
-            v.progress = (v.have as f64 / size as f64).clamp(0.0, 1.0);
+        if v.size_wanted > 0 {
+            v.progress = (v.have_wanted as f64 / v.size_wanted as f64).clamp(0.0, 1.0);
             if v.state == "checking" {
                 // Checked bytes, not verified ones: no progress claimed.
                 v.progress = 0.0;
                 v.have = 0;
+                v.have_wanted = 0;
             }
         }
         v
@@ -918,9 +968,27 @@ impl Daemon {
             settings.upload_limit = change.upload_limit.unwrap_or(settings.upload_limit);
             settings.seed_ratio = change.seed_ratio.or(settings.seed_ratio);
             settings.seed_time = change.seed_time.or(settings.seed_time);
+            if let Some(files) = &change.files {
+                let Some(m) = item.metainfo() else {
+                    return Err(DaemonError::BadInput(
+                        "the files are not known before the metadata is fetched: add the magnet link with `files` instead".into(),
+                    ));
+                };
+                settings.file_priorities =
+                    changed_priorities(m.info.files.len(), &settings.file_priorities, files)?;
+            }
             self.save(&item, &settings)?;
             if let Status::Active(h) = item.status() {
                 h.set_rate_limits(settings.download_limit, settings.upload_limit);
+                if change.files.is_some() {
+                    h.set_file_priorities(settings.file_priorities.clone())
+                        .await
+                        .map_err(|e| {
+                            DaemonError::Store(io::Error::other(format!(
+                                "cannot create the files now wanted: {e}"
+                            )))
+                        })?;
+                }
             }
             *lock(&item.settings) = settings;
         }
@@ -1134,11 +1202,72 @@ fn clash(
 
 /// Each file (padding left out) with the share of its bytes in pieces
 /// `have` says are verified (none when `have` is empty).
-fn file_views(m: &Metainfo, have: &[bool]) -> Vec<FileView> {
+/// `current` file priorities (of a torrent of `n` files; empty: all
+/// normal) with `changes` made.
+///
+/// # Errors
+///
+/// [`DaemonError::BadInput`] for an index that is not a file's or a
+/// priority outside 1 to 7.
+fn changed_priorities(
+    n: usize,
+    current: &[u8],
+    changes: &[FileChange],
+) -> Result<Vec<u8>, DaemonError> {
+    let mut out: Vec<u8> = (0..n)
+        .map(|i| current.get(i).copied().unwrap_or(NORMAL_PRIORITY))
+        .collect();
+    for c in changes {
+        let slot = out.get_mut(c.index).ok_or_else(|| {
+            DaemonError::BadInput(format!(
+                "no file {}: the torrent's files are numbered 0 to {}",
+                c.index,
+                n.saturating_sub(1)
+            ))
+        })?;
+        if let Some(p) = c.priority {
+            if !(1..=MAX_PRIORITY).contains(&p) {
+                return Err(DaemonError::BadInput(format!(
+                    "priority {p} of file {}: priorities go from 1 (lowest) to {MAX_PRIORITY} (highest)",
+                    c.index
+                )));
+            }
+        }
+        match (c.wanted, c.priority) {
+            (Some(false), _) => *slot = 0,
+            (_, Some(p)) => *slot = p,
+            (Some(true), None) if *slot == 0 => *slot = NORMAL_PRIORITY,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// File priorities (one per file of a torrent of `n` files) that download
+/// the files `wanted` (at normal priority) and skip the others.
+///
+/// # Errors
+///
+/// [`DaemonError::BadInput`] for an index that is not a file's.
+fn priorities_from_indices(n: usize, wanted: &[usize]) -> Result<Vec<u8>, DaemonError> {
+    let mut out = vec![0u8; n];
+    for i in wanted {
+        *out.get_mut(*i).ok_or_else(|| {
+            DaemonError::BadInput(format!(
+                "no file {i}: the torrent's files are numbered 0 to {}",
+                n.saturating_sub(1)
+            ))
+        })? = NORMAL_PRIORITY;
+    }
+    Ok(out)
+}
+
+fn file_views(m: &Metainfo, have: &[bool], priorities: &[u8]) -> Vec<FileView> {
     let plen = m.info.piece_length.max(1);
     let mut start = 0u64;
     let mut out = Vec::new();
-    for f in &m.info.files {
+    for (index, f) in m.info.files.iter().enumerate() {
+        let priority = priorities.get(index).copied().unwrap_or(NORMAL_PRIORITY);
         let end = start + f.length;
         if !f.padding {
             let mut done = 0u64;
@@ -1151,6 +1280,9 @@ fn file_views(m: &Metainfo, have: &[bool]) -> Vec<FileView> {
                 }
             }
             out.push(FileView {
+                index,
+                wanted: priority > 0,
+                priority,
                 path: f.display_path(),
                 size: f.length,
                 progress: if f.length == 0 {
@@ -1191,7 +1323,7 @@ fn delete_data_of(m: &Metainfo, dir: &Path) -> io::Result<()> {
     }
     let meta = dir.join(".rivulet");
     let hex = m.info_hash.to_hex();
-    for ext in ["resume", "lock", "torrent"] {
+    for ext in ["resume", "lock", "torrent", "parts"] {
         gone(std::fs::remove_file(meta.join(format!("{hex}.{ext}"))))?;
     }
     let _ = std::fs::remove_dir(meta);
@@ -1217,10 +1349,55 @@ mod tests {
     }
 
     #[test]
+    fn file_changes_apply_in_order_and_bad_ones_are_refused() {
+        let change = |index, wanted, priority| FileChange {
+            index,
+            wanted,
+            priority,
+        };
+        // Skip 0, raise 1, want 2 again at normal priority.
+        let out = changed_priorities(
+            3,
+            &[4, 4, 0],
+            &[
+                change(0, Some(false), None),
+                change(1, None, Some(7)),
+                change(2, Some(true), None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out, vec![0, 7, 4]);
+        // Wanting a file keeps its priority; empty means all normal.
+        assert_eq!(
+            changed_priorities(2, &[], &[change(1, Some(true), None)]).unwrap(),
+            vec![4, 4]
+        );
+        assert_eq!(
+            changed_priorities(2, &[1, 4], &[change(0, Some(true), None)]).unwrap(),
+            vec![1, 4]
+        );
+        for bad in [
+            change(2, Some(false), None),
+            change(0, None, Some(0)),
+            change(0, None, Some(8)),
+        ] {
+            assert!(matches!(
+                changed_priorities(2, &[], &[bad]),
+                Err(DaemonError::BadInput(_))
+            ));
+        }
+        assert_eq!(priorities_from_indices(3, &[2, 0]).unwrap(), vec![4, 0, 4]);
+        assert!(priorities_from_indices(3, &[3]).is_err());
+    }
+
+    #[test]
     fn file_progress_counts_the_bytes_in_verified_pieces() {
         let m = metainfo();
         let progress = |have: &[bool]| -> Vec<f64> {
-            file_views(&m, have).iter().map(|f| f.progress).collect()
+            file_views(&m, have, &[])
+                .iter()
+                .map(|f| f.progress)
+                .collect()
         };
         // Only piece 1 (bytes 16..32, all of c): 16 of c's 30 bytes.
         assert_eq!(progress(&[false, true, false]), [0.0, 1.0, 16.0 / 30.0]);
@@ -1228,7 +1405,10 @@ mod tests {
         assert_eq!(progress(&[true, false, true]), [1.0, 1.0, 14.0 / 30.0]);
         assert_eq!(progress(&[true, true, true]), [1.0, 1.0, 1.0]);
         assert_eq!(progress(&[]), [0.0, 1.0, 0.0]);
-        let paths: Vec<String> = file_views(&m, &[]).into_iter().map(|f| f.path).collect();
+        let paths: Vec<String> = file_views(&m, &[], &[])
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         assert_eq!(paths, ["t/a", "t/b", "t/c"]);
     }
 }

@@ -66,6 +66,15 @@ pub struct Settings {
     /// Seconds seeded in earlier runs of the daemon.
     #[serde(default)]
     pub seeded: u64,
+    /// The priority of each file (0: not wanted, 1 to 7); empty: every
+    /// file normal (4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_priorities: Vec<u8>,
+    /// For a magnet link added with a choice of files, before its metadata
+    /// is fetched: the indices of the files wanted (then turned into
+    /// `file_priorities`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted_files: Option<Vec<usize>>,
 }
 
 /// Session settings changed through the API (`PATCH /session`), kept in
@@ -395,6 +404,8 @@ mod tests {
                 downloaded: 1 << 40,
                 uploaded: 7,
                 seeded: 3600,
+                file_priorities: vec![0, 7, 4],
+                wanted_files: Some(vec![1]),
             },
         }
     }

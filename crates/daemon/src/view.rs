@@ -13,8 +13,14 @@ pub struct TorrentView {
     /// `fetching_metadata`, `checking`, `downloading`, `queued` (waiting
     /// for its turn to download), `seeding`, `paused` or `error`.
     pub state: String,
-    /// Verified bytes over the size, 0.0 to 1.0 (0 before the metadata).
+    /// Verified bytes of the files wanted over their size, 0.0 to 1.0 (0
+    /// before the metadata): 1.0 once every file wanted is complete.
     pub progress: f64,
+    /// Bytes of the pieces of the files wanted (`size` unless files are
+    /// skipped).
+    pub size_wanted: u64,
+    /// Verified bytes of those pieces.
+    pub have_wanted: u64,
     /// Bytes in the torrent (0 before the metadata).
     pub size: u64,
     /// Verified bytes.
@@ -59,6 +65,12 @@ pub struct FileView {
     /// Bytes of it in verified pieces over its size, 0.0 to 1.0 (1.0 for
     /// an empty file).
     pub progress: f64,
+    /// Its index in the torrent (what `files` of a `PATCH` names).
+    pub index: usize,
+    /// Downloaded (priority above 0).
+    pub wanted: bool,
+    /// 0 (not wanted), 1 (lowest) to 7 (highest); 4 is normal.
+    pub priority: u8,
 }
 
 /// One tracker of a torrent, with its last announce.

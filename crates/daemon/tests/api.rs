@@ -208,6 +208,20 @@ async fn bad_requests_are_client_errors_with_a_json_reason() {
             "",
         ),
         (
+            h.req(Method::POST, "/torrents?files=0,7")
+                .header("content-type", "application/x-bittorrent")
+                .body(torrent_of(&fx)),
+            StatusCode::BAD_REQUEST,
+            "no file 7: the torrent's files are numbered 0 to 0",
+        ),
+        (
+            h.req(Method::POST, "/torrents?files=x")
+                .header("content-type", "application/x-bittorrent")
+                .body(torrent_of(&fx)),
+            StatusCode::BAD_REQUEST,
+            "\"x\" is not a file index",
+        ),
+        (
             h.req(Method::POST, "/torrents")
                 .header("content-type", "application/json")
                 .body("{not json"),
@@ -426,6 +440,10 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
     for bad in [
         serde_json::json!({"upload_limit": -1}),
         serde_json::json!({"speed": 1}),
+        serde_json::json!({"files": [{"index": 999, "wanted": false}]}),
+        serde_json::json!({"files": [{"index": 0, "priority": 9}]}),
+        serde_json::json!({"files": [{"index": 0, "priority": 0}]}),
+        serde_json::json!({"files": [{"index": 0, "wanted": "no"}]}),
     ] {
         let (status, _) = h
             .send(h.req(Method::PATCH, &format!("/torrents/{id}")).json(&bad))

@@ -392,7 +392,8 @@ struct Tier {
 impl Tier {
     fn new(announcer: Announcer, trackers: TrackerList) -> Self {
         let outcome = announcer.shared.outcome();
-        let completed_sent = *outcome.borrow() == Outcome::Complete;
+        let completed_sent =
+            *outcome.borrow() == Outcome::Complete && announcer.shared.is_complete();
         let mut reannounce = announcer.shared.reannounce.subscribe();
         reannounce.mark_unchanged();
         Tier {
@@ -423,8 +424,10 @@ impl Tier {
         self.farewell().await;
     }
 
+    /// Whether every piece is had (`completed` is for that, not for a
+    /// selective download being done).
     fn is_complete(&self) -> bool {
-        *self.outcome.borrow() == Outcome::Complete
+        *self.outcome.borrow() == Outcome::Complete && self.announcer.shared.is_complete()
     }
 
     /// The event of the next round.

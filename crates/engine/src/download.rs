@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivulet_core::piece_io::{check_selected_pieces, too_long_files, PieceCheck};
+use rivulet_core::piece_io::{check_selected_pieces, too_long_files, FileSource, PieceCheck};
 use rivulet_core::Metainfo;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -258,6 +258,9 @@ impl Download {
             .chain(folder.earlier_resume.clone())
             .collect();
         let (writable, seed) = (folder.writable, folder.seed);
+        // Bytes of files not wanted go to the part file, beside the resume data.
+        let part_path = folder.resume_path.with_extension("parts");
+        let files_wanted = crate::torrent::normal_file_priorities(&info, &parts.file_priorities);
         let (have, report, storage) = {
             let info = Arc::clone(&info);
             tokio::task::spawn_blocking(move || -> Result<_, DownloadError> {
@@ -275,7 +278,22 @@ impl Download {
                 let known = resume
                     .map(|r| r.piece_states(&info, &dir))
                     .unwrap_or_else(|| vec![None; info.num_pieces()]);
-                let files = info.file_sources(&dir);
+                // A file not there may have bytes in the part file (it was
+                // not wanted): pieces are checked from there.
+                let files: Vec<FileSource> = info
+                    .file_sources(&dir)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, source)| match source {
+                        FileSource::Disk(path) if !path.exists() && part_path.exists() => {
+                            FileSource::Part {
+                                path: part_path.clone(),
+                                offset: info.layout().file_start(i).unwrap_or(0),
+                            }
+                        }
+                        source => source,
+                    })
+                    .collect();
                 let checks = check_selected_pieces(
                     info.layout(),
                     &files,
@@ -310,7 +328,13 @@ impl Download {
                 // `expected` bytes, so the extra bytes never changed its result.
                 let too_long = trim_too_long(&info, &files, writable)?;
                 let (storage, links_not_made) = if writable {
-                    let storage = FileStorage::create(&info, &dir, DEFAULT_MAX_OPEN_FILES)?;
+                    let storage = FileStorage::create_selected(
+                        &info,
+                        &dir,
+                        DEFAULT_MAX_OPEN_FILES,
+                        &|i| files_wanted.get(i).is_none_or(|p| *p > 0),
+                        Some(part_path),
+                    )?;
                     (storage, create_links(&info, &dir))
                 } else {
                     let storage = FileStorage::open_read_only(&info, &dir, DEFAULT_MAX_OPEN_FILES);
@@ -440,7 +464,8 @@ impl Download {
                         break now;
                     }
                 }
-                Outcome::Running => {}
+                // Running again after being done: more files are wanted.
+                Outcome::Running => seeding_since = None,
             }
             // Quiet (no peer, rates down to zero, nothing to save, no
             // seeding time to count): no ticks until a peer joins. A

@@ -17,6 +17,13 @@
 //!   pieces are chosen at random, so that a new peer has something to trade soon.
 //! - **Rarest first**: afterwards, the new piece held by the fewest peers, ties
 //!   broken randomly.
+//! - **Priorities**: each piece has a priority from 0 to [`MAX_PRIORITY`],
+//!   the highest of the files it holds ([`piece_priorities`]). New pieces of
+//!   a higher priority come before any of a lower one (rarest first within
+//!   a priority); pieces of priority 0 are not wanted and never started
+//!   (one already in progress is finished). The download is *done*
+//!   ([`PiecePicker::is_done`]) when every wanted piece is had, *complete*
+//!   when every piece is.
 //! - **End-game**: once no piece is left unstarted and the peer can get no free
 //!   block, it may request blocks already requested from others (at most
 //!   [`END_GAME_REQUESTERS`] peers a block); the first copy to arrive wins
@@ -46,6 +53,43 @@ pub const RANDOM_START_PIECES: u32 = 4;
 /// way saves the download from one slow peer; with every peer asking for
 /// every block (200 peers), a quarter of the data came twice or more.
 pub const END_GAME_REQUESTERS: usize = 2;
+
+/// The highest priority of a piece or file.
+pub const MAX_PRIORITY: u8 = 7;
+
+/// The priority of a piece or file nobody chose one for.
+pub const NORMAL_PRIORITY: u8 = 4;
+
+/// The priority of each piece of a torrent whose files (in `layout`'s
+/// order) have priorities `files` (0: not wanted, up to [`MAX_PRIORITY`];
+/// missing entries are [`NORMAL_PRIORITY`]): each piece takes the highest
+/// priority of the files it holds bytes of, so a piece shared by a wanted
+/// and an unwanted file is wanted. `stored(i)` says whether file `i` holds
+/// data (padding files do not, and leave their pieces to the other files).
+pub fn piece_priorities(
+    layout: &rivulet_core::FileLayout,
+    files: &[u8],
+    stored: impl Fn(usize) -> bool,
+) -> Vec<u8> {
+    let n = usize::try_from(layout.num_pieces()).unwrap_or(usize::MAX);
+    let mut out = vec![0u8; n];
+    for file in 0..layout.num_files() {
+        if !stored(file) || layout.file_length(file) == Some(0) {
+            continue;
+        }
+        let prio = files
+            .get(file)
+            .copied()
+            .unwrap_or(NORMAL_PRIORITY)
+            .min(MAX_PRIORITY);
+        for piece in layout.file_pieces(file).unwrap_or(0..0) {
+            if let Some(p) = usize::try_from(piece).ok().and_then(|i| out.get_mut(i)) {
+                *p = (*p).max(prio);
+            }
+        }
+    }
+    out
+}
 
 /// The engine's handle on a peer connection.
 pub type PeerKey = u32;
@@ -102,9 +146,12 @@ struct Partial {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PieceState {
+    /// Wanted, not started: in the availability buckets.
     Missing,
     InProgress,
     Have,
+    /// Not had, and not wanted (priority 0): never started.
+    Skipped,
 }
 
 /// Tracks which pieces we have, which are in progress block by block, and how
@@ -115,8 +162,20 @@ pub struct PiecePicker {
     total_length: u64,
     state: Vec<PieceState>,
     have_count: u32,
-    /// Pieces neither had nor in progress.
+    /// Pieces wanted, neither had nor in progress.
     unstarted: u32,
+    /// Per piece: its priority, 0 (not wanted) to [`MAX_PRIORITY`].
+    prio: Vec<u8>,
+    /// Per priority: how many pieces of it are `Missing`, so that picking
+    /// skips the priorities that have none left.
+    missing_at: [u32; MAX_PRIORITY as usize + 1],
+    /// Pieces not had whose priority is above 0: the download is done
+    /// when none is left.
+    wanted_left: u32,
+    /// Bytes of the pieces whose priority is above 0, and of those of them
+    /// not had.
+    wanted_bytes: u64,
+    wanted_left_bytes: u64,
     partials: Vec<Partial>,
     /// Per piece: how many connected peers (other than seeds) have it.
     avail: Vec<u32>,
@@ -179,12 +238,17 @@ impl PiecePicker {
         for (i, p) in order.iter().enumerate() {
             pos[*p as usize] = i as u32;
         }
-        PiecePicker {
+        let mut picker = PiecePicker {
             piece_length,
             total_length,
             state,
             have_count,
             unstarted: n - have_count,
+            prio: vec![NORMAL_PRIORITY; n as usize],
+            missing_at: [0; MAX_PRIORITY as usize + 1],
+            wanted_left: 0,
+            wanted_bytes: 0,
+            wanted_left_bytes: 0,
             partials: Vec::new(),
             avail: vec![0; n as usize],
             order,
@@ -192,7 +256,9 @@ impl PiecePicker {
             bucket_start: vec![0, missing],
             seeds: 0,
             max_in_progress: 64,
-        }
+        };
+        picker.count_wanted();
+        picker
     }
 
     /// Sets the most pieces that may be in progress at once (at least 1).
@@ -218,6 +284,79 @@ impl PiecePicker {
     /// Whether every piece is complete.
     pub fn is_complete(&self) -> bool {
         self.have_count == self.num_pieces()
+    }
+
+    /// Whether every wanted piece (priority above 0) is complete: nothing is
+    /// left to download, though pieces of unwanted files may be missing.
+    pub fn is_done(&self) -> bool {
+        self.wanted_left == 0
+    }
+
+    /// Bytes of the pieces wanted (priority above 0), and of those not had
+    /// yet.
+    pub fn wanted_bytes(&self) -> (u64, u64) {
+        (self.wanted_bytes, self.wanted_left_bytes)
+    }
+
+    /// The priority of `piece` (0 when out of range).
+    pub fn priority(&self, piece: u32) -> u8 {
+        self.prio.get(piece as usize).copied().unwrap_or(0)
+    }
+
+    /// Sets the priority of every piece (`prio[i]` for piece `i`, capped at
+    /// [`MAX_PRIORITY`]; pieces past its end get [`NORMAL_PRIORITY`]).
+    /// Pieces had stay had; pieces in progress are finished whatever their
+    /// new priority; missing pieces of priority 0 are no longer started,
+    /// and those that had it are wanted again. O(pieces).
+    pub fn set_priorities(&mut self, prio: &[u8]) {
+        for piece in 0..self.num_pieces() {
+            let i = piece as usize;
+            let q = prio
+                .get(i)
+                .copied()
+                .unwrap_or(NORMAL_PRIORITY)
+                .min(MAX_PRIORITY);
+            match self.state[i] {
+                PieceState::Missing if q == 0 => {
+                    // `retire` finds the piece by its availability bucket,
+                    // which is only its own while it is Missing.
+                    self.retire(piece);
+                    self.state[i] = PieceState::Skipped;
+                    self.unstarted -= 1;
+                }
+                PieceState::Skipped if q > 0 => {
+                    self.state[i] = PieceState::Missing;
+                    self.unretire(piece);
+                    self.unstarted += 1;
+                }
+                _ => {}
+            }
+            self.prio[i] = q;
+        }
+        self.count_wanted();
+    }
+
+    /// Recounts what `set_priorities` changes: missing pieces per
+    /// priority, and the pieces and bytes wanted.
+    fn count_wanted(&mut self) {
+        self.missing_at = [0; MAX_PRIORITY as usize + 1];
+        self.wanted_left = 0;
+        self.wanted_bytes = 0;
+        self.wanted_left_bytes = 0;
+        for piece in 0..self.num_pieces() {
+            let (s, q) = (self.state[piece as usize], self.prio[piece as usize]);
+            if s == PieceState::Missing {
+                self.missing_at[q as usize] += 1;
+            }
+            if q > 0 {
+                let len = u64::from(self.piece_len(piece));
+                self.wanted_bytes += len;
+                if s != PieceState::Have {
+                    self.wanted_left += 1;
+                    self.wanted_left_bytes += len;
+                }
+            }
+        }
     }
 
     /// Pieces currently in progress.
@@ -384,9 +523,12 @@ impl PiecePicker {
     pub fn next_wanted(&self, from: u32, peer_has: impl Fn(u32) -> bool) -> Option<u32> {
         let n = self.num_pieces();
         let from = if from < n { from } else { 0 };
-        (from..n)
-            .chain(0..from)
-            .find(|p| self.state[*p as usize] != PieceState::Have && peer_has(*p))
+        (from..n).chain(0..from).find(|p| {
+            matches!(
+                self.state[*p as usize],
+                PieceState::Missing | PieceState::InProgress
+            ) && peer_has(*p)
+        })
     }
 
     /// Up to `want` blocks to request from peer `peer`, which has the pieces for
@@ -477,8 +619,29 @@ impl PiecePicker {
         }
     }
 
+    /// A new piece for a peer with pieces `peer_has`: of the highest
+    /// priority that has missing pieces the peer has. Each priority costs
+    /// a scan of the missing pieces until one fits, so a priority whose
+    /// pieces this peer lacks costs a scan of all of them; with one
+    /// priority (the usual case) it is a single scan, as before.
     fn choose_new_piece(&self, peer_has: &impl Fn(u32) -> bool, rng: &mut impl Rng) -> Option<u32> {
-        let eligible = |p: u32| self.state[p as usize] == PieceState::Missing && peer_has(p);
+        (1..=MAX_PRIORITY)
+            .rev()
+            .filter(|q| self.missing_at[*q as usize] > 0)
+            .find_map(|q| self.choose_new_piece_at(q, peer_has, rng))
+    }
+
+    fn choose_new_piece_at(
+        &self,
+        prio: u8,
+        peer_has: &impl Fn(u32) -> bool,
+        rng: &mut impl Rng,
+    ) -> Option<u32> {
+        let eligible = |p: u32| {
+            self.state[p as usize] == PieceState::Missing
+                && self.prio[p as usize] == prio
+                && peer_has(p)
+        };
         if self.have_count < RANDOM_START_PIECES {
             // Random start: a random eligible piece, scanning on from a random spot.
             let n = self.num_pieces();
@@ -502,6 +665,7 @@ impl PiecePicker {
         self.retire(piece);
         self.state[piece as usize] = PieceState::InProgress;
         self.unstarted -= 1;
+        self.missing_at[self.prio[piece as usize] as usize] -= 1;
         self.partials.push(Partial {
             piece,
             owner: None,
@@ -543,9 +707,10 @@ impl PiecePicker {
         }
     }
 
-    /// Whether any piece is left unstarted (end-game starts when none is).
+    /// Whether any wanted piece is left unstarted (end-game starts when
+    /// none is).
     pub fn in_end_game(&self) -> bool {
-        self.unstarted == 0 && !self.is_complete()
+        self.unstarted == 0 && !self.is_done()
     }
 
     // ---- events ----
@@ -634,6 +799,10 @@ impl PiecePicker {
             self.partials.swap_remove(i);
             self.state[piece as usize] = PieceState::Have;
             self.have_count += 1;
+            if self.prio[piece as usize] > 0 {
+                self.wanted_left -= 1;
+                self.wanted_left_bytes -= u64::from(self.piece_len(piece));
+            }
         }
     }
 
@@ -645,9 +814,16 @@ impl PiecePicker {
             return Vec::new();
         };
         let partial = self.partials.swap_remove(i);
-        self.state[piece as usize] = PieceState::Missing;
-        self.unretire(piece);
-        self.unstarted += 1;
+        let prio = self.prio[piece as usize];
+        if prio == 0 {
+            // No longer wanted: not fetched again.
+            self.state[piece as usize] = PieceState::Skipped;
+        } else {
+            self.state[piece as usize] = PieceState::Missing;
+            self.unretire(piece);
+            self.unstarted += 1;
+            self.missing_at[prio as usize] += 1;
+        }
         let mut senders: Vec<(PeerKey, u32)> = Vec::new();
         for s in partial.blocks {
             if let BlockState::Received(p) = s {
@@ -715,6 +891,25 @@ impl PiecePicker {
             .filter(|s| **s == PieceState::Missing)
             .count();
         assert_eq!(missing as u32, self.unstarted);
+        for q in 0..=MAX_PRIORITY {
+            let at = (0..self.state.len())
+                .filter(|p| self.state[*p] == PieceState::Missing && self.prio[*p] == q)
+                .count();
+            assert_eq!(at as u32, self.missing_at[q as usize]);
+        }
+        assert_eq!(
+            self.missing_at[0], 0,
+            "a missing piece of priority 0 is skipped"
+        );
+        let wanted_left = (0..self.state.len())
+            .filter(|p| self.state[*p] != PieceState::Have && self.prio[*p] > 0)
+            .count();
+        assert_eq!(wanted_left as u32, self.wanted_left);
+        let left_bytes: u64 = (0..self.num_pieces())
+            .filter(|p| self.state[*p as usize] != PieceState::Have && self.prio[*p as usize] > 0)
+            .map(|p| u64::from(self.piece_len(p)))
+            .sum();
+        assert_eq!(left_bytes, self.wanted_left_bytes);
         for p in &self.partials {
             assert_eq!(self.state[p.piece as usize], PieceState::InProgress);
             let free = p.blocks.iter().filter(|b| **b == BlockState::Free).count();

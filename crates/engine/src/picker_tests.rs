@@ -250,6 +250,91 @@ fn in_progress_limit_bounds_memory() {
 }
 
 #[test]
+fn unwanted_pieces_are_never_started_and_done_comes_before_complete() {
+    let mut p = picker(8, &[0, 1, 2, 3]);
+    p.add_seed();
+    p.set_priorities(&[4, 4, 4, 4, 4, 0, 0, 4]);
+    p.check_invariants();
+    assert!(!p.is_done());
+    let mut got = Vec::new();
+    loop {
+        let blocks = p.pick(1, all, 4, &mut rng());
+        if blocks.is_empty() {
+            break;
+        }
+        for b in blocks {
+            got.push(b.piece);
+            if let Received::New {
+                piece_complete: true,
+                ..
+            } = p.on_block_received(b, 1)
+            {
+                p.on_piece_verified(b.piece);
+            }
+        }
+    }
+    got.dedup();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, vec![4, 7]);
+    assert!(p.is_done());
+    assert!(!p.is_complete());
+    assert!(!p.in_end_game());
+    // A peer with only unwanted pieces is of no interest.
+    assert!(!p.is_interesting(|x| x == 5 || x == 6));
+    // Wanted again: fetched.
+    p.set_priorities(&[4; 8]);
+    p.check_invariants();
+    assert!(!p.is_done());
+    assert!(p.is_interesting(|x| x == 5));
+    let got = p.pick(1, all, 4, &mut rng());
+    assert!(got.iter().all(|b| b.piece == 5 || b.piece == 6));
+    assert!(!got.is_empty());
+}
+
+#[test]
+fn higher_priorities_are_started_first() {
+    let mut p = picker(10, &[0, 1, 2, 3]);
+    p.add_peer_pieces(4..10);
+    p.add_peer_pieces(4..6); // 4 and 5 are the most common
+    p.set_priorities(&[4, 4, 4, 4, 7, 1, 4, 4, 4, 4]);
+    p.check_invariants();
+    // The high one first though common, then the normal ones (rarest
+    // first), the low one last.
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let got = p.pick(1, all, 2, &mut rng());
+        order.push(got[0].piece);
+    }
+    assert_eq!(order[0], 4);
+    assert_eq!(order[5], 5);
+    // Without the high piece, the peer gets normal ones.
+    let mut q = picker(10, &[0, 1, 2, 3]);
+    q.set_priorities(&[4, 4, 4, 4, 7, 4, 4, 4, 4, 4]);
+    let got = q.pick(1, |x| x != 4, 2, &mut rng());
+    assert!(got.iter().all(|b| b.piece != 4 && b.piece >= 5));
+}
+
+#[test]
+fn a_piece_shared_with_a_wanted_file_is_wanted() {
+    // Pieces of 4 bytes; files of 6, 2 (padding), 5 and 3 bytes:
+    // piece 0 = file 0; piece 1 = file 0 + padding; piece 2 = file 2;
+    // piece 3 = file 2 + file 3.
+    let layout = rivulet_core::FileLayout::new(4, [6, 2, 5, 3]).unwrap();
+    let stored = |f: usize| f != 1;
+    assert_eq!(
+        piece_priorities(&layout, &[0, 7, 4, 0], stored),
+        vec![0, 0, 4, 4]
+    );
+    assert_eq!(
+        piece_priorities(&layout, &[1, 0, 0, 7], stored),
+        vec![1, 1, 0, 7]
+    );
+    // Files without an entry are normal.
+    assert_eq!(piece_priorities(&layout, &[], stored), vec![4; 4]);
+}
+
+#[test]
 fn interest() {
     let p = picker(4, &[0, 1]);
     assert!(!p.is_interesting(|x| x < 2));
@@ -268,6 +353,7 @@ enum Op {
     Arrive(usize),
     Drop(usize),
     Gone(usize),
+    Prio(Vec<u8>),
 }
 
 fn op(n: u32) -> impl Strategy<Value = Op> {
@@ -279,6 +365,7 @@ fn op(n: u32) -> impl Strategy<Value = Op> {
         (0usize..64).prop_map(Op::Arrive),
         (0usize..64).prop_map(Op::Drop),
         (0usize..8).prop_map(Op::Gone),
+        prop::collection::vec(0u8..=MAX_PRIORITY, n as usize).prop_map(Op::Prio),
     ]
 }
 
@@ -319,11 +406,13 @@ proptest! {
                 Op::Pick(i, want) => {
                     if let Some(bits) = peers[i].clone() {
                         let end_game = p.in_end_game();
+                        let started: Vec<u32> = p.in_progress().collect();
                         let got = p.pick(i as u32, |x| bits[x as usize], want, &mut r);
                         prop_assert!(got.len() <= want);
                         for b in got {
                             prop_assert!(bits[b.piece as usize]);
                             prop_assert!(!p.have(b.piece));
+                            prop_assert!(p.priority(b.piece) > 0 || started.contains(&b.piece), "an unwanted piece started");
                             let dup = outstanding.iter().any(|(_, x)| *x == b);
                             prop_assert!(!dup || end_game || p.in_end_game(), "duplicate outside end-game");
                             prop_assert!(!outstanding.contains(&(i, b)), "same block twice to one peer");
@@ -345,6 +434,7 @@ proptest! {
                         }
                     }
                 }
+                Op::Prio(prio) => p.set_priorities(&prio),
                 Op::Drop(k) => {
                     if !outstanding.is_empty() {
                         let (i, b) = outstanding.remove(k % outstanding.len());
@@ -365,6 +455,23 @@ proptest! {
             prop_assert_eq!(p.availability(piece), 0);
         }
         p.add_seed();
+        // What is wanted gets done first; then everything, once wanted.
+        let mut rounds = 0;
+        while !p.is_done() {
+            rounds += 1;
+            prop_assert!(rounds < 1000);
+            let got = p.pick(99, |_| true, 8, &mut r);
+            prop_assert!(!got.is_empty());
+            for b in got {
+                if let Received::New { piece_complete: true, .. } = p.on_block_received(b, 99) {
+                    p.on_piece_verified(b.piece);
+                }
+            }
+        }
+        for piece in 0..n {
+            prop_assert!(p.have(piece) || p.priority(piece) == 0);
+        }
+        p.set_priorities(&[]);
         let mut rounds = 0;
         while !p.is_complete() {
             rounds += 1;

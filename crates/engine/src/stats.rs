@@ -26,6 +26,11 @@ pub struct Stats {
     pub verified_bytes: AtomicU64,
     /// Verified pieces.
     pub pieces_done: AtomicU64,
+    /// Bytes of the pieces wanted (of files not skipped).
+    pub wanted_bytes: AtomicU64,
+    /// Bytes of the pieces wanted and not yet verified: 0 when the
+    /// download is done.
+    pub wanted_left: AtomicU64,
     /// Pieces that failed their hash check.
     pub hash_failures: AtomicU64,
     /// Peers connected (handshake done).
@@ -84,6 +89,13 @@ pub enum TrackerStatus {
 }
 
 impl Stats {
+    /// Publishes what `picker` says of the bytes wanted.
+    pub(crate) fn publish_wanted(&self, picker: &crate::picker::PiecePicker) {
+        let (wanted, left) = picker.wanted_bytes();
+        self.wanted_bytes.store(wanted, Ordering::Relaxed);
+        self.wanted_left.store(left, Ordering::Relaxed);
+    }
+
     /// Records an outgoing connection that failed before its handshake.
     pub(crate) fn connect_failed(&self, addr: SocketAddr, reason: String) {
         self.connect_failures.fetch_add(1, Ordering::Relaxed);

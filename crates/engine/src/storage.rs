@@ -5,13 +5,19 @@
 //! with positioned I/O (`pwrite`/`pread`) so that no lock is held around a
 //! transfer, and keeps a bounded number of files open: handles are opened on
 //! demand and the least recently used are closed beyond the limit.
+//!
+//! Files not wanted (selective download) are not created: the bytes of
+//! theirs that pieces shared with wanted files carry go to the torrent's
+//! *part file*, a sparse file in which every byte sits at its offset in the
+//! torrent. When such a file becomes wanted it is created and what the part
+//! file holds of it is moved in ([`Storage::want_file`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rivulet_core::{FileLayout, Info};
 
@@ -78,6 +84,17 @@ pub trait Storage: Send + Sync {
     fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError>;
     /// Makes written data durable (before resume data claims it).
     fn flush(&self) -> Result<(), StorageError>;
+    /// File `file` (index in the torrent) is wanted: if its bytes were kept
+    /// in the part file, it is created and they move into it. Storage
+    /// without part files has nothing to do.
+    fn want_file(&self, _file: usize) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Whether file `file`'s bytes are kept in the part file (it does not
+    /// exist as a file yet).
+    fn in_part_file(&self, _file: usize) -> bool {
+        false
+    }
 }
 
 /// Default bound on open file handles.
@@ -88,8 +105,30 @@ struct Slot {
     /// Padding and symlinks hold no stored data: they read as zeros and are
     /// never written.
     padding: bool,
+    /// Where the file starts in the torrent, and its length.
+    start: u64,
+    length: u64,
+    /// BEP 47 `x`: made executable when created.
+    executable: bool,
+    /// The file's bytes are in the part file, at their torrent offsets.
+    /// Every transfer holds this for reading, so that moving the bytes out
+    /// (which holds it for writing) never races with one.
+    in_part: RwLock<bool>,
     handle: Mutex<Option<Arc<File>>>,
     last_used: AtomicU64,
+}
+
+impl Slot {
+    fn in_part(&self) -> std::sync::RwLockReadGuard<'_, bool> {
+        self.in_part.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The part file of a torrent (see the module's documentation).
+struct PartFile {
+    path: PathBuf,
+    /// Open once first written (or read).
+    handle: Mutex<Option<Arc<File>>>,
 }
 
 /// Torrent data in real files under a folder.
@@ -101,6 +140,8 @@ pub struct FileStorage {
     max_open: usize,
     /// Files are opened for writing too (not for a read-only data folder).
     writable: bool,
+    /// Where the bytes of files not wanted go (none: every file is real).
+    part: Option<PartFile>,
 }
 
 impl std::fmt::Debug for FileStorage {
@@ -121,45 +162,153 @@ impl FileStorage {
     /// Existing files are kept (their data may be resumed); a file longer than
     /// the torrent says is left alone rather than truncated.
     pub fn create(info: &Info, dir: &Path, max_open: usize) -> Result<Self, StorageError> {
+        Self::create_selected(info, dir, max_open, &|_| true, None)
+    }
+
+    /// As [`FileStorage::create`], but files for which `wanted` is false
+    /// and that do not exist yet are not created: their bytes go to the
+    /// part file at `part_path` (when given; without one every file is
+    /// created). A wanted file that does not exist yet gets what the part
+    /// file holds of it (it was not wanted before).
+    pub fn create_selected(
+        info: &Info,
+        dir: &Path,
+        max_open: usize,
+        wanted: &dyn Fn(usize) -> bool,
+        part_path: Option<PathBuf>,
+    ) -> Result<Self, StorageError> {
+        let layout = info.layout().clone();
         let mut slots = Vec::with_capacity(info.files.len());
-        for f in &info.files {
+        for (i, f) in info.files.iter().enumerate() {
             let path = dir.join(f.relative_path());
-            if f.is_stored() {
-                let io = |source| StorageError::Io {
-                    path: path.clone(),
-                    error: source,
-                };
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io)?;
-                }
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .map_err(io)?;
-                if file.metadata().map_err(io)?.len() < f.length {
-                    file.set_len(f.length).map_err(io)?;
-                }
-                if f.executable {
-                    set_executable(&file).map_err(io)?;
-                }
-            }
+            // Not wanted and not there: kept in the part file for now.
+            let in_part = f.is_stored() && part_path.is_some() && !wanted(i) && !path.exists();
             slots.push(Slot {
                 path,
                 padding: !f.is_stored(),
+                start: layout.file_start(i).unwrap_or(0),
+                length: f.length,
+                executable: f.executable,
+                in_part: RwLock::new(in_part),
                 handle: Mutex::new(None),
                 last_used: AtomicU64::new(0),
             });
         }
-        Ok(FileStorage {
-            layout: info.layout().clone(),
+        let storage = FileStorage {
+            layout,
             slots,
             open_count: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
             max_open: max_open.max(1),
             writable: true,
-        })
+            part: part_path.map(|path| PartFile {
+                path,
+                handle: Mutex::new(None),
+            }),
+        };
+        for (i, slot) in storage.slots.iter().enumerate() {
+            if !slot.padding && !*slot.in_part() {
+                storage.make_real(i)?;
+            }
+        }
+        storage.forget_part_file_if_unused();
+        Ok(storage)
+    }
+
+    /// Creates file `index` (folders, full length, executable bit) if it is
+    /// not there, or extends it to its length; a file created here gets
+    /// what the part file holds of its bytes.
+    fn make_real(&self, index: usize) -> Result<(), StorageError> {
+        let Some(slot) = self.slots.get(index) else {
+            return Ok(());
+        };
+        let path = &slot.path;
+        let io = |source| StorageError::Io {
+            path: path.clone(),
+            error: source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        if file.metadata().map_err(io)?.len() < slot.length {
+            file.set_len(slot.length).map_err(io)?;
+        }
+        if slot.executable {
+            set_executable(&file).map_err(io)?;
+        }
+        if !existed {
+            if let Some(part) = &self.part {
+                copy_from_part(&part.path, slot.start, slot.length, &file).map_err(|error| {
+                    StorageError::Io {
+                        path: part.path.clone(),
+                        error,
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the part file once no file keeps its bytes there.
+    fn forget_part_file_if_unused(&self) {
+        let Some(part) = &self.part else { return };
+        if self.slots.iter().any(|s| *s.in_part()) {
+            return;
+        }
+        let mut handle = part.handle.lock().unwrap_or_else(|e| e.into_inner());
+        *handle = None;
+        match std::fs::remove_file(&part.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %part.path.display(), error = %e, "cannot remove the part file")
+            }
+        }
+    }
+
+    /// The part file's handle, opened (and created, when `create`) on first
+    /// use.
+    fn part_handle(&self, create: bool) -> Result<Arc<File>, StorageError> {
+        let part = self.part.as_ref().ok_or(StorageError::OutOfRange {
+            piece: 0,
+            begin: 0,
+            len: 0,
+        })?;
+        let mut guard = part.handle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = guard.as_ref() {
+            return Ok(Arc::clone(f));
+        }
+        let io = |error| StorageError::Io {
+            path: part.path.clone(),
+            error,
+        };
+        if create {
+            if let Some(parent) = part.path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&part.path)
+            .map_err(io)?;
+        let file = Arc::new(file);
+        *guard = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// The path of the part file, if the storage has one.
+    pub fn part_path(&self) -> Option<&Path> {
+        self.part.as_ref().map(|p| p.path.as_path())
     }
 
     /// Storage for `info` under `dir` that only reads: nothing is created
@@ -170,9 +319,14 @@ impl FileStorage {
         let slots = info
             .files
             .iter()
-            .map(|f| Slot {
+            .enumerate()
+            .map(|(i, f)| Slot {
                 path: dir.join(f.relative_path()),
                 padding: !f.is_stored(),
+                start: info.layout().file_start(i).unwrap_or(0),
+                length: f.length,
+                executable: f.executable,
+                in_part: RwLock::new(false),
                 handle: Mutex::new(None),
                 last_used: AtomicU64::new(0),
             })
@@ -184,6 +338,7 @@ impl FileStorage {
             clock: AtomicU64::new(0),
             max_open: max_open.max(1),
             writable: false,
+            part: None,
         }
     }
 
@@ -279,11 +434,19 @@ impl Storage for FileStorage {
                     path: slot.path.clone(),
                 });
             }
-            write_all_vectored_at(self.handle(span.file)?.as_ref(), &mut slices, span.offset)
-                .map_err(|source| StorageError::Io {
-                    path: slot.path.clone(),
+            let in_part = slot.in_part();
+            let (file, offset, path) = if *in_part {
+                let path = self.part_path().unwrap_or(&slot.path);
+                (self.part_handle(true)?, slot.start + span.offset, path)
+            } else {
+                (self.handle(span.file)?, span.offset, slot.path.as_path())
+            };
+            write_all_vectored_at(file.as_ref(), &mut slices, offset).map_err(|source| {
+                StorageError::Io {
+                    path: path.to_owned(),
                     error: source,
-                })?;
+                }
+            })?;
         }
         Ok(())
     }
@@ -303,10 +466,16 @@ impl Storage for FileStorage {
                 chunk.fill(0);
                 continue;
             }
-            self.handle(span.file)?
-                .read_exact_at(chunk, span.offset)
+            let in_part = slot.in_part();
+            let (file, offset, path) = if *in_part {
+                let path = self.part_path().unwrap_or(&slot.path);
+                (self.part_handle(false)?, slot.start + span.offset, path)
+            } else {
+                (self.handle(span.file)?, span.offset, slot.path.as_path())
+            };
+            file.read_exact_at(chunk, offset)
                 .map_err(|source| StorageError::Io {
-                    path: slot.path.clone(),
+                    path: path.to_owned(),
                     error: source,
                 })?;
         }
@@ -330,8 +499,82 @@ impl Storage for FileStorage {
                 })?;
             }
         }
+        if let Some(part) = &self.part {
+            let handle = part
+                .handle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(f) = handle {
+                f.sync_data().map_err(|source| StorageError::Io {
+                    path: part.path.clone(),
+                    error: source,
+                })?;
+            }
+        }
         Ok(())
     }
+
+    fn want_file(&self, file: usize) -> Result<(), StorageError> {
+        let Some(slot) = self.slots.get(file) else {
+            return Ok(());
+        };
+        // No transfer of this file's bytes runs while they move.
+        let mut in_part = slot.in_part.write().unwrap_or_else(|e| e.into_inner());
+        if !*in_part {
+            return Ok(());
+        }
+        self.make_real(file)?;
+        *in_part = false;
+        drop(in_part);
+        self.forget_part_file_if_unused();
+        Ok(())
+    }
+
+    fn in_part_file(&self, file: usize) -> bool {
+        self.slots.get(file).is_some_and(|s| *s.in_part())
+    }
+}
+
+/// Copies bytes `start..start + len` of the part file at `part` (if it
+/// exists) to offset 0 of `dest`, skipping the holes: the part file is
+/// sparse, and a file of many GiB that was never wanted has only a
+/// piece's worth of bytes there, or none.
+fn copy_from_part(part: &Path, start: u64, len: u64, dest: &File) -> io::Result<()> {
+    use rustix::fs::SeekFrom;
+    let src = match File::open(part) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let end = start.saturating_add(len).min(src.metadata()?.len());
+    let mut at = start;
+    let mut buf = vec![0u8; 1 << 20];
+    while at < end {
+        // The next run of data, and where it ends; ENXIO: no data after `at`.
+        let data = match rustix::fs::seek(&src, SeekFrom::Data(at)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if data >= end {
+            break;
+        }
+        let hole = rustix::fs::seek(&src, SeekFrom::Hole(data))
+            .map_err(io::Error::from)?
+            .min(end);
+        let mut pos = data;
+        while pos < hole {
+            // At most the buffer's length, so the cast cannot truncate.
+            let n = (hole - pos).min(buf.len() as u64) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            src.read_exact_at(chunk, pos)?;
+            dest.write_all_at(chunk, pos - start)?;
+            pos += n as u64;
+        }
+        at = hole;
+    }
+    Ok(())
 }
 
 /// Torrent data in memory, for tests and in-process swarms.
@@ -681,6 +924,71 @@ mod tests {
             m.read(0, 95, &mut buf),
             Err(StorageError::OutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn unwanted_files_are_not_created_and_their_shared_bytes_move_in_when_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info();
+        let part = dir.path().join(".rivulet/x.parts");
+        // Only `a` (file 0) is wanted. Piece 0 holds `a` and the start of
+        // `b`; piece 1 the rest of `b`, padding, and `c`.
+        let s = FileStorage::create_selected(&info, dir.path(), 4, &|i| i == 0, Some(part.clone()))
+            .unwrap();
+        let t = dir.path().join("t");
+        assert_eq!(std::fs::metadata(t.join("a")).unwrap().len(), 10);
+        assert!(!t.join("sub").exists(), "no folder for files not wanted");
+        assert!(!t.join("c").exists());
+        assert!(s.in_part_file(2) && s.in_part_file(4) && !s.in_part_file(0));
+        let piece0: Vec<u8> = (0..16384u32).map(|i| (i % 251) as u8).collect();
+        s.write(0, 0, &piece0).unwrap();
+        let mut back = vec![0; 16384];
+        s.read(0, 0, &mut back).unwrap();
+        assert_eq!(back, piece0);
+        assert_eq!(std::fs::read(t.join("a")).unwrap(), &piece0[..10]);
+        assert!(!t.join("sub/deep/b").exists());
+        // `b` becomes wanted: created, with the bytes piece 0 gave it.
+        s.want_file(2).unwrap();
+        let b = std::fs::read(t.join("sub/deep/b")).unwrap();
+        assert_eq!(b.len(), 20000);
+        assert_eq!(&b[..16374], &piece0[10..]);
+        assert!(b[16374..].iter().all(|x| *x == 0));
+        s.read(0, 0, &mut back).unwrap();
+        assert_eq!(back, piece0);
+        assert!(part.exists(), "`c` still keeps its bytes there");
+        // Once no file is left in it, the part file goes.
+        s.want_file(1).unwrap();
+        s.want_file(4).unwrap();
+        assert!(!part.exists());
+        assert_eq!(std::fs::metadata(t.join("c")).unwrap().len(), 30);
+        // A new storage over the same folder finds every file real.
+        let again =
+            FileStorage::create_selected(&info, dir.path(), 4, &|i| i == 0, Some(part.clone()))
+                .unwrap();
+        assert!(!again.in_part_file(2));
+        again.read(0, 0, &mut back).unwrap();
+        assert_eq!(back, piece0);
+    }
+
+    #[test]
+    fn a_file_wanted_while_stopped_gets_its_bytes_from_the_part_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = info();
+        let part = dir.path().join("x.parts");
+        let s = FileStorage::create_selected(&info, dir.path(), 4, &|i| i == 0, Some(part.clone()))
+            .unwrap();
+        let piece0 = vec![7u8; 16384];
+        s.write(0, 0, &piece0).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = FileStorage::create_selected(&info, dir.path(), 4, &|_| true, Some(part.clone()))
+            .unwrap();
+        let b = std::fs::read(dir.path().join("t/sub/deep/b")).unwrap();
+        assert_eq!(&b[..16374], &piece0[10..]);
+        assert!(!part.exists());
+        let mut back = vec![0; 16384];
+        s.read(0, 0, &mut back).unwrap();
+        assert_eq!(back, piece0);
     }
 
     #[test]

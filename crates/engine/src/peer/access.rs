@@ -36,17 +36,22 @@ pub trait TorrentAccess {
     fn have_pieces(&self) -> Bitfield;
     /// Whether we have every piece.
     fn is_complete(&self) -> bool;
+    /// Whether we have every piece we want (selective download: pieces of
+    /// files not wanted may be missing).
+    fn is_done(&self) -> bool {
+        self.is_complete()
+    }
     /// Whether a peer with pieces `bits` (every piece, when `seed`) has a
-    /// piece we still lack.
+    /// piece we still want.
     fn is_interesting(&self, bits: &Bitfield, seed: bool) -> bool {
         if seed {
-            !self.is_complete()
+            !self.is_done()
         } else {
             self.next_wanted(bits, 0).is_some()
         }
     }
     /// The first piece at or after `from` (wrapping round) that a peer with
-    /// pieces `bits` has and we still lack.
+    /// pieces `bits` has and we still want.
     fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32>;
     /// The peer's pieces now count towards availability.
     fn add_peer_pieces(&mut self, bits: &Bitfield, seed: bool);

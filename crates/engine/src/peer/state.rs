@@ -536,6 +536,13 @@ impl PeerState {
             PeerCommand::Choke => self.choke(),
             PeerCommand::Unchoke => self.unchoke(),
             PeerCommand::Disconnect => return Ok(Flow::Close),
+            PeerCommand::WantedChanged => {
+                // Pieces we skipped may be wanted now, or the reverse: look
+                // again from the start.
+                self.wanted_hint = 0;
+                let interesting = self.pieces_known && t.is_interesting(&self.bits, self.seed);
+                self.set_interested(interesting);
+            }
         }
         Ok(Flow::Continue)
     }
@@ -701,7 +708,7 @@ impl PeerState {
             &|p| (seed || bits.get(p as usize)) && (!choked_fast || allowed.contains(&p)),
             want + extra,
         );
-        if picked.is_empty() && self.outstanding.is_empty() && t.is_complete() {
+        if picked.is_empty() && self.outstanding.is_empty() && t.is_done() {
             self.set_interested(false);
             return;
         }
@@ -969,7 +976,7 @@ impl PeerState {
             return;
         }
         if self.seed {
-            if t.is_complete() {
+            if t.is_done() {
                 self.set_interested(false);
             }
             return;

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::handle::{Control, Phase};
 use super::{AddOptions, Inner, TorrentHandle};
 use crate::download::Download;
-use crate::torrent::{Outcome, Shared};
+use crate::torrent::{Outcome, Shared, TorrentError};
 
 /// How often a torrent announces itself on the DHT (and looks for peers
 /// there): BEP 5 peers expire after 30 minutes.
@@ -88,6 +88,14 @@ pub(super) async fn drive(
         download.renew();
         let shared = Arc::clone(&download.shared);
         handle.set_shared(Some(&shared));
+        // File priorities changed while it was stopped (after publishing
+        // the run: a change from now on reaches the run itself).
+        if let Err(e) =
+            super::handle::apply_file_priorities(Arc::clone(&shared), handle.file_priorities())
+                .await
+        {
+            shared.fail(TorrentError::write(e));
+        }
         handle.set_phase(Phase::Running);
         if let Some(l) = &session.listener {
             l.add(&shared);

@@ -11,7 +11,23 @@ use tokio::sync::watch;
 use crate::cache::TorrentKey;
 use crate::download::Download;
 use crate::stats::{PeerFailure, Stats, TrackerStatus};
+use crate::storage::StorageError;
 use crate::torrent::{Outcome, Shared, TorrentError};
+
+/// Sets `shared`'s file priorities on a blocking thread (a file newly
+/// wanted may have bytes to move out of the part file).
+pub(super) async fn apply_file_priorities(
+    shared: Arc<Shared>,
+    priorities: Vec<u8>,
+) -> Result<(), StorageError> {
+    match tokio::task::spawn_blocking(move || shared.set_file_priorities(&priorities)).await {
+        Ok(result) => result,
+        Err(e) => Err(StorageError::Io {
+            path: PathBuf::new(),
+            error: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
 
 /// Where a torrent stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +79,10 @@ pub struct TorrentSnapshot {
     pub total_bytes: u64,
     /// Bytes of verified pieces.
     pub have_bytes: u64,
+    /// Bytes of the pieces wanted (all of them unless files are skipped).
+    pub wanted_bytes: u64,
+    /// Bytes of the pieces wanted not yet verified (0: done).
+    pub wanted_left: u64,
     /// Pieces in the torrent.
     pub pieces: usize,
     /// Verified pieces.
@@ -162,8 +182,10 @@ struct Inner {
     phase: watch::Sender<Phase>,
     /// How the last run ended (`Running` before the first ends).
     outcome: Mutex<Outcome>,
-    /// Set once the data is complete.
+    /// Set once the data is complete (every wanted piece).
     complete: watch::Sender<bool>,
+    /// The priority of each file (0: not wanted); each run starts with it.
+    files: Mutex<Vec<u8>>,
 }
 
 impl TorrentHandle {
@@ -199,6 +221,7 @@ impl TorrentHandle {
                     Outcome::Running
                 }),
                 complete: watch::Sender::new(complete),
+                files: Mutex::new(shared.file_priorities()),
             }),
         }
     }
@@ -341,6 +364,8 @@ impl TorrentHandle {
             state,
             total_bytes: self.inner.total_bytes,
             have_bytes: stats.verified_bytes.load(Ordering::Relaxed),
+            wanted_bytes: stats.wanted_bytes.load(Ordering::Relaxed),
+            wanted_left: stats.wanted_left.load(Ordering::Relaxed),
             pieces: self.inner.pieces,
             pieces_have,
             downloaded: stats.downloaded.load(Ordering::Relaxed),
@@ -429,7 +454,13 @@ impl TorrentHandle {
         let pieces_have = self.inner.stats.pieces_done.load(Ordering::Relaxed);
         match phase {
             Phase::Running if failed => TorrentState::Failed,
-            Phase::Running if pieces_have == self.inner.pieces as u64 => TorrentState::Seeding,
+            Phase::Running
+                if pieces_have == self.inner.pieces as u64
+                    || self.inner.stats.wanted_left.load(Ordering::Relaxed) == 0 =>
+            {
+                // Done: every piece, or every piece of the files wanted.
+                TorrentState::Seeding
+            }
             Phase::Running => TorrentState::Downloading,
             Phase::Paused => TorrentState::Paused,
             Phase::Finished => TorrentState::Finished,
@@ -481,6 +512,34 @@ impl TorrentHandle {
     /// no limit).
     pub fn rate_limits(&self) -> (u64, u64) {
         (self.inner.limits.down.rate(), self.inner.limits.up.rate())
+    }
+
+    /// The priority of each file, in the torrent's order (0: not wanted).
+    pub fn file_priorities(&self) -> Vec<u8> {
+        self.inner
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the priority of each file (see
+    /// [`super::AddOptions::file_priorities`]), at once if the torrent
+    /// runs, else from its next start. A file newly wanted whose bytes were
+    /// kept in the part file is created and they move in before this
+    /// returns. A torrent done before that now wants more downloads again.
+    pub async fn set_file_priorities(&self, priorities: Vec<u8>) -> Result<(), StorageError> {
+        *self
+            .inner
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = priorities.clone();
+        // The driver applies them at each start, after publishing the
+        // run's state: a run that starts meanwhile gets them either way.
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        apply_file_priorities(shared, priorities).await
     }
 
     // What the driver uses.

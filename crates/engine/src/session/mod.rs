@@ -162,6 +162,12 @@ pub struct AddOptions {
     pub peers: Vec<SocketAddr>,
     /// Add it paused: checked, but not started until resumed.
     pub paused: bool,
+    /// The priority of each file, in the torrent's order: 0 not wanted
+    /// (not downloaded, and not created unless it shares a piece's bytes
+    /// with a wanted file, which then go to a part file), 1 to
+    /// [`crate::picker::MAX_PRIORITY`] wanted, higher first. Empty, or
+    /// files past its end: [`crate::picker::NORMAL_PRIORITY`].
+    pub file_priorities: Vec<u8>,
 }
 
 /// A session: shared resources and torrents. Cheap to clone; the session
@@ -402,6 +408,7 @@ impl Session {
             cache: TorrentCache::new(Arc::clone(&inner.cache), key),
             connections: Some(Arc::clone(&inner.connections)),
             stats: Arc::default(),
+            file_priorities: options.file_priorities.clone(),
         };
         let (download, report) = Download::prepare_parts(
             metainfo,

@@ -77,6 +77,10 @@ impl TorrentAccess for PeerLink {
         self.shared.is_complete()
     }
 
+    fn is_done(&self) -> bool {
+        self.shared.lock().picker.is_done()
+    }
+
     fn next_wanted(&self, bits: &Bitfield, from: u32) -> Option<u32> {
         let state = self.shared.lock();
         state.picker.next_wanted(from, |p| bits.get(p as usize))

@@ -48,7 +48,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::TorrentCache;
 use crate::choker::Choker;
-use crate::picker::{PeerKey, PiecePicker};
+use crate::picker::{piece_priorities, PeerKey, PiecePicker, MAX_PRIORITY, NORMAL_PRIORITY};
 use crate::resume::ResumeError;
 use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
@@ -186,6 +186,8 @@ pub(crate) struct Parts {
     pub cache: TorrentCache,
     pub connections: Option<Arc<Semaphore>>,
     pub stats: Arc<Stats>,
+    /// The priority of each file (0: not wanted); empty: every file normal.
+    pub file_priorities: Vec<u8>,
 }
 
 impl Parts {
@@ -197,6 +199,7 @@ impl Parts {
             cache: TorrentCache::private(STANDALONE_READ_CACHE),
             connections: None,
             stats: Arc::default(),
+            file_priorities: Vec::new(),
         }
     }
 }
@@ -254,6 +257,27 @@ fn new_picker(info: &Info, config: &Settings, have: &[bool], rng: &mut StdRng) -
         .unwrap_or(usize::MAX);
     picker.set_max_in_progress(config.max_pieces_in_progress.max(by_bytes));
     picker
+}
+
+/// One priority per file of `info`: `given`'s (capped at
+/// [`MAX_PRIORITY`]), [`NORMAL_PRIORITY`] for files it has no entry for.
+pub(crate) fn normal_file_priorities(info: &Info, given: &[u8]) -> Vec<u8> {
+    (0..info.files.len())
+        .map(|i| {
+            given
+                .get(i)
+                .copied()
+                .unwrap_or(NORMAL_PRIORITY)
+                .min(MAX_PRIORITY)
+        })
+        .collect()
+}
+
+/// The priority of each piece of `info` for file priorities `files`.
+fn piece_priorities_of(info: &Info, files: &[u8]) -> Vec<u8> {
+    piece_priorities(info.layout(), files, |i| {
+        info.files.get(i).is_some_and(|f| f.is_stored())
+    })
 }
 
 /// What a completed download, or a failed one, ended with.
@@ -360,6 +384,8 @@ pub struct Shared {
     pub storage: Arc<dyn Storage>,
     /// Counters (shared with the torrent's later runs).
     pub stats: Arc<Stats>,
+    /// The priority of each file (0: not wanted), one per file.
+    files: Mutex<Vec<u8>>,
     pub(crate) state: Mutex<State>,
     outcome: watch::Sender<Outcome>,
     /// Set when the download is stopping: complete pieces are no longer
@@ -467,6 +493,7 @@ impl Shared {
             cache: self.cache.clone(),
             connections: self.connections.clone(),
             stats: Arc::clone(&self.stats),
+            file_priorities: self.file_priorities(),
         };
         // Counters of peers describe the run that ended (all its peers are
         // gone); the totals go on.
@@ -493,11 +520,16 @@ impl Shared {
             cache,
             connections,
             stats,
+            file_priorities,
         } = parts;
         let mut rng = StdRng::from_entropy();
         let span =
             tracing::info_span!("torrent", name = %info.name, hash = %&info_hash.to_hex()[..8]);
-        let picker = new_picker(&info, &config, have, &mut rng);
+        let mut picker = new_picker(&info, &config, have, &mut rng);
+        let files = normal_file_priorities(&info, &file_priorities);
+        if files.iter().any(|p| *p != NORMAL_PRIORITY) {
+            picker.set_priorities(&piece_priorities_of(&info, &files));
+        }
         let verified: u64 = (0..info.num_pieces() as u32)
             .filter(|p| picker.have(*p))
             .map(|p| u64::from(picker.piece_len(p)))
@@ -506,7 +538,8 @@ impl Shared {
         stats
             .pieces_done
             .store(u64::from(picker.have_count()), Ordering::Relaxed);
-        let (outcome, _) = watch::channel(if picker.is_complete() {
+        stats.publish_wanted(&picker);
+        let (outcome, _) = watch::channel(if picker.is_done() {
             Outcome::Complete
         } else {
             Outcome::Running
@@ -522,6 +555,7 @@ impl Shared {
             info_hash,
             storage,
             stats,
+            files: Mutex::new(files),
             state: Mutex::new(State::new(picker, bits, rng, config.upload_slots)),
             cache,
             connections,
@@ -621,6 +655,56 @@ impl Shared {
     /// Whether every piece is verified.
     pub fn is_complete(&self) -> bool {
         self.lock().picker.is_complete()
+    }
+
+    /// Whether every wanted piece is verified (see
+    /// [`Shared::set_file_priorities`]).
+    pub fn is_done(&self) -> bool {
+        self.lock().picker.is_done()
+    }
+
+    /// The priority of each file (0: not wanted).
+    pub fn file_priorities(&self) -> Vec<u8> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the priority of each file (0: not wanted, up to
+    /// [`MAX_PRIORITY`]; missing entries are normal): files newly wanted
+    /// that were kept in the part file are created first (blocking I/O:
+    /// call from a blocking thread), then the picker starts the pieces of
+    /// wanted files only, highest priority first, and peers decide again
+    /// whether they are interested. A download done before and wanting
+    /// more runs again; one that now has every wanted piece is done.
+    pub fn set_file_priorities(&self, priorities: &[u8]) -> Result<(), StorageError> {
+        let files = normal_file_priorities(&self.info, priorities);
+        for (i, p) in files.iter().enumerate() {
+            if *p > 0 && self.storage.in_part_file(i) {
+                self.storage.want_file(i)?;
+            }
+        }
+        let pieces = piece_priorities_of(&self.info, &files);
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+        let mut state = self.lock();
+        state.picker.set_priorities(&pieces);
+        self.stats.publish_wanted(&state.picker);
+        let done = state.picker.is_done();
+        for entry in state.peers.values() {
+            let _ = entry.tx.send(PeerCommand::WantedChanged);
+        }
+        drop(state);
+        if done {
+            self.finish(Outcome::Complete);
+        } else {
+            self.outcome.send_if_modified(|o| {
+                if *o == Outcome::Complete {
+                    *o = Outcome::Running;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Runs a peer connection (`fut`) as a task of this run, holding

@@ -31,6 +31,9 @@ pub enum PeerCommand {
     Choke,
     /// The choker gave this peer an upload slot.
     Unchoke,
+    /// Which pieces we want changed (file priorities): decide again
+    /// whether we are interested.
+    WantedChanged,
 }
 
 /// What a peer connection publishes for the choker, without taking the lock.
@@ -296,7 +299,8 @@ impl Shared {
             .as_secs_f64()
             .max(0.001);
         state.last_rechoke = now;
-        let seeding = state.picker.is_complete();
+        // Nothing left to download: peers are ranked by what we send them.
+        let seeding = state.picker.is_done();
         let candidates: Vec<choker::Candidate> = state
             .peers
             .iter_mut()

@@ -59,6 +59,7 @@ impl Shared {
     pub(super) fn piece_verified(&self, piece: u32, len: u32, digests: Option<&[[u8; 20]]>) {
         let mut state = self.lock();
         state.picker.on_piece_verified(piece);
+        self.stats.publish_wanted(&state.picker);
         state.have.set(piece as usize);
         self.stats.pieces_done.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -77,7 +78,7 @@ impl Shared {
         }
         self.verified.notify_waiters();
         Self::prune_addrs(&mut state);
-        if state.picker.is_complete() {
+        if state.picker.is_done() {
             drop(state);
             self.finish(Outcome::Complete);
         }
