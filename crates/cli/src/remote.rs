@@ -373,8 +373,8 @@ pub fn show(a: ShowArgs) -> Result<Outcome> {
         );
         for tr in &d.trackers {
             let status = match (&tr.peers, &tr.error) {
-                (Some(n), _) => format!("working, {n} peers"),
-                (_, Some(e)) => format!("failed: {}", printable(e)),
+                (Some(n), _) => format!("working, {n} peers, tier {}", tr.tier),
+                (_, Some(e)) => format!("failed, tier {}: {}", tr.tier, printable(e)),
                 _ => tr.status.clone(),
             };
             println!("tracker:   {} ({status})", printable(&tr.url));
@@ -394,12 +394,15 @@ pub fn show(a: ShowArgs) -> Result<Outcome> {
                 flags.push("utp");
             }
             println!(
-                "peer:      {} {} ({}) {} down, {} up",
+                "peer:      {} {} ({}) has {:.0}%; {} down, {} up; now {} down, {} up",
                 p.address,
                 printable(p.client.as_deref().unwrap_or("unknown client")),
                 flags.join(", "),
+                p.progress * 100.0,
                 HumanBytes(p.downloaded),
-                HumanBytes(p.uploaded)
+                HumanBytes(p.uploaded),
+                rate(p.down_rate),
+                rate(p.up_rate)
             );
         }
         println!("files:");

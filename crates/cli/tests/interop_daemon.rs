@@ -175,13 +175,21 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
         let d: serde_json::Value =
             serde_json::from_str(&daemon.ok(&["show", &info_hash, "--json"])).unwrap();
         let peers = d["peer_list"].as_array().cloned().unwrap_or_default();
+        // The seeder has every piece; the tracker that named it answered.
         let lt = peers.iter().any(|p| {
             p["address"] == seeder.addr().to_string().as_str()
                 && p["client"]
                     .as_str()
                     .is_some_and(|c| c.starts_with("libtorrent"))
+                && p["progress"].as_f64() == Some(1.0)
+                && p["down_rate"].is_u64()
         });
-        if lt {
+        let tracker = d["trackers"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["tier"] == 0 && t["status"] == "working" && t["last_announce"].as_u64() > Some(0)
+            })
+        });
+        if lt && tracker {
             Ok(())
         } else {
             Err(d.to_string())

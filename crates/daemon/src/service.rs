@@ -786,25 +786,31 @@ impl Daemon {
                     seed: p.seed,
                     downloaded: p.downloaded,
                     uploaded: p.uploaded,
+                    down_rate: p.down_rate as u64,
+                    up_rate: p.up_rate as u64,
+                    progress: p.progress,
                     connected_secs: p.connected_for.as_secs(),
                 })
                 .collect();
-            d.trackers = s
-                .trackers
+            d.trackers = h
+                .tracker_reports()
                 .into_iter()
-                .map(|(url, status)| match status {
-                    TrackerStatus::Working { peers } => TrackerView {
-                        url,
-                        status: "working".into(),
-                        peers: Some(peers),
-                        error: None,
-                    },
-                    TrackerStatus::Failed(e) => TrackerView {
-                        url,
-                        status: "failed".into(),
-                        peers: None,
-                        error: Some(e.to_string()),
-                    },
+                .map(|r| {
+                    let last_announce =
+                        r.at.duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                    let (status, peers, error) = match r.status {
+                        TrackerStatus::Working { peers } => ("working", Some(peers), None),
+                        TrackerStatus::Failed(e) => ("failed", None, Some(e.to_string())),
+                    };
+                    TrackerView {
+                        url: r.url,
+                        tier: r.tier,
+                        status: status.into(),
+                        last_announce,
+                        peers,
+                        error,
+                    }
                 })
                 .collect();
         }

@@ -78,8 +78,13 @@ pub struct FileView {
 pub struct TrackerView {
     /// Its announce URL.
     pub url: String,
+    /// Its tier (BEP 12), from 0: every tier is announced to, the trackers
+    /// of a tier one after another.
+    pub tier: usize,
     /// `working` or `failed`.
     pub status: String,
+    /// When it was last announced to, in seconds since the Unix epoch.
+    pub last_announce: u64,
     /// Peers in its last answer.
     pub peers: Option<usize>,
     /// Why the last announce failed.
@@ -105,6 +110,12 @@ pub struct PeerView {
     pub downloaded: u64,
     /// Payload bytes sent to it.
     pub uploaded: u64,
+    /// Bytes per second received from it (over about ten seconds).
+    pub down_rate: u64,
+    /// Bytes per second sent to it, likewise.
+    pub up_rate: u64,
+    /// The share of the pieces it has, 0.0 to 1.0.
+    pub progress: f64,
     /// Seconds connected.
     pub connected_secs: u64,
 }

@@ -344,8 +344,8 @@ impl Announcer {
         let mut tasks = tokio::task::JoinSet::new();
         // One task per tier: a tier waiting on a dead tracker never holds up
         // the others (the "every tier" of rivulet's policy).
-        for tier in trackers.into_tiers() {
-            tasks.spawn(Tier::new(self.clone(), tier).run(stop.clone()));
+        for (index, tier) in trackers.into_tiers().into_iter().enumerate() {
+            tasks.spawn(Tier::new(self.clone(), tier, index).run(stop.clone()));
         }
         wait_stop(&mut stop).await;
         // Each tier task sends its own `stopped` and returns; wait a bounded
@@ -387,16 +387,19 @@ struct Tier {
     /// Announces asked for ([`crate::session::TorrentHandle::reannounce`]):
     /// one asked while this tier was busy is seen at its next wait.
     reannounce: watch::Receiver<u64>,
+    /// Its place among the torrent's tiers, for reports.
+    index: usize,
 }
 
 impl Tier {
-    fn new(announcer: Announcer, trackers: TrackerList) -> Self {
+    fn new(announcer: Announcer, trackers: TrackerList, index: usize) -> Self {
         let outcome = announcer.shared.outcome();
         let completed_sent =
             *outcome.borrow() == Outcome::Complete && announcer.shared.is_complete();
         let mut reannounce = announcer.shared.reannounce.subscribe();
         reannounce.mark_unchanged();
         Tier {
+            index,
             reannounce,
             announcer,
             trackers,
@@ -498,6 +501,7 @@ impl Tier {
         tracing::debug!(%url, ?event, peers = resp.peers.len(), interval = ?resp.interval, "announced");
         self.announcer.shared.stats.tracker_outcome(
             url,
+            self.index,
             TrackerStatus::Working {
                 peers: resp.peers.len(),
             },
@@ -515,7 +519,7 @@ impl Tier {
         self.announcer
             .shared
             .stats
-            .tracker_outcome(url, TrackerStatus::Failed(e));
+            .tracker_outcome(url, self.index, TrackerStatus::Failed(e));
         self.trackers.mark_failure(url);
     }
 

@@ -52,7 +52,7 @@ pub struct Stats {
     last_connect_failure: Mutex<Option<PeerFailure>>,
     /// Each tracker's last announce outcome, by URL; see
     /// [`Stats::trackers`].
-    trackers: Mutex<BTreeMap<String, TrackerStatus>>,
+    trackers: Mutex<BTreeMap<String, (usize, TrackerStatus, std::time::SystemTime)>>,
     /// Samples of (`downloaded`, `uploaded`) for the rates.
     rates: Mutex<Rates>,
 }
@@ -88,6 +88,20 @@ pub enum TrackerStatus {
     Failed(rivulet_tracker::TrackerError),
 }
 
+/// A tracker's last announce.
+#[derive(Debug, Clone)]
+pub struct TrackerReport {
+    /// Its announce URL.
+    pub url: String,
+    /// Its tier (BEP 12), from 0, among the torrent's tiers that have a
+    /// usable URL.
+    pub tier: usize,
+    /// How it went.
+    pub status: TrackerStatus,
+    /// When.
+    pub at: std::time::SystemTime,
+}
+
 impl Stats {
     /// Publishes what `picker` says of the bytes wanted.
     pub(crate) fn publish_wanted(&self, picker: &crate::picker::PiecePicker) {
@@ -109,8 +123,9 @@ impl Stats {
     }
 
     /// Records the outcome of an announce to `url`.
-    pub(crate) fn tracker_outcome(&self, url: &str, status: TrackerStatus) {
-        lock_or_recover(&self.trackers).insert(url.to_owned(), status);
+    pub(crate) fn tracker_outcome(&self, url: &str, tier: usize, status: TrackerStatus) {
+        lock_or_recover(&self.trackers)
+            .insert(url.to_owned(), (tier, status, std::time::SystemTime::now()));
     }
 
     /// Takes a sample of the byte counters at `now` for [`Stats::rates`]
@@ -156,8 +171,24 @@ impl Stats {
     pub fn trackers(&self) -> Vec<(String, TrackerStatus)> {
         lock_or_recover(&self.trackers)
             .iter()
-            .map(|(u, s)| (u.clone(), s.clone()))
+            .map(|(u, (_, s, _))| (u.clone(), s.clone()))
             .collect()
+    }
+
+    /// Every tracker's last announce with its tier and when, by tier then
+    /// URL.
+    pub fn tracker_reports(&self) -> Vec<TrackerReport> {
+        let mut out: Vec<TrackerReport> = lock_or_recover(&self.trackers)
+            .iter()
+            .map(|(u, (tier, s, at))| TrackerReport {
+                url: u.clone(),
+                tier: *tier,
+                status: s.clone(),
+                at: *at,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.tier, &a.url).cmp(&(b.tier, &b.url)));
+        out
     }
 }
 
@@ -244,9 +275,10 @@ mod tests {
         );
         stats.tracker_outcome(
             "http://t/announce",
+            0,
             TrackerStatus::Failed(rivulet_tracker::TrackerError::EmptyBody),
         );
-        stats.tracker_outcome("http://t/announce", TrackerStatus::Working { peers: 2 });
+        stats.tracker_outcome("http://t/announce", 0, TrackerStatus::Working { peers: 2 });
         assert_eq!(
             stats.trackers(),
             [(

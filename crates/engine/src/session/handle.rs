@@ -125,7 +125,7 @@ pub struct TorrentSnapshot {
 }
 
 /// One connected peer of a torrent, as a display reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PeerSnapshot {
     /// Its address.
     pub addr: std::net::SocketAddr,
@@ -145,6 +145,12 @@ pub struct PeerSnapshot {
     pub downloaded: u64,
     /// Payload bytes sent to it.
     pub uploaded: u64,
+    /// Bytes per second received from it, over the last ten seconds or so.
+    pub down_rate: f64,
+    /// Bytes per second sent to it, likewise.
+    pub up_rate: f64,
+    /// The share of the torrent's pieces it has, 0.0 to 1.0.
+    pub progress: f64,
     /// How long it has been connected.
     pub connected_for: std::time::Duration,
 }
@@ -388,17 +394,28 @@ impl TorrentHandle {
         }
     }
 
+    /// Every tracker's last announce, with its tier and when, by tier.
+    pub fn tracker_reports(&self) -> Vec<crate::stats::TrackerReport> {
+        self.inner.stats.tracker_reports()
+    }
+
     /// The peers connected now, by address (none when not running).
     pub fn peers(&self) -> Vec<PeerSnapshot> {
         let Some(shared) = self.shared() else {
             return Vec::new();
         };
         let now = tokio::time::Instant::now();
-        let mut peers: Vec<PeerSnapshot> = shared
-            .lock()
+        let pieces = self.inner.pieces.max(1) as f64;
+        let state = shared.lock();
+        let since = state.since_rechoke(now);
+        let mut peers: Vec<PeerSnapshot> = state
             .peers
             .values()
             .map(|p| PeerSnapshot {
+                down_rate: p.rates_now(since).0,
+                up_rate: p.rates_now(since).1,
+                progress: (f64::from(p.counters.pieces.load(Ordering::Relaxed)) / pieces)
+                    .clamp(0.0, 1.0),
                 addr: p.addr,
                 client: p.peer_id.client().map(|c| c.to_string()),
                 incoming: p.incoming,
@@ -410,6 +427,7 @@ impl TorrentHandle {
                 connected_for: now.saturating_duration_since(p.connected_at),
             })
             .collect();
+        drop(state);
         peers.sort_by_key(|p| p.addr);
         peers
     }

@@ -90,6 +90,10 @@ impl TorrentAccess for PeerLink {
         if seed {
             self.counters.seed.store(true, Ordering::Relaxed);
         }
+        let count = if seed { bits.len() } else { bits.count_ones() };
+        self.counters
+            .pieces
+            .store(u32::try_from(count).unwrap_or(u32::MAX), Ordering::Relaxed);
         let mut state = self.shared.lock();
         if seed {
             state.picker.add_seed();
@@ -110,6 +114,7 @@ impl TorrentAccess for PeerLink {
     }
 
     fn peer_has(&mut self, piece: u32) -> bool {
+        self.counters.pieces.fetch_add(1, Ordering::Relaxed);
         let mut state = self.shared.lock();
         state.picker.peer_has(piece);
         !state.picker.have(piece)

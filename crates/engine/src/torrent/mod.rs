@@ -222,6 +222,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Time since the choker last looked at the peers' rates.
+    pub(crate) fn since_rechoke(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_rechoke)
+    }
+
     /// The state of a torrent with no peers yet.
     fn new(picker: PiecePicker, have: Bitfield, rng: StdRng, upload_slots: usize) -> State {
         State {

@@ -47,6 +47,9 @@ pub(crate) struct PeerCounters {
     pub interested: AtomicBool,
     /// The peer has every piece (for PEX flags).
     pub seed: AtomicBool,
+    /// Pieces the peer said it has (bitfield, then `have`s), for its
+    /// progress.
+    pub pieces: std::sync::atomic::AtomicU32,
     /// The port the peer listens on, from its extended handshake (`p`); 0:
     /// not said. What PEX tells others of a peer that connected to us.
     pub listen_port: std::sync::atomic::AtomicU16,
@@ -69,9 +72,26 @@ pub(crate) struct PeerEntry {
     /// `counters` at the last rechoke, for the rates over the interval.
     last_down: u64,
     last_up: u64,
+    /// Bytes per second each way over the last whole rechoke interval.
+    pub rates: (f64, f64),
 }
 
 impl PeerEntry {
+    /// Bytes per second each way: over the time since the last rechoke
+    /// (`since`) once that is long enough to mean something, else over the
+    /// last whole interval.
+    pub(crate) fn rates_now(&self, since: Duration) -> (f64, f64) {
+        let secs = since.as_secs_f64();
+        if secs < 2.0 {
+            return self.rates;
+        }
+        let down = self.counters.down.load(Ordering::Relaxed);
+        let up = self.counters.up.load(Ordering::Relaxed);
+        (
+            down.saturating_sub(self.last_down) as f64 / secs,
+            up.saturating_sub(self.last_up) as f64 / secs,
+        )
+    }
     /// What the choker needs to know of this peer: whether it is
     /// interested, and its rate over the `elapsed` seconds since the last
     /// rechoke (what it gave us while we download, what we sent it while we
@@ -85,11 +105,12 @@ impl PeerEntry {
     ) -> choker::Candidate {
         let down = self.counters.down.load(Ordering::Relaxed);
         let up = self.counters.up.load(Ordering::Relaxed);
-        let bytes = if seeding {
-            up.saturating_sub(self.last_up)
-        } else {
-            down.saturating_sub(self.last_down)
-        };
+        let (d, u) = (
+            down.saturating_sub(self.last_down),
+            up.saturating_sub(self.last_up),
+        );
+        let bytes = if seeding { u } else { d };
+        self.rates = (d as f64 / elapsed, u as f64 / elapsed);
         self.last_down = down;
         self.last_up = up;
         choker::Candidate {
@@ -202,6 +223,7 @@ impl Shared {
                 connected_at: Instant::now(),
                 last_down: 0,
                 last_up: 0,
+                rates: (0.0, 0.0),
             },
         );
         state.addrs.insert(key, addr.ip());
