@@ -66,6 +66,9 @@ enum Command {
     /// List a torrent's files, or choose which to download and in what
     /// order.
     Files(remote::FilesArgs),
+    /// Move a torrent's data to another folder: copied, checked against
+    /// the piece hashes, switched to, then removed from the old folder.
+    Move(remote::MoveArgs),
     /// Pause torrents of the daemon (kept paused across restarts).
     Pause(remote::IdsArgs),
     /// Resume paused torrents of the daemon.
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         Command::List(args) => remote::list(args),
         Command::Show(args) => remote::show(args),
         Command::Files(args) => remote::files(args),
+        Command::Move(args) => remote::move_data(args),
         Command::Pause(args) => remote::act(args, "pause"),
         Command::Resume(args) => remote::act(args, "resume"),
         Command::Recheck(args) => remote::act(args, "recheck"),

@@ -81,6 +81,21 @@ pub struct FilesArgs {
     conn: Conn,
 }
 
+/// Arguments of `rivulet move`.
+#[derive(Debug, clap::Args)]
+pub struct MoveArgs {
+    /// The torrent's id (its info-hash), or the start of it.
+    id: String,
+    /// The folder to move the data into (the torrent's file or folder goes
+    /// in it).
+    dir: PathBuf,
+    /// Return at once rather than wait until the move is done.
+    #[arg(long)]
+    no_wait: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
 /// Arguments of `rivulet list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -429,6 +444,50 @@ fn print_files(files: &[rivulet_daemon::view::FileView]) {
             printable(&f.path)
         );
     }
+}
+
+/// `rivulet move`.
+pub fn move_data(a: MoveArgs) -> Result<Outcome> {
+    let client = Client::new(&a.conn)?;
+    let dir = std::path::absolute(&a.dir)
+        .with_context(|| format!("cannot resolve {}", a.dir.display()))?;
+    runtime()?.block_on(async {
+        let id = client.resolve(&a.id).await?;
+        let (_, mut body) = client
+            .call(
+                client
+                    .request(Method::PATCH, &format!("/torrents/{id}"))
+                    .json(&serde_json::json!({ "download_dir": dir })),
+            )
+            .await?;
+        let mut t: TorrentView = serde_json::from_str(&body)
+            .context("the daemon's answer is not what this rivulet reads")?;
+        // The copy and its check take a while: wait for the state to leave
+        // `moving` (the daemon is asked every half second).
+        while !a.no_wait && t.state == "moving" {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            body = client
+                .call(client.request(Method::GET, &format!("/torrents/{id}")))
+                .await?
+                .1;
+            t = serde_json::from_str(&body)
+                .context("the daemon's answer is not what this rivulet reads")?;
+        }
+        if a.conn.json {
+            println!("{body}");
+        } else if let (false, Some(e)) = (a.no_wait, &t.error) {
+            bail!("{}", printable(e));
+        } else {
+            println!(
+                "{}: {} {} in {}",
+                t.state,
+                short(&t.id),
+                printable(&t.name),
+                printable(&t.download_dir)
+            );
+        }
+        Ok(Outcome::Success)
+    })
 }
 
 /// `rivulet files`.

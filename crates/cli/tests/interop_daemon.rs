@@ -470,4 +470,12 @@ fn daemon_selective_download_leaves_unwanted_files_absent() {
         !part.exists(),
         "the part file goes once every file is wanted"
     );
+
+    // `rivulet move` waits for the copy, its check and the switch.
+    let moved = tmp.path().join("moved");
+    let out = daemon.ok(&["move", &hash[..8], moved.to_str().unwrap()]);
+    assert!(out.contains(&format!("in {}", moved.display())), "{out}");
+    assert_same_tree(&root, &moved.join("sel"));
+    assert!(!got.exists(), "the old copy is removed");
+    daemon.wait_first("seeding", "seeding from the new folder");
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use rivulet_core::piece_io::{check_pieces, FileSource, PieceCheck};
 use rivulet_core::{InfoHash, Magnet, Metainfo};
 use rivulet_engine::download::SeedPolicy;
 use rivulet_engine::metadata::{torrent_bytes, FetchOptions};
@@ -98,6 +99,9 @@ pub struct TorrentChange {
     pub seed_time: Option<u64>,
     /// Files to download or skip, and their priorities.
     pub files: Option<Vec<FileChange>>,
+    /// Move the data to this folder (absolute): copied, checked against
+    /// the piece hashes, switched to, then removed from the old folder.
+    pub download_dir: Option<PathBuf>,
 }
 
 /// Where a torrent stands in the daemon.
@@ -143,6 +147,12 @@ struct Item {
     seeding_since: Mutex<Option<std::time::Instant>>,
     /// Seconds seeded in this run of the daemon, before `seeding_since`.
     seeded_here: AtomicU64,
+    /// Its data is being moved to another folder (shown as `moving`; the
+    /// status is `Checking` meanwhile).
+    moving: std::sync::atomic::AtomicBool,
+    /// Why the last move of its data failed (shown as its error until the
+    /// next move).
+    move_error: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,6 +183,8 @@ impl Item {
             seq,
             base,
             seeding_since: Mutex::new(None),
+            moving: std::sync::atomic::AtomicBool::new(false),
+            move_error: Mutex::new(None),
             seeded_here: AtomicU64::new(0),
         }
     }
@@ -846,6 +858,7 @@ impl Daemon {
         v.state = match item.status() {
             Status::FetchingMetadata if settings.paused => "paused".into(),
             Status::FetchingMetadata => "fetching_metadata".into(),
+            Status::Checking if item.moving.load(Ordering::SeqCst) => "moving".into(),
             Status::Checking => {
                 v.have = item.checked.load(Ordering::Relaxed);
                 "checking".into()
@@ -891,6 +904,9 @@ impl Daemon {
                 .into()
             }
         };
+        if v.error.is_none() {
+            v.error = lock(&item.move_error).clone();
+        }
         if v.size_wanted > 0 {
             v.progress = (v.have_wanted as f64 / v.size_wanted as f64).clamp(0.0, 1.0);
             if v.state == "checking" {
@@ -969,6 +985,9 @@ impl Daemon {
         let item = self.item(id)?;
         {
             let _op = item.op.lock().await;
+            if let Some(dest) = &change.download_dir {
+                self.start_move(&item, dest).await?;
+            }
             let mut settings = item.settings();
             settings.download_limit = change.download_limit.unwrap_or(settings.download_limit);
             settings.upload_limit = change.upload_limit.unwrap_or(settings.upload_limit);
@@ -999,6 +1018,114 @@ impl Daemon {
             *lock(&item.settings) = settings;
         }
         self.detail(id)
+    }
+
+    /// Starts moving `item`'s data to `dest` (the caller holds its
+    /// operation lock): checks what can be checked at once (an absolute
+    /// folder, no name clash there, nothing of the torrent's there yet),
+    /// stops the torrent, then copies, verifies, switches and removes in a
+    /// task. Until that is done the torrent is `moving`; if anything fails
+    /// the copy is removed, the torrent goes on from where it was, and the
+    /// error says why.
+    async fn start_move(&self, item: &Arc<Item>, dest: &Path) -> Result<(), DaemonError> {
+        if !dest.is_absolute() {
+            return Err(DaemonError::BadInput(format!(
+                "the download folder must be an absolute path, not {}",
+                dest.display()
+            )));
+        }
+        let from = item.settings().download_dir;
+        if from == dest {
+            return Ok(());
+        }
+        let Some(m) = item.metainfo() else {
+            // No data yet: only where it will go changes.
+            let mut settings = item.settings();
+            settings.download_dir = dest.to_owned();
+            self.save(item, &settings)?;
+            *lock(&item.settings) = settings;
+            return Ok(());
+        };
+        let handle = match item.status() {
+            Status::Active(h) => h,
+            Status::Failed(_) => {
+                return Err(DaemonError::BadInput(
+                    "the torrent stopped on an error: resume it before moving its data".into(),
+                ))
+            }
+            _ => {
+                return Err(DaemonError::BadInput(
+                    "the torrent is being checked or moved: move it once that is done".into(),
+                ))
+            }
+        };
+        if let Some(why) = clash(&lock(&self.inner.torrents), &item.id, dest, &m) {
+            return Err(DaemonError::BadInput(why));
+        }
+        if let Some(there) = m
+            .info
+            .files
+            .iter()
+            .filter(|f| f.is_stored())
+            .map(|f| dest.join(f.relative_path()))
+            .find(|p| p.exists())
+        {
+            return Err(DaemonError::BadInput(format!(
+                "{} already exists: moving would overwrite it",
+                there.display()
+            )));
+        }
+        let had = handle.snapshot().pieces_have;
+        *lock(&item.move_error) = None;
+        item.renew_cancel();
+        item.moving.store(true, Ordering::SeqCst);
+        item.set_status(Status::Checking);
+        // Stopped as a pause does: resume data saved, files closed, the
+        // folder unlocked.
+        handle.remove().await;
+        let daemon = self.clone();
+        let item = Arc::clone(item);
+        let dest = dest.to_owned();
+        self.inner.tasks.spawn(async move {
+            let (m2, from2, dest2) = (Arc::clone(&m), from.clone(), dest.clone());
+            let copied =
+                tokio::task::spawn_blocking(move || copy_and_verify(&m2, &from2, &dest2, had))
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+            let _op = item.op.lock().await;
+            item.moving.store(false, Ordering::SeqCst);
+            match copied {
+                Ok(()) => {
+                    let mut settings = item.settings();
+                    settings.download_dir = dest.clone();
+                    if let Err(e) = daemon.save(&item, &settings) {
+                        tracing::warn!(error = %e, "cannot save the new download folder");
+                    }
+                    *lock(&item.settings) = settings;
+                    if let Err(e) = delete_data_of(&m, &from) {
+                        tracing::warn!(error = %e, folder = %from.display(), "moved, but the old copy could not all be removed");
+                    }
+                    tracing::info!(from = %from.display(), to = %dest.display(), "data moved");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, to = %dest.display(), "moving failed; the data stays where it was");
+                    if let Err(e) = delete_data_of(&m, &dest) {
+                        tracing::warn!(error = %e, "cannot remove the partial copy");
+                    }
+                    *lock(&item.move_error) = Some(format!(
+                        "moving to {} failed: {e}; the data stays in {}",
+                        dest.display(),
+                        from.display()
+                    ));
+                }
+            }
+            if !daemon.inner.cancel.is_cancelled()
+                && lock(&daemon.inner.torrents).contains_key(&item.id)
+            {
+                daemon.launch(&item);
+            }
+        });
+        Ok(())
     }
 
     /// Changes the session's settings (what is `None` stays), at once, and
@@ -1301,6 +1428,73 @@ fn file_views(m: &Metainfo, have: &[bool], priorities: &[u8]) -> Vec<FileView> {
         start = end;
     }
     out
+}
+
+/// Copies the torrent's files, its resume data and its part file from
+/// `from` to `dest` (each file with its modification time, so that the
+/// resume data still vouches for it), then checks the copy against the
+/// piece hashes: at least `had` pieces must be good, as many as were
+/// verified before the move.
+fn copy_and_verify(m: &Metainfo, from: &Path, dest: &Path, had: u64) -> io::Result<()> {
+    let hex = m.info_hash.to_hex();
+    let meta = |dir: &Path, ext: &str| dir.join(".rivulet").join(format!("{hex}.{ext}"));
+    let mut pairs: Vec<(PathBuf, PathBuf)> = m
+        .info
+        .files
+        .iter()
+        .filter(|f| f.is_stored())
+        .map(|f| (from.join(f.relative_path()), dest.join(f.relative_path())))
+        .collect();
+    for ext in ["resume", "parts"] {
+        pairs.push((meta(from, ext), meta(dest, ext)));
+    }
+    for (src, dst) in &pairs {
+        let modified = match std::fs::metadata(src) {
+            Ok(meta) => meta.modified()?,
+            // A file not there (skipped, or never written): nothing to copy.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", src.display()))),
+        };
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(src, dst)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dst.display())))?;
+        std::fs::File::options()
+            .write(true)
+            .open(dst)?
+            .set_times(std::fs::FileTimes::new().set_modified(modified))?;
+    }
+    // Check what was copied, the part file included.
+    let part = meta(dest, "parts");
+    let files: Vec<FileSource> = m
+        .info
+        .file_sources(dest)
+        .into_iter()
+        .enumerate()
+        .map(|(i, source)| match source {
+            FileSource::Disk(path) if !path.exists() => FileSource::Part {
+                path: part.clone(),
+                offset: m.info.layout().file_start(i).unwrap_or(0),
+            },
+            source => source,
+        })
+        .collect();
+    let checks = check_pieces(m.info.layout(), &files, &m.info.pieces, &|_| {})
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let good = checks.iter().filter(|c| **c == PieceCheck::Good).count() as u64;
+    if good < had {
+        return Err(io::Error::other(format!(
+            "the copy holds {good} good pieces where {had} were verified"
+        )));
+    }
+    // Whatever lands on the disk from here on is the copy's.
+    for (_, dst) in &pairs {
+        if let Ok(f) = std::fs::File::open(dst) {
+            f.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes a torrent's files under `dir`, its resume files, and the folders

@@ -833,3 +833,67 @@ async fn two_torrents_never_share_a_name_in_one_folder() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_data_copies_checks_switches_and_removes() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let fx = Fixture::build(8, &[(&["a.bin"], 300_000), (&["sub", "b.bin"], 342_592)]);
+    fx.write_to(downloads.path());
+    let id = fx.info_hash().to_hex();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let (status, body) = h.add_torrent(&torrent_of(&fx), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    h.wait_state(&id, "seeding").await;
+
+    // Refused before anything moves: a relative folder, and a folder that
+    // already holds a file of the torrent.
+    let taken = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(taken.path().join("multi")).unwrap();
+    std::fs::write(taken.path().join("multi/a.bin"), b"mine").unwrap();
+    for bad in [
+        serde_json::json!({"download_dir": "relative/dir"}),
+        serde_json::json!({"download_dir": taken.path()}),
+    ] {
+        let (status, body) = h
+            .send(h.req(Method::PATCH, &format!("/torrents/{id}")).json(&bad))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(h.torrent(&id).await.state, "seeding");
+    }
+    assert_eq!(
+        std::fs::read(taken.path().join("multi/a.bin")).unwrap(),
+        b"mine"
+    );
+
+    let dest = elsewhere.path().join("new");
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, &format!("/torrents/{id}"))
+                .json(&serde_json::json!({"download_dir": dest})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "moving");
+    let t = h.wait_state(&id, "seeding").await;
+    assert_eq!(t.download_dir, dest.display().to_string());
+    assert_eq!(t.progress, 1.0);
+    assert!(t.error.is_none(), "{t:?}");
+    fx.assert_files(&dest);
+    assert!(
+        !downloads.path().join("multi").exists(),
+        "the old copy is gone"
+    );
+    assert!(!downloads
+        .path()
+        .join(format!(".rivulet/{id}.resume"))
+        .exists());
+    // Kept across a restart, and the resume data moved along: nothing to
+    // hash again.
+    h.stop().await;
+    let (h, _) = start(state.path(), downloads.path()).await;
+    let t = h.wait_state(&id, "seeding").await;
+    assert_eq!(t.download_dir, dest.display().to_string());
+    h.stop().await;
+}
