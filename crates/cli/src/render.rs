@@ -151,7 +151,14 @@ pub fn torrent_text(m: &Metainfo) -> String {
             let _ = writeln!(s, "  {}:{port}", printable(host));
         }
     }
-    let real: Vec<&FileEntry> = info.files.iter().filter(|f| !f.padding).collect();
+    // With their index in the torrent (padding counted), which is what
+    // `rivulet add --files` and `rivulet files` take.
+    let real: Vec<(usize, &FileEntry)> = info
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.padding)
+        .collect();
     let padding = info.files.len() - real.len();
     let _ = write!(s, "Files ({})", real.len());
     if padding > 0 {
@@ -162,10 +169,10 @@ pub fn torrent_text(m: &Metainfo) -> String {
         );
     }
     let _ = writeln!(s, ":");
-    for f in real {
+    for (index, f) in real {
         let _ = write!(
             s,
-            "  {:>12}  {}",
+            "  {index:>4}  {:>12}  {}",
             HumanBytes(f.length).to_string(),
             printable(&f.display_path())
         );
