@@ -97,6 +97,9 @@ pub struct TorrentChange {
     pub seed_ratio: Option<f64>,
     /// Its own seeding goal: seconds of seeding.
     pub seed_time: Option<u64>,
+    /// Seed whatever the seeding goals, its own and the session's (true),
+    /// or heed them again (false).
+    pub seed_forever: Option<bool>,
     /// Files to download or skip, and their priorities.
     pub files: Option<Vec<FileChange>>,
     /// Move the data to this folder (absolute): copied, checked against
@@ -345,6 +348,9 @@ impl Daemon {
     /// Whether a seeding torrent of `size` bytes reached its goal (its own,
     /// or the session's).
     fn goal_reached(&self, item: &Item, settings: &Settings, size: u64) -> bool {
+        if settings.seed_forever {
+            return false;
+        }
         let (ratio, time) = *lock(&self.inner.goals);
         let (ratio, time) = (settings.seed_ratio.or(ratio), settings.seed_time.or(time));
         if ratio.is_none() && time.is_none() {
@@ -686,6 +692,7 @@ impl Daemon {
                 seed_ratio: None,
                 seed_time: None,
                 finished: false,
+                seed_forever: false,
                 downloaded: 0,
                 uploaded: 0,
                 seeded: 0,
@@ -764,6 +771,7 @@ impl Daemon {
             upload_limit: settings.upload_limit,
             seed_ratio: settings.seed_ratio,
             seed_time: settings.seed_time,
+            seed_forever: settings.seed_forever,
             seeded: item.totals().2,
             pieces: item.metainfo().map_or(0, |m| m.info.num_pieces()),
             pieces_have: 0,
@@ -993,6 +1001,7 @@ impl Daemon {
             settings.upload_limit = change.upload_limit.unwrap_or(settings.upload_limit);
             settings.seed_ratio = change.seed_ratio.or(settings.seed_ratio);
             settings.seed_time = change.seed_time.or(settings.seed_time);
+            settings.seed_forever = change.seed_forever.unwrap_or(settings.seed_forever);
             if let Some(files) = &change.files {
                 let Some(m) = item.metainfo() else {
                     return Err(DaemonError::BadInput(

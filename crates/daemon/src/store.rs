@@ -57,6 +57,9 @@ pub struct Settings {
     /// It reached a seeding goal and was stopped (until resumed).
     #[serde(default)]
     pub finished: bool,
+    /// It seeds whatever the goals (its own and the session's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seed_forever: bool,
     /// Payload bytes received in earlier runs of the daemon.
     #[serde(default)]
     pub downloaded: u64,

@@ -134,6 +134,8 @@ pub struct TorrentDetail {
     pub seed_ratio: Option<f64>,
     /// Its own seeding goal: seconds (`None`: the session's).
     pub seed_time: Option<u64>,
+    /// It seeds whatever the goals.
+    pub seed_forever: bool,
     /// Seconds it has seeded, over every run.
     pub seeded: u64,
     /// Pieces in the torrent (0 before the metadata).

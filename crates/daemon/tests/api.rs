@@ -785,6 +785,41 @@ async fn seeding_goals_stop_torrents_and_totals_are_kept() {
     assert!(d["seeded"].as_u64().unwrap() >= 1, "{d}");
     // The first has its own goals (out of reach): it seeds on.
     assert_eq!(h.torrent(&ida).await.state, "seeding");
+    // Told to seed forever, the second seeds on past the session's goal.
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, &format!("/torrents/{idb}"))
+                .json(&serde_json::json!({"seed_forever": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["seed_forever"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
+    h.send(h.req(Method::POST, &format!("/torrents/{idb}/resume")))
+        .await;
+    h.wait_state(&idb, "seeding").await;
+    let since = d["seeded"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, now) = h
+            .send(h.req(Method::GET, &format!("/torrents/{idb}")))
+            .await;
+        assert_eq!(now["state"], "seeding", "{now}");
+        if now["seeded"].as_u64().unwrap() >= since + 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.send(
+        h.req(Method::PATCH, &format!("/torrents/{idb}"))
+            .json(&serde_json::json!({"seed_forever": false})),
+    )
+    .await;
+    let t = h.wait_state(&idb, "paused").await;
+    assert!(t.finished, "{t:?}");
     h.stop().await;
 
     // Kept: finished stays finished, the seconds seeded stay counted.
