@@ -404,6 +404,7 @@ mod tests {
                 seed_ratio: Some(1.5),
                 seed_time: None,
                 finished: false,
+                seed_forever: true,
                 downloaded: 1 << 40,
                 uploaded: 7,
                 seeded: 3600,
