@@ -63,6 +63,10 @@ pub struct Args {
     /// `queued` (0: no limit) [default: 5].
     #[arg(long, value_name = "N", env = "RIVULET_MAX_ACTIVE_DOWNLOADS")]
     max_active_downloads: Option<usize>,
+    /// Most peer connections open at once, all torrents together
+    /// [default: 500].
+    #[arg(long, value_name = "N", env = "RIVULET_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Seeding goal of every torrent without its own: stop once uploaded
     /// this many times its size (0: once complete) [default: none].
     #[arg(long, value_name = "R", env = "RIVULET_SEED_RATIO", allow_negative_numbers = true, value_parser = args::seed_ratio)]
@@ -105,6 +109,7 @@ struct FileConfig {
     download_limit: Option<u64>,
     upload_limit: Option<u64>,
     max_active_downloads: Option<usize>,
+    max_connections: Option<usize>,
     seed_ratio: Option<f64>,
     /// Seconds.
     seed_time: Option<u64>,
@@ -123,6 +128,7 @@ struct Settings {
     download_limit: u64,
     upload_limit: u64,
     max_active_downloads: usize,
+    max_connections: usize,
     seed_ratio: Option<f64>,
     seed_time: Option<u64>,
     discovery: crate::magnet::Discovery,
@@ -214,6 +220,13 @@ fn settle(a: Args) -> Result<Settings> {
             .or(kept.max_active_downloads)
             .or(file.max_active_downloads)
             .unwrap_or(DEFAULT_MAX_ACTIVE_DOWNLOADS),
+        max_connections: a
+            .max_connections
+            .map(|n| n as usize)
+            .or(kept.max_connections)
+            .or(file.max_connections)
+            .unwrap_or(SessionConfig::default().max_connections)
+            .max(1),
         seed_ratio: a.seed_ratio.or(kept.seed_ratio).or(file.seed_ratio),
         seed_time: a
             .seed_time
@@ -255,6 +268,7 @@ async fn serve(s: Settings) -> Result<Outcome> {
         utp: s.utp,
         download_limit: s.download_limit,
         upload_limit: s.upload_limit,
+        max_connections: s.max_connections,
         ..SessionConfig::default()
     })?;
     if s.port != 0 && session.port() != s.port {

@@ -1150,6 +1150,14 @@ impl Daemon {
             change.download_limit.unwrap_or(down),
             change.upload_limit.unwrap_or(up),
         );
+        if change.max_connections == Some(0) {
+            return Err(DaemonError::BadInput(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if let Some(n) = change.max_connections {
+            self.inner.session.set_max_connections(n);
+        }
         if let Some(n) = change.max_active_downloads {
             self.set_max_active_downloads(n).await;
         }
@@ -1166,6 +1174,7 @@ impl Daemon {
         kept.download_limit = change.download_limit.or(kept.download_limit);
         kept.upload_limit = change.upload_limit.or(kept.upload_limit);
         kept.max_active_downloads = change.max_active_downloads.or(kept.max_active_downloads);
+        kept.max_connections = change.max_connections.or(kept.max_connections);
         kept.seed_ratio = change.seed_ratio.or(kept.seed_ratio);
         kept.seed_time = change.seed_time.or(kept.seed_time);
         kept.save(dir)?;
@@ -1297,6 +1306,8 @@ impl Daemon {
             download_limit,
             upload_limit,
             max_active_downloads: self.max_active_downloads(),
+            max_connections: self.inner.session.connections().0,
+            connections: self.inner.session.connections().1,
             torrents: list.len(),
             down_rate: list.iter().map(|t| t.down_rate).sum(),
             up_rate: list.iter().map(|t| t.up_rate).sum(),

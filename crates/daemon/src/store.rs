@@ -94,6 +94,9 @@ pub struct SessionSettings {
     /// Torrents downloading at once (0: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_active_downloads: Option<usize>,
+    /// Peer connections open at once, all torrents together (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Seeding goal of every torrent without its own: stop once uploaded
     /// this many times its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -195,6 +195,10 @@ pub struct SessionView {
     /// Most torrents downloading at once (0: no limit); the others are
     /// `queued`.
     pub max_active_downloads: usize,
+    /// Most peer connections open at once, all torrents together.
+    pub max_connections: usize,
+    /// Peer connections open now.
+    pub connections: usize,
     /// Seeding goal of torrents without their own: the ratio.
     pub seed_ratio: Option<f64>,
     /// Seeding goal of torrents without their own: seconds.

@@ -406,22 +406,31 @@ async fn torrents_are_kept_across_restarts_and_removed_with_their_data() {
     let (status, body) = h
         .send(
             h.req(Method::PATCH, "/session")
-                .json(&serde_json::json!({"download_limit": 2_000_000})),
+                .json(&serde_json::json!({"download_limit": 2_000_000, "max_connections": 7})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         (
             body["download_limit"].as_u64(),
-            body["upload_limit"].as_u64()
+            body["upload_limit"].as_u64(),
+            body["max_connections"].as_u64()
         ),
-        (Some(2_000_000), Some(0))
+        (Some(2_000_000), Some(0), Some(7))
     );
+    assert_eq!(h.daemon.session().connections().0, 7);
+    let (status, _) = h
+        .send(
+            h.req(Method::PATCH, "/session")
+                .json(&serde_json::json!({"max_connections": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     // Kept for the next start: only what was changed.
     let kept = std::fs::read_to_string(state.path().join("session.json")).unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(&kept).unwrap(),
-        serde_json::json!({"download_limit": 2_000_000})
+        serde_json::json!({"download_limit": 2_000_000, "max_connections": 7})
     );
     let (status, body) = h
         .send(

@@ -25,6 +25,7 @@ pub mod announce;
 pub mod cache;
 pub mod choker;
 pub mod connector;
+pub mod connlimit;
 pub mod dht;
 pub mod download;
 pub mod encryption;

@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rivulet_core::{InfoHash, Metainfo, PeerId};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -196,7 +196,7 @@ struct Inner {
     /// The session's rate limits, shared by every torrent.
     limits: crate::ratelimit::LimitPair,
     cache: Arc<Mutex<ReadCache>>,
-    connections: Arc<Semaphore>,
+    connections: Arc<crate::connlimit::ConnectionLimit>,
     torrents: Mutex<HashMap<TorrentKey, TorrentHandle>>,
     next_key: AtomicU64,
     /// One driver task per torrent.
@@ -300,7 +300,9 @@ impl Session {
             trackers,
             limits: crate::ratelimit::LimitPair::new(config.download_limit, config.upload_limit),
             cache: Arc::new(Mutex::new(ReadCache::new(config.read_cache_bytes))),
-            connections: Arc::new(Semaphore::new(config.max_connections)),
+            connections: Arc::new(crate::connlimit::ConnectionLimit::new(
+                config.max_connections,
+            )),
             torrents: Mutex::default(),
             next_key: AtomicU64::new(1),
             tasks: TaskTracker::new(),
@@ -523,6 +525,22 @@ impl Session {
     /// together (0: no limit).
     pub fn rate_limits(&self) -> (u64, u64) {
         (self.inner.limits.down.rate(), self.inner.limits.up.rate())
+    }
+
+    /// Changes the most peer connections open at once across all torrents
+    /// (at least 1). Connections open above a lowered limit stay until
+    /// they end; no new one opens meanwhile.
+    pub fn set_max_connections(&self, max: usize) {
+        self.inner.connections.set_max(max);
+    }
+
+    /// The most peer connections open at once across all torrents, and
+    /// how many are open now.
+    pub fn connections(&self) -> (usize, usize) {
+        (
+            self.inner.connections.max(),
+            self.inner.connections.in_use(),
+        )
     }
 
     /// The session's DHT node, if it runs one.

@@ -41,13 +41,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rivulet_core::{Info, InfoHash, PeerId};
 use rivulet_wire::Bitfield;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cache::TorrentCache;
 use crate::choker::Choker;
+use crate::connlimit::ConnectionLimit;
 use crate::picker::{piece_priorities, PeerKey, PiecePicker, MAX_PRIORITY, NORMAL_PRIORITY};
 use crate::resume::ResumeError;
 use crate::stats::Stats;
@@ -184,7 +185,7 @@ pub const STANDALONE_READ_CACHE: usize = 8 * 1024 * 1024;
 pub(crate) struct Parts {
     pub settings: Settings,
     pub cache: TorrentCache,
-    pub connections: Option<Arc<Semaphore>>,
+    pub connections: Option<Arc<ConnectionLimit>>,
     pub stats: Arc<Stats>,
     /// The priority of each file (0: not wanted); empty: every file normal.
     pub file_priorities: Vec<u8>,
@@ -426,7 +427,7 @@ pub struct Shared {
     pub(crate) cache: TorrentCache,
     /// Connections the whole session may still open (none: no limit beyond
     /// `max_peers`); each peer task holds a permit.
-    pub(crate) connections: Option<Arc<Semaphore>>,
+    pub(crate) connections: Option<Arc<ConnectionLimit>>,
     /// Every task of this run: peers, verifications, tracker tiers.
     pub(crate) tasks: TaskTracker,
     /// Cancelled when the run stops: tasks still going end (peers after
@@ -745,18 +746,13 @@ impl Shared {
     ) -> Result<Option<OwnedSemaphorePermit>, NoConnectionLeft> {
         match &self.connections {
             None => Ok(None),
-            Some(s) => Arc::clone(s)
-                .try_acquire_owned()
-                .map(Some)
-                .map_err(|_| NoConnectionLeft),
+            Some(s) => s.try_acquire().map(Some).ok_or(NoConnectionLeft),
         }
     }
 
     /// Connections the session may still open (`usize::MAX` outside one).
     pub(crate) fn connections_left(&self) -> usize {
-        self.connections
-            .as_ref()
-            .map_or(usize::MAX, |s| s.available_permits())
+        self.connections.as_ref().map_or(usize::MAX, |s| s.left())
     }
 
     /// Ends the run's tasks: cancels them, then waits until every one has
