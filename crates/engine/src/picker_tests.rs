@@ -369,6 +369,31 @@ fn op(n: u32) -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Peer 99 (a seed) delivers every block picked until `enough`.
+fn from_the_seed_until(
+    p: &mut PiecePicker,
+    r: &mut StdRng,
+    enough: impl Fn(&PiecePicker) -> bool,
+) -> Result<(), TestCaseError> {
+    let mut rounds = 0;
+    while !enough(p) {
+        rounds += 1;
+        prop_assert!(rounds < 1000);
+        let got = p.pick(99, |_| true, 8, r);
+        prop_assert!(!got.is_empty());
+        for b in got {
+            if let Received::New {
+                piece_complete: true,
+                ..
+            } = p.on_block_received(b, 99)
+            {
+                p.on_piece_verified(b.piece);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     /// Random swarms: the picker's internal bookkeeping stays consistent, no block
     /// is handed to two peers outside end-game, every block handed out belongs to a
@@ -456,34 +481,12 @@ proptest! {
         }
         p.add_seed();
         // What is wanted gets done first; then everything, once wanted.
-        let mut rounds = 0;
-        while !p.is_done() {
-            rounds += 1;
-            prop_assert!(rounds < 1000);
-            let got = p.pick(99, |_| true, 8, &mut r);
-            prop_assert!(!got.is_empty());
-            for b in got {
-                if let Received::New { piece_complete: true, .. } = p.on_block_received(b, 99) {
-                    p.on_piece_verified(b.piece);
-                }
-            }
-        }
+        from_the_seed_until(&mut p, &mut r, PiecePicker::is_done)?;
         for piece in 0..n {
             prop_assert!(p.have(piece) || p.priority(piece) == 0);
         }
         p.set_priorities(&[]);
-        let mut rounds = 0;
-        while !p.is_complete() {
-            rounds += 1;
-            prop_assert!(rounds < 1000);
-            let got = p.pick(99, |_| true, 8, &mut r);
-            prop_assert!(!got.is_empty());
-            for b in got {
-                if let Received::New { piece_complete: true, .. } = p.on_block_received(b, 99) {
-                    p.on_piece_verified(b.piece);
-                }
-            }
-        }
+        from_the_seed_until(&mut p, &mut r, PiecePicker::is_complete)?;
         p.check_invariants();
     }
 }

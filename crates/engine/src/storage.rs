@@ -487,30 +487,10 @@ impl Storage for FileStorage {
             return Ok(()); // nothing was written
         }
         for slot in &self.slots {
-            let handle = slot
-                .handle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(f) = handle {
-                f.sync_data().map_err(|source| StorageError::Io {
-                    path: slot.path.clone(),
-                    error: source,
-                })?;
-            }
+            sync_open(&slot.handle, &slot.path)?;
         }
         if let Some(part) = &self.part {
-            let handle = part
-                .handle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(f) = handle {
-                f.sync_data().map_err(|source| StorageError::Io {
-                    path: part.path.clone(),
-                    error: source,
-                })?;
-            }
+            sync_open(&part.handle, &part.path)?;
         }
         Ok(())
     }
@@ -534,6 +514,18 @@ impl Storage for FileStorage {
     fn in_part_file(&self, file: usize) -> bool {
         self.slots.get(file).is_some_and(|s| *s.in_part())
     }
+}
+
+/// Makes what was written through `handle`, if open, durable.
+fn sync_open(handle: &Mutex<Option<Arc<File>>>, path: &Path) -> Result<(), StorageError> {
+    let handle = handle.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(f) = handle {
+        f.sync_data().map_err(|source| StorageError::Io {
+            path: path.to_owned(),
+            error: source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Copies bytes `start..start + len` of the part file at `part` (if it
