@@ -412,8 +412,10 @@ impl Daemon {
             }
             // The cheap accessors, not a whole snapshot: this runs every
             // second over every torrent.
-            let (state, (have, total)) = (h.state(), h.progress());
-            let complete = total > 0 && have >= total;
+            // Done: every piece of the files wanted (a torrent with files
+            // skipped takes no download slot once those are in).
+            let (state, (_, total)) = (h.state(), h.progress());
+            let complete = h.is_done();
             let seeding = state == TorrentState::Seeding;
             self.track_seeding(&item, seeding);
             if complete && seeding && self.goal_reached(&item, &settings, total) {

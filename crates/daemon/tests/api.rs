@@ -941,3 +941,62 @@ async fn moving_the_data_copies_checks_switches_and_removes() {
     assert_eq!(t.download_dir, dest.display().to_string());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torrent_done_with_its_wanted_files_takes_no_download_slot() {
+    let state = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (h, _) = start(state.path(), downloads.path()).await;
+    h.send(
+        h.req(Method::PATCH, "/session")
+            .json(&serde_json::json!({"max_active_downloads": 1})),
+    )
+    .await;
+    // Two files on a piece boundary; only the first is on disk, and only
+    // the first is wanted.
+    let first = 10 * rivulet_testkit::fixture::PIECE_LEN as usize;
+    let rest = rivulet_testkit::fixture::TOTAL - first;
+    let d = Fixture::build(14, &[(&["x"], first), (&["y"], rest)]);
+    let dir = |n: &str| downloads.path().join(n);
+    d.write_to(&dir("d"));
+    std::fs::remove_file(dir("d").join("multi/y")).unwrap();
+    let id = d.info_hash().to_hex();
+    let (status, body) = h
+        .add_torrent(
+            &torrent_of(&d),
+            &[
+                ("download_dir", &dir("d").display().to_string()),
+                ("files", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let t = h.wait_state(&id, "seeding").await;
+    assert_eq!(
+        (t.progress, t.size_wanted, t.size),
+        (1.0, first as u64, d.data.len() as u64)
+    );
+    assert!(!dir("d").join("multi/y").exists());
+    // Added later, with no data: it downloads, the slot being free.
+    let a = Fixture::single(15);
+    let ida = a.info_hash().to_hex();
+    h.add_torrent(
+        &torrent_of(&a),
+        &[("download_dir", &dir("a").display().to_string())],
+    )
+    .await;
+    h.wait_state(&ida, "downloading").await;
+    // Wanting the second file makes the first download again: it waits for
+    // its turn.
+    let (status, body) = h
+        .send(
+            h.req(Method::PATCH, &format!("/torrents/{id}"))
+                .json(&serde_json::json!({"files": [{"index": 1, "wanted": true}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["files"][1]["wanted"], true);
+    h.wait_state(&id, "downloading").await;
+    h.wait_state(&ida, "queued").await;
+    h.stop().await;
+}

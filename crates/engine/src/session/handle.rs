@@ -440,6 +440,12 @@ impl TorrentHandle {
         self.state_of(phase, failed)
     }
 
+    /// Whether every piece of the files wanted is verified (every piece,
+    /// unless files are skipped): nothing is left to download.
+    pub fn is_done(&self) -> bool {
+        self.inner.stats.wanted_left.load(Ordering::Relaxed) == 0
+    }
+
     /// Bytes of verified pieces, and of the whole torrent.
     pub fn progress(&self) -> (u64, u64) {
         (
