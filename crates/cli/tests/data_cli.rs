@@ -455,3 +455,42 @@ fn read_only_seed_trusts_resume_data_written_while_writable() {
     );
     read_only.stop(MINUTE).assert_success();
 }
+
+/// Two different torrents whose file has the same name, into one folder:
+/// the second would overwrite the first's data, so it is refused (exit 2)
+/// while the first runs.
+#[test]
+fn a_torrent_of_the_same_name_is_refused_while_another_writes_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = single_file(&tmp.path().join("a"), "file.bin", 300_000, 12);
+    let b = single_file(&tmp.path().join("b"), "file.bin", 200_000, 13);
+    let ta = create_torrent(&a, &tmp.path().join("a.torrent"));
+    let tb = create_torrent(&b, &tmp.path().join("b.torrent"));
+    let dir = tmp.path().join("download");
+    let mute = TcpListener::bind((next_loopback(), 0)).unwrap();
+    let mute = mute.local_addr().map(|a| (mute, a)).unwrap();
+
+    let mut first = stalled_download(&ta, &dir, mute.1);
+    let second = RivuletCmd::download(&tb, &dir)
+        .bind(next_loopback())
+        .port(0)
+        .peer(mute.1)
+        .run(MINUTE);
+    assert_eq!(second.status.code(), Some(2), "{}", second.output);
+    assert!(
+        second.output.contains(&format!(
+            "error: file.bin in {} is in use by another torrent of the same name",
+            dir.display()
+        )),
+        "{}",
+        second.output
+    );
+    assert_eq!(
+        len(&dir.join("file.bin")),
+        300_000,
+        "the first's file is left alone"
+    );
+    first.stop(MINUTE);
+    let mut next = stalled_download(&tb, &dir, mute.1);
+    assert_eq!(next.stop(MINUTE).status.code(), Some(1));
+}

@@ -1548,6 +1548,11 @@ fn delete_data_of(m: &Metainfo, dir: &Path) -> io::Result<()> {
     for ext in ["resume", "lock", "torrent", "parts"] {
         gone(std::fs::remove_file(meta.join(format!("{hex}.{ext}"))))?;
     }
+    if let Some(name) = m.info.files.first().and_then(|f| f.path.first()) {
+        gone(std::fs::remove_file(
+            rivulet_engine::folder::name_lock_path(dir, name),
+        ))?;
+    }
     let _ = std::fs::remove_dir(meta);
     Ok(())
 }

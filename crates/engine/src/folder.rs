@@ -57,6 +57,18 @@ pub enum FolderError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// Another torrent whose top file or folder has the same name is using
+    /// this folder (in this process or another): the two would write each
+    /// other's data.
+    #[error("{} in {} is in use by another torrent of the same name (it holds the lock {}): give this one another folder", name, dir.display(), lock.display())]
+    NameInUse {
+        /// The top file or folder name both torrents use.
+        name: String,
+        /// The data folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// Seeding a folder that holds none of the torrent's files.
     #[error("none of the data of {name} is in {}", dir.display())]
     NoData {
@@ -98,6 +110,10 @@ pub struct DataFolder {
     /// Held for its lock, released on drop (`None` where the file system
     /// has no locks).
     lock: Option<File>,
+    /// The lock on the torrent's top file or folder name in this folder,
+    /// held likewise (`None` for seeding or a read-only folder: nothing is
+    /// written then).
+    _name_lock: Option<File>,
 }
 
 impl DataFolder {
@@ -165,6 +181,14 @@ impl DataFolder {
             }
             Err(TryLockError::Error(e)) => return Err(storage_error(&lock_path, e)),
         };
+        // Two torrents that would write the same files: the lock on the
+        // info-hash cannot see that, this one can. Seeding only reads, and
+        // two torrents of the same data (a v1 and a hybrid one, say) may
+        // seed it at once.
+        let name_lock = match (writable && !options.seed, lock.is_some()) {
+            (true, true) => lock_name(metainfo, dir)?,
+            _ => None,
+        };
         Ok(DataFolder {
             dir: dir.to_owned(),
             resume_path,
@@ -172,6 +196,7 @@ impl DataFolder {
             writable,
             seed: options.seed,
             lock,
+            _name_lock: name_lock,
         })
     }
 
@@ -217,6 +242,37 @@ fn state_resume_path(
     let digest = Sha1::digest(canonical.as_os_str().as_bytes());
     let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Ok(state_dir.join(format!("{}-{key}.resume", info_hash.to_hex())))
+}
+
+/// Path of the lock on the top file or folder name `name` in `dir`:
+/// `.rivulet/name-<16 hex digits of the SHA-1 of the name>.lock`.
+pub fn name_lock_path(dir: &Path, name: &str) -> PathBuf {
+    let digest = Sha1::digest(name.as_bytes());
+    let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    dir.join(".rivulet").join(format!("name-{key}.lock"))
+}
+
+/// Takes the lock on `metainfo`'s top file or folder name in `dir`.
+fn lock_name(metainfo: &Metainfo, dir: &Path) -> Result<Option<File>, FolderError> {
+    let Some(name) = metainfo.info.files.first().and_then(|f| f.path.first()) else {
+        return Ok(None);
+    };
+    let path = name_lock_path(dir, name);
+    let file = create_lock_file(&path).map_err(|e| storage_error(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Err(FolderError::NameInUse {
+            name: name.clone(),
+            dir: dir.to_owned(),
+            lock: path,
+        }),
+        // The torrent's own lock worked, so this should too; if not, the
+        // torrent runs as it did before this lock existed.
+        Err(TryLockError::Error(e)) => {
+            tracing::warn!(lock = %path.display(), error = %e, "cannot lock the torrent's name");
+            Ok(None)
+        }
+    }
 }
 
 /// Opens (creating it and its folder if needed) the lock file at `path`.
@@ -283,6 +339,35 @@ mod tests {
         DataFolder::open(&m, other.path(), &FolderOptions::default()).unwrap();
         drop(first);
         DataFolder::open(&m, dir.path(), &FolderOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn two_torrents_of_the_same_name_never_share_a_folder_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = |name: &str, length: i64| {
+            let info = V::dict()
+                .with("name", name.into())
+                .with("piece length", V::Int(16384))
+                .with("pieces", V::Bytes(vec![0; 20]))
+                .with("length", V::Int(length));
+            Metainfo::from_bytes(&V::dict().with("info", info).to_bytes()).unwrap()
+        };
+        let (a, b) = (named("f.bin", 10), named("f.bin", 11));
+        assert_ne!(a.info_hash, b.info_hash);
+        let first = DataFolder::open(&a, dir.path(), &FolderOptions::default()).unwrap();
+        let e = DataFolder::open(&b, dir.path(), &FolderOptions::default()).unwrap_err();
+        assert!(matches!(e, FolderError::NameInUse { .. }), "{e}");
+        assert!(
+            e.to_string().contains("another torrent of the same name"),
+            "{e}"
+        );
+        // Another name, or another folder, is free; and so is the name
+        // once the first is done.
+        DataFolder::open(&named("g.bin", 10), dir.path(), &FolderOptions::default()).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        DataFolder::open(&b, other.path(), &FolderOptions::default()).unwrap();
+        drop(first);
+        DataFolder::open(&b, dir.path(), &FolderOptions::default()).unwrap();
     }
 
     #[test]
