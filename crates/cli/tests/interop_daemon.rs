@@ -95,6 +95,16 @@ impl DaemonProc {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// SIGTERM: the daemon stops cleanly, with exit status 0.
+    fn terminate(mut self) {
+        self.proc.signal("TERM");
+        let status = self
+            .proc
+            .wait_timeout(MINUTE)
+            .expect("the daemon stops on SIGTERM");
+        assert!(status.success(), "{}", self.proc.output());
+    }
+
     /// `rivulet list --json`, parsed.
     fn list(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.ok(&["list", "--json"])).unwrap()
@@ -211,13 +221,7 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
     // Totals are kept across a clean restart.
     let downloaded = daemon.list()[0]["downloaded"].as_u64().unwrap();
     assert!(downloaded >= size / 2, "{downloaded}");
-    let mut daemon = daemon;
-    daemon.proc.signal("TERM");
-    let status = daemon
-        .proc
-        .wait_timeout(MINUTE)
-        .expect("the daemon stops on SIGTERM");
-    assert!(status.success(), "{}", daemon.proc.output());
+    daemon.terminate();
     let daemon = DaemonProc::start(&state, &downloads);
     let again = daemon.list();
     assert_eq!(
@@ -250,13 +254,7 @@ fn daemon_killed_mid_download_resumes_and_is_driven_from_the_command_line() {
     assert!(!downloads.join("data.bin").exists());
 
     // SIGTERM: a clean stop.
-    let mut daemon = daemon;
-    daemon.proc.signal("TERM");
-    let status = daemon
-        .proc
-        .wait_timeout(MINUTE)
-        .expect("the daemon stops on SIGTERM");
-    assert!(status.success(), "{}", daemon.proc.output());
+    daemon.terminate();
 }
 
 #[test]
@@ -440,9 +438,7 @@ fn daemon_selective_download_leaves_unwanted_files_absent() {
 
     // A clean restart: still done, nothing fetched again (the pieces shared
     // with skipped files are checked from the part file).
-    let mut daemon = daemon;
-    daemon.proc.signal("TERM");
-    assert!(daemon.proc.wait_timeout(MINUTE).unwrap().success());
+    daemon.terminate();
     let daemon = DaemonProc::start(&state, &downloads);
     let list = daemon.wait_first("seeding", "done again after the restart");
     assert_eq!(list[0]["progress"].as_f64(), Some(1.0), "{list:?}");

@@ -411,20 +411,23 @@ impl TorrentHandle {
         let mut peers: Vec<PeerSnapshot> = state
             .peers
             .values()
-            .map(|p| PeerSnapshot {
-                down_rate: p.rates_now(since).0,
-                up_rate: p.rates_now(since).1,
-                progress: (f64::from(p.counters.pieces.load(Ordering::Relaxed)) / pieces)
-                    .clamp(0.0, 1.0),
-                addr: p.addr,
-                client: p.peer_id.client().map(|c| c.to_string()),
-                incoming: p.incoming,
-                mse: p.counters.mse.load(Ordering::Relaxed),
-                utp: p.counters.utp.load(Ordering::Relaxed),
-                seed: p.counters.seed.load(Ordering::Relaxed),
-                downloaded: p.counters.down.load(Ordering::Relaxed),
-                uploaded: p.counters.up.load(Ordering::Relaxed),
-                connected_for: now.saturating_duration_since(p.connected_at),
+            .map(|p| {
+                let (down_rate, up_rate) = p.rates_now(since);
+                PeerSnapshot {
+                    down_rate,
+                    up_rate,
+                    progress: (f64::from(p.counters.pieces.load(Ordering::Relaxed)) / pieces)
+                        .clamp(0.0, 1.0),
+                    addr: p.addr,
+                    client: p.peer_id.client().map(|c| c.to_string()),
+                    incoming: p.incoming,
+                    mse: p.counters.mse.load(Ordering::Relaxed),
+                    utp: p.counters.utp.load(Ordering::Relaxed),
+                    seed: p.counters.seed.load(Ordering::Relaxed),
+                    downloaded: p.counters.down.load(Ordering::Relaxed),
+                    uploaded: p.counters.up.load(Ordering::Relaxed),
+                    connected_for: now.saturating_duration_since(p.connected_at),
+                }
             })
             .collect();
         drop(state);
