@@ -24,6 +24,10 @@
 # all announced to the tracker. Each client first runs once untimed (a
 # warm-up; WARMUP=0 skips it), then ROUNDS timed rounds; the table shows the
 # median of each figure, and the fastest and slowest wall time.
+# peers_cpu_s is the CPU time the seeders used during the run (all their
+# threads): what the client costs its peers. The seeders share the client's
+# cores, so from a few seeders up the wall time is about (the client's CPU +
+# the peers' CPU) / cores.
 #
 # For scripts/perf-report.sh: TSV=FILE appends one row per timed run
 # (client, seeders, size, piece length, round, wall s, CPU s, peak RSS KiB;
@@ -128,12 +132,29 @@ call_seeders() { # once transmission has announced, the seeders connect to it
   kill -USR1 "${seeder_pids[@]}"
 }
 
+# CPU ticks (user + system) the seeders have used so far: what a client
+# costs its peers (their sending, and the loopback's TCP work done on their
+# side) shows in the peers_cpu_s column.
+seeders_ticks() {
+  local p t=0 stat
+  for p in "${seeder_pids[@]}"; do
+    stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    stat=${stat##*) } # the fields after the command's name
+    set -- $stat
+    t=$((t + ${12} + ${13}))
+  done
+  echo "$t"
+}
+ticks_per_s=$(getconf CLK_TCK)
+
 warm=0
 round=0
 run() { # name, command...: appends "name wall cpu maxrss_kib" after checking the data
   local name=$1 trace='' spid='' last
   shift
   rm -rf "$work/out"; mkdir -p "$work/out"; sync
+  local ticks0
+  ticks0=$(seeders_ticks)
   [ -n "${TRACE:-}" ] && [ "$warm" = 0 ] && trace="$TRACE/$name-$round.tsv"
   /usr/bin/time -f "$name %e %U %S %M" -o "$work/time.txt" "$@" >"$work/$name.log" 2>&1 &
   tpid=$!
@@ -144,6 +165,8 @@ run() { # name, command...: appends "name wall cpu maxrss_kib" after checking th
   [ "$name" = transmission ] && call_seeders
   wait "$tpid" || { echo "$name failed:" >&2; tail -5 "$work/$name.log" >&2; tpid=; return 1; }
   tpid=
+  local peers_cpu
+  peers_cpu=$(awk -v a="$ticks0" -v b="$(seeders_ticks)" -v hz="$ticks_per_s" 'BEGIN { printf "%.2f", (b - a) / hz }')
   if [ -n "$spid" ]; then
     wait "$spid"
     # the last 100 ms: at the exit (wall time), all the data was written
@@ -152,7 +175,7 @@ run() { # name, command...: appends "name wall cpu maxrss_kib" after checking th
   fi
   cmp -s "$work/out/data.bin" "$work/seed/data.bin" || { echo "$name: data differs" >&2; return 1; }
   [ "$warm" = 1 ] && return 0 # a warm-up run counts for nothing
-  awk '{ print $1, $2, $3 + $4, $5 }' "$work/time.txt" >> "$work/results.txt"
+  awk -v peers="$peers_cpu" '{ print $1, $2, $3 + $4, $5, peers }' "$work/time.txt" >> "$work/results.txt"
   if [ -n "${TSV:-}" ]; then
     [ -s "$TSV" ] || printf 'client\tseeds\tsize_mib\tpiece\tround\twall_s\tcpu_s\tmaxrss_kib\n' > "$TSV"
     awk -v s="$seeds" -v m="$size_mib" -v p="${PIECE:-1M}" -v r="$round" \
@@ -198,9 +221,9 @@ for r in $(seq "$first" "$((rounds + 1))"); do
 done
 
 echo "download: ${size_mib} MiB (pieces of ${PIECE:-1M}) from $seeds libtorrent seeder(s) over loopback, $(nproc) cores, median of $rounds rounds"
-printf '%-14s %8s %13s %8s %9s %10s %10s\n' client wall_s wall_min-max cpu_s rss_MiB wall/rqbit cpu/rqbit
+printf '%-14s %8s %13s %8s %9s %10s %10s %12s\n' client wall_s wall_min-max cpu_s rss_MiB wall/rqbit cpu/rqbit peers_cpu_s
 awk -v clients="$clients" '
-  { wall[$1] = wall[$1] " " $2; cpu[$1] = cpu[$1] " " $3; rss[$1] = rss[$1] " " $4 }
+  { wall[$1] = wall[$1] " " $2; cpu[$1] = cpu[$1] " " $3; rss[$1] = rss[$1] " " $4; peers[$1] = peers[$1] " " $5 }
   function lo(list,   a, n, i, m) {
     n = split(list, a, " "); m = a[1]
     for (i = 2; i <= n; i++) if (a[i] + 0 < m + 0) m = a[i]
@@ -221,7 +244,7 @@ awk -v clients="$clients" '
     n = split(clients, order, " ")
     for (k = 1; k <= n; k++) {
       t = order[k]; w = median(wall[t]); c = median(cpu[t])
-      printf "%-14s %8.2f %13s %8.2f %9.1f %10s %10s\n", t, w, sprintf("%.2f-%.2f", lo(wall[t]), hi(wall[t])), c, median(rss[t]) / 1024,
-        (bw > 0 ? sprintf("%.2fx", w / bw) : "n/a"), (bc > 0 ? sprintf("%.2fx", c / bc) : "n/a")
+      printf "%-14s %8.2f %13s %8.2f %9.1f %10s %10s %12.2f\n", t, w, sprintf("%.2f-%.2f", lo(wall[t]), hi(wall[t])), c, median(rss[t]) / 1024,
+        (bw > 0 ? sprintf("%.2fx", w / bw) : "n/a"), (bc > 0 ? sprintf("%.2fx", c / bc) : "n/a"), median(peers[t])
     }
   }' "$work/results.txt"

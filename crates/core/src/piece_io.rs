@@ -67,7 +67,7 @@ pub fn read_piece(
     // The length fits in usize because piece lengths are capped far below the
     // address space.
     buf.resize((range.end - range.start) as usize, 0);
-    Reader::new().read_at(layout, files, range.start, buf)
+    Reader::new(&HashSet::new()).read_at(layout, files, range.start, buf)
 }
 
 /// Bytes read at a time when hashing: pieces may be up to 1 GiB, and
@@ -86,11 +86,9 @@ pub fn hash_piece(
     piece: u64,
     buf: &mut Vec<u8>,
 ) -> Result<[u8; 20], PieceReadError> {
-    let mut reader = Reader {
-        buf: std::mem::take(buf),
-        open: None,
-        absent: HashSet::new(),
-    };
+    let none = HashSet::new();
+    let mut reader = Reader::new(&none);
+    reader.buf = std::mem::take(buf);
     let hash = reader.hash_piece(layout, files, piece);
     *buf = reader.buf;
     hash
@@ -100,8 +98,12 @@ pub fn hash_piece(
 /// last file it opened. Keeping one file open per worker (so at most one
 /// descriptor per core) saves an `open` per piece and file, which for small
 /// pieces costs about as much as the read.
-struct Reader {
+struct Reader<'a> {
     buf: Vec<u8>,
+    /// Files missing before the work began, found once for every worker:
+    /// their pieces fail without a buffer being filled (a fresh download
+    /// would otherwise zero a buffer per run for pieces it cannot read).
+    missing: &'a HashSet<usize>,
     /// The file last read (index in the torrent) and its handle.
     open: Option<(usize, File)>,
     /// Files found missing: not looked for again (a fresh download would
@@ -110,10 +112,11 @@ struct Reader {
     absent: HashSet<usize>,
 }
 
-impl Reader {
-    fn new() -> Self {
+impl<'a> Reader<'a> {
+    fn new(missing: &'a HashSet<usize>) -> Self {
         Reader {
             buf: Vec::new(),
+            missing,
             open: None,
             absent: HashSet::new(),
         }
@@ -146,6 +149,15 @@ impl Reader {
             .end
             .saturating_mul(piece_length)
             .min(layout.total_length());
+        if self
+            .absent_in(layout, files, start, end.saturating_sub(start))
+            .is_some()
+        {
+            // Each piece fails or not on its own.
+            return pieces
+                .enumerate()
+                .try_for_each(|(i, piece)| each(i, self.hash_piece(layout, files, piece)));
+        }
         let mut buf = std::mem::take(&mut self.buf);
         // Pieces of at most HASH_CHUNK bytes, at most HASH_CHUNK of them together
         // (see for_each_run), so the cast cannot truncate.
@@ -174,6 +186,11 @@ impl Reader {
     ) -> Result<[u8; 20], PieceReadError> {
         let mut hasher = Sha1::new();
         if let Some(range) = layout.piece_range(piece) {
+            if let Some(missing) =
+                self.absent_in(layout, files, range.start, range.end - range.start)
+            {
+                return Err(missing);
+            }
             let mut buf = std::mem::take(&mut self.buf);
             let mut at = range.start;
             while at < range.end {
@@ -190,6 +207,28 @@ impl Reader {
             self.buf = buf;
         }
         Ok(hasher.finalize().into())
+    }
+
+    /// The error for the first file known to be missing among those holding
+    /// the `len` bytes at `offset` of the torrent, if any.
+    fn absent_in(
+        &self,
+        layout: &FileLayout,
+        files: &[FileSource],
+        offset: u64,
+        len: u64,
+    ) -> Option<PieceReadError> {
+        let file = layout
+            .spans(offset, len)
+            .into_iter()
+            .flatten()
+            .map(|span| span.file)
+            .find(|f| self.missing.contains(f) || self.absent.contains(f))?;
+        let path = match files.get(file) {
+            Some(FileSource::Disk(path) | FileSource::Part { path, .. }) => path,
+            _ => return None,
+        };
+        Some(classify(path, io::ErrorKind::NotFound.into()))
     }
 
     /// Fills `dest` with the bytes at `offset` of the torrent (all files
@@ -313,17 +352,23 @@ pub fn hash_pieces(
 ) -> Result<Vec<[u8; 20]>, PieceReadError> {
     // A Vec of one hash per piece exists either way, so the count fits in usize.
     let mut hashes = vec![[0u8; 20]; layout.num_pieces() as usize];
-    for_each_run(layout, &mut hashes, progress, |reader, pieces, slots| {
-        let mut bytes = 0;
-        reader.hash_each(layout, files, pieces.clone(), |i, hash| {
-            if let Some(slot) = slots.get_mut(i) {
-                *slot = hash?;
-            }
-            bytes += layout.piece_len(pieces.start + i as u64).unwrap_or(0);
-            Ok(())
-        })?;
-        Ok(bytes)
-    })?;
+    for_each_run(
+        layout,
+        files,
+        &mut hashes,
+        progress,
+        |reader, pieces, slots| {
+            let mut bytes = 0;
+            reader.hash_each(layout, files, pieces.clone(), |i, hash| {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = hash?;
+                }
+                bytes += layout.piece_len(pieces.start + i as u64).unwrap_or(0);
+                Ok(())
+            })?;
+            Ok(bytes)
+        },
+    )?;
     Ok(hashes)
 }
 
@@ -335,6 +380,7 @@ pub fn hash_pieces(
 /// go to `progress`.
 fn for_each_run<T: Send>(
     layout: &FileLayout,
+    files: &[FileSource],
     out: &mut [T],
     progress: &(dyn Fn(u64) + Sync),
     work: impl Fn(&mut Reader, Range<u64>, &mut [T]) -> Result<u64, PieceReadError> + Sync,
@@ -342,8 +388,20 @@ fn for_each_run<T: Send>(
     // At least 1, and at most HASH_CHUNK, so the cast cannot truncate.
     let per_run = (HASH_CHUNK / layout.piece_length()).max(1) as usize;
     let done = AtomicU64::new(0);
+    // One look per file, rather than one failed open per worker and file.
+    let missing: HashSet<usize> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, source)| match source {
+            FileSource::Disk(path) | FileSource::Part { path, .. } => {
+                matches!(std::fs::metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+            }
+            FileSource::Zeros => false,
+        })
+        .map(|(i, _)| i)
+        .collect();
     out.par_chunks_mut(per_run).enumerate().try_for_each_init(
-        Reader::new,
+        || Reader::new(&missing),
         |reader, (run, slots)| {
             let first = (run * per_run) as u64;
             let bytes = work(reader, first..first + slots.len() as u64, slots)?;
@@ -389,36 +447,42 @@ pub fn check_selected_pieces(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Option<PieceCheck>>, PieceReadError> {
     let mut states = vec![None; expected.len()];
-    for_each_run(layout, &mut states, progress, |reader, pieces, slots| {
-        let mut bytes = 0;
-        let mut record = |piece: u64, hash: Result<[u8; 20], PieceReadError>| {
-            let state = match hash {
-                Ok(hash) if expected.get(piece as usize) == Some(&hash) => PieceCheck::Good,
-                Ok(_) => PieceCheck::Bad,
-                Err(PieceReadError::Missing { .. }) => PieceCheck::Missing,
-                Err(e) => return Err(e),
+    for_each_run(
+        layout,
+        files,
+        &mut states,
+        progress,
+        |reader, pieces, slots| {
+            let mut bytes = 0;
+            let mut record = |piece: u64, hash: Result<[u8; 20], PieceReadError>| {
+                let state = match hash {
+                    Ok(hash) if expected.get(piece as usize) == Some(&hash) => PieceCheck::Good,
+                    Ok(_) => PieceCheck::Bad,
+                    Err(PieceReadError::Missing { .. }) => PieceCheck::Missing,
+                    Err(e) => return Err(e),
+                };
+                if let Some(slot) = slots.get_mut((piece - pieces.start) as usize) {
+                    *slot = Some(state);
+                }
+                bytes += layout.piece_len(piece).unwrap_or(0);
+                Ok(())
             };
-            if let Some(slot) = slots.get_mut((piece - pieces.start) as usize) {
-                *slot = Some(state);
-            }
-            bytes += layout.piece_len(piece).unwrap_or(0);
-            Ok(())
-        };
-        if pieces.clone().all(selected) {
-            reader.hash_each(layout, files, pieces.clone(), |i, hash| {
-                record(pieces.start + i as u64, hash)
-            })?;
-        } else {
-            // Read only what was asked for: a resumed torrent may need one
-            // piece checked out of a run.
-            for piece in pieces.clone().filter(|p| selected(*p)) {
-                reader.hash_each(layout, files, piece..piece + 1, |_, hash| {
-                    record(piece, hash)
+            if pieces.clone().all(selected) {
+                reader.hash_each(layout, files, pieces.clone(), |i, hash| {
+                    record(pieces.start + i as u64, hash)
                 })?;
+            } else {
+                // Read only what was asked for: a resumed torrent may need one
+                // piece checked out of a run.
+                for piece in pieces.clone().filter(|p| selected(*p)) {
+                    reader.hash_each(layout, files, piece..piece + 1, |_, hash| {
+                        record(piece, hash)
+                    })?;
+                }
             }
-        }
-        Ok(bytes)
-    })?;
+            Ok(bytes)
+        },
+    )?;
     Ok(states)
 }
 
@@ -526,6 +590,36 @@ mod tests {
             assert_eq!(done.into_inner(), all.len() as u64);
             let checks = check_pieces(&layout, &files, &want, &|_| {}).unwrap();
             assert!(checks.iter().all(|c| *c == PieceCheck::Good));
+        }
+    }
+
+    #[test]
+    fn a_missing_file_fails_only_the_pieces_that_hold_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sizes, files, all) = awkward_files(dir.path());
+        // File 4 is bytes 70,001..193,458 of the torrent.
+        let FileSource::Disk(gone) = &files[4] else {
+            panic!()
+        };
+        fs::remove_file(gone).unwrap();
+        let lost = 70_001u64..193_458;
+        // Small pieces (read in runs of many) and pieces longer than a read.
+        for piece_length in [16u64 << 10, 2 << 20] {
+            let layout = FileLayout::new(piece_length, sizes.iter().copied()).unwrap();
+            let want: Vec<[u8; 20]> = all
+                .chunks(piece_length as usize)
+                .map(|piece| Sha1::digest(piece).into())
+                .collect();
+            let checks = check_pieces(&layout, &files, &want, &|_| {}).unwrap();
+            for (piece, check) in checks.iter().enumerate() {
+                let range = layout.piece_range(piece as u64).unwrap();
+                let expected = if range.start < lost.end && lost.start < range.end {
+                    PieceCheck::Missing
+                } else {
+                    PieceCheck::Good
+                };
+                assert_eq!(*check, expected, "piece {piece} of {piece_length}");
+            }
         }
     }
 
