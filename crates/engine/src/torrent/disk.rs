@@ -229,43 +229,28 @@ impl Shared {
         }
     }
 
-    /// Writes the blocks taken at once, each run of blocks that follow one
-    /// another in a piece as one write, then hashes each.
+    /// Writes each block taken, then hashes it while it is in the cache.
+    ///
+    /// One write per block, not one per run of consecutive blocks: the
+    /// kernel gives larger writes larger page-cache folios, and once memory
+    /// is fragmented (a machine that has been up a while, its memory full of
+    /// cache) those cost far more to allocate. Measured in one alternated run
+    /// (8 seeders, 1 GiB) on such a machine: 3.10 s of CPU with runs against
+    /// 2.41 s block by block; with freshly dropped caches, 2.15 s against
+    /// 2.28 s, within the noise.
     fn on_disk_jobs(&self, jobs: Vec<Job>, w: &mut WorkerState) {
-        let mut jobs = jobs.into_iter().peekable();
-        let mut run: Vec<Job> = Vec::new();
-        while let Some(job) = jobs.next() {
-            run.push(job);
-            let continues = |next: &Job, last: Option<&Job>| {
-                last.is_some_and(|l| {
-                    next.piece == l.piece
-                        && u64::from(next.begin) == u64::from(l.begin) + l.data.len() as u64
-                })
-            };
-            if jobs.peek().is_some_and(|next| continues(next, run.last())) {
-                continue;
-            }
+        for job in jobs {
             if self.closing.load(Ordering::SeqCst) {
                 // Stopping: nothing more is written (the files must not
                 // change after the final resume save); the pieces are
                 // fetched again next time.
                 return;
             }
-            let written = match run.as_slice() {
-                [one] => self.storage.write(one.piece, one.begin, &one.data),
-                [first, ..] => {
-                    let blocks: Vec<&[u8]> = run.iter().map(|j| &j.data[..]).collect();
-                    self.storage.write_blocks(first.piece, first.begin, &blocks)
-                }
-                [] => Ok(()),
-            };
-            if let Err(e) = written {
+            if let Err(e) = self.storage.write(job.piece, job.begin, &job.data) {
                 self.fail(TorrentError::write(e));
                 return;
             }
-            for job in run.drain(..) {
-                self.hash_block(job, w);
-            }
+            self.hash_block(job, w);
         }
     }
 
@@ -374,8 +359,7 @@ fn worker(shared: &Weak<Shared>, jobs: &mpsc::Receiver<Job>) {
             return;
         };
         // Whatever else is already queued goes with it (never waiting for
-        // more): blocks of a piece usually arrive in order, so they make
-        // runs written at once.
+        // more): one pass, and one look at the torrent, per batch.
         let mut batch = vec![job];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
