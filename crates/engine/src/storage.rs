@@ -65,21 +65,6 @@ impl StorageError {
 pub trait Storage: Send + Sync {
     /// Writes `data` at offset `begin` of piece `piece`.
     fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError>;
-    /// Writes `blocks`, one after the other, from offset `begin` of piece
-    /// `piece`: as one write of their concatenation, without copying them
-    /// together.
-    fn write_blocks(&self, piece: u32, begin: u32, blocks: &[&[u8]]) -> Result<(), StorageError> {
-        let mut at = begin;
-        for b in blocks {
-            self.write(piece, at, b)?;
-            at += u32::try_from(b.len()).map_err(|_| StorageError::OutOfRange {
-                piece,
-                begin: at,
-                len: b.len(),
-            })?;
-        }
-        Ok(())
-    }
     /// Fills `buf` from offset `begin` of piece `piece`.
     fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError>;
     /// Makes written data durable (before resume data claims it).
@@ -406,17 +391,11 @@ impl FileStorage {
             .block_spans(u64::from(piece), u64::from(begin), len as u64)
             .ok_or(StorageError::OutOfRange { piece, begin, len })
     }
-}
 
-impl Storage for FileStorage {
-    fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError> {
-        self.write_blocks(piece, begin, &[data])
-    }
-
+    /// Writes `blocks`, one after the other, from offset `begin` of piece
+    /// `piece`, with one `pwritev` per file span they cover, without copying
+    /// them together (a block that crosses files is one write per file).
     fn write_blocks(&self, piece: u32, begin: u32, blocks: &[&[u8]]) -> Result<(), StorageError> {
-        // One `pwritev` per file span instead of one `pwrite` per block:
-        // the kernel's per-call cost (locks, page lookups) is paid once for
-        // the run.
         let total = blocks.iter().map(|b| b.len()).sum();
         let mut cursor = (0usize, 0usize);
         let mut slices = Vec::with_capacity(blocks.len() + 1);
@@ -449,6 +428,12 @@ impl Storage for FileStorage {
             })?;
         }
         Ok(())
+    }
+}
+
+impl Storage for FileStorage {
+    fn write(&self, piece: u32, begin: u32, data: &[u8]) -> Result<(), StorageError> {
+        self.write_blocks(piece, begin, &[data])
     }
 
     fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
