@@ -16,7 +16,7 @@
 //! Dependencies flow one way: the connector uses [`crate::peer`] and
 //! [`crate::torrent`]; neither knows about the connector.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,6 +41,10 @@ const MAX_BACKOFF_DOUBLINGS: u32 = 8;
 
 /// Most peer addresses the connector keeps (about 100 KiB of state).
 const MAX_KNOWN: usize = 2000;
+
+/// The most addresses remembered as our own (a peer that lies about its
+/// peer id cannot make the set grow without bound).
+const MAX_OWN: usize = 16;
 
 /// How often the connector looks for peers that became due, besides when
 /// something happens (a new address, a connection ending).
@@ -107,8 +111,12 @@ pub(crate) async fn run(shared: Arc<Shared>, connector: Connector) -> Connector 
             _ = tick.tick(), if waiting => {}
             _ = rechoke.tick(), if peers => shared.rechoke(),
             Some((addr, exit, hints)) = exit_rx.recv() => {
-                candidates.on_transport(addr, &exit, hints);
-                candidates.on_exit(addr, exit.useful, Instant::now());
+                if exit.ourselves {
+                    candidates.ourselves(addr);
+                } else {
+                    candidates.on_transport(addr, &exit, hints);
+                    candidates.on_exit(addr, exit.useful, Instant::now());
+                }
             }
             addr = new_peers.recv(), if peers_open => match addr {
                 Some(addr) if Some(addr) != own_addr => candidates.add(addr),
@@ -202,6 +210,11 @@ struct Candidate {
 #[derive(Debug, Default)]
 struct Candidates {
     known: HashMap<SocketAddr, Candidate>,
+    /// Addresses found to be our own: trackers name us among the peers
+    /// (every announce, and PEX or the DHT may too), and each attempt would
+    /// cost a connection and a handshake with ourselves. A handful at most
+    /// (one per address we are reached at).
+    own: HashSet<SocketAddr>,
 }
 
 impl Candidates {
@@ -209,7 +222,9 @@ impl Candidates {
     /// [`MAX_KNOWN`] peers, new ones are ignored: trackers, PEX and the DHT
     /// together cannot make the list grow without bound.
     fn add(&mut self, addr: SocketAddr) {
-        if self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr) {
+        if self.own.contains(&addr)
+            || (self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr))
+        {
             return;
         }
         self.known.entry(addr).or_default();
@@ -295,6 +310,14 @@ impl Candidates {
             .into_iter()
             .map(|(a, _)| a)
             .collect()
+    }
+
+    /// `addr` turned out to be our own: forgotten, and never added again.
+    fn ourselves(&mut self, addr: SocketAddr) {
+        self.known.remove(&addr);
+        if self.own.len() < MAX_OWN {
+            self.own.insert(addr);
+        }
     }
 
     /// A peer's task ended at `now`; `useful` if data moved either way.
@@ -435,7 +458,7 @@ mod tests {
         let refused = Exit {
             useful: true,
             plaintext_only: true,
-            tcp_unusable: false,
+            ..Exit::default()
         };
         c.on_transport(addr(1), &refused, mse);
         c.on_exit(addr(1), true, now);
@@ -487,6 +510,27 @@ mod tests {
         c.on_exit(addr(1), false, t);
         let t = t + backoff(3);
         assert_eq!(c.take_due(t, 1, |ip| ip != addr(1).ip()), [(addr(1), mse)]);
+    }
+
+    #[test]
+    fn an_address_found_to_be_our_own_is_never_tried_again() {
+        let now = Instant::now();
+        let mut c = Candidates::default();
+        c.add(addr(1));
+        c.add(addr(2));
+        assert_eq!(c.take_due_addrs(now, 10, |_| false).len(), 2);
+        c.ourselves(addr(1));
+        c.on_exit(addr(2), false, now);
+        // Named again by the next announce: still not tried, however long
+        // after.
+        c.add(addr(1));
+        let much_later = now + Duration::from_secs(3600);
+        assert_eq!(c.take_due_addrs(much_later, 10, |_| false), [addr(2)]);
+        assert_eq!(c.len(), 1);
+        // Another peer on the same address, at another port, is a peer.
+        let other = SocketAddr::new(addr(1).ip(), 7000);
+        c.add(other);
+        assert_eq!(c.take_due_addrs(much_later, 10, |_| false), [other]);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(crate) struct Exit {
     /// A TCP connection was made but closed before the peer's handshake
     /// (a peer that takes uTP only does that): try uTP first next time.
     pub tcp_unusable: bool,
+    /// The address is our own (the peer answered with our peer id): a
+    /// tracker that names us among the peers. Never to be tried again.
+    pub ourselves: bool,
 }
 
 /// Our BitTorrent handshake for `shared`'s torrent.
@@ -103,7 +106,8 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
             &result,
             Err(PeerError::ClosedInHandshake | PeerError::Io(_))
         );
-    if let (Err(e), false) = (&result, conn.registered) {
+    let ourselves = matches!(result, Err(PeerError::OurOwnConnection));
+    if let (Err(e), false, false) = (&result, conn.registered, ourselves) {
         // Connected, but never became a peer: as unreachable to the user.
         let reason = match e {
             PeerError::Io(io) => io_reason(io),
@@ -117,6 +121,7 @@ pub(crate) async fn connect_and_run(shared: Arc<Shared>, addr: SocketAddr, hints
         // connection refuses MSE and plaintext alike.
         plaintext_only: plaintext_only && conn.registered,
         tcp_unusable,
+        ourselves,
     }
 }
 
